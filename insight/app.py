@@ -1,0 +1,150 @@
+"""The worker's state: settings, model pool, store and the services built on them.
+
+The only mutable state of a worker lives here, built by ``cli.py``; handlers receive it as
+their first argument. Missing parts (no model, store down) are reported, never fatal: the
+worker starts, answers health as ``degraded`` and says how to fix it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from insight import __version__
+from insight.config import Settings
+from insight.errors import MODEL_HINT, ModelNotLoaded, StorageNotReady
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client as NATS
+    from nats.js import JetStreamContext
+
+    from insight.inference.pool import InferencePool
+    from insight.storage.base import VectorStore
+
+log = logging.getLogger("insight.app")
+
+
+class App:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.version = __version__
+        self.started_at = time.time()
+        self.pool: InferencePool | None = None
+        self.model_error: str | None = MODEL_HINT
+        self.store: VectorStore | None = None
+        self.store_error: str | None = "storage not opened yet"
+        self.nc: NATS | None = None
+        self.js: JetStreamContext | None = None
+        self.services: dict[str, Any] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.open_store()
+        await self.load_configured_model()
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for svc in reversed(list(self.services.values())):
+            closer = getattr(svc, "close", None)
+            if closer is not None:
+                await closer()
+        if self.pool is not None:
+            await self.pool.close()
+        if self.store is not None:
+            await self.store.close()
+
+    def spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        """Run a background task owned by the app (cancelled on close, errors logged)."""
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+
+        def _done(t: asyncio.Task[Any]) -> None:
+            self._tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("task %s failed: %r", name, t.exception())
+
+        task.add_done_callback(_done)
+        return task
+
+    # --- storage -----------------------------------------------------------------------
+
+    @property
+    def dim(self) -> int:
+        return self.pool.model.dim if self.pool is not None else 512
+
+    async def open_store(self) -> None:
+        if not self.settings.storage.enabled:
+            self.store_error = "storage disabled (INSIGHT_STORAGE__ENABLED=false)"
+            return
+        from insight.storage.factory import open_store
+
+        try:
+            store = open_store(self.settings.storage, dim=self.dim)
+            await store.open()
+        except Exception as exc:
+            self.store_error = f"storage not ready: {exc}"
+            log.warning("storage_unavailable mode=%s error=%s", self.settings.storage.mode, exc)
+            return
+        self.store, self.store_error = store, None
+        log.info("storage_ready mode=%s", store.mode)
+
+    def require_store(self) -> VectorStore:
+        if self.store is None:
+            raise StorageNotReady(self.store_error or "storage not ready")
+        return self.store
+
+    # --- model -------------------------------------------------------------------------
+
+    def configured_model_dir(self) -> Path | None:
+        """A local folder for the configured model: INSIGHT_MODEL__PATH or the hub cache."""
+        if self.settings.model.path is not None:
+            return self.settings.model.path
+        from insight.inference.download import cached_model_dir
+
+        return cached_model_dir(self.settings.model.name, self.settings.models_dir)
+
+    async def load_configured_model(self) -> None:
+        model_dir = self.configured_model_dir()
+        if model_dir is None or not model_dir.is_dir():
+            where = f"folder {model_dir} does not exist" if model_dir else "is not downloaded"
+            self.model_error = f"model {self.settings.model.name}: {where}. {MODEL_HINT}"
+            log.warning("model_missing name=%s", self.settings.model.name)
+            return
+        try:
+            await self.load_model(model_dir)
+        except Exception as exc:
+            self.model_error = f"model could not be loaded from {model_dir}: {exc}. {MODEL_HINT}"
+            log.warning("model_load_failed dir=%s error=%s", model_dir, exc)
+
+    async def load_model(self, model_dir: Path, model_id: str | None = None) -> None:
+        """Load (or hot-swap to) the model in ``model_dir``."""
+        from insight.inference.clap import ClapModel
+        from insight.inference.pool import InferencePool
+
+        model = await asyncio.to_thread(
+            ClapModel.load, model_dir, self.settings.model, model_id or self.settings.model.name
+        )
+        await asyncio.to_thread(model.embed_text, ["warm up"])  # sessions built before use
+        if self.pool is None:
+            self.pool = InferencePool(model, self.settings.inference)
+            await self.pool.start()
+        else:
+            await self.pool.swap(model)
+        self.model_error = None
+        for svc in self.services.values():
+            hook = getattr(svc, "on_model_loaded", None)
+            if hook is not None:
+                await hook(model)
+        log.info("model_loaded id=%s device=%s dim=%d", model.model_id, model.device, model.dim)
+
+    def require_pool(self) -> InferencePool:
+        if self.pool is None:
+            raise ModelNotLoaded(self.model_error or MODEL_HINT)
+        return self.pool

@@ -1,0 +1,1 @@
+"""The NATS bus: embedded server, connection, micro service, streams and consumers."""

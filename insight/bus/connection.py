@@ -1,0 +1,51 @@
+"""Connecting to NATS with the credentials and TLS files of ``INSIGHT_NATS__*``."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from typing import Any
+
+import nats
+from nats.aio.client import Client as NATS
+
+from insight.config import NatsSettings
+
+log = logging.getLogger("insight.bus")
+
+
+def connect_options(cfg: NatsSettings, name: str) -> dict[str, Any]:
+    opts: dict[str, Any] = {"name": name, "max_reconnect_attempts": -1, "connect_timeout": 5}
+    if cfg.user:
+        opts["user"] = cfg.user
+    if cfg.password:
+        opts["password"] = cfg.password.get_secret_value()
+    if cfg.token:
+        opts["token"] = cfg.token.get_secret_value()
+    if cfg.creds_file:
+        opts["user_credentials"] = str(cfg.creds_file)
+    if cfg.tls_ca or cfg.tls_cert:
+        ctx = ssl.create_default_context(cafile=str(cfg.tls_ca) if cfg.tls_ca else None)
+        if cfg.tls_cert:
+            ctx.load_cert_chain(str(cfg.tls_cert), str(cfg.tls_key) if cfg.tls_key else None)
+        opts["tls"] = ctx
+    return opts
+
+
+async def connect(url: str, cfg: NatsSettings, name: str) -> NATS:
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats_error name=%s error=%r", name, exc)
+
+    async def on_disconnect() -> None:
+        log.warning("nats_disconnected name=%s", name)
+
+    async def on_reconnect() -> None:
+        log.info("nats_reconnected name=%s", name)
+
+    return await nats.connect(
+        servers=[u.strip() for u in url.split(",") if u.strip()],
+        error_cb=on_error,
+        disconnected_cb=on_disconnect,
+        reconnected_cb=on_reconnect,
+        **connect_options(cfg, name),
+    )

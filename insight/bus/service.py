@@ -1,0 +1,125 @@
+"""The ``insight`` NATS micro service: one endpoint per entry of the endpoint table.
+
+Every worker joins the same queue group, so N workers share the requests. Each request runs
+in its own task (a nats-py subscription otherwise handles its messages one at a time), bounded
+by a semaphore so a flood queues in NATS rather than in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import TYPE_CHECKING
+
+from nats.micro import add_service
+from nats.micro.request import Request
+from nats.micro.service import EndpointConfig, Service
+
+from insight import __version__
+from insight.api import Endpoint, all_endpoints
+from insight.bus import wire
+from insight.codec import decode, pack
+from insight.errors import InsightError
+from insight.metrics import REQUEST_LATENCY, REQUESTS
+
+if TYPE_CHECKING:
+    from insight.app import App
+
+log = logging.getLogger("insight.bus.service")
+
+SERVICE_NAME = "insight"
+QUEUE_GROUP = "insight"
+
+
+def endpoint_name(ep: Endpoint) -> str:
+    return ep.name.replace(".", "_").replace("-", "_")
+
+
+async def reply_error(req: Request, err: InsightError, headers: dict[str, str] | None) -> None:
+    fmt = wire.reply_format(headers)
+    await req.respond_error(
+        str(err.status), err.message[:1000].replace("\r", " ").replace("\n", " "),
+        data=pack(err.body(), fmt),
+        headers={wire.CONTENT_TYPE: fmt.content_type},
+    )
+
+
+async def handle(app: App, ep: Endpoint, req: Request) -> None:
+    headers = req.headers
+    request_id = (headers or {}).get(wire.REQUEST_ID) or uuid.uuid4().hex[:12]
+    started = time.perf_counter()
+    status = "200"
+    try:
+        model = decode(ep.request, req.data, wire.request_format(headers))
+        result = await ep.handler(app, model)
+        fmt = wire.reply_format(headers)
+        body = pack(result, fmt) if result is not None else b""
+        await req.respond(body, headers={wire.CONTENT_TYPE: fmt.content_type})
+    except InsightError as err:
+        status = str(err.status)
+        if err.status >= 500:
+            log.warning("request_failed id=%s ep=%s error=%s", request_id, ep.name, err.message)
+        await reply_error(req, err, headers)
+    except Exception as exc:
+        status = "500"
+        log.exception("request_crashed id=%s ep=%s", request_id, ep.name)
+        await reply_error(req, InsightError(f"internal error: {type(exc).__name__}"), headers)
+    finally:
+        REQUESTS.labels(endpoint=ep.name, status=status).inc()
+        REQUEST_LATENCY.labels(endpoint=ep.name).observe(time.perf_counter() - started)
+
+
+class BusService:
+    """Registers the endpoint table as a micro service on ``app.nc``."""
+
+    def __init__(self, app: App, max_concurrency: int = 64) -> None:
+        self.app = app
+        self.service: Service | None = None
+        self._slots = asyncio.Semaphore(max_concurrency)
+        self._inflight: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        nc = self.app.nc
+        assert nc is not None, "connect to NATS first"
+        self.service = await add_service(
+            nc,
+            name=SERVICE_NAME,
+            version=__version__,
+            description="CLAP embeddings, search, mood and taste for Music Assistant",
+            queue_group=QUEUE_GROUP,
+        )
+        for ep in all_endpoints():
+            await self.service.add_endpoint(
+                EndpointConfig(
+                    name=endpoint_name(ep),
+                    subject=ep.subject,
+                    handler=self._handler(ep),
+                    metadata={"http": f"{ep.method} /api/v1{ep.path}"},
+                )
+            )
+        await nc.flush()  # endpoints are subscribed before anyone is told we are up
+
+    def _handler(self, ep: Endpoint):  # type: ignore[no-untyped-def]
+        async def on_request(req: Request) -> None:
+            await self._slots.acquire()
+            task = asyncio.create_task(self._run(ep, req))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+
+        return on_request
+
+    async def _run(self, ep: Endpoint, req: Request) -> None:
+        try:
+            await handle(self.app, ep, req)
+        finally:
+            self._slots.release()
+
+    async def stop(self) -> None:
+        """Stop taking requests, then let the ones in flight finish."""
+        if self.service is not None:
+            await self.service.stop()
+            self.service = None
+        if self._inflight:
+            await asyncio.wait(self._inflight, timeout=30)

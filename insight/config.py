@@ -1,0 +1,157 @@
+"""Settings from the environment: ``INSIGHT_`` prefix, ``__`` between section and key.
+
+Every variable of SPEC.md is here with its default; ``load_settings`` turns a validation
+error into one message per bad variable, named as the user would set it.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATA_DIR = Path("~/.local/share/insight-sidecar")
+DEFAULT_MODEL = "Xenova/clap-htsat-unfused"
+
+
+class StorageMode(StrEnum):
+    FILE = "file"
+    QDRANT = "qdrant"
+
+
+class ModelSettings(BaseModel):
+    name: str = DEFAULT_MODEL
+    path: Path | None = Field(default=None, description="Local model folder; skips the hub")
+    enable_cuda: bool = False
+    enable_rocm: bool = False
+    enable_coreml: bool = False
+    enable_directml: bool = False
+    enable_openvino: bool = False
+    threads: int = Field(default=0, ge=0, description="ONNX intra-op threads; 0 = all cores")
+    quantized: bool = Field(default=False, description="Prefer *_quantized.onnx when present")
+    auto_download: bool = Field(default=True, description="Download the model at start if missing")
+
+    @field_validator("path")
+    @classmethod
+    def _expand(cls, v: Path | None) -> Path | None:
+        return v.expanduser() if v else None
+
+
+class AudioSettings(BaseModel):
+    window_size_s: float = Field(default=10.0, gt=0, le=60)
+    hop_size_s: float = Field(default=10.0, gt=0, le=60)
+
+
+class InferenceSettings(BaseModel):
+    max_batch: int = Field(default=16, ge=1, le=256)
+    max_wait_ms: float = Field(default=5.0, ge=0, le=1000)
+    max_queue: int = Field(default=256, ge=1)
+
+
+class StorageSettings(BaseModel):
+    mode: StorageMode = StorageMode.FILE
+    data_dir: Path = DEFAULT_DATA_DIR
+    url: str = "http://localhost:6334"
+    api_key: SecretStr | None = None
+    collection_prefix: str = ""
+    enabled: bool = True
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _alias_usearch(cls, v: Any) -> Any:
+        return "file" if isinstance(v, str) and v.lower() == "usearch" else v
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand(cls, v: Path) -> Path:
+        return v.expanduser()
+
+
+class ServerSettings(BaseModel):
+    host: str = "0.0.0.0"
+    port: int = Field(default=8096, ge=0, le=65535)
+    api_key: SecretStr | None = None
+    cors_origins: list[str] = Field(default_factory=list)
+    max_body_mb: float = Field(default=16.0, gt=0)
+    request_timeout_s: float = Field(default=30.0, gt=0)
+
+
+class NatsSettings(BaseModel):
+    url: str = Field(default="", description="Empty = start the embedded nats-server")
+    user: str | None = None
+    password: SecretStr | None = None
+    token: SecretStr | None = None
+    creds_file: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None
+    port: int = Field(default=0, ge=0, le=65535, description="Embedded server port; 0 = free")
+    max_payload_mb: float = Field(default=8.0, gt=0, le=64)
+
+
+class StreamSettings(BaseModel):
+    max_sessions: int = Field(default=100, ge=1)
+    max_buffered_s: float = Field(default=900.0, gt=0)
+    idle_timeout_s: float = Field(default=300.0, gt=0)
+    min_duration_s: float = Field(default=3.0, ge=0)
+
+
+class TasteSettings(BaseModel):
+    half_life_days: float = Field(default=14.0, gt=0)
+    cutoff_days: int = Field(default=21, ge=1)
+    recent_exclude_days: float = Field(default=2.0, ge=0)
+
+
+class WatcherSettings(BaseModel):
+    enabled: bool = False
+    folders: list[Path] = Field(default_factory=list)
+    extensions: list[str] = Field(
+        default_factory=lambda: ["mp3", "flac", "ogg", "opus", "m4a", "wav", "aiff", "wma"]
+    )
+    scan_interval_s: float = Field(default=3600.0, ge=0)
+    workers: int = Field(default=1, ge=1, le=32)
+    mode: Literal["full", "sampled"] = "full"
+    sampled_windows: int = Field(default=3, ge=1)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="INSIGHT_",
+        env_nested_delimiter="__",
+        case_sensitive=False,
+        extra="ignore",
+    )
+
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    audio: AudioSettings = Field(default_factory=AudioSettings)
+    inference: InferenceSettings = Field(default_factory=InferenceSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    nats: NatsSettings = Field(default_factory=NatsSettings)
+    stream: StreamSettings = Field(default_factory=StreamSettings)
+    taste: TasteSettings = Field(default_factory=TasteSettings)
+    watcher: WatcherSettings = Field(default_factory=WatcherSettings)
+    log_level: str = "INFO"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.storage.data_dir / "models"
+
+
+class ConfigError(Exception):
+    """Invalid configuration; the message names every bad ``INSIGHT_*`` variable."""
+
+
+def env_name(loc: tuple[int | str, ...]) -> str:
+    return "INSIGHT_" + "__".join(str(p).upper() for p in loc if not isinstance(p, int))
+
+
+def load_settings(**overrides: Any) -> Settings:
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = [f"{env_name(e['loc'])}: {e['msg']} (got {e.get('input')!r})" for e in exc.errors()]
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None

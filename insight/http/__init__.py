@@ -1,0 +1,1 @@
+"""HTTP bridge (the only package that imports aiohttp's server)."""

@@ -1,0 +1,191 @@
+"""The aiohttp bridge: ``/api/v1/...`` → the same request on the bus → the reply back.
+
+It holds no business logic. It negotiates the body format (msgpack or JSON), merges path and
+query parameters into the request, splits raw PCM frames to fit the bus max payload, checks
+the optional API key, and maps every failure to the one error shape.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from insight.api import Endpoint, all_endpoints
+from insight.bus.client import BusClient
+from insight.codec import Format, format_of, pack, unpack
+from insight.config import ServerSettings
+from insight.errors import (
+    BadRequest,
+    InsightError,
+    PayloadTooLarge,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+from insight.http.openapi import DOCS_HTML, openapi_document
+from insight.metrics import HTTP_LATENCY, HTTP_REQUESTS
+
+log = logging.getLogger("insight.http")
+
+API = "/api/v1"
+PUBLIC_PATHS = {f"{API}/health"}
+FRAME_OVERHEAD = 4096  # room for the msgpack envelope around a chunk of PCM
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def reply_format(request: web.Request) -> Format:
+    accept = request.headers.get("Accept", "")
+    return Format.JSON if "json" in accept.lower() and "msgpack" not in accept.lower() else (
+        Format.MSGPACK
+    )
+
+
+def error_response(err: InsightError, fmt: Format) -> web.Response:
+    return web.Response(status=err.status, body=pack(err.body(), fmt), content_type=fmt.content_type)
+
+
+class Bridge:
+    def __init__(self, bus: BusClient, settings: ServerSettings) -> None:
+        self.bus = bus
+        self.settings = settings
+        self.max_body = int(settings.max_body_mb * 1024 * 1024)
+
+    # --- app ---------------------------------------------------------------------------
+
+    def build(self) -> web.Application:
+        app = web.Application(
+            client_max_size=self.max_body,
+            middlewares=[self.errors_middleware, self.auth_middleware, self.cors_middleware],
+        )
+        endpoints = all_endpoints()
+        # Longer literal paths first, so /tracks/{id}/similar wins over /tracks/{id:.+}.
+        for ep in sorted(endpoints, key=lambda e: (e.path.count("{"), -len(e.path))):
+            app.router.add_route(ep.method, API + ep.path, self._route(ep), name=ep.name)
+        doc = openapi_document(endpoints)
+        app.router.add_get(f"{API}/openapi.json", lambda _: web.json_response(doc))
+        app.router.add_get(
+            f"{API}/docs", lambda _: web.Response(text=DOCS_HTML, content_type="text/html")
+        )
+        app.router.add_get("/metrics", self.metrics)
+        return app
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    # --- middlewares -------------------------------------------------------------------
+
+    @web.middleware
+    async def errors_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        fmt = reply_format(request)
+        started = time.perf_counter()
+        route = request.match_info.route.name or "unmatched"
+        try:
+            response = await handler(request)
+        except InsightError as err:
+            response = error_response(err, fmt)
+        except web.HTTPRequestEntityTooLarge:
+            response = error_response(
+                PayloadTooLarge(f"request body exceeds {self.settings.max_body_mb} MiB"), fmt
+            )
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status, "HTTP_ERROR")
+            message = f"{exc.reason}: {request.method} {request.path}"
+            response = error_response(InsightError(message, code=code, status=exc.status), fmt)
+        except Exception:
+            log.exception("bridge_crashed path=%s", request.path)
+            response = error_response(InsightError("internal error in the HTTP bridge"), fmt)
+        HTTP_REQUESTS.labels(route=route, status=str(response.status)).inc()
+        HTTP_LATENCY.labels(route=route).observe(time.perf_counter() - started)
+        return response
+
+    @web.middleware
+    async def auth_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        key = self.settings.api_key
+        if key is not None and request.path not in PUBLIC_PATHS and request.method != "OPTIONS":
+            given = request.headers.get("Authorization", "")
+            expected = f"Bearer {key.get_secret_value()}"
+            if not hmac.compare_digest(given.encode(), expected.encode()):
+                raise Unauthorized("missing or wrong API key: send `Authorization: Bearer <key>`")
+        return await handler(request)
+
+    @web.middleware
+    async def cors_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        origins = self.settings.cors_origins
+        origin = request.headers.get("Origin")
+        allowed = origin if origin and ("*" in origins or origin in origins) else None
+        if request.method == "OPTIONS" and allowed:
+            response: web.StreamResponse = web.Response(status=204)
+        else:
+            response = await handler(request)
+        if allowed:
+            response.headers["Access-Control-Allow-Origin"] = allowed
+            response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, Accept"
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE, OPTIONS"
+        return response
+
+    # --- endpoints ---------------------------------------------------------------------
+
+    def _route(self, ep: Endpoint) -> Handler:
+        async def route(request: web.Request) -> web.Response:
+            fmt = reply_format(request)
+            request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex[:12]
+            if ep.body == "raw":
+                return await self._frames(ep, request, fmt, request_id)
+            body = await self._body(ep, request)
+            body.update(request.match_info)
+            payload = pack(body)
+            reply = await self.bus.request_raw(
+                ep.subject, payload, reply_format=fmt, request_id=request_id
+            )
+            status = ep.status if reply.status < 400 else reply.status
+            if status == 204:
+                return web.Response(status=204)
+            return web.Response(status=status, body=reply.data, content_type=fmt.content_type)
+
+        return route
+
+    async def _body(self, ep: Endpoint, request: web.Request) -> dict[str, Any]:
+        body: Any = {}
+        if ep.body != "none" or request.can_read_body:
+            raw = await request.read()
+            if raw:
+                in_fmt = format_of(request.headers.get("Content-Type"))
+                if in_fmt is None:
+                    raise UnsupportedMediaType(
+                        f"unsupported Content-Type {request.content_type!r}: "
+                        "send application/msgpack or application/json"
+                    )
+                body = unpack(raw, in_fmt)
+        if not isinstance(body, dict):
+            raise BadRequest(f"request body must be a map/object, got {type(body).__name__}")
+        for key, value in request.query.items():
+            body.setdefault(key, value)
+        return body
+
+    async def _frames(
+        self, ep: Endpoint, request: web.Request, fmt: Format, request_id: str
+    ) -> web.Response:
+        """Raw PCM: split into chunks that fit the bus, sent in order to the same session."""
+        data = await request.read()
+        session_id = request.match_info["session_id"]
+        chunk = max(1024, self.bus.nc.max_payload - FRAME_OVERHEAD)
+        chunk -= chunk % 24  # a whole number of sample frames for every format and layout
+        reply = None
+        for start in range(0, max(len(data), 1), chunk):
+            piece = {"session_id": session_id, "data": data[start : start + chunk]}
+            reply = await self.bus.request_raw(
+                ep.subject, pack(piece), reply_format=fmt, request_id=request_id
+            )
+            if reply.status >= 400:
+                break
+        assert reply is not None
+        return web.Response(status=reply.status, body=reply.data, content_type=fmt.content_type)

@@ -1,0 +1,261 @@
+"""Audio front-end: PCM decode, resampling to 48 kHz, windowing and CLAP log-mel features.
+
+The log-mel features reproduce transformers' ``ClapFeatureExtractor`` for the unfused CLAP
+checkpoints (``truncation="rand_trunc"``, ``padding="repeatpad"``): periodic Hann window, centred
+STFT with reflect padding, power spectrum, Slaney mel filterbank, ``10*log10`` with a 1e-10
+floor. Windowing is ours and deterministic (the extractor's random crop is never used).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soxr
+
+from insight.errors import BadRequest
+from insight.schemas import AudioFormat
+
+TARGET_SR = 48_000
+_SAMPLE_BYTES = {AudioFormat.PCM_F32_LE: 4, AudioFormat.PCM_S16_LE: 2, AudioFormat.PCM_S24_LE: 3}
+
+
+# --- PCM ----------------------------------------------------------------------------------
+
+
+def _parse_format(fmt: AudioFormat | str) -> AudioFormat:
+    try:
+        return AudioFormat(fmt)
+    except ValueError:
+        allowed = ", ".join(f.value for f in AudioFormat)
+        raise BadRequest(f"unsupported audio format {fmt!r}; use one of {allowed}") from None
+
+
+def decode_pcm(data: bytes, fmt: AudioFormat | str, channels: int) -> np.ndarray:
+    """Little-endian PCM → mono float32 in [-1, 1] (stereo is averaged)."""
+    f = _parse_format(fmt)
+    if channels not in (1, 2):
+        raise BadRequest(f"channels must be 1 (mono) or 2 (stereo), got {channels}")
+    width = _SAMPLE_BYTES[f]
+    frame = width * channels
+    if len(data) % frame:
+        raise BadRequest(
+            f"PCM length {len(data)} bytes is not a multiple of the frame size {frame} "
+            f"({f.value}: {width} bytes per sample × {channels} channel(s))"
+        )
+    if f is AudioFormat.PCM_F32_LE:
+        x = np.frombuffer(data, dtype="<f4").astype(np.float32)
+        if x.size and not np.isfinite(x).all():
+            raise BadRequest("pcm_f32_le audio contains NaN or infinite samples")
+    elif f is AudioFormat.PCM_S16_LE:
+        x = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+    else:
+        b = np.frombuffer(data, dtype=np.uint8).reshape(-1, 3).astype(np.int32)
+        v = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
+        v = (v ^ 0x800000) - 0x800000  # sign-extend 24 → 32 bits
+        x = v.astype(np.float32) / 8_388_608.0
+    if channels == 2:
+        x = x.reshape(-1, 2).mean(axis=1, dtype=np.float32)
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _check_rate(sr: int, what: str = "sample_rate") -> None:
+    if not isinstance(sr, (int, np.integer)) or sr <= 0:
+        raise BadRequest(f"{what} must be a positive integer in Hz, got {sr!r}")
+
+
+def resample(x: np.ndarray, sr_in: int, sr_out: int = TARGET_SR) -> np.ndarray:
+    """One-shot high-quality resampling (soxr HQ); identity when the rates match."""
+    _check_rate(sr_in)
+    _check_rate(sr_out, "target sample rate")
+    x = np.asarray(x, dtype=np.float32)
+    if sr_in == sr_out or x.size == 0:
+        return x
+    return np.asarray(soxr.resample(x, sr_in, sr_out, quality="HQ"), dtype=np.float32)
+
+
+class StreamResampler:
+    """Chunked resampling whose output does not depend on where the chunks were cut."""
+
+    def __init__(self, sr_in: int, sr_out: int = TARGET_SR):
+        _check_rate(sr_in)
+        _check_rate(sr_out, "target sample rate")
+        self.sr_in = sr_in
+        self.sr_out = sr_out
+        self._stream: Any = (
+            None
+            if sr_in == sr_out
+            else soxr.ResampleStream(sr_in, sr_out, 1, dtype="float32", quality="HQ")
+        )
+
+    def process(self, x: np.ndarray, last: bool = False) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if self._stream is None:
+            return x
+        return np.asarray(self._stream.resample_chunk(x, last=last), dtype=np.float32)
+
+
+# --- windows ------------------------------------------------------------------------------
+
+
+def repeat_pad(x: np.ndarray, n: int) -> np.ndarray:
+    """HF ``repeatpad``: tile the clip a whole number of times, then zero-pad to ``n``."""
+    if x.shape[-1] >= n:
+        return x[..., :n]
+    reps = n // x.shape[-1]
+    out = np.zeros((*x.shape[:-1], n), dtype=x.dtype)
+    tiled = np.tile(x, reps)
+    out[..., : tiled.shape[-1]] = tiled
+    return out
+
+
+def split_windows(
+    x: np.ndarray, window_samples: int, hop_samples: int, min_tail_samples: int = 0
+) -> np.ndarray:
+    """Cut ``x`` into windows ``[B, window_samples]`` every ``hop_samples``.
+
+    Samples after the last full window form a repeat-padded tail window (dropped when shorter
+    than ``min_tail_samples``, unless it is the only window). Audio shorter than one window
+    gives one repeat-padded window.
+    """
+    if window_samples <= 0 or hop_samples <= 0:
+        raise BadRequest("window and hop must be positive")
+    x = np.asarray(x, dtype=np.float32).reshape(-1)
+    n = x.shape[0]
+    if n == 0:
+        raise BadRequest("audio is empty: no samples to embed")
+    if n <= window_samples:
+        return repeat_pad(x, window_samples)[None, :]
+    n_full = 1 + (n - window_samples) // hop_samples
+    full = np.lib.stride_tricks.sliding_window_view(x, window_samples)[::hop_samples][:n_full]
+    next_start = n_full * hop_samples
+    last_end = (n_full - 1) * hop_samples + window_samples
+    if last_end < n and n - last_end >= min_tail_samples:
+        tail = repeat_pad(x[next_start:], window_samples)
+        return np.concatenate([full, tail[None, :]], axis=0)
+    return np.ascontiguousarray(full)
+
+
+# --- mel ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MelConfig:
+    sampling_rate: int = TARGET_SR
+    n_fft: int = 1024
+    hop_length: int = 480
+    n_mels: int = 64
+    f_min: float = 50.0
+    f_max: float = 14_000.0
+    max_length_s: float = 10.0
+    nb_max_samples: int = 480_000
+    padding: str = "repeatpad"
+    truncation: str = "rand_trunc"
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MelConfig:
+        sr = int(d.get("sampling_rate", TARGET_SR))
+        max_s = float(d.get("max_length_s", 10))
+        return cls(
+            sampling_rate=sr,
+            n_fft=int(d.get("fft_window_size", d.get("n_fft", 1024))),
+            hop_length=int(d.get("hop_length", 480)),
+            n_mels=int(d.get("feature_size", d.get("n_mels", 64))),
+            f_min=float(d.get("frequency_min", 50.0)),
+            f_max=float(d.get("frequency_max", 14_000.0)),
+            max_length_s=max_s,
+            nb_max_samples=int(d.get("nb_max_samples", round(max_s * sr))),
+            padding=str(d.get("padding", "repeatpad")),
+            truncation=str(d.get("truncation", "rand_trunc")),
+        )
+
+    @classmethod
+    def from_model_dir(cls, path: Path) -> MelConfig:
+        """``preprocessor_config.json`` of the model folder, else the unfused CLAP defaults."""
+        for p in (Path(path) / "preprocessor_config.json", Path(path) / "onnx" / "preprocessor_config.json"):
+            if p.is_file():
+                return cls.from_dict(json.loads(p.read_text()))
+        return cls()
+
+    @property
+    def frames(self) -> int:
+        return 1 + self.nb_max_samples // self.hop_length
+
+
+def _hz_to_mel(f: np.ndarray, scale: str) -> np.ndarray:
+    f = np.asarray(f, dtype=np.float64)
+    if scale == "htk":
+        return 2595.0 * np.log10(1.0 + f / 700.0)
+    mels = 3.0 * f / 200.0
+    logstep = 27.0 / np.log(6.4)
+    return np.where(f >= 1000.0, 15.0 + np.log(np.maximum(f, 1e-12) / 1000.0) * logstep, mels)
+
+
+def _mel_to_hz(m: np.ndarray, scale: str) -> np.ndarray:
+    m = np.asarray(m, dtype=np.float64)
+    if scale == "htk":
+        return 700.0 * (np.power(10.0, m / 2595.0) - 1.0)
+    logstep = np.log(6.4) / 27.0
+    return np.where(m >= 15.0, 1000.0 * np.exp(logstep * (m - 15.0)), 200.0 * m / 3.0)
+
+
+def mel_filterbank(cfg: MelConfig) -> np.ndarray:
+    """``[n_fft//2+1, n_mels]`` triangular filters, as transformers' ``mel_filter_bank``.
+
+    Slaney scale and area normalisation for ``rand_trunc`` (librosa's defaults), HTK scale
+    without normalisation for ``fusion`` (torchaudio's), as the CLAP extractor does.
+    """
+    scale = "htk" if cfg.truncation == "fusion" else "slaney"
+    n_bins = cfg.n_fft // 2 + 1
+    mel_pts = np.linspace(
+        _hz_to_mel(np.array(cfg.f_min), scale), _hz_to_mel(np.array(cfg.f_max), scale), cfg.n_mels + 2
+    )
+    filter_freqs = _mel_to_hz(mel_pts, scale)
+    fft_freqs = np.linspace(0, cfg.sampling_rate // 2, n_bins)
+    diff = np.diff(filter_freqs)
+    slopes = filter_freqs[None, :] - fft_freqs[:, None]
+    down = -slopes[:, :-2] / diff[:-1]
+    up = slopes[:, 2:] / diff[1:]
+    fb = np.maximum(0.0, np.minimum(down, up))
+    if scale == "slaney":
+        fb *= 2.0 / (filter_freqs[2 : cfg.n_mels + 2] - filter_freqs[: cfg.n_mels])
+    return fb
+
+
+class MelExtractor:
+    """Batched log-mel features ``[B, N] → [B, 1, frames, n_mels]`` (float32).
+
+    Windows shorter than the model's input length are repeat-padded and longer ones cut to it,
+    so every row has ``cfg.frames`` frames (1001 for 10 s at 48 kHz).
+    """
+
+    def __init__(self, cfg: MelConfig | None = None, chunk: int = 4):
+        self.cfg = cfg or MelConfig()
+        self.chunk = max(1, chunk)
+        n = self.cfg.n_fft
+        self._window = (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)).astype(np.float32)
+        self._fb = mel_filterbank(self.cfg).astype(np.float32)
+
+    def __call__(self, windows: np.ndarray) -> np.ndarray:
+        x = np.asarray(windows, dtype=np.float32)
+        if x.ndim == 1:
+            x = x[None, :]
+        if x.ndim != 2 or x.shape[1] == 0:
+            raise BadRequest(f"expected windows of shape [B, N], got {x.shape}")
+        x = repeat_pad(x, self.cfg.nb_max_samples)
+        out = np.empty((x.shape[0], 1, self.cfg.frames, self.cfg.n_mels), dtype=np.float32)
+        for i in range(0, x.shape[0], self.chunk):
+            out[i : i + self.chunk, 0] = self._log_mel(x[i : i + self.chunk])
+        return out
+
+    def _log_mel(self, x: np.ndarray) -> np.ndarray:
+        n, hop = self.cfg.n_fft, self.cfg.hop_length
+        padded = np.pad(x, ((0, 0), (n // 2, n // 2)), mode="reflect")
+        frames = np.lib.stride_tricks.sliding_window_view(padded, n, axis=-1)[:, ::hop]
+        spec = np.fft.rfft(frames * self._window, axis=-1)
+        power = spec.real * spec.real + spec.imag * spec.imag
+        mel = np.maximum(power @ self._fb, 1e-10)
+        return (10.0 * np.log10(mel)).astype(np.float32)

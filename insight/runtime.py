@@ -1,0 +1,146 @@
+"""Running the pieces: embedded NATS, a worker (app + bus service + consumers), the bridge.
+
+``insight serve`` runs all three in one process; ``insight worker`` / ``insight bridge`` run one
+each against an existing NATS. Shutdown drains: the service stops taking requests, requests in
+flight finish, consumers stop fetching, then connections drain and the server stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from nats.aio.client import Client as NATS
+
+from insight.app import App
+from insight.bus.client import BusClient
+from insight.bus.connection import connect
+from insight.bus.embedded import EmbeddedNats
+from insight.bus.service import BusService
+from insight.config import Settings
+from insight.http.bridge import Bridge
+
+log = logging.getLogger("insight.runtime")
+
+
+@dataclass
+class Worker:
+    settings: Settings
+    app: App = field(init=False)
+    service: BusService | None = None
+    components: list[Any] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.app = App(self.settings)
+
+    async def start(self, nats_url: str) -> None:
+        from insight.bus.setup import start_components
+
+        self.app.nc = await connect(nats_url, self.settings.nats, name="insight-worker")
+        self.app.js = self.app.nc.jetstream()
+        await self.app.start()
+        self.components = await start_components(self.app)
+        self.service = BusService(self.app)
+        await self.service.start()
+        log.info("worker_started nats=%s", nats_url)
+
+    async def stop(self) -> None:
+        if self.service is not None:
+            await self.service.stop()
+        for comp in reversed(self.components):
+            with contextlib.suppress(Exception):
+                await comp.stop()
+        await self.app.close()
+        if self.app.nc is not None and not self.app.nc.is_closed:
+            with contextlib.suppress(Exception):
+                await self.app.nc.drain()
+        log.info("worker_stopped")
+
+
+@dataclass
+class BridgeServer:
+    settings: Settings
+    nc: NATS | None = None
+    runner: web.AppRunner | None = None
+    port: int = 0
+
+    async def start(self, nats_url: str) -> None:
+        self.nc = await connect(nats_url, self.settings.nats, name="insight-bridge")
+        bus = BusClient(self.nc, timeout=self.settings.server.request_timeout_s)
+        self.runner = web.AppRunner(
+            Bridge(bus, self.settings.server).build(), access_log=None, handle_signals=False
+        )
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, self.settings.server.host, self.settings.server.port)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else self.settings.server.port
+        log.info("bridge_listening url=http://%s:%d/api/v1", self.settings.server.host, self.port)
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+        if self.nc is not None and not self.nc.is_closed:
+            with contextlib.suppress(Exception):
+                await self.nc.drain()
+
+
+@dataclass
+class Stack:
+    """Whatever ``serve`` / ``worker`` / ``bridge`` started, stopped in reverse order."""
+
+    settings: Settings
+    embedded: EmbeddedNats | None = None
+    worker: Worker | None = None
+    bridge: BridgeServer | None = None
+
+    @property
+    def nats_url(self) -> str:
+        return self.embedded.url if self.embedded else self.settings.nats.url
+
+    async def start(self, *, worker: bool = True, bridge: bool = True) -> None:
+        if not self.settings.nats.url:
+            self.embedded = EmbeddedNats(
+                self.settings.storage.data_dir / "nats",
+                port=self.settings.nats.port,
+                max_payload_mb=self.settings.nats.max_payload_mb,
+            )
+            await self.embedded.start()
+        try:
+            if worker:
+                self.worker = Worker(self.settings)
+                await self.worker.start(self.nats_url)
+            if bridge:
+                self.bridge = BridgeServer(self.settings)
+                await self.bridge.start(self.nats_url)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        if self.bridge is not None:
+            await self.bridge.stop()
+        if self.worker is not None:
+            await self.worker.stop()
+        if self.embedded is not None:
+            self.embedded.stop()
+
+
+async def run_until_signal(settings: Settings, *, worker: bool, bridge: bool) -> None:
+    stack = Stack(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stack.start(worker=worker, bridge=bridge)
+    try:
+        await stop.wait()
+        log.info("shutdown_requested")
+    finally:
+        await stack.stop()

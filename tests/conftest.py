@@ -1,0 +1,120 @@
+"""Shared fixtures: a real nats-server, the tiny CLAP model, a running stack (bus + bridge)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+
+from insight.bus.client import BusClient
+from insight.bus.embedded import EmbeddedNats
+from insight.codec import Format, pack, unpack
+from insight.config import Settings
+from insight.runtime import Stack
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from insight.testing.tiny_clap import build_tiny_clap
+
+    return build_tiny_clap(tmp_path_factory.mktemp("tiny-clap"))
+
+
+@pytest_asyncio.fixture
+async def nats_server(tmp_path: Path) -> AsyncIterator[EmbeddedNats]:
+    server = EmbeddedNats(tmp_path / "nats")
+    await server.start()
+    yield server
+    server.stop()
+
+
+def make_settings(data_dir: Path, model_dir: Path | None, **sections: dict[str, Any]) -> Settings:
+    """Settings for a test stack: loopback, free ports, tmp data, the tiny model."""
+    base: dict[str, Any] = {
+        "storage": {"data_dir": data_dir},
+        "server": {"host": "127.0.0.1", "port": 0},
+        "model": {"path": model_dir, "name": "insight/tiny-clap", "auto_download": False},
+        "nats": {"url": ""},
+    }
+    for name, values in sections.items():
+        base[name] = {**base.get(name, {}), **values}
+    return Settings(**base)
+
+
+class Api:
+    """A small HTTP client for the bridge, msgpack by default."""
+
+    def __init__(self, session: aiohttp.ClientSession, base: str) -> None:
+        self.session, self.base = session, base
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        fmt: Format = Format.MSGPACK,
+        raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        hdrs = {"Accept": fmt.content_type, **(headers or {})}
+        data = raw
+        if body is not None:
+            data = pack(body, fmt)
+            hdrs.setdefault("Content-Type", fmt.content_type)
+        async with self.session.request(method, self.base + path, data=data, headers=hdrs) as r:
+            content = await r.read()
+            ctype = r.headers.get("Content-Type", "")
+            if not content:
+                return r.status, None
+            if "msgpack" in ctype:
+                return r.status, unpack(content, Format.MSGPACK)
+            if "json" in ctype:
+                return r.status, unpack(content, Format.JSON)
+            return r.status, content
+
+
+class Running:
+    """A started stack plus clients for its bridge and its bus."""
+
+    def __init__(self, stack: Stack, api: Api, bus: BusClient) -> None:
+        self.stack, self.api, self.bus = stack, api, bus
+
+    @property
+    def app(self) -> Any:
+        assert self.stack.worker is not None
+        return self.stack.worker.app
+
+
+async def start_running(settings: Settings) -> Running:
+    stack = Stack(settings)
+    await stack.start()
+    assert stack.bridge is not None and stack.bridge.nc is not None
+    session = aiohttp.ClientSession()
+    api = Api(session, f"http://127.0.0.1:{stack.bridge.port}/api/v1")
+    return Running(stack, api, BusClient(stack.bridge.nc))
+
+
+async def stop_running(running: Running) -> None:
+    await running.api.session.close()
+    await running.stack.stop()
+
+
+@pytest_asyncio.fixture
+async def running(tmp_path: Path, tiny_model_dir: Path) -> AsyncIterator[Running]:
+    """A full stack (embedded NATS, worker with the tiny model, bridge) on free ports."""
+    r = await start_running(make_settings(tmp_path / "data", tiny_model_dir))
+    yield r
+    await stop_running(r)
+
+
+@pytest_asyncio.fixture
+async def running_no_model(tmp_path: Path) -> AsyncIterator[Running]:
+    """A full stack with no model available (health is degraded)."""
+    r = await start_running(make_settings(tmp_path / "data", tmp_path / "no-model"))
+    yield r
+    await stop_running(r)
