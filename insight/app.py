@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,7 @@ class App:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.version = __version__
+        self.worker_id = uuid.uuid4().hex[:12]
         self.started_at = time.time()
         self.pool: InferencePool | None = None
         self.model_error: str | None = MODEL_HINT
@@ -44,7 +46,14 @@ class App:
     # --- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
+        from insight.history import ListeningHistory
+        from insight.library import Library
+
         await self.open_store()
+        history = ListeningHistory(self.settings.storage.data_dir / "history.db")
+        await history.open()
+        self.services["history"] = history
+        self.services["library"] = Library(self)
         await self.load_configured_model()
 
     async def close(self) -> None:
@@ -86,8 +95,7 @@ class App:
         from insight.storage.factory import open_store
 
         try:
-            store = open_store(self.settings.storage, dim=self.dim)
-            await store.open()
+            store = await open_store(self.settings.storage, dim=self.dim)
         except Exception as exc:
             self.store_error = f"storage not ready: {exc}"
             log.warning("storage_unavailable mode=%s error=%s", self.settings.storage.mode, exc)

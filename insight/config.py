@@ -33,6 +33,9 @@ class ModelSettings(BaseModel):
     threads: int = Field(default=0, ge=0, description="ONNX intra-op threads; 0 = all cores")
     quantized: bool = Field(default=False, description="Prefer *_quantized.onnx when present")
     auto_download: bool = Field(default=True, description="Download the model at start if missing")
+    hub_endpoint: str | None = Field(
+        default=None, description="Hugging Face hub URL; default HF_ENDPOINT or huggingface.co"
+    )
 
     @field_validator("path")
     @classmethod
@@ -115,6 +118,8 @@ class WatcherSettings(BaseModel):
     workers: int = Field(default=1, ge=1, le=32)
     mode: Literal["full", "sampled"] = "full"
     sampled_windows: int = Field(default=3, ge=1)
+    debounce_s: float = Field(default=2.0, ge=0, description="Quiet time before a changed file")
+    scan_on_start: bool = True
 
 
 class Settings(BaseSettings):

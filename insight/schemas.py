@@ -479,7 +479,9 @@ class UserRef(Schema):
 class ComputeProfileRequest(UserRef):
     interactions: list[UserInteraction] | None = Field(default=None, max_length=100_000)
     cutoff_days: int | None = Field(default=None, ge=1, le=36_500)
-    profile_type: ProfileType = "global"
+    profile_type: ProfileType = Field(
+        default="all", description="all = global + one profile per liked primary mood"
+    )
 
 
 class ProfileSummary(Schema):
@@ -618,6 +620,8 @@ class DownloadProgress(Schema):
     total_bytes: int | None = None
     error: str | None = None
     started_at: int
+    current_file: str | None = None
+    completed_at: int | None = None
 
 
 class DownloadsResponse(Schema):
@@ -635,11 +639,19 @@ class ModelActionResponse(Schema):
     stale_vectors: int = 0
 
 
+class ReembedRequest(Schema):
+    drop_unrecoverable: bool = Field(
+        default=False,
+        description="Delete stale audio vectors that cannot be rebuilt (no known file)",
+    )
+
+
 class ReembedResponse(Schema):
     reembedded_text: int
     reembedded_audio: int
     remaining_stale: int
     message: str
+    dropped_audio: int = 0
 
 
 # --- watcher -----------------------------------------------------------------------------

@@ -4,10 +4,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from insight.bus.streams import ensure_streams
+from insight.ingest.events import EventConsumers
+from insight.ingest.sessions import SessionManager
+
 if TYPE_CHECKING:
     from insight.app import App
 
 
 async def start_components(app: App) -> list[Any]:
     """Create streams/buckets and start consumers; returns objects with ``stop()``."""
-    return []
+    assert app.js is not None
+    await ensure_streams(app.js)
+    sessions = SessionManager(app)
+    await sessions.start()
+    app.services["sessions"] = sessions
+    events = EventConsumers(app)
+    await events.start()
+    return [sessions, events]

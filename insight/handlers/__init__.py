@@ -1,5 +1,15 @@
 """Request handlers, one module per capability; ``ROUTERS`` is the endpoint table."""
 
-from insight.handlers import system
+from insight.handlers import embed, mood, similar, stream, system, taste, tracks
+from insight.handlers import models as models_handlers
 
-ROUTERS = [system.router]
+ROUTERS = [
+    system.router,
+    embed.router,
+    tracks.router,
+    stream.router,
+    mood.router,
+    taste.router,
+    similar.router,
+    models_handlers.router,
+]

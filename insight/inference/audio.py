@@ -175,7 +175,10 @@ class MelConfig:
     @classmethod
     def from_model_dir(cls, path: Path) -> MelConfig:
         """``preprocessor_config.json`` of the model folder, else the unfused CLAP defaults."""
-        for p in (Path(path) / "preprocessor_config.json", Path(path) / "onnx" / "preprocessor_config.json"):
+        for p in (
+            Path(path) / "preprocessor_config.json",
+            Path(path) / "onnx" / "preprocessor_config.json",
+        ):
             if p.is_file():
                 return cls.from_dict(json.loads(p.read_text()))
         return cls()
@@ -211,7 +214,9 @@ def mel_filterbank(cfg: MelConfig) -> np.ndarray:
     scale = "htk" if cfg.truncation == "fusion" else "slaney"
     n_bins = cfg.n_fft // 2 + 1
     mel_pts = np.linspace(
-        _hz_to_mel(np.array(cfg.f_min), scale), _hz_to_mel(np.array(cfg.f_max), scale), cfg.n_mels + 2
+        _hz_to_mel(np.array(cfg.f_min), scale),
+        _hz_to_mel(np.array(cfg.f_max), scale),
+        cfg.n_mels + 2,
     )
     filter_freqs = _mel_to_hz(mel_pts, scale)
     fft_freqs = np.linspace(0, cfg.sampling_rate // 2, n_bins)

@@ -14,9 +14,7 @@ from insight.errors import NotReady
 DEFAULT_MAX_LENGTH = 77
 
 
-def format_track_text(
-    name: str, artists: list[str], album: str | None, genres: list[str]
-) -> str:
+def format_track_text(name: str, artists: list[str], album: str | None, genres: list[str]) -> str:
     """The original sidecar's ``format_track_metadata`` (mood is never set there)."""
     parts = [f"{', '.join(artists) if artists else 'Unknown Artist'} - {name}"]
     if album:
@@ -79,7 +77,7 @@ class Tokenizer:
         return cls(tok, int(pad_id or 0), max_length)
 
     def encode_batch(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """``(input_ids, attention_mask)``, int64 ``[B, T]`` with T the longest text in the batch."""
+        """``(input_ids, attention_mask)``, int64 ``[B, T]``, T = the longest text of the batch."""
         encs = self._tok.encode_batch(list(texts), add_special_tokens=True)
         width = max((len(e.ids) for e in encs), default=0) or 1
         ids = np.full((len(encs), width), self.pad_id, dtype=np.int64)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -27,7 +28,7 @@ MAX_TEXT_LENGTH = 77
 OPSET = 17
 IR_VERSION = 8
 
-PREPROCESSOR_CONFIG = {
+PREPROCESSOR_CONFIG: dict[str, Any] = {
     "feature_extractor_type": "ClapFeatureExtractor",
     "sampling_rate": 48000,
     "fft_window_size": 1024,
@@ -45,19 +46,19 @@ PREPROCESSOR_CONFIG = {
     "top_db": None,
 }
 
-_CORPUS = """
-rock pop jazz blues metal punk funk soul disco techno house trance ambient classical folk
-country reggae hip hop rap electronic indie alternative grunge gospel opera symphony piano
-guitar bass drums violin cello trumpet saxophone synthesizer vocals choir orchestra band
-happy sad energetic calm relaxing aggressive dark bright melancholic uplifting romantic epic
-dreamy chill groovy upbeat slow fast loud quiet acoustic live remix remaster edition deluxe
-love night dance heart fire rain summer winter city road dream light shadow river ocean
-Queen Bohemian Rhapsody A Night at the Opera Under Pressure Hot Space David Bowie Beatles
-Abbey Road Pink Floyd The Wall Miles Davis Kind of Blue Daft Punk Random Access Memories
-Unknown Artist Album Genres Progressive Rock Track Song Live at the Apollo Greatest Hits
-music for a rainy day, songs to focus, upbeat workout mix, late night jazz club, road trip
-Motörhead Sigur Rós Björk Beyoncé Café del Mar 坂本龍一 Аквариум東京 ünïcödé ♪ ♫ 🎵
-""".split("\n")
+_CORPUS = (
+    "rock pop jazz blues metal punk funk soul disco techno house trance ambient classical folk",
+    "country reggae hip hop rap electronic indie alternative grunge gospel opera symphony piano",
+    "guitar bass drums violin cello trumpet saxophone synthesizer vocals choir orchestra band",
+    "happy sad energetic calm relaxing aggressive dark bright melancholic uplifting romantic epic",
+    "dreamy chill groovy upbeat slow fast loud quiet acoustic live remix remaster edition deluxe",
+    "love night dance heart fire rain summer winter city road dream light shadow river ocean",
+    "Queen Bohemian Rhapsody A Night at the Opera Under Pressure Hot Space David Bowie Beatles",
+    "Abbey Road Pink Floyd The Wall Miles Davis Kind of Blue Daft Punk Random Access Memories",
+    "Unknown Artist Album Genres Progressive Rock Track Song Live at the Apollo Greatest Hits",
+    "music for a rainy day, songs to focus, upbeat workout mix, late night jazz club, road trip",
+    "Motörhead Sigur Rós Björk Beyoncé Café del Mar 坂本龍一 Аквариум東京 ünïcödé ♪ ♫ 🎵",
+)
 
 
 def build_tiny_tokenizer(vocab_size: int = 600) -> Tokenizer:
@@ -71,7 +72,7 @@ def build_tiny_tokenizer(vocab_size: int = 600) -> Tokenizer:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator([line for line in _CORPUS if line.strip()], trainer=trainer)
+    tok.train_from_iterator(list(_CORPUS), trainer=trainer)
     tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0), trim_offsets=True)
     return tok
 
@@ -80,7 +81,9 @@ def _init(name: str, arr: np.ndarray) -> TensorProto:
     return numpy_helper.from_array(np.ascontiguousarray(arr), name)
 
 
-def _text_model(vocab: int, dim: int, rng: np.random.Generator, hidden: int = 64) -> onnx.ModelProto:
+def _text_model(
+    vocab: int, dim: int, rng: np.random.Generator, hidden: int = 64
+) -> onnx.ModelProto:
     f32 = np.float32
     inits = [
         _init("emb", rng.standard_normal((vocab, hidden)).astype(f32)),
@@ -117,7 +120,9 @@ def _text_model(vocab: int, dim: int, rng: np.random.Generator, hidden: int = 64
     return _model(graph)
 
 
-def _audio_model(n_mels: int, dim: int, rng: np.random.Generator, hidden: int = 256) -> onnx.ModelProto:
+def _audio_model(
+    n_mels: int, dim: int, rng: np.random.Generator, hidden: int = 256
+) -> onnx.ModelProto:
     f32 = np.float32
     inits = [
         _init("center", np.array(-50.0, dtype=f32)),
@@ -174,7 +179,7 @@ def build_tiny_clap(out_dir: Path, dim: int = 512, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     tok = build_tiny_tokenizer()
     tok.save(str(out / "tokenizer.json"))
-    n_mels = int(PREPROCESSOR_CONFIG["feature_size"])  # type: ignore[call-overload]
+    n_mels = int(PREPROCESSOR_CONFIG["feature_size"])
     onnx.save(_text_model(tok.get_vocab_size(), dim, rng), str(out / "text_model.onnx"))
     onnx.save(_audio_model(n_mels, dim, rng), str(out / "audio_model.onnx"))
     (out / "preprocessor_config.json").write_text(json.dumps(PREPROCESSOR_CONFIG, indent=2))

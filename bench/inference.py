@@ -1,0 +1,259 @@
+"""Inference benchmark: our ONNX pipeline vs transformers, full-size clap-htsat-unfused shape.
+
+Random weights with the architecture of laion/clap-htsat-unfused (RoBERTa-base text tower,
+HTSAT depths [2, 2, 6, 2], embed 96, window 8, spec 256, no fusion, projection 512), exported
+with our exporter (fp32 and int8). Everything runs in this process with the same thread count;
+RSS of our loaded model is measured in a fresh subprocess. Not a test: run it by hand.
+
+    .venv/bin/python bench/inference.py [--threads N] [--work-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from insight.config import ModelSettings
+from insight.inference.audio import decode_pcm, resample, split_windows
+from insight.inference.clap import ClapModel
+from insight.inference.text import format_track_text
+
+
+def timeit(fns: dict[str, Callable[[], Any]], reps: int) -> dict[str, float]:
+    """Median ms per candidate; candidates run interleaved so load drift hits all alike."""
+    for fn in fns.values():
+        fn()
+    ts: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(reps):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            ts[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) * 1000.0 for k, v in ts.items()}
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def build_source(work: Path) -> Path:
+    """A random full-size unfused CLAP (+ processor) as a transformers folder, built once."""
+    from insight.testing.hf_clap import build_hf_clap
+
+    src = work / "hf"
+    if not (src / "config.json").exists():
+        build_hf_clap(src, small=False, seed=0)
+    return src
+
+
+RSS_SNIPPET = """
+import sys, numpy as np
+from pathlib import Path
+from insight.config import ModelSettings
+from insight.inference.clap import ClapModel
+settings = ModelSettings(threads=int(sys.argv[2]), quantized=sys.argv[3] == '1')
+m = ClapModel.load(Path(sys.argv[1]), settings)
+m.warmup()
+loaded = int(open('/proc/self/statm').read().split()[1]) * 4096
+m.embed_text(['a sentence'] * 32)
+m.embed_windows(np.random.default_rng(0).standard_normal((4, 480000)).astype(np.float32) * 0.1)
+after = int(open('/proc/self/statm').read().split()[1]) * 4096
+hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]
+print(loaded, after, int(hwm) * 1024)
+"""
+
+
+def rss(model_dir: Path, threads: int, quantized: bool) -> dict[str, float]:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            RSS_SNIPPET,
+            str(model_dir),
+            str(threads),
+            "1" if quantized else "0",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    ).stdout.split()
+    loaded, after, peak = (int(v) / 2**20 for v in out[-3:])
+    return {"loaded_mb": round(loaded), "after_inference_mb": round(after), "peak_mb": round(peak)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--work-dir", type=Path, default=Path("/tmp/insight-bench"))
+    ap.add_argument("--reps", type=int, default=5)
+    args = ap.parse_args()
+
+    import torch
+    from transformers import ClapModel as HFClap
+    from transformers import ClapProcessor
+
+    from insight.inference.export import export_clap
+
+    torch.set_num_threads(args.threads)
+    work: Path = args.work_dir
+    work.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    src = build_source(work)
+    onnx_dir = work / "onnx"
+    if not (onnx_dir / "audio_model_quantized.onnx").exists():
+        export_clap(src, onnx_dir, quantize="int8")
+    export_report = json.loads((onnx_dir / "export.json").read_text())
+    print(f"source + export ready in {time.perf_counter() - t0:.0f} s: {export_report}")
+
+    hf = HFClap.from_pretrained(src).eval()
+    proc = ClapProcessor.from_pretrained(src)
+    fp32 = ClapModel.load(onnx_dir, ModelSettings(threads=args.threads), "bench")
+    int8 = ClapModel.load(onnx_dir, ModelSettings(threads=args.threads, quantized=True), "bench")
+    fp32.warmup()
+    int8.warmup()
+
+    rng = np.random.default_rng(0)
+
+    def pcm(seconds: float, sr: int = 44_100) -> bytes:
+        t = np.arange(int(seconds * sr)) / sr
+        x = 0.3 * np.sin(2 * np.pi * 220 * t)[:, None] + 0.05 * rng.standard_normal((t.size, 2))
+        return (np.clip(x, -1, 1) * 32767).astype("<i2").tobytes()
+
+    def ours(model: ClapModel, data: bytes) -> np.ndarray:
+        mono = resample(decode_pcm(data, "pcm_s16_le", 2), 44_100)
+        return model.embed_audio(mono, 10.0, 10.0)[0]
+
+    def theirs(data: bytes) -> np.ndarray:
+        # Same decode + resample as ours (transformers has neither); windows cut as ours, since
+        # rand_trunc would crop long audio at random.
+        mono = resample(decode_pcm(data, "pcm_s16_le", 2), 44_100)
+        windows = list(split_windows(mono, 480_000, 480_000))
+        feats = proc.feature_extractor(windows, sampling_rate=48_000, return_tensors="pt")
+        with torch.no_grad():
+            out = hf.get_audio_features(input_features=feats["input_features"])
+        v = out.pooler_output.numpy()
+        v = v / np.linalg.norm(v, axis=-1, keepdims=True)
+        m = v.mean(0)
+        return m / np.linalg.norm(m)
+
+    results: dict[str, Any] = {}
+    for label, seconds, reps in (("audio_10s", 10.0, args.reps), ("audio_4min", 240.0, 3)):
+        data = pcm(seconds)
+        r: dict[str, float] = timeit(
+            {
+                "transformers_ms": partial(theirs, data),
+                "ours_fp32_ms": partial(ours, fp32, data),
+                "ours_int8_ms": partial(ours, int8, data),
+            },
+            reps,
+        )
+        v_hf, v32, v8 = theirs(data), ours(fp32, data), ours(int8, data)
+        r["cos_fp32_vs_transformers"] = float(v_hf @ v32)
+        r["cos_int8_vs_fp32"] = float(v32 @ v8)
+        results[label] = r
+
+    texts = [
+        format_track_text(f"Song {i}", ["Artist", "Other"], "Album", ["rock", "pop"])
+        for i in range(32)
+    ]
+
+    def hf_text(batch: list[str]) -> np.ndarray:
+        enc = proc.tokenizer(
+            batch, padding=True, truncation=True, max_length=77, return_tensors="pt"
+        )
+        with torch.no_grad():
+            out = hf.get_text_features(**enc)
+        return out.pooler_output.numpy()
+
+    for label, batch, reps in (("text_b1", texts[:1], 20), ("text_b32", texts, args.reps)):
+        r = timeit(
+            {
+                "transformers_ms": partial(hf_text, batch),
+                "ours_fp32_ms": partial(fp32.embed_text, batch),
+                "ours_int8_ms": partial(int8.embed_text, batch),
+            },
+            reps,
+        )
+        h = hf_text(batch)
+        h = h / np.linalg.norm(h, axis=-1, keepdims=True)
+        r["cos_fp32_vs_transformers"] = float(np.min(np.sum(h * fp32.embed_text(batch), -1)))
+        r["cos_int8_vs_fp32"] = float(
+            np.min(np.sum(fp32.embed_text(batch) * int8.embed_text(batch), -1))
+        )
+        results[label] = r
+
+    results["rss_fp32"] = rss(onnx_dir, args.threads, False)
+    results["rss_int8"] = rss(onnx_dir, args.threads, True)
+
+    import onnxruntime
+
+    machine = {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "threads": args.threads,
+        "python": platform.python_version(),
+        "onnxruntime": onnxruntime.__version__,
+        "torch": torch.__version__,
+    }
+    print(f"\nmachine: {machine}")
+    print(
+        f"\n{'case':<12}{'transformers':>14}{'ours fp32':>12}{'ours int8':>12}"
+        f"{'x fp32':>8}{'x int8':>8}{'cos fp32/hf':>13}{'cos int8/fp32':>15}"
+    )
+    ratios: dict[str, float] = {}
+    for label in ("audio_10s", "audio_4min", "text_b1", "text_b32"):
+        r = results[label]
+        x32 = r["transformers_ms"] / r["ours_fp32_ms"]
+        x8 = r["transformers_ms"] / r["ours_int8_ms"]
+        ratios[f"{label}_fp32_speedup"] = round(x32, 2)
+        ratios[f"{label}_int8_speedup"] = round(x8, 2)
+        print(
+            f"{label:<12}{r['transformers_ms']:>12.1f}ms{r['ours_fp32_ms']:>10.1f}ms"
+            f"{r['ours_int8_ms']:>10.1f}ms{x32:>8.2f}{x8:>8.2f}"
+            f"{r['cos_fp32_vs_transformers']:>13.6f}{r['cos_int8_vs_fp32']:>15.5f}"
+        )
+    print(
+        f"\nRSS of our loaded model (fresh process): fp32 {results['rss_fp32']}, "
+        f"int8 {results['rss_int8']}"
+    )
+    summary = {
+        "bench": "inference",
+        **ratios,
+        "text_b1_fp32_ms": round(results["text_b1"]["ours_fp32_ms"], 1),
+        "text_b1_int8_ms": round(results["text_b1"]["ours_int8_ms"], 1),
+        "audio_int8_cos_vs_fp32": round(results["audio_4min"]["cos_int8_vs_fp32"], 5),
+        "rss_fp32_mb": results["rss_fp32"]["after_inference_mb"],
+        "rss_int8_mb": results["rss_int8"]["after_inference_mb"],
+        "goals": {
+            "audio_fp32_ge_1.5x": ratios["audio_10s_fp32_speedup"] >= 1.5,
+            "audio_int8_ge_3x": ratios["audio_10s_int8_speedup"] >= 3.0,
+            "text_b1_le_30ms": results["text_b1"]["ours_fp32_ms"] <= 30.0,
+        },
+        "machine": machine,
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

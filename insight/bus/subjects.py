@@ -1,0 +1,45 @@
+"""Every subject, stream, consumer and bucket the code uses (documented in subjects.md)."""
+
+from __future__ import annotations
+
+# JetStream: inputs from Music Assistant (or anyone).
+EVENTS_STREAM = "INSIGHT_EVENTS"
+EVENTS_ALL = "insight.events.>"
+TRACK_ADDED = "insight.events.library.track.added"
+TRACK_UPDATED = "insight.events.library.track.updated"
+TRACK_DELETED = "insight.events.library.track.deleted"
+SYNC_COMPLETED = "insight.events.library.sync.completed"
+PLAYED = "insight.events.playback.played"
+FAVORITE = "insight.events.playback.favorite"
+UNFAVORITE = "insight.events.playback.unfavorite"
+LIBRARY_CONSUMER = "insight-library"
+PLAYBACK_CONSUMER = "insight-playback"
+
+# JetStream: poison events, copied here with the reason.
+DLQ_STREAM = "INSIGHT_DLQ"
+DLQ_ALL = "insight.dlq.>"
+DLQ_PREFIX = "insight.dlq"
+
+# JetStream: PCM frames of streaming sessions, one subject per session.
+AUDIO_STREAM = "INSIGHT_AUDIO"
+AUDIO_ALL = "insight.audio.>"
+AUDIO_PREFIX = "insight.audio"
+SESSIONS_BUCKET = "insight_sessions"
+
+# Core NATS: what insight announces.
+TRACK_ANALYZED = "insight.notify.track.analyzed"
+BACKFILL_NEEDED = "insight.notify.library.backfill"
+
+
+def audio_subject(session_id: str) -> str:
+    return f"{AUDIO_PREFIX}.{session_id}"
+
+# KV: per-track last applied library-event sequence (ordering across redeliveries).
+VERSIONS_BUCKET = "insight_track_versions"
+
+# Core NATS, per worker: the owner of a streaming session finishes or drops it.
+WORKER_PREFIX = "insight.worker"
+
+
+def worker_subject(worker_id: str, action: str) -> str:
+    return f"{WORKER_PREFIX}.{worker_id}.session.{action}"

@@ -1,0 +1,79 @@
+"""Model management: list, download (progress, cancel), load (hot swap), delete, re-embed."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from insight.api import Router
+from insight.errors import NotReady
+from insight.schemas import (
+    DownloadProgress,
+    DownloadRef,
+    DownloadResponse,
+    DownloadsResponse,
+    Empty,
+    ModelActionResponse,
+    ModelRef,
+    ModelsResponse,
+    ReembedRequest,
+    ReembedResponse,
+)
+
+if TYPE_CHECKING:
+    from insight.app import App
+    from insight.models_service import ModelsService
+
+router = Router(tag="models")
+
+
+def models(app: App) -> ModelsService:
+    svc = app.services.get("models")
+    if svc is None:
+        raise NotReady("model management is not running in this worker")
+    return svc  # type: ignore[no-any-return]
+
+
+@router.endpoint("models.list", "GET", "/models")
+async def list_models(app: App, req: Empty) -> ModelsResponse:
+    """Known and cached models with status, size on disk and the current one."""
+    return models(app).list_models()
+
+
+@router.endpoint("models.download", "POST", "/models/download", errors=(400, 409))
+async def download(app: App, req: ModelRef) -> DownloadResponse:
+    """Start a background download from the hub (progress in GET /models/downloads)."""
+    return models(app).start_download(req.model_id)
+
+
+@router.endpoint("models.downloads", "GET", "/models/downloads")
+async def downloads(app: App, req: Empty) -> DownloadsResponse:
+    """Downloads running or finished in the last hour."""
+    return DownloadsResponse(downloads=[j.progress() for j in models(app).downloads.list()])
+
+
+@router.endpoint(
+    "models.downloads.cancel", "DELETE", "/models/downloads/{download_id}", errors=(404,)
+)
+async def cancel_download(app: App, req: DownloadRef) -> DownloadProgress:
+    """Cancel a download; finished files stay cached and are reused by the next try."""
+    return models(app).downloads.cancel(req.download_id).progress()
+
+
+@router.endpoint("models.reembed", "POST", "/models/reembed", body="optional")
+async def reembed(app: App, req: ReembedRequest) -> ReembedResponse:
+    """Re-embed vectors made by another model: text now, audio via the folder watcher."""
+    return await models(app).reembed(req.drop_unrecoverable)
+
+
+@router.endpoint(
+    "models.load", "POST", "/models/{model_id:.+}/load", body="optional", errors=(400, 404)
+)
+async def load(app: App, req: ModelRef) -> ModelActionResponse:
+    """Load a downloaded model; requests in flight finish on the old one."""
+    return await models(app).load(req.model_id)
+
+
+@router.endpoint("models.delete", "DELETE", "/models/{model_id:.+}", errors=(400, 404, 409))
+async def delete(app: App, req: ModelRef) -> ModelActionResponse:
+    """Delete a cached model (never the loaded one)."""
+    return models(app).delete(req.model_id)

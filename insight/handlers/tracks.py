@@ -1,0 +1,160 @@
+"""Track storage: get, delete, upsert, embed-and-store, search by vector and by text."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from insight.api import Router
+from insight.errors import InsightError, NotFound
+from insight.library import Library, TextItem, as_vector, track_metadata
+from insight.schemas import (
+    BatchEmbedTextRequest,
+    BatchItemResult,
+    BatchResponse,
+    BatchUpsertRequest,
+    DeleteTrackRequest,
+    DeleteTrackResponse,
+    EmbedTextAndStoreRequest,
+    EmbedTextAndStoreResponse,
+    GetTrackRequest,
+    SearchRequest,
+    SearchResponse,
+    SearchResult,
+    TextSearchRequest,
+    TrackResponse,
+    UpsertRequest,
+    UpsertResponse,
+)
+from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT, ScoredPoint
+
+if TYPE_CHECKING:
+    from insight.app import App
+
+router = Router(tag="tracks")
+
+# Audio hits for a text query are boosted as in the original sidecar: text-to-audio cosine
+# runs lower than text-to-text for the same relevance.
+AUDIO_SCORE_BOOST = 1.15
+COLLECTIONS = {"text": TRACKS_TEXT, "audio": TRACKS_AUDIO}
+
+
+def library(app: App) -> Library:
+    lib: Library = app.services["library"]
+    return lib
+
+
+def results(hits: list[ScoredPoint]) -> SearchResponse:
+    out = [SearchResult(track_id=h.key, score=h.score, metadata=track_metadata(h.payload))
+           for h in hits]
+    return SearchResponse(results=out, count=len(out))
+
+
+@router.endpoint("tracks.get", "GET", "/tracks/{track_id}", errors=(404,))
+async def get_track(app: App, req: GetTrackRequest) -> TrackResponse:
+    """Track info, and its embeddings when asked (include_text / include_audio)."""
+    store = app.require_store()
+    text = await store.get(TRACKS_TEXT, [req.track_id], with_vectors=req.include_text)
+    audio = await store.get(TRACKS_AUDIO, [req.track_id], with_vectors=req.include_audio)
+    if not text and not audio:
+        raise NotFound(f"Track '{req.track_id}' not found")
+    payload = (text or audio)[0].payload
+    return TrackResponse(
+        track_id=req.track_id,
+        metadata=track_metadata(payload),
+        has_text=bool(text),
+        has_audio=bool(audio),
+        text_embedding=text[0].vector.tolist() if text and text[0].vector is not None else None,
+        audio_embedding=audio[0].vector.tolist()
+        if audio and audio[0].vector is not None
+        else None,
+    )
+
+
+@router.endpoint("tracks.delete", "DELETE", "/tracks/{track_id}", body="optional")
+async def delete_track(app: App, req: DeleteTrackRequest) -> DeleteTrackResponse:
+    """Remove a track from the text and/or audio collection."""
+    text, audio = await library(app).delete_track(req.track_id, text=req.text, audio=req.audio)
+    return DeleteTrackResponse(track_id=req.track_id, text_deleted=text, audio_deleted=audio)
+
+
+async def _upsert(app: App, req: UpsertRequest) -> UpsertResponse:
+    dim = app.dim
+    text = as_vector(req.text_embedding, dim, "Text") if req.text_embedding is not None else None
+    audio = as_vector(req.audio_embedding, dim, "Audio") if req.audio_embedding is not None else None
+    stored = await library(app).upsert_vectors(req.track_id, req.metadata, text, audio)
+    return UpsertResponse(
+        track_id=req.track_id, text_stored=stored.text_stored, audio_stored=stored.audio_stored
+    )
+
+
+@router.endpoint("tracks.upsert", "POST", "/tracks/upsert")
+async def upsert(app: App, req: UpsertRequest) -> UpsertResponse:
+    """Upsert a track with pre-computed embeddings (512-d; mood is derived when possible)."""
+    return await _upsert(app, req)
+
+
+@router.endpoint("tracks.batch-upsert", "POST", "/tracks/batch-upsert")
+async def batch_upsert(app: App, req: BatchUpsertRequest) -> BatchResponse:
+    """Upsert up to 100 tracks; one result per track, in request order."""
+    app.require_store()
+    out = []
+    for item in req.tracks:
+        try:
+            r = await _upsert(app, item)
+            out.append(BatchItemResult(track_id=item.track_id, success=True,
+                                       text_stored=r.text_stored, audio_stored=r.audio_stored))
+        except InsightError as err:
+            out.append(BatchItemResult(track_id=item.track_id, success=False, error=err.message))
+    return batch_response(out)
+
+
+def batch_response(items: list[BatchItemResult]) -> BatchResponse:
+    ok = sum(r.success for r in items)
+    return BatchResponse(results=items, total=len(items), succeeded=ok, failed=len(items) - ok)
+
+
+@router.endpoint("tracks.embed-text", "POST", "/tracks/embed-text")
+async def embed_text_and_store(app: App, req: EmbedTextAndStoreRequest) -> EmbedTextAndStoreResponse:
+    """Embed track metadata and store it (skipped when metadata_hash is unchanged)."""
+    [r] = await library(app).ingest_text([TextItem(req.track_id, req.metadata)])
+    return EmbedTextAndStoreResponse(
+        track_id=req.track_id, stored=not r.skipped, text=r.text, primary_mood=r.primary_mood
+    )
+
+
+@router.endpoint("tracks.batch-embed-text", "POST", "/tracks/batch-embed-text")
+async def batch_embed_text(app: App, req: BatchEmbedTextRequest) -> BatchResponse:
+    """Embed and store up to 100 tracks in one inference batch, in request order."""
+    items = [TextItem(t.track_id, t.metadata) for t in req.tracks]
+    stored = await library(app).ingest_text(items)
+    return batch_response([
+        BatchItemResult(track_id=s.track_id, success=True, text_stored=s.text_stored,
+                        text=s.text or None)
+        for s in stored
+    ])
+
+
+@router.endpoint("tracks.search", "POST", "/tracks/search")
+async def search(app: App, req: SearchRequest) -> SearchResponse:
+    """Search one collection (text or audio) by an embedding, with an optional filter."""
+    vector = as_vector(req.embedding, app.dim, "Query")
+    hits = await app.require_store().search(
+        COLLECTIONS[req.collection], vector, req.limit, req.filter
+    )
+    return results(hits)
+
+
+@router.endpoint("tracks.search-text", "POST", "/tracks/search-text")
+async def search_text(app: App, req: TextSearchRequest) -> SearchResponse:
+    """Natural-language search over text and audio embeddings, merged by best score."""
+    store = app.require_store()
+    query = (await app.require_pool().embed_texts([req.query]))[0]
+    text_hits = await store.search(TRACKS_TEXT, query, req.limit * 2, req.filter)
+    audio_hits = await store.search(TRACKS_AUDIO, query, req.limit * 2, req.filter)
+    best: dict[str, ScoredPoint] = {h.key: h for h in text_hits}
+    for h in audio_hits:
+        boosted = ScoredPoint(h.key, min(1.0, h.score * AUDIO_SCORE_BOOST), h.payload)
+        if h.key not in best or boosted.score > best[h.key].score:
+            best[h.key] = boosted
+    ranked = sorted(best.values(), key=lambda h: h.score, reverse=True)[: req.limit]
+    return results(ranked)

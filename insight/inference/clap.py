@@ -1,0 +1,223 @@
+"""CLAP on ONNX Runtime: the two towers, lazily loaded, with configured execution providers."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from insight.config import ModelSettings
+from insight.errors import BadRequest, NotReady
+from insight.inference.audio import MelConfig, MelExtractor, split_windows
+from insight.inference.model_dir import ModelFiles, find_model_files
+from insight.inference.text import Tokenizer
+
+log = logging.getLogger(__name__)
+
+# (settings flag, ORT provider, device name), in priority order.
+PROVIDERS = (
+    ("enable_cuda", "CUDAExecutionProvider", "CUDA"),
+    ("enable_rocm", "ROCMExecutionProvider", "ROCm"),
+    ("enable_coreml", "CoreMLExecutionProvider", "CoreML"),
+    ("enable_directml", "DmlExecutionProvider", "DirectML"),
+    ("enable_openvino", "OpenVINOExecutionProvider", "OpenVINO"),
+)
+TEXT_BATCH = 32
+AUDIO_BATCH = 8
+
+
+def select_providers(settings: ModelSettings) -> tuple[list[str], str]:
+    """Requested providers that this onnxruntime has, then CPU; one warning for the rest."""
+    available = set(ort.get_available_providers())
+    wanted = [(p, d) for flag, p, d in PROVIDERS if getattr(settings, flag, False)]
+    chosen = [(p, d) for p, d in wanted if p in available]
+    missing = [d for p, d in wanted if p not in available]
+    providers = [p for p, _ in chosen] + ["CPUExecutionProvider"]
+    device = chosen[0][1] if chosen else "CPU"
+    if missing:
+        log.warning(
+            "execution_provider_unavailable requested=%s using=%s available=%s "
+            "hint='install onnxruntime-gpu (pip install insight[gpu]) or the provider's build'",
+            ",".join(missing),
+            device,
+            ",".join(sorted(available)),
+        )
+    return providers, device
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    norm = np.linalg.norm(x, axis=-1, keepdims=True)
+    return (x / np.maximum(norm, 1e-12)).astype(np.float32)
+
+
+class _LazySession:
+    """One ``InferenceSession``, created on first use by exactly one thread."""
+
+    def __init__(self, path: Path, providers: list[str], options: ort.SessionOptions, dim: int):
+        self.path = path
+        self._providers = providers
+        self._options = options
+        self._dim = dim
+        self._lock = threading.Lock()
+        self._session: ort.InferenceSession | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._session is not None
+
+    def get(self) -> ort.InferenceSession:
+        s = self._session
+        if s is not None:
+            return s
+        with self._lock:
+            if self._session is None:
+                try:
+                    s = ort.InferenceSession(
+                        str(self.path), sess_options=self._options, providers=self._providers
+                    )
+                except Exception as exc:  # corrupt or incompatible file
+                    raise NotReady(f"cannot load {self.path.name}: {exc}") from exc
+                out = s.get_outputs()[0].shape
+                if len(out) != 2 or (isinstance(out[-1], int) and out[-1] != self._dim):
+                    raise NotReady(
+                        f"{self.path.name} outputs shape {out}, expected [batch, {self._dim}]"
+                    )
+                self._session = s
+            return self._session
+
+
+class ClapModel:
+    """Text and audio towers of one CLAP model; every vector is L2-normalised float32."""
+
+    def __init__(
+        self,
+        files: ModelFiles,
+        settings: ModelSettings,
+        model_id: str | None = None,
+    ):
+        self.files = files
+        self.model_dir = files.root
+        self.model_id = model_id or files.root.name
+        self.dim = files.dim
+        self.quantized = files.quantized
+        self.providers, self.device = select_providers(settings)
+        self.tokenizer = Tokenizer.from_model_dir(files.root)
+        self.mel_config = MelConfig.from_model_dir(files.root)
+        self.mel = MelExtractor(self.mel_config)
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if settings.threads > 0:
+            opts.intra_op_num_threads = settings.threads
+            opts.inter_op_num_threads = 1
+        self._text = _LazySession(files.text_model, self.providers, opts, self.dim)
+        self._audio = _LazySession(files.audio_model, self.providers, opts, self.dim)
+
+    @classmethod
+    def load(
+        cls, model_dir: Path, settings: ModelSettings, model_id: str | None = None
+    ) -> ClapModel:
+        files = find_model_files(Path(model_dir), quantized=settings.quantized)
+        return cls(files, settings, model_id)
+
+    @property
+    def loaded(self) -> bool:
+        return self._text.loaded and self._audio.loaded
+
+    def warmup(self) -> None:
+        """Create both sessions and run each once."""
+        self.embed_text(["warm up"])
+        self.embed_features(
+            np.full((1, 1, self.mel_config.frames, self.mel_config.n_mels), -60.0, np.float32)
+        )
+
+    # --- text ---------------------------------------------------------------------------
+
+    def embed_text(self, texts: list[str]) -> np.ndarray:
+        """``[N, dim]``; texts are batched by length so padding stays small."""
+        texts = list(texts)
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        session = self._text.get()
+        names = [i.name for i in session.get_inputs()]
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for start in range(0, len(order), TEXT_BATCH):
+            idx = order[start : start + TEXT_BATCH]
+            ids, mask = self.tokenizer.encode_batch([texts[i] for i in idx])
+            feed: dict[str, Any] = {}
+            for name in names:
+                feed[name] = mask if "attention" in name else ids
+            out[idx] = self._run(session, feed, len(idx), "text_embeds")
+        return l2_normalize(out)
+
+    # --- audio --------------------------------------------------------------------------
+
+    def embed_features(self, feats: np.ndarray) -> np.ndarray:
+        """Log-mel features ``[B, 1, F, n_mels]`` → ``[B, dim]``."""
+        feats = np.asarray(feats, dtype=np.float32)
+        session = self._audio.get()
+        inputs = session.get_inputs()
+        channels = inputs[0].shape[1] if len(inputs[0].shape) == 4 else 1
+        out = np.empty((feats.shape[0], self.dim), dtype=np.float32)
+        for start in range(0, feats.shape[0], AUDIO_BATCH):
+            chunk = feats[start : start + AUDIO_BATCH]
+            if isinstance(channels, int) and channels > 1:  # fused models: 4 copies, as HF
+                chunk = np.repeat(chunk, channels, axis=1)
+            feed: dict[str, Any] = {}
+            for inp in inputs:
+                if "longer" in inp.name:
+                    feed[inp.name] = np.zeros((chunk.shape[0], 1), dtype=bool)
+                else:
+                    feed[inp.name] = chunk
+            out[start : start + chunk.shape[0]] = self._run(
+                session, feed, chunk.shape[0], "audio_embeds"
+            )
+        return l2_normalize(out)
+
+    def embed_windows(self, windows: np.ndarray) -> np.ndarray:
+        """Raw 48 kHz windows ``[B, N]`` → ``[B, dim]`` (one vector per window)."""
+        windows = np.asarray(windows, dtype=np.float32)
+        if windows.ndim != 2 or windows.shape[0] == 0:
+            raise BadRequest(f"expected audio windows [B, N], got shape {windows.shape}")
+        out = np.empty((windows.shape[0], self.dim), dtype=np.float32)
+        for start in range(0, windows.shape[0], AUDIO_BATCH):
+            feats = self.mel(windows[start : start + AUDIO_BATCH])
+            out[start : start + feats.shape[0]] = self.embed_features(feats)
+        return out
+
+    @staticmethod
+    def track_vector(window_vectors: np.ndarray) -> np.ndarray:
+        """A track's vector: the L2-normalised mean of its window vectors."""
+        return l2_normalize(np.asarray(window_vectors, dtype=np.float32).mean(axis=0))
+
+    def window_samples(self, window_s: float, hop_s: float) -> tuple[int, int]:
+        """Window and hop in samples at the model rate; a window is at most the model's input."""
+        sr = self.mel_config.sampling_rate
+        window = min(round(window_s * sr), self.mel_config.nb_max_samples)
+        return max(1, window), max(1, round(hop_s * sr))
+
+    def embed_audio(
+        self, mono48k: np.ndarray, window_s: float, hop_s: float
+    ) -> tuple[np.ndarray, int]:
+        """A track vector and the number of windows it was made of."""
+        window, hop = self.window_samples(window_s, hop_s)
+        windows = split_windows(mono48k, window, hop)
+        return self.track_vector(self.embed_windows(windows)), windows.shape[0]
+
+    def _run(
+        self, session: ort.InferenceSession, feed: dict[str, Any], rows: int, prefer: str
+    ) -> np.ndarray:
+        names = [o.name for o in session.get_outputs()]
+        name = prefer if prefer in names else names[0]
+        (y,) = session.run([name], feed)
+        y = np.asarray(y, dtype=np.float32)
+        if y.shape != (rows, self.dim):
+            raise NotReady(
+                f"model output {name} has shape {y.shape}, expected ({rows}, {self.dim})"
+            )
+        return y

@@ -1,0 +1,210 @@
+"""Micro-batching of concurrent embedding requests, run off the event loop.
+
+Requests wait at most ``max_wait_ms`` for company, up to ``max_batch`` items per batch. All
+ONNX work runs on one worker thread (the sessions use the intra-op threads), so text and audio
+batches never fight over the cores. The queue is bounded: past ``max_queue`` pending requests a
+caller gets ``Busy`` at once instead of memory growing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from insight.config import InferenceSettings
+from insight.errors import Busy, NotReady
+from insight.inference.clap import ClapModel
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["text", "audio"]
+
+
+@dataclass
+class _Job:
+    kind: Kind
+    items: Any  # list[str] for text, np.ndarray [B, N] for audio
+    size: int
+    future: asyncio.Future[np.ndarray]
+
+
+@dataclass
+class PoolStats:
+    batches: int = 0
+    items: int = 0
+    rejected: int = 0
+    last_batch_size: int = 0
+    last_batch_s: float = 0.0
+    busy_s: float = 0.0
+    batch_sizes: dict[str, list[int]] = field(default_factory=lambda: {"text": [], "audio": []})
+
+    def record(self, kind: Kind, size: int, seconds: float) -> None:
+        self.batches += 1
+        self.items += size
+        self.last_batch_size = size
+        self.last_batch_s = seconds
+        self.busy_s += seconds
+        sizes = self.batch_sizes[kind]
+        sizes.append(size)
+        del sizes[:-1000]  # keep the recent history only
+
+
+class InferencePool:
+    def __init__(self, model: ClapModel, settings: InferenceSettings):
+        self._model = model
+        self.settings = settings
+        self.stats = PoolStats()
+        self._queues: dict[Kind, asyncio.Queue[_Job]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._executor: ThreadPoolExecutor | None = None
+        self._pending = 0
+
+    @property
+    def model(self) -> ClapModel:
+        return self._model
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    async def start(self) -> None:
+        if self._tasks:
+            return
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="insight-infer")
+        for kind in ("text", "audio"):
+            q: asyncio.Queue[_Job] = asyncio.Queue()
+            self._queues[kind] = q
+            self._tasks.append(asyncio.create_task(self._batcher(kind, q), name=f"pool-{kind}"))
+
+    async def close(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        self._tasks.clear()
+        for q in self._queues.values():
+            while not q.empty():
+                job = q.get_nowait()
+                if not job.future.done():
+                    job.future.set_exception(NotReady("inference pool closed"))
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    async def swap(self, model: ClapModel) -> None:
+        """Use ``model`` for every batch formed from now on; batches in flight finish as is."""
+        if self._executor is not None:
+            await asyncio.get_running_loop().run_in_executor(self._executor, model.warmup)
+        old, self._model = self._model, model
+        log.info("model_swapped old=%s new=%s", old.model_id, model.model_id)
+
+    # --- requests -----------------------------------------------------------------------
+
+    async def embed_texts(self, texts: list[str]) -> np.ndarray:
+        texts = list(texts)
+        if not texts:
+            return np.empty((0, self._model.dim), dtype=np.float32)
+        return await self._submit("text", texts, len(texts))
+
+    async def embed_windows(self, windows: np.ndarray) -> np.ndarray:
+        windows = np.asarray(windows, dtype=np.float32)
+        if windows.ndim == 1:
+            windows = windows[None, :]
+        return await self._submit("audio", windows, windows.shape[0])
+
+    async def embed_audio(
+        self, mono48k: np.ndarray, window_s: float, hop_s: float
+    ) -> tuple[np.ndarray, int]:
+        from insight.inference.audio import split_windows
+
+        window, hop = self._model.window_samples(window_s, hop_s)
+        windows = split_windows(mono48k, window, hop)
+        vectors = await self.embed_windows(windows)
+        return ClapModel.track_vector(vectors), windows.shape[0]
+
+    async def _submit(self, kind: Kind, items: Any, size: int) -> np.ndarray:
+        if not self._tasks:
+            raise NotReady("inference pool is not running")
+        if self._pending >= self.settings.max_queue:
+            self.stats.rejected += 1
+            raise Busy(f"inference queue full ({self._pending} pending), retry later")
+        fut: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        self._pending += 1
+        try:
+            self._queues[kind].put_nowait(_Job(kind, items, size, fut))
+            return await fut
+        finally:
+            self._pending -= 1
+
+    # --- batching -----------------------------------------------------------------------
+
+    async def _batcher(self, kind: Kind, q: asyncio.Queue[_Job]) -> None:
+        loop = asyncio.get_running_loop()
+        max_batch = self.settings.max_batch
+        wait_s = self.settings.max_wait_ms / 1000.0
+        while True:
+            jobs = [await q.get()]
+            n = jobs[0].size
+            deadline = loop.time() + wait_s
+            while n < max_batch:
+                remaining = deadline - loop.time()
+                try:
+                    job = (
+                        q.get_nowait()
+                        if remaining <= 0
+                        else await asyncio.wait_for(q.get(), remaining)
+                    )
+                except (asyncio.QueueEmpty, TimeoutError):
+                    break
+                jobs.append(job)
+                n += job.size
+            jobs = [j for j in jobs if not j.future.done()]  # callers that gave up
+            if jobs:
+                await self._run(kind, jobs)
+
+    async def _run(self, kind: Kind, jobs: list[_Job]) -> None:
+        model = self._model  # captured: a swap does not affect this batch
+        assert self._executor is not None
+        if kind == "text":
+            payload: Any = [t for j in jobs for t in j.items]
+            fn: Callable[[Any], np.ndarray] = model.embed_text
+        else:
+            payload = np.concatenate([j.items for j in jobs], axis=0)
+            fn = model.embed_windows
+        size = sum(j.size for j in jobs)
+        t0 = time.perf_counter()
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(self._executor, fn, payload)
+        except Exception as exc:
+            for j in jobs:
+                if not j.future.done():
+                    j.future.set_exception(exc)
+            return
+        seconds = time.perf_counter() - t0
+        self.stats.record(kind, size, seconds)
+        _observe(kind, size, seconds, self._pending)
+        start = 0
+        for j in jobs:
+            if not j.future.done():
+                j.future.set_result(result[start : start + j.size])
+            start += j.size
+
+
+def _observe(kind: str, size: int, seconds: float, pending: int) -> None:
+    try:
+        from insight import metrics
+    except ImportError:  # metrics are optional for the engine
+        return
+    with contextlib.suppress(Exception):
+        metrics.INFERENCE_BATCH.labels(kind).observe(size)
+        metrics.INFERENCE_SECONDS.labels(kind).observe(seconds)
+        metrics.INFERENCE_QUEUE.set(pending)

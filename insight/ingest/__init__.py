@@ -1,0 +1,1 @@
+"""Getting tracks in: library events, playback history and streaming sessions."""

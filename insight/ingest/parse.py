@@ -1,0 +1,136 @@
+"""Reading Music Assistant shaped events (``MassEvent``) into what insight acts on.
+
+A library event is ``{"event", "object_id": <uri>, "data": <Track>}``; the track id insight
+uses is the uri. Artists and album may be MA objects (``{"name": ...}``) or plain strings;
+genres live in ``data.metadata.genres`` (or ``data.genres``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from insight.bus import subjects
+from insight.schemas import HashedMetadata
+
+
+class Poison(ValueError):
+    """An event that can never be processed; it goes to the dead-letter stream."""
+
+
+@dataclass(frozen=True)
+class TrackEvent:
+    kind: Literal["upsert", "delete", "sync"]
+    track_id: str = ""
+    metadata: HashedMetadata | None = None
+
+
+@dataclass(frozen=True)
+class PlaybackEvent:
+    kind: Literal["played", "favorite", "unfavorite"]
+    user_id: str
+    track_id: str
+    seconds_played: float = 0.0
+    duration: float = 0.0
+    fully_played: bool = False
+    timestamp: int | None = None
+
+
+def _name(value: Any) -> str | None:
+    if isinstance(value, dict):
+        value = value.get("name")
+    return str(value) if isinstance(value, str | int | float) and str(value) else None
+
+
+def _names(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list | tuple):
+        raise Poison(f"expected a list of names, got {type(value).__name__}")
+    return [n for n in (_name(v) for v in value) if n]
+
+
+def _track_id(body: dict[str, Any], data: dict[str, Any]) -> str:
+    tid = body.get("object_id") or data.get("uri")
+    if not tid and data.get("item_id") is not None:
+        tid = f"{data.get('provider', 'library')}://track/{data['item_id']}"
+    if not isinstance(tid, str) or not tid:
+        raise Poison("event has no track id (object_id, data.uri or data.item_id)")
+    return tid
+
+
+def _body(obj: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    if not isinstance(obj, dict):
+        raise Poison(f"event must be a map, got {type(obj).__name__}")
+    data = obj.get("data") if obj.get("data") is not None else {}
+    if not isinstance(data, dict):
+        raise Poison(f"event data must be a map, got {type(data).__name__}")
+    return obj, data
+
+
+def parse_library(subject: str, obj: Any) -> TrackEvent:
+    if subject == subjects.SYNC_COMPLETED:
+        return TrackEvent("sync")
+    body, data = _body(obj)
+    track_id = _track_id(body, data)
+    if subject == subjects.TRACK_DELETED:
+        return TrackEvent("delete", track_id)
+    if subject not in (subjects.TRACK_ADDED, subjects.TRACK_UPDATED):
+        raise Poison(f"unknown library event subject {subject}")
+    meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
+    genres = data.get("genres") or meta.get("genres") or []
+    try:
+        metadata = HashedMetadata(
+            name=data.get("name"),
+            artists=_names(data.get("artists")),
+            album=_name(data.get("album")),
+            genres=sorted(_names(list(genres) if isinstance(genres, set) else genres)),
+            metadata_hash=data.get("metadata_hash") or body.get("metadata_hash"),
+        )
+    except ValidationError as exc:
+        raise Poison(f"invalid track data: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}")
+    return TrackEvent("upsert", track_id, metadata)
+
+
+def parse_playback(subject: str, obj: Any) -> PlaybackEvent | None:
+    """None for progress reports of a track still playing (only the final one counts)."""
+    body, data = _body(obj)
+    if subject in (subjects.FAVORITE, subjects.UNFAVORITE):
+        user = body.get("user_id") or body.get("userid") or "default"
+        track = body.get("track_id") or body.get("uri") or body.get("object_id")
+        if not isinstance(track, str) or not track:
+            raise Poison("favorite event has no track_id")
+        kind: Literal["favorite", "unfavorite"] = (
+            "favorite" if subject == subjects.FAVORITE else "unfavorite"
+        )
+        return PlaybackEvent(kind, str(user), track, timestamp=_int(body.get("timestamp")))
+    if subject != subjects.PLAYED:
+        raise Poison(f"unknown playback event subject {subject}")
+    track_id = _track_id(body, data)
+    if data.get("is_playing"):
+        return None
+    try:
+        duration = float(data.get("duration") or 0)
+        seconds = float(data.get("seconds_played") or 0)
+    except (TypeError, ValueError):
+        raise Poison("played event needs numeric duration and seconds_played") from None
+    return PlaybackEvent(
+        "played",
+        str(data.get("userid") or body.get("userid") or "default"),
+        track_id,
+        seconds_played=seconds,
+        duration=duration,
+        fully_played=bool(data.get("fully_played")),
+        timestamp=_int(data.get("timestamp") or body.get("timestamp")),
+    )
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None

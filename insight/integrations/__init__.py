@@ -1,0 +1,1 @@
+"""Adapters that bring other systems' events onto the insight bus (Music Assistant first)."""

@@ -1,0 +1,212 @@
+"""Writing tracks to the store: one place that every ingest path goes through.
+
+embed-text, library events, stream end and the folder watcher all store a track the same way:
+text vector from the metadata sentence, audio vector when there is one, mood and V/A on the
+payload (from the audio vector when present), the model that made the vectors, and a
+``track analyzed`` notification.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from insight.bus import subjects
+from insight.codec import pack
+from insight.errors import BadRequest
+from insight.inference.text import format_track_text
+from insight.schemas import HashedMetadata, IngestMetadata, TrackMetadata
+from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT, Point
+
+if TYPE_CHECKING:
+    from insight.app import App
+
+log = logging.getLogger("insight.library")
+
+
+@dataclass(slots=True)
+class TextItem:
+    track_id: str
+    metadata: HashedMetadata
+    source: str = "api"
+    file_path: str | None = None
+
+
+@dataclass(slots=True)
+class Stored:
+    track_id: str
+    text: str
+    text_stored: bool = False
+    audio_stored: bool = False
+    skipped: bool = False
+    primary_mood: str | None = None
+
+
+def metadata_text(m: IngestMetadata) -> str:
+    return format_track_text(m.name, m.artists, m.album, m.genres)
+
+
+def track_metadata(payload: dict[str, Any]) -> TrackMetadata:
+    return TrackMetadata.model_validate(payload)
+
+
+def as_vector(values: list[float] | np.ndarray, dim: int, what: str) -> np.ndarray:
+    vec = np.asarray(values, dtype=np.float32)
+    if vec.ndim != 1 or vec.shape[0] != dim:
+        raise BadRequest(f"{what} embedding dimension mismatch: expected {dim}, got {vec.size}")
+    if not np.all(np.isfinite(vec)):
+        raise BadRequest(f"{what} embedding contains NaN or infinite values")
+    return vec
+
+
+class Library:
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    def _payload(
+        self,
+        track_id: str,
+        meta: IngestMetadata,
+        source: str,
+        file_path: str | None = None,
+        mood: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        pool = self.app.pool
+        return {
+            "track_id": track_id,
+            "name": meta.name,
+            "artists": list(meta.artists),
+            "album": meta.album or None,
+            "genres": list(meta.genres),
+            "metadata_hash": getattr(meta, "metadata_hash", None),
+            "file_path": file_path,
+            "source": source,
+            "model_id": pool.model.model_id if pool is not None else None,
+            "updated_at": int(time.time()),
+            **(mood or {}),
+        }
+
+    async def mood_fields(self, vector: np.ndarray) -> dict[str, Any]:
+        mood = self.app.services.get("mood")
+        if mood is None or self.app.pool is None:
+            return {}
+        fields: dict[str, Any] = await mood.mood_fields(vector)
+        return fields
+
+    async def unchanged(self, items: list[TextItem]) -> set[str]:
+        """Track ids whose stored metadata_hash equals the given one (nothing to do)."""
+        hashed = {i.track_id: i.metadata.metadata_hash for i in items if i.metadata.metadata_hash}
+        if not hashed:
+            return set()
+        points = await self.app.require_store().get(TRACKS_TEXT, list(hashed))
+        pool = self.app.pool
+        current = pool.model.model_id if pool is not None else None
+        return {
+            p.key
+            for p in points
+            if p.payload.get("metadata_hash") == hashed[p.key]
+            and p.payload.get("model_id") == current
+        }
+
+    async def ingest_text(self, items: list[TextItem], *, skip_unchanged: bool = True) -> list[Stored]:
+        """Embed the metadata sentence of each track (one batch), classify mood, upsert."""
+        store = self.app.require_store()
+        pool = self.app.require_pool()
+        skip = await self.unchanged(items) if skip_unchanged else set()
+        todo = [i for i in items if i.track_id not in skip]
+        texts = [metadata_text(i.metadata) for i in todo]
+        vectors = await pool.embed_texts(texts) if todo else np.zeros((0, pool.model.dim))
+        points = []
+        results = {i.track_id: Stored(i.track_id, "", skipped=True) for i in items if i.track_id in skip}
+        for item, text, vec in zip(todo, texts, vectors, strict=True):
+            mood = await self.mood_fields(vec)
+            payload = self._payload(item.track_id, item.metadata, item.source, item.file_path, mood)
+            points.append(Point(item.track_id, vec, payload))
+            results[item.track_id] = Stored(
+                item.track_id, text, text_stored=True, primary_mood=mood.get("primary_mood")
+            )
+        if points:
+            await store.upsert(TRACKS_TEXT, points)
+        return [results[i.track_id] for i in items]
+
+    async def ingest_analysis(
+        self,
+        track_id: str,
+        metadata: IngestMetadata,
+        audio_vector: np.ndarray | None,
+        *,
+        source: str,
+        file_path: str | None = None,
+        metadata_hash: str | None = None,
+        store: bool = True,
+    ) -> Stored:
+        """Text + audio vectors of a fully analysed track (stream end, watcher)."""
+        pool = self.app.require_pool()
+        text = metadata_text(metadata)
+        text_vec = (await pool.embed_texts([text]))[0]
+        result = Stored(track_id, text)
+        if not store:
+            return result
+        db = self.app.require_store()
+        mood = await self.mood_fields(audio_vector if audio_vector is not None else text_vec)
+        meta = HashedMetadata(**metadata.model_dump(), metadata_hash=metadata_hash)
+        payload = self._payload(track_id, meta, source, file_path, mood)
+        if audio_vector is not None:
+            await db.upsert(TRACKS_AUDIO, [Point(track_id, audio_vector, payload)])
+            result.audio_stored = True
+        await db.upsert(TRACKS_TEXT, [Point(track_id, text_vec, payload)])
+        result.text_stored = True
+        result.primary_mood = mood.get("primary_mood")
+        await self.announce(track_id, source, result)
+        return result
+
+    async def upsert_vectors(
+        self,
+        track_id: str,
+        metadata: IngestMetadata,
+        text_vector: np.ndarray | None,
+        audio_vector: np.ndarray | None,
+    ) -> Stored:
+        """Store pre-computed vectors (``/tracks/upsert``); mood from the best vector."""
+        db = self.app.require_store()
+        best = audio_vector if audio_vector is not None else text_vector
+        mood = await self.mood_fields(best) if best is not None else {}
+        payload = self._payload(track_id, metadata, "upsert", mood=mood)
+        result = Stored(track_id, "")
+        if text_vector is not None:
+            await db.upsert(TRACKS_TEXT, [Point(track_id, text_vector, payload)])
+            result.text_stored = True
+        if audio_vector is not None:
+            await db.upsert(TRACKS_AUDIO, [Point(track_id, audio_vector, payload)])
+            result.audio_stored = True
+        return result
+
+    async def delete_track(
+        self, track_id: str, *, text: bool = True, audio: bool = True
+    ) -> tuple[bool, bool]:
+        db = self.app.require_store()
+        text_deleted = bool(await db.delete(TRACKS_TEXT, [track_id])) if text else False
+        audio_deleted = bool(await db.delete(TRACKS_AUDIO, [track_id])) if audio else False
+        return text_deleted, audio_deleted
+
+    async def announce(self, track_id: str, source: str, result: Stored) -> None:
+        """Publish ``insight.notify.track.analyzed`` (core NATS; best effort)."""
+        nc = self.app.nc
+        if nc is None or nc.is_closed:
+            return
+        body = {
+            "track_id": track_id,
+            "source": source,
+            "text_stored": result.text_stored,
+            "audio_stored": result.audio_stored,
+            "primary_mood": result.primary_mood,
+            "model_id": self.app.pool.model.model_id if self.app.pool else None,
+        }
+        try:
+            await nc.publish(subjects.TRACK_ANALYZED, pack(body))
+        except Exception as exc:  # a notification never fails the write
+            log.warning("announce_failed track=%s error=%s", track_id, exc)

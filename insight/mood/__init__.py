@@ -1,0 +1,15 @@
+"""Zero-shot mood classification over cached CLAP prompt embeddings."""
+
+from insight.mood.classifier import MoodClassifier, PromptBank, classify, create
+from insight.mood.labels import AXIS_PROMPTS, MoodLabel, mood_ids, mood_labels
+
+__all__ = [
+    "AXIS_PROMPTS",
+    "MoodClassifier",
+    "MoodLabel",
+    "PromptBank",
+    "classify",
+    "create",
+    "mood_ids",
+    "mood_labels",
+]

@@ -1,0 +1,196 @@
+"""The live rows of one file-store collection in memory.
+
+Slots are the usearch labels: key ↔ slot, payloads, a float32 matrix of the vectors (exact
+rescoring and exact scans of filtered subsets) and small inverted indexes so a filter becomes a
+boolean mask over slots without looking at every payload. Not thread-safe by itself: the file
+store guards it with a readers/writer lock.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from insight.storage.filters import Criteria, fold, number, str_list
+
+_INVERTED = ("artists", "genres", "album", "moods", "primary_mood")
+
+
+def _terms(payload: dict[str, Any]) -> dict[str, list[str]]:
+    album = payload.get("album")
+    return {
+        "artists": [fold(a) for a in str_list(payload.get("artists"))],
+        "genres": [fold(g) for g in str_list(payload.get("genres"))],
+        "album": [fold(album)] if isinstance(album, str) else [],
+        "moods": str_list(payload.get("moods")),
+        "primary_mood": str_list(payload.get("primary_mood")),
+    }
+
+
+class MemTable:
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self.keys: list[str | None] = []  # by slot; len == high-water mark
+        self.slot_of: dict[str, int] = {}
+        self.payloads: list[dict[str, Any] | None] = []
+        self.free: set[int] = set()
+        self.vectors = np.zeros((0, dim), np.float32)
+        self.norms = np.zeros(0, np.float32)
+        self.alive = np.zeros(0, np.bool_)
+        self.valence = np.zeros(0, np.float64)
+        self.arousal = np.zeros(0, np.float64)
+        self.inv: dict[str, dict[str, set[int]]] = {f: {} for f in _INVERTED}
+        self._sorted_keys: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.slot_of)
+
+    @property
+    def high_water(self) -> int:
+        return len(self.keys)
+
+    def plan_slots(self, n: int) -> list[int]:
+        """Slots for ``n`` new keys (freed ones first); nothing is taken until :meth:`put`."""
+        reuse = sorted(self.free)[:n]
+        hw = self.high_water
+        return reuse + list(range(hw, hw + n - len(reuse)))
+
+    def _grow(self, size: int) -> None:
+        cap = self.vectors.shape[0]
+        if size <= cap:
+            return
+        new_cap = max(size, cap * 2, 1024)
+
+        def grown(a: np.ndarray, fill: Any) -> np.ndarray:
+            out = np.full((new_cap, *a.shape[1:]), fill, a.dtype)
+            out[:cap] = a
+            return out
+
+        self.vectors = grown(self.vectors, 0.0)
+        self.norms = grown(self.norms, 0.0)
+        self.alive = grown(self.alive, False)
+        self.valence = grown(self.valence, np.nan)
+        self.arousal = grown(self.arousal, np.nan)
+
+    def put(self, slot: int, key: str, payload: dict[str, Any], vector: np.ndarray) -> None:
+        self._grow(slot + 1)
+        while self.high_water <= slot:
+            self.free.add(self.high_water)
+            self.keys.append(None)
+            self.payloads.append(None)
+        old = self.keys[slot]
+        if old is not None:
+            self._unindex(slot)
+            if old != key:
+                del self.slot_of[old]
+        self.free.discard(slot)
+        self.keys[slot] = key
+        self.slot_of[key] = slot
+        self.payloads[slot] = payload
+        self.vectors[slot] = vector
+        self.norms[slot] = float(np.linalg.norm(vector))
+        self.alive[slot] = True
+        v, a = number(payload.get("valence")), number(payload.get("arousal"))
+        self.valence[slot] = np.nan if v is None else v
+        self.arousal[slot] = np.nan if a is None else a
+        for field, terms in _terms(payload).items():
+            inv = self.inv[field]
+            for t in terms:
+                inv.setdefault(t, set()).add(slot)
+        if old != key:
+            self._sorted_keys = None
+
+    def remove(self, key: str) -> int | None:
+        slot = self.slot_of.pop(key, None)
+        if slot is None:
+            return None
+        self._unindex(slot)
+        self.keys[slot] = None
+        self.payloads[slot] = None
+        self.alive[slot] = False
+        self.free.add(slot)
+        self._sorted_keys = None
+        return slot
+
+    def _unindex(self, slot: int) -> None:
+        payload = self.payloads[slot]
+        if payload is None:
+            return
+        for field, terms in _terms(payload).items():
+            inv = self.inv[field]
+            for t in terms:
+                s = inv.get(t)
+                if s is not None:
+                    s.discard(slot)
+                    if not s:
+                        del inv[t]
+
+    def sorted_keys(self) -> list[str]:
+        keys = self._sorted_keys
+        if keys is None:
+            keys = self._sorted_keys = sorted(self.slot_of)
+        return keys
+
+    # --- search helpers -------------------------------------------------------------------
+
+    def _any_of(self, field: str, values: frozenset[str]) -> np.ndarray:
+        out = np.zeros(self.high_water, np.bool_)
+        inv = self.inv[field]
+        for v in values:
+            slots = inv.get(v)
+            if slots:
+                out[np.fromiter(slots, np.int64, len(slots))] = True
+        return out
+
+    @staticmethod
+    def _in_range(col: np.ndarray, bounds: tuple[float | None, float | None]) -> np.ndarray:
+        lo, hi = bounds
+        ok = ~np.isnan(col)
+        if lo is not None:
+            ok &= col >= lo
+        if hi is not None:
+            ok &= col <= hi
+        return ok
+
+    def mask(self, c: Criteria) -> np.ndarray:
+        """Boolean mask over slots of the live rows that pass ``c`` (same as filters.matches)."""
+        hw = self.high_water
+        m = self.alive[:hw].copy()
+        if c.artists is not None:
+            m &= self._any_of("artists", c.artists)
+        if c.genres is not None:
+            m &= self._any_of("genres", c.genres)
+        if c.album is not None:
+            m &= self._any_of("album", frozenset({c.album}))
+        if c.moods is not None:
+            m &= self._any_of("moods", c.moods)
+        if c.exclude_moods:
+            m &= ~self._any_of("moods", c.exclude_moods)
+            m &= ~self._any_of("primary_mood", c.exclude_moods)
+        if c.valence is not None:
+            m &= self._in_range(self.valence[:hw], c.valence)
+        if c.arousal is not None:
+            m &= self._in_range(self.arousal[:hw], c.arousal)
+        for key in c.exclude_ids:
+            slot = self.slot_of.get(key)
+            if slot is not None:
+                m[slot] = False
+        return m
+
+    def scores(self, slots: np.ndarray, query: np.ndarray) -> np.ndarray:
+        """Exact cosine similarity of ``query`` (unit length) with the rows at ``slots``."""
+        dots = self.vectors[slots] @ query
+        norms = self.norms[slots]
+        return np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0)
+
+    def top(self, slots: np.ndarray, query: np.ndarray, limit: int) -> list[tuple[int, float]]:
+        """Exact top ``limit`` of ``slots`` by cosine, best first (ties by slot)."""
+        if limit <= 0 or slots.size == 0:
+            return []
+        s = self.scores(slots, query)
+        if s.size > limit:
+            part = np.argpartition(-s, limit - 1)[:limit]
+            slots, s = slots[part], s[part]
+        order = np.lexsort((slots, -s))
+        return [(int(slots[i]), float(s[i])) for i in order]

@@ -1,0 +1,1 @@
+"""Taste profiles, recommendations, similar tracks and radio."""

@@ -1,0 +1,199 @@
+"""A stand-in Music Assistant server on loopback speaking MA's websocket wire format.
+
+It sends server info first, answers ``auth`` (schema >= 28), pages
+``music/tracks/library_items`` (results split into ``partial`` chunks, as MA streams large
+results), pushes events ``{"event", "object_id", "data"}`` to every authenticated client, and
+can drop every connection to exercise the client's reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from insight.bus.embedded import free_port
+
+
+class FakeMusicAssistant:
+    def __init__(
+        self, library: list[dict[str, Any]], token: str = "secret", schema: int = 28
+    ) -> None:
+        self.library = library
+        self.token = token
+        self.schema = schema
+        self.port = free_port()
+        self.clients: set[web.WebSocketResponse] = set()
+        self.connects = 0
+        self.auths = 0
+        self.commands: list[dict[str, Any]] = []
+        self.authed = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/ws", self._ws)
+        self._runner = web.AppRunner(app, handle_signals=False)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        await self.drop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def drop(self) -> None:
+        """Close every client connection (as a restarting MA would)."""
+        self.authed.clear()
+        for ws in list(self.clients):
+            await ws.close()
+        self.clients.clear()
+
+    async def emit(self, event: str, object_id: str | None, data: Any) -> None:
+        msg = {"event": event, "object_id": object_id, "data": data}
+        for ws in list(self.clients):
+            await ws.send_json(msg)
+
+    async def _ws(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self.connects += 1
+        await ws.send_json(
+            {
+                "server_id": "fake-ma",
+                "server_version": "2.7.0",
+                "schema_version": self.schema,
+                "min_supported_schema_version": 24,
+                "base_url": self.url,
+                "homeassistant_addon": False,
+                "onboard_done": True,
+            }
+        )
+        authed = self.schema < 28
+        if authed:
+            self._authed(ws)
+        async for msg in ws:
+            if msg.type != WSMsgType.TEXT:
+                continue
+            cmd = json.loads(msg.data)
+            self.commands.append(cmd)
+            mid, name, args = cmd["message_id"], cmd["command"], cmd.get("args") or {}
+            if name == "auth":
+                self.auths += 1
+                if args.get("token") == self.token:
+                    authed = True
+                    await ws.send_json({"message_id": mid, "result": {"authenticated": True}})
+                    self._authed(ws)
+                else:
+                    await ws.send_json(
+                        {"message_id": mid, "error_code": 20, "details": "invalid token"}
+                    )
+            elif not authed:
+                await ws.send_json(
+                    {"message_id": mid, "error_code": 6, "details": "Authentication required"}
+                )
+            elif name == "music/tracks/library_items":
+                await self._page(ws, mid, int(args.get("offset", 0)), int(args.get("limit", 500)))
+            else:
+                await ws.send_json(
+                    {"message_id": mid, "error_code": 1, "details": f"unknown command {name}"}
+                )
+        self.clients.discard(ws)
+        return ws
+
+    def _authed(self, ws: web.WebSocketResponse) -> None:
+        self.clients.add(ws)
+        self.authed.set()
+
+    async def _page(self, ws: web.WebSocketResponse, mid: str, offset: int, limit: int) -> None:
+        items = self.library[offset : offset + limit]
+        half = len(items) // 2
+        if half:
+            await ws.send_json({"message_id": mid, "result": items[:half], "partial": True})
+        await ws.send_json({"message_id": mid, "result": items[half:]})
+
+
+def ma_track(n: int, *, genre: str = "rock", favorite: bool = False) -> dict[str, Any]:
+    """A Track as MA serialises it (shapes vary: artist objects or names, album object/str)."""
+    uri = f"library://track/{n}"
+    artists: list[Any] = (
+        [
+            {
+                "item_id": str(n % 7),
+                "provider": "library",
+                "name": f"Artist {n % 7}",
+                "media_type": "artist",
+                "uri": f"library://artist/{n % 7}",
+            }
+        ]
+        if n % 2
+        else [f"Artist {n % 7}"]
+    )
+    album: Any = (
+        {
+            "item_id": str(n % 5),
+            "provider": "library",
+            "name": f"Album {n % 5}",
+            "media_type": "album",
+        }
+        if n % 3
+        else (f"Album {n % 5}" if n % 3 == 0 and n % 2 else None)
+    )
+    return {
+        "item_id": str(n),
+        "provider": "library",
+        "name": f"Song {n}",
+        "version": "",
+        "sort_name": f"song {n}",
+        "uri": uri,
+        "media_type": "track",
+        "external_ids": [],
+        "is_playable": True,
+        "favorite": favorite,
+        "position": None,
+        "date_added": None,
+        "provider_mappings": [
+            {
+                "item_id": f"/music/{n}.flac",
+                "provider_domain": "filesystem_local",
+                "provider_instance": "filesystem_local--abc",
+                "available": True,
+                "in_library": True,
+            }
+        ],
+        "metadata": {"genres": [genre], "mood": None, "style": None, "images": None},
+        "duration": 180 + n,
+        "artists": artists,
+        "album": album,
+        "disc_number": 1,
+        "track_number": n,
+        "last_played": 0,
+    }
+
+
+def ma_played(n: int, user: str, *, seconds: float, is_playing: bool) -> dict[str, Any]:
+    """A MediaItemPlaybackProgressReport."""
+    duration = 180 + n
+    return {
+        "uri": f"library://track/{n}",
+        "media_type": "track",
+        "name": f"Song {n}",
+        "artist": f"Artist {n % 7}",
+        "artists": [f"Artist {n % 7}"],
+        "album": f"Album {n % 5}",
+        "duration": duration,
+        "seconds_played": seconds,
+        "fully_played": duration - seconds < 5,
+        "is_playing": is_playing,
+        "userid": user,
+        "player_id": "player-1",
+        "image_url": None,
+        "mbid": None,
+    }

@@ -1,0 +1,207 @@
+"""Parity with transformers: a small random ``ClapModel`` exported by our exporter.
+
+Our pipeline (PCM → decode → 48 kHz → windows → numpy mel → ONNX) against ``ClapFeatureExtractor``
++ ``get_audio_features`` on the same windows, and ``get_text_features`` on the same tokens.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from insight.config import ModelSettings  # noqa: E402
+from insight.inference.audio import (  # noqa: E402
+    MelConfig,
+    MelExtractor,
+    decode_pcm,
+    resample,
+    split_windows,
+)
+from insight.inference.clap import ClapModel  # noqa: E402
+from insight.inference.export import ExportError, export_clap  # noqa: E402
+from insight.inference.text import format_track_text  # noqa: E402
+from insight.testing.hf_clap import build_hf_clap  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("parity")
+    src = build_hf_clap(root / "hf", small=True, seed=0)
+    out = export_clap(src, root / "onnx", quantize="int8")
+    return src, out
+
+
+@pytest.fixture(scope="session")
+def hf(exported: tuple[Path, Path]) -> tuple[Any, Any]:
+    src, _ = exported
+    model = transformers.ClapModel.from_pretrained(src).eval()
+    processor = transformers.ClapProcessor.from_pretrained(src)
+    return model, processor
+
+
+@pytest.fixture(scope="session")
+def ours(exported: tuple[Path, Path]) -> ClapModel:
+    return ClapModel.load(exported[1], ModelSettings(threads=2), "parity")
+
+
+def _norm(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+def _music(seconds: float, sr: int, channels: int, seed: int) -> np.ndarray:
+    """A few tones with an envelope and noise, [samples, channels] in [-1, 1]."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    x = sum(
+        0.15 * np.sin(2 * np.pi * f * t + rng.uniform(0, 6)) * (1 + np.sin(2 * np.pi * 0.3 * k * t))
+        for k, f in enumerate(rng.uniform(80, 4000, 4))
+    )
+    x = x[:, None] + 0.03 * rng.standard_normal((t.size, channels))
+    return np.clip(x, -1, 1)
+
+
+CASES = {
+    "10s_48k_mono_f32": (10.0, 48_000, 1, "pcm_f32_le"),
+    "3s_48k_stereo_s24": (3.0, 48_000, 2, "pcm_s24_le"),
+    "25s_48k_mono_s16": (25.0, 48_000, 1, "pcm_s16_le"),
+    "12s_44k1_stereo_s16": (12.0, 44_100, 2, "pcm_s16_le"),
+}
+
+
+def _pcm(x: np.ndarray, fmt: str) -> bytes:
+    if fmt == "pcm_f32_le":
+        return x.astype("<f4").tobytes()
+    if fmt == "pcm_s16_le":
+        return (x * 32767).astype("<i2").tobytes()
+    v = (x * 8_388_607).astype(np.int32).reshape(-1)
+    return b"".join(int(s).to_bytes(3, "little", signed=True) for s in v)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_audio_window_vectors_match_transformers(
+    case: str, ours: ClapModel, hf: tuple[Any, Any]
+) -> None:
+    seconds, sr, channels, fmt = CASES[case]
+    model, processor = hf
+    mono = resample(decode_pcm(_pcm(_music(seconds, sr, channels, 1), fmt), fmt, channels), sr)
+    windows = split_windows(mono, 480_000, 480_000)
+    expected_windows = max(1, int(np.ceil(len(mono) / 480_000)))
+    assert windows.shape[0] == expected_windows
+
+    # HF gets the raw cut (short clips and tails unpadded: its repeatpad must equal ours).
+    n_full = len(mono) // 480_000
+    raw = [mono[i * 480_000 : (i + 1) * 480_000] for i in range(n_full)]
+    if len(mono) % 480_000:
+        raw.append(mono[n_full * 480_000 :])
+    feats = processor.feature_extractor(raw, sampling_rate=48_000, return_tensors="np")
+    ref_feats = feats["input_features"]
+    our_feats = MelExtractor(MelConfig.from_model_dir(ours.model_dir))(windows)
+    assert our_feats.shape == ref_feats.shape
+    assert float(np.max(np.abs(our_feats - ref_feats))) <= 1e-3
+
+    with torch.no_grad():
+        out = model.get_audio_features(input_features=torch.from_numpy(ref_feats))
+    ref = _norm(out.pooler_output.numpy())
+    got = ours.embed_windows(windows)
+    cos = np.sum(ref * got, axis=1)
+    assert cos.min() >= 0.9999, cos
+
+    track, n = ours.embed_audio(mono, 10.0, 10.0)
+    assert n == expected_windows
+    assert float(track @ _norm(ref.mean(axis=0))) >= 0.9999
+
+
+TEXTS = [
+    format_track_text("Bohemian Rhapsody", ["Queen"], "A Night at the Opera", ["Rock"]),
+    format_track_text("Track", [], None, []),
+    format_track_text("Under Pressure", ["Queen", "David Bowie"], "", ["Rock", "Pop"]),
+    format_track_text("Jóga", ["Björk"], "Homogenic", ["Electronic", "Art Pop"]),
+    format_track_text("Hoppípolla", ["Sigur Rós"], "Takk...", []),
+    format_track_text("戦場のメリークリスマス", ["坂本龍一"], None, ["Ambient"]),
+    format_track_text("Ace of Spades", ["Motörhead"], "Ace of Spades", ["Metal"]),
+    format_track_text("Город", ["Аквариум"], None, ["Rock"]),
+    format_track_text("🎵 emoji 🎶", ["DJ ♫"], "✨", ["K-Pop"]),
+    format_track_text("Long " * 60, ["Artist"] * 10, "Album " * 20, ["Genre"] * 30),
+    "calm piano music for a rainy day",
+    "upbeat workout mix",
+    "",
+    " ",
+    "a",
+    "late night jazz club with saxophone and double bass",
+    "AGGRESSIVE DRUM AND BASS",
+    "songs like 'Kind of Blue' by Miles Davis",
+    "music\twith\ttabs\nand newlines",
+    "rock " * 200,
+]
+
+
+def test_text_vectors_match_transformers(ours: ClapModel, hf: tuple[Any, Any]) -> None:
+    assert len(TEXTS) == 20
+    model, processor = hf
+    enc = processor.tokenizer(
+        TEXTS, padding=True, truncation=True, max_length=77, return_tensors="pt"
+    )
+    with torch.no_grad():
+        ref = _norm(model.get_text_features(**enc).pooler_output.numpy())
+    got = ours.embed_text(TEXTS)
+    cos = np.sum(ref * got, axis=1)
+    assert cos.min() >= 0.9999, cos
+    # our tokenizer gives HF's ids (dynamic padding aside)
+    ids, mask = ours.tokenizer.encode_batch(TEXTS)
+    np.testing.assert_array_equal(ids, enc["input_ids"].numpy()[:, : ids.shape[1]])
+    np.testing.assert_array_equal(mask, enc["attention_mask"].numpy()[:, : ids.shape[1]])
+
+
+def test_export_layout_and_int8(exported: tuple[Path, Path], ours: ClapModel) -> None:
+    _, out = exported
+    for name in (
+        "text_model.onnx",
+        "audio_model.onnx",
+        "text_model_quantized.onnx",
+        "audio_model_quantized.onnx",
+        "tokenizer.json",
+        "preprocessor_config.json",
+        "config.json",
+        "export.json",
+    ):
+        assert (out / name).is_file(), name
+    assert not [p for p in out.iterdir() if p.name.startswith(".export-")]
+    report = json.loads((out / "export.json").read_text())
+    assert report["text_min_cosine"] >= 0.9999 and report["audio_min_cosine"] >= 0.9999
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["projection_dim"] == 512 and cfg["pad_token_id"] == 1
+    assert MelConfig.from_model_dir(out) == MelConfig()
+    assert ours.tokenizer.pad_id == 1 and ours.tokenizer.max_length == 77
+
+    q = ClapModel.load(out, ModelSettings(threads=2, quantized=True))
+    assert q.quantized
+    texts = TEXTS[:8]
+    assert float(np.min(np.sum(q.embed_text(texts) * ours.embed_text(texts), axis=1))) >= 0.99
+    w = resample(_music(10.0, 48_000, 1, 5)[:, 0].astype(np.float32), 48_000)[None, :]
+    assert float(q.embed_windows(w)[0] @ ours.embed_windows(w)[0]) >= 0.99
+
+
+def test_export_rejects_unknown_quantization(tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="int8"):
+        export_clap("unused", tmp_path, quantize="int4")
+
+
+def test_runtime_modules_do_not_import_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import insight.inference.clap, insight.inference.pool, "
+        "insight.inference.audio, insight.inference.text, insight.inference.export, "
+        "insight.testing.tiny_clap; "
+        "bad = [m for m in ('torch', 'transformers') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,112 @@
+"""InferencePool: micro-batching, equal results, back-pressure, hot swap."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from insight.config import InferenceSettings, ModelSettings
+from insight.errors import Busy, NotReady
+from insight.inference.clap import ClapModel
+from insight.inference.pool import InferencePool
+from insight.testing import build_tiny_clap
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[ClapModel, ClapModel]:
+    root = tmp_path_factory.mktemp("pool")
+    a = ClapModel.load(build_tiny_clap(root / "a", seed=0), ModelSettings(threads=1), "a")
+    b = ClapModel.load(build_tiny_clap(root / "b", seed=1), ModelSettings(threads=1), "b")
+    a.warmup()
+    b.warmup()
+    return a, b
+
+
+def _windows(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (0.1 * rng.standard_normal((n, 96_000))).astype(np.float32)
+
+
+async def test_concurrent_requests_are_batched(models: tuple[ClapModel, ClapModel]) -> None:
+    model = models[0]
+    pool = InferencePool(model, InferenceSettings(max_batch=16, max_wait_ms=20))
+    await pool.start()
+    try:
+        texts = [f"track {i} rock" for i in range(24)]
+        results = await asyncio.gather(*(pool.embed_texts([t]) for t in texts))
+        assert max(pool.stats.batch_sizes["text"]) > 1
+        assert max(pool.stats.batch_sizes["text"]) <= 16
+        expected = model.embed_text(texts)
+        for r, e in zip(results, expected, strict=True):
+            assert r.shape == (1, 512)
+            np.testing.assert_allclose(r[0], e, atol=1e-5)
+
+        windows = [_windows(2, s) for s in range(5)]
+        got = await asyncio.gather(*(pool.embed_windows(w) for w in windows))
+        assert max(pool.stats.batch_sizes["audio"]) > 2
+        for g, w in zip(got, windows, strict=True):
+            np.testing.assert_allclose(g, model.embed_windows(w), atol=1e-5)
+
+        x = np.concatenate([_windows(1, 9)[0]] * 6)  # 576 000 samples
+        vec, n = await pool.embed_audio(x, 10.0, 10.0)
+        ref, n_ref = model.embed_audio(x, 10.0, 10.0)
+        assert n == n_ref == 2
+        np.testing.assert_allclose(vec, ref, atol=1e-5)
+        assert pool.stats.batches >= 3 and pool.stats.items >= 24 + 10 + 2
+        assert (await pool.embed_texts([])).shape == (0, 512)
+    finally:
+        await pool.close()
+
+
+async def test_overload_is_busy(models: tuple[ClapModel, ClapModel]) -> None:
+    pool = InferencePool(models[0], InferenceSettings(max_batch=4, max_wait_ms=5, max_queue=3))
+    await pool.start()
+    try:
+        results = await asyncio.gather(
+            *(pool.embed_texts([f"t{i}"]) for i in range(10)), return_exceptions=True
+        )
+        busy = [r for r in results if isinstance(r, Busy)]
+        ok = [r for r in results if isinstance(r, np.ndarray)]
+        assert len(ok) == 3 and len(busy) == 7
+        assert "inference queue full (3 pending), retry later" in busy[0].message
+        assert busy[0].status == 429
+        assert pool.pending == 0
+        assert (await pool.embed_texts(["again"])).shape == (1, 512)  # recovers
+    finally:
+        await pool.close()
+
+
+async def test_swap_mid_flight_none_fail(models: tuple[ClapModel, ClapModel]) -> None:
+    a, b = models
+    pool = InferencePool(a, InferenceSettings(max_batch=4, max_wait_ms=1, max_queue=1000))
+    await pool.start()
+    try:
+        texts = [f"song {i}" for i in range(40)]
+        va, vb = a.embed_text(texts), b.embed_text(texts)
+        tasks = [asyncio.create_task(pool.embed_texts([t])) for t in texts[:20]]
+        await asyncio.sleep(0)
+        swap = asyncio.create_task(pool.swap(b))
+        tasks += [asyncio.create_task(pool.embed_texts([t])) for t in texts[20:]]
+        await swap
+        tasks += [asyncio.create_task(pool.embed_texts([t])) for t in ("after swap",)]
+        results = await asyncio.gather(*tasks)
+        assert pool.model is b
+        for i, r in enumerate(results[:40]):
+            # every request got a vector of one of the two models, none failed
+            assert np.allclose(r[0], va[i], atol=1e-5) or np.allclose(r[0], vb[i], atol=1e-5)
+        assert np.allclose(results[0][0], va[0], atol=1e-5)  # in flight before the swap
+        np.testing.assert_allclose(results[-1][0], b.embed_text(["after swap"])[0], atol=1e-5)
+    finally:
+        await pool.close()
+
+
+async def test_not_started_and_closed(models: tuple[ClapModel, ClapModel]) -> None:
+    pool = InferencePool(models[0], InferenceSettings())
+    with pytest.raises(NotReady):
+        await pool.embed_texts(["x"])
+    await pool.start()
+    await pool.close()
+    with pytest.raises(NotReady):
+        await pool.embed_texts(["x"])

@@ -1,0 +1,447 @@
+"""One contract, both backends: the file store (usearch + SQLite in tmp_path) and Qdrant through
+qdrant-client's local mode. Filter semantics are also checked against the pure-python reference
+predicate with hypothesis."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from insight.errors import BadRequest
+from insight.schemas import SearchFilter
+from insight.storage.base import (
+    TASTE_PROFILES,
+    TRACKS_AUDIO,
+    TRACKS_TEXT,
+    Point,
+    VectorStore,
+    point_id,
+    profile_key,
+)
+from insight.storage.file import FileStore
+from insight.storage.filters import criteria, matches
+from insight.storage.qdrant import QdrantStore
+
+DIM = 16
+BACKENDS = ["file", "qdrant"]
+
+
+def make(kind: str, tmp: Path, prefix: str = "") -> VectorStore:
+    if kind == "file":
+        return FileStore(tmp / "data", DIM, prefix, save_interval_s=0.2)
+    return QdrantStore(DIM, prefix=prefix, location=":memory:")
+
+
+@pytest.fixture(params=BACKENDS)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[VectorStore]:
+    s = make(request.param, tmp_path)
+    await s.open()
+    yield s
+    await s.close()
+
+
+def unit(rng: np.random.Generator, n: int = 1) -> np.ndarray:
+    v = rng.normal(size=(n, DIM)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def cos(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+# A small library with every filterable field exercised (and some values missing).
+LIBRARY: list[dict[str, Any]] = [
+    {"track_id": "t0", "artists": ["Daft Punk"], "genres": ["House", "Electronic"],
+     "album": "Discovery", "moods": ["happy", "energetic"], "primary_mood": "happy",
+     "valence": 0.9, "arousal": 0.8},
+    {"track_id": "t1", "artists": ["daft punk", "Pharrell"], "genres": ["Disco"],
+     "album": "Random Access Memories", "moods": ["happy"], "primary_mood": "happy",
+     "valence": 0.7, "arousal": 0.5},
+    {"track_id": "t2", "artists": ["Radiohead"], "genres": ["Rock", "alternative"],
+     "album": "OK Computer", "moods": ["sad", "calm"], "primary_mood": "sad",
+     "valence": 0.2, "arousal": 0.3},
+    {"track_id": "t3", "artists": ["Björk"], "genres": ["electronic"], "album": "Homogenic",
+     "moods": ["dark"], "primary_mood": "dark", "valence": 0.3, "arousal": 0.6},
+    {"track_id": "t4", "artists": ["Nobody"], "genres": [], "album": None},
+    {"track_id": "t5", "artists": ["RADIOHEAD"], "genres": ["ROCK"], "album": "ok computer",
+     "moods": ["calm"], "primary_mood": "angry", "valence": 0.5, "arousal": 0.5},
+    {"track_id": "t6", "artists": ["Miles Davis"], "genres": ["Jazz"], "album": "Kind of Blue",
+     "moods": ["calm", "romantic"], "primary_mood": "calm", "valence": 0.5, "arousal": 0.1},
+    {"track_id": "t7", "artists": ["Björk", "Thom Yorke"], "genres": ["Electronic", "Rock"],
+     "album": "Selma Songs", "moods": [], "valence": 0.0, "arousal": 1.0},
+]  # fmt: skip
+
+
+async def fill(store: VectorStore, seed: int = 1) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    vecs = unit(rng, len(LIBRARY))
+    await store.upsert(
+        TRACKS_TEXT,
+        [Point(p["track_id"], vecs[i], dict(p)) for i, p in enumerate(LIBRARY)],
+    )
+    return {p["track_id"]: vecs[i] for i, p in enumerate(LIBRARY)}
+
+
+async def keys_of(store: VectorStore, flt: SearchFilter | None, q: np.ndarray) -> set[str]:
+    return {r.key for r in await store.search(TRACKS_TEXT, q, 100, flt)}
+
+
+# --- basic CRUD --------------------------------------------------------------------------------
+
+
+async def test_upsert_get_exists_count_delete(store: VectorStore) -> None:
+    vecs = await fill(store)
+    assert await store.count(TRACKS_TEXT) == len(LIBRARY)
+    assert await store.count(TRACKS_AUDIO) == 0
+    assert await store.exists(TRACKS_TEXT, "t3")
+    assert not await store.exists(TRACKS_TEXT, "nope")
+    assert not await store.exists(TRACKS_AUDIO, "t3")
+
+    got = await store.get(TRACKS_TEXT, ["t2", "missing", "t0"])
+    assert [p.key for p in got] == ["t2", "t0"]
+    assert got[0].vector is None
+    assert got[0].payload == LIBRARY[2]
+    assert got[1].payload == LIBRARY[0]
+
+    with_vec = await store.get(TRACKS_TEXT, ["t5"], with_vectors=True)
+    assert with_vec[0].vector is not None
+    np.testing.assert_allclose(with_vec[0].vector, vecs["t5"], atol=1e-6)
+
+    assert await store.delete(TRACKS_TEXT, ["t1", "nope", "t1"]) == ["t1"]
+    assert await store.count(TRACKS_TEXT) == len(LIBRARY) - 1
+    assert not await store.exists(TRACKS_TEXT, "t1")
+    assert await store.get(TRACKS_TEXT, ["t1"]) == []
+    assert await store.delete(TRACKS_TEXT, ["t1"]) == []
+    assert await store.delete(TRACKS_AUDIO, ["t1"]) == []
+
+
+async def test_reupsert_is_idempotent_and_replaces_payload(store: VectorStore) -> None:
+    rng = np.random.default_rng(2)
+    v = unit(rng, 2)
+    await store.upsert(TRACKS_AUDIO, [Point("a", v[0], {"track_id": "a", "name": "one"})])
+    await store.upsert(TRACKS_AUDIO, [Point("a", v[0], {"track_id": "a", "name": "one"})])
+    assert await store.count(TRACKS_AUDIO) == 1
+    await store.upsert(TRACKS_AUDIO, [Point("a", v[1], {"track_id": "a", "name": "two"})])
+    assert await store.count(TRACKS_AUDIO) == 1
+    [p] = await store.get(TRACKS_AUDIO, ["a"], with_vectors=True)
+    assert p.payload == {"track_id": "a", "name": "two"}
+    assert p.vector is not None
+    np.testing.assert_allclose(p.vector, v[1], atol=1e-6)
+    hits = await store.search(TRACKS_AUDIO, v[1], 5)
+    assert [h.key for h in hits] == ["a"]
+    assert hits[0].score == pytest.approx(1.0, abs=1e-5)
+    # The same key twice in one batch: the last one wins.
+    await store.upsert(TRACKS_AUDIO, [Point("b", v[0], {"n": 1}), Point("b", v[1], {"n": 2})])
+    assert await store.count(TRACKS_AUDIO) == 2
+    assert (await store.get(TRACKS_AUDIO, ["b"]))[0].payload == {"n": 2}
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "Ünïcødé/トラック/🎵",
+        "x" * 1000,
+        "library://track/123/with/slashes?and=query#frag",
+        "  spaces  ",
+        "track_123",
+    ],
+)
+async def test_odd_keys(store: VectorStore, key: str) -> None:
+    v = unit(np.random.default_rng(3))[0]
+    await store.upsert(TRACKS_TEXT, [Point(key, v, {"track_id": key})])
+    assert await store.exists(TRACKS_TEXT, key)
+    [p] = await store.get(TRACKS_TEXT, [key])
+    assert p.key == key and p.payload == {"track_id": key}
+    [hit] = await store.search(TRACKS_TEXT, v, 3)
+    assert hit.key == key
+    assert await store.delete(TRACKS_TEXT, [key]) == [key]
+    assert await store.count(TRACKS_TEXT) == 0
+
+
+def test_point_id_matches_original_sidecar() -> None:
+    assert point_id("track_123") == "2b377459-540f-5145-bf97-ff6447ed8545"
+
+
+async def test_dimension_mismatch_is_a_clear_error(store: VectorStore) -> None:
+    with pytest.raises(BadRequest, match=f"expected {DIM}-d vector, got 7"):
+        await store.upsert(TRACKS_TEXT, [Point("a", np.ones(7, np.float32), {})])
+    with pytest.raises(BadRequest, match=f"expected {DIM}-d vector, got {DIM + 1}"):
+        await store.search(TRACKS_TEXT, np.ones(DIM + 1, np.float32), 3)
+    with pytest.raises(BadRequest, match="NaN"):
+        await store.upsert(TRACKS_TEXT, [Point("a", np.full(DIM, np.nan, np.float32), {})])
+    with pytest.raises(BadRequest, match="zeros"):
+        await store.upsert(TRACKS_TEXT, [Point("a", np.zeros(DIM, np.float32), {})])
+    assert await store.count(TRACKS_TEXT) == 0
+
+
+async def test_search_orders_by_cosine_and_honours_limit(store: VectorStore) -> None:
+    rng = np.random.default_rng(4)
+    vecs = unit(rng, 50)
+    await store.upsert(
+        TRACKS_AUDIO, [Point(f"k{i}", vecs[i], {"track_id": f"k{i}"}) for i in range(50)]
+    )
+    q = unit(rng)[0]
+    want = sorted(((cos(vecs[i], q), f"k{i}") for i in range(50)), reverse=True)
+    hits = await store.search(TRACKS_AUDIO, q, 10)
+    assert [h.key for h in hits] == [k for _, k in want[:10]]
+    for h, (s, _) in zip(hits, want, strict=False):
+        assert h.score == pytest.approx(s, abs=1e-5)
+    assert len(await store.search(TRACKS_AUDIO, q, 100)) == 50
+    assert await store.search(TRACKS_AUDIO, q, 0) == []
+    # unnormalised queries score the same (cosine)
+    hits2 = await store.search(TRACKS_AUDIO, q * 7.5, 3)
+    assert [h.key for h in hits2] == [k for _, k in want[:3]]
+
+
+async def test_search_after_delete_excludes_point(store: VectorStore) -> None:
+    vecs = await fill(store)
+    [top] = await store.search(TRACKS_TEXT, vecs["t3"], 1)
+    assert top.key == "t3"
+    await store.delete(TRACKS_TEXT, ["t3"])
+    hits = await store.search(TRACKS_TEXT, vecs["t3"], 100)
+    assert "t3" not in {h.key for h in hits}
+    assert len(hits) == len(LIBRARY) - 1
+
+
+# --- filters -------------------------------------------------------------------------------------
+
+
+FILTER_CASES: list[tuple[dict[str, Any], set[str]]] = [
+    ({"artists": ["DAFT PUNK"]}, {"t0", "t1"}),
+    ({"artists": ["radiohead", "björk"]}, {"t2", "t3", "t5", "t7"}),
+    ({"artists": ["BJÖRK"]}, {"t3", "t7"}),
+    ({"genres": ["electronic"]}, {"t0", "t3", "t7"}),
+    ({"genres": ["rock", "jazz"]}, {"t2", "t5", "t6", "t7"}),
+    ({"album": "OK COMPUTER"}, {"t2", "t5"}),
+    ({"album": "ok"}, set()),
+    ({"exclude_ids": ["t0", "t1", "t2"]}, {"t3", "t4", "t5", "t6", "t7"}),
+    ({"moods": ["calm", "dark"]}, {"t2", "t3", "t5", "t6"}),
+    ({"moods": ["angry"]}, set()),  # primary_mood alone does not match ``moods``
+    ({"exclude_moods": ["happy"]}, {"t2", "t3", "t4", "t5", "t6", "t7"}),
+    ({"exclude_moods": ["angry", "calm"]}, {"t0", "t1", "t3", "t4", "t7"}),
+    ({"min_valence": 0.5}, {"t0", "t1", "t5", "t6"}),
+    ({"max_valence": 0.3}, {"t2", "t3", "t7"}),
+    ({"min_valence": 0.3, "max_valence": 0.5}, {"t3", "t5", "t6"}),
+    ({"min_arousal": 0.5, "max_arousal": 0.8}, {"t0", "t1", "t3", "t5"}),
+    ({"max_arousal": 1.0}, {"t0", "t1", "t2", "t3", "t5", "t6", "t7"}),
+    ({"artists": ["Björk"], "genres": ["rock"]}, {"t7"}),
+    ({"genres": ["rock"], "moods": ["calm"], "min_valence": 0.3}, {"t5"}),
+    ({"artists": [], "genres": [], "moods": []}, {f"t{i}" for i in range(8)}),
+    ({"genres": ["electronic"], "exclude_ids": ["t7"], "max_arousal": 0.7}, {"t3"}),
+]
+
+
+@pytest.mark.parametrize(("fields", "expected"), FILTER_CASES)
+async def test_filter_fields(
+    store: VectorStore, fields: dict[str, Any], expected: set[str]
+) -> None:
+    vecs = await fill(store)
+    flt = SearchFilter(**fields)
+    assert {p["track_id"] for p in LIBRARY if matches(p["track_id"], p, criteria(flt))} == expected
+    assert await keys_of(store, flt, vecs["t0"]) == expected
+
+
+async def test_filtered_search_returns_limit_when_enough_match(store: VectorStore) -> None:
+    rng = np.random.default_rng(5)
+    vecs = unit(rng, 300)
+    genres = ["a", "b", "c"]
+    await store.upsert(
+        TRACKS_TEXT,
+        [Point(f"k{i}", vecs[i], {"genres": [genres[i % 3]]}) for i in range(300)],
+    )
+    q = unit(rng)[0]
+    hits = await store.search(TRACKS_TEXT, q, 25, SearchFilter(genres=["B"]))
+    want = sorted(((cos(vecs[i], q), f"k{i}") for i in range(1, 300, 3)), reverse=True)[:25]
+    assert [h.key for h in hits] == [k for _, k in want]
+    assert all(h.payload["genres"] == ["b"] for h in hits)
+
+
+async def test_returned_payload_has_no_internal_fields(store: VectorStore) -> None:
+    vecs = await fill(store)
+    for h in await store.search(TRACKS_TEXT, vecs["t0"], 3, SearchFilter(artists=["daft punk"])):
+        assert h.payload == next(p for p in LIBRARY if p["track_id"] == h.key)
+
+
+# --- scroll and profiles -------------------------------------------------------------------------
+
+
+async def test_scroll_pages_through_everything_once(store: VectorStore) -> None:
+    rng = np.random.default_rng(6)
+    vecs = unit(rng, 23)
+    await store.upsert(
+        TRACKS_AUDIO,
+        [Point(f"k{i:02d}", vecs[i], {"track_id": f"k{i:02d}", "g": i % 2}) for i in range(23)],
+    )
+    seen: list[str] = []
+    offset: str | None = None
+    pages = 0
+    while True:
+        page, offset = await store.scroll(TRACKS_AUDIO, offset, limit=5, with_vectors=True)
+        pages += 1
+        assert len(page) <= 5
+        for p in page:
+            assert p.vector is not None
+            np.testing.assert_allclose(p.vector, vecs[int(p.key[1:])], atol=1e-6)
+        seen += [p.key for p in page]
+        if offset is None:
+            break
+    assert pages == 5
+    assert sorted(seen) == [f"k{i:02d}" for i in range(23)]
+    odd, nxt = await store.scroll(TRACKS_AUDIO, where={"g": 1}, limit=100)
+    assert nxt is None
+    assert sorted(p.key for p in odd) == [f"k{i:02d}" for i in range(1, 23, 2)]
+    assert all(p.vector is None for p in odd)
+    assert await store.scroll(TRACKS_TEXT) == ([], None)
+
+
+async def test_taste_profiles_by_user(store: VectorStore) -> None:
+    rng = np.random.default_rng(7)
+    vecs = unit(rng, 3)
+    rows = [("alice", "global"), ("alice", "recent"), ("bob", "global")]
+    await store.upsert(
+        TASTE_PROFILES,
+        [
+            Point(
+                profile_key(u, k),
+                vecs[i],
+                {"user_id": u, "profile_type": k, "track_count": 10 + i, "confidence": 0.5},
+            )
+            for i, (u, k) in enumerate(rows)
+        ],
+    )
+    mine, _ = await store.scroll(TASTE_PROFILES, where={"user_id": "alice"})
+    assert sorted(p.key for p in mine) == ["alice::global", "alice::recent"]
+    [p] = await store.get(TASTE_PROFILES, ["bob::global"], with_vectors=True)
+    assert p.payload["track_count"] == 12
+    assert p.vector is not None
+    np.testing.assert_allclose(p.vector, vecs[2], atol=1e-6)
+
+
+# --- prefix and stats ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+async def test_prefix_separates_collections(kind: str, tmp_path: Path) -> None:
+    rng = np.random.default_rng(8)
+    v = unit(rng, 2)
+    if kind == "file":
+        a: VectorStore = make(kind, tmp_path, "alpha")
+        b: VectorStore = make(kind, tmp_path, "beta")
+    else:  # one local Qdrant shared by two prefixes
+        a = QdrantStore(DIM, prefix="alpha", location=":memory:")
+        await a.open()
+        b = QdrantStore(DIM, prefix="beta", location=":memory:")
+        b._client = a._client  # same server, different prefix
+    await a.open()
+    await b.open()
+    await a.upsert(TRACKS_TEXT, [Point("x", v[0], {"who": "a"})])
+    await b.upsert(TRACKS_TEXT, [Point("x", v[1], {"who": "b"}), Point("y", v[1], {})])
+    assert await a.count(TRACKS_TEXT) == 1
+    assert await b.count(TRACKS_TEXT) == 2
+    assert (await a.get(TRACKS_TEXT, ["x"]))[0].payload == {"who": "a"}
+    assert (await b.get(TRACKS_TEXT, ["x"]))[0].payload == {"who": "b"}
+    if isinstance(a, FileStore):
+        await a.close()
+        await b.close()
+        assert (tmp_path / "data" / "alpha_tracks_text.usearch").exists()
+        assert (tmp_path / "data" / "beta_tracks_text.usearch").exists()
+        a = make(kind, tmp_path, "alpha")
+        await a.open()
+        assert await a.count(TRACKS_TEXT) == 1
+        await a.close()
+    else:
+        assert isinstance(a, QdrantStore)
+        names = {c.name for c in (await a._client.get_collections()).collections}
+        assert {"alpha_tracks_text", "beta_tracks_text", "alpha_taste_profiles"} <= names
+        await a.close()
+
+
+async def test_stats(store: VectorStore) -> None:
+    await fill(store)
+    st_ = await store.stats()
+    assert st_.connected
+    assert st_.mode == store.mode
+    assert st_.collections == {TRACKS_TEXT: len(LIBRARY), TRACKS_AUDIO: 0, TASTE_PROFILES: 0}
+    if store.mode == "file":
+        assert st_.index_size_bytes is not None and st_.index_size_bytes > 0
+
+
+# --- filter semantics vs the reference predicate (hypothesis) ----------------------------------
+
+ARTISTS = ["Abba", "abba", "Björk", "BJÖRK", "Can", "Dälek", "Eno"]
+GENRES = ["rock", "Rock", "jazz", "Electronic", "pop"]
+MOODS = ["happy", "sad", "calm", "dark", "energetic"]
+ALBUMS = ["One", "one", "Two", "Ünï"]
+
+
+def random_payload(r: random.Random) -> dict[str, Any]:
+    p: dict[str, Any] = {
+        "artists": r.sample(ARTISTS, r.randint(0, 2)),
+        "genres": r.sample(GENRES, r.randint(0, 2)),
+        "moods": r.sample(MOODS, r.randint(0, 2)),
+    }
+    for field, choices in (
+        ("album", [None, *ALBUMS]),
+        ("primary_mood", MOODS),
+        ("valence", [None, 0.0, 0.25, 0.5, 0.75, 1.0]),
+        ("arousal", [None, 0.0, 0.25, 0.5, 0.75, 1.0]),
+    ):
+        if r.random() < 0.7:
+            p[field] = r.choice(choices)
+    return p
+
+
+bound = st.one_of(st.none(), st.sampled_from([0.0, 0.25, 0.5, 0.6, 1.0]))
+filters = st.builds(
+    SearchFilter,
+    artists=st.one_of(st.none(), st.lists(st.sampled_from(ARTISTS), max_size=2)),
+    genres=st.one_of(st.none(), st.lists(st.sampled_from(GENRES), max_size=2)),
+    album=st.one_of(st.none(), st.sampled_from(ALBUMS)),
+    exclude_ids=st.one_of(st.none(), st.lists(st.sampled_from([f"p{i}" for i in range(40)]))),
+    moods=st.one_of(st.none(), st.lists(st.sampled_from(MOODS), max_size=2)),
+    exclude_moods=st.one_of(st.none(), st.lists(st.sampled_from(MOODS), max_size=2)),
+    min_valence=bound,
+    max_valence=bound,
+    min_arousal=bound,
+    max_arousal=bound,
+)
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_filters_match_reference_predicate(kind: str, tmp_path: Path) -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        store = make(kind, tmp_path)
+        loop.run_until_complete(store.open())
+        r = random.Random(9)
+        data = [random_payload(r) for _ in range(40)]
+        rng = np.random.default_rng(9)
+        vecs = unit(rng, 40)
+        keys = [f"p{i}" for i in range(40)]
+        points = [Point(k, vecs[i], data[i]) for i, k in enumerate(keys)]
+        loop.run_until_complete(store.upsert(TRACKS_TEXT, points))
+        q = unit(rng)[0]
+        ranked = sorted(keys, key=lambda k: -cos(vecs[int(k[1:])], q))
+
+        @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(flt=filters, limit=st.sampled_from([1, 3, 10, 100]))
+        def check(flt: SearchFilter, limit: int) -> None:
+            c = criteria(flt)
+            want = [k for k in ranked if matches(k, data[int(k[1:])], c)][:limit]
+            hits = loop.run_until_complete(store.search(TRACKS_TEXT, q, limit, flt))
+            assert [h.key for h in hits] == want
+            assert all(math.isfinite(h.score) for h in hits)
+
+        check()
+        loop.run_until_complete(store.close())
+    finally:
+        loop.close()
