@@ -56,7 +56,7 @@ class InferenceSettings(BaseModel):
 
 class StorageSettings(BaseModel):
     mode: StorageMode = StorageMode.FILE
-    data_dir: Path = DEFAULT_DATA_DIR
+    data_dir: Path = Field(default=DEFAULT_DATA_DIR, validate_default=True)
     url: str = "http://localhost:6334"
     api_key: SecretStr | None = None
     collection_prefix: str = ""

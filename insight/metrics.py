@@ -32,3 +32,12 @@ EVENTS = Counter(
 )
 SESSIONS = Gauge("insight_stream_sessions", "Streaming sessions owned by this worker")
 STORE_POINTS = Gauge("insight_store_points", "Points per collection", ["collection"])
+STREAM_MESSAGES = Gauge(
+    "insight_stream_messages", "Messages held per JetStream stream", ["stream"]
+)
+BUS_PENDING = Gauge(
+    "insight_bus_consumer_pending",
+    "Events waiting per durable consumer: pending (not yet delivered), ack_pending "
+    "(delivered, not acked), redelivered",
+    ["consumer", "state"],
+)

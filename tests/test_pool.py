@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from insight.config import InferenceSettings, ModelSettings
-from insight.errors import Busy, NotReady
+from insight.errors import BadRequest, Busy, NotReady
 from insight.inference.clap import ClapModel
 from insight.inference.pool import InferencePool
 from insight.testing import build_tiny_clap
@@ -98,6 +98,24 @@ async def test_swap_mid_flight_none_fail(models: tuple[ClapModel, ClapModel]) ->
             assert np.allclose(r[0], va[i], atol=1e-5) or np.allclose(r[0], vb[i], atol=1e-5)
         assert np.allclose(results[0][0], va[0], atol=1e-5)  # in flight before the swap
         np.testing.assert_allclose(results[-1][0], b.embed_text(["after swap"])[0], atol=1e-5)
+    finally:
+        await pool.close()
+
+
+async def test_mixed_window_lengths_and_bad_input(models: tuple[ClapModel, ClapModel]) -> None:
+    model = models[0]
+    pool = InferencePool(model, InferenceSettings(max_batch=16, max_wait_ms=20))
+    await pool.start()
+    try:
+        a, b = _windows(2, 1), _windows(1, 2)[:, :50_000]
+        ra, rb = await asyncio.gather(pool.embed_windows(a), pool.embed_windows(b))
+        np.testing.assert_allclose(ra, model.embed_windows(a), atol=1e-5)
+        np.testing.assert_allclose(rb, model.embed_windows(b), atol=1e-5)
+        with pytest.raises(BadRequest):
+            await pool.embed_windows(np.zeros((0, 10), np.float32))
+        with pytest.raises(BadRequest):
+            await pool.embed_audio(np.zeros(0, np.float32), 10.0, 10.0)
+        assert (await pool.embed_texts(["still alive"])).shape == (1, 512)
     finally:
         await pool.close()
 

@@ -99,6 +99,7 @@ async def keys_of(store: VectorStore, flt: SearchFilter | None, q: np.ndarray) -
 
 
 async def test_upsert_get_exists_count_delete(store: VectorStore) -> None:
+    assert isinstance(store, VectorStore)
     vecs = await fill(store)
     assert await store.count(TRACKS_TEXT) == len(LIBRARY)
     assert await store.count(TRACKS_AUDIO) == 0

@@ -12,6 +12,8 @@ SYNC_COMPLETED = "insight.events.library.sync.completed"
 PLAYED = "insight.events.playback.played"
 FAVORITE = "insight.events.playback.favorite"
 UNFAVORITE = "insight.events.playback.unfavorite"
+LIBRARY_EVENTS = "insight.events.library.>"
+PLAYBACK_EVENTS = "insight.events.playback.>"
 LIBRARY_CONSUMER = "insight-library"
 PLAYBACK_CONSUMER = "insight-playback"
 

@@ -69,10 +69,15 @@ class Bridge:
         for ep in sorted(endpoints, key=lambda e: (e.path.count("{"), -len(e.path))):
             app.router.add_route(ep.method, API + ep.path, self._route(ep), name=ep.name)
         doc = openapi_document(endpoints)
-        app.router.add_get(f"{API}/openapi.json", lambda _: web.json_response(doc))
-        app.router.add_get(
-            f"{API}/docs", lambda _: web.Response(text=DOCS_HTML, content_type="text/html")
-        )
+
+        async def openapi_json(_: web.Request) -> web.Response:
+            return web.json_response(doc)
+
+        async def docs(_: web.Request) -> web.Response:
+            return web.Response(text=DOCS_HTML, content_type="text/html")
+
+        app.router.add_get(f"{API}/openapi.json", openapi_json)
+        app.router.add_get(f"{API}/docs", docs)
         app.router.add_get("/metrics", self.metrics)
         return app
 

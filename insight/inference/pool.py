@@ -20,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 
 from insight.config import InferenceSettings
-from insight.errors import Busy, NotReady
+from insight.errors import BadRequest, Busy, NotReady
 from insight.inference.clap import ClapModel
 
 log = logging.getLogger(__name__)
@@ -119,6 +119,8 @@ class InferencePool:
         windows = np.asarray(windows, dtype=np.float32)
         if windows.ndim == 1:
             windows = windows[None, :]
+        if windows.ndim != 2 or windows.shape[0] == 0 or windows.shape[1] == 0:
+            raise BadRequest(f"expected audio windows [B, N], got shape {windows.shape}")
         return await self._submit("audio", windows, windows.shape[0])
 
     async def embed_audio(
@@ -168,23 +170,30 @@ class InferencePool:
                 jobs.append(job)
                 n += job.size
             jobs = [j for j in jobs if not j.future.done()]  # callers that gave up
-            if jobs:
+            if kind == "audio":  # only windows of one length can share a batch
+                groups: dict[int, list[_Job]] = {}
+                for j in jobs:
+                    groups.setdefault(j.items.shape[1], []).append(j)
+                for group in groups.values():
+                    await self._run(kind, group)
+            elif jobs:
                 await self._run(kind, jobs)
 
     async def _run(self, kind: Kind, jobs: list[_Job]) -> None:
         model = self._model  # captured: a swap does not affect this batch
         assert self._executor is not None
-        if kind == "text":
-            payload: Any = [t for j in jobs for t in j.items]
-            fn: Callable[[Any], np.ndarray] = model.embed_text
-        else:
-            payload = np.concatenate([j.items for j in jobs], axis=0)
-            fn = model.embed_windows
         size = sum(j.size for j in jobs)
         t0 = time.perf_counter()
         try:
-            result = await asyncio.get_running_loop().run_in_executor(self._executor, fn, payload)
-        except Exception as exc:
+            if kind == "text":
+                payload: Any = [t for j in jobs for t in j.items]
+                fn: Callable[[Any], np.ndarray] = model.embed_text
+            else:
+                payload = np.concatenate([j.items for j in jobs], axis=0)
+                fn = model.embed_windows
+            loop = asyncio.get_running_loop()
+            result = await loop.run_in_executor(self._executor, fn, payload)
+        except Exception as exc:  # the batcher must survive any failure
             for j in jobs:
                 if not j.future.done():
                     j.future.set_exception(exc)

@@ -87,8 +87,8 @@ class EventConsumers:
     async def start(self) -> None:
         self.versions = await versions_bucket(self.js)
         for name, filt, handler in (
-            (subjects.LIBRARY_CONSUMER, "insight.events.library.>", self._library_batch),
-            (subjects.PLAYBACK_CONSUMER, "insight.events.playback.>", self._playback_batch),
+            (subjects.LIBRARY_CONSUMER, subjects.LIBRARY_EVENTS, self._library_batch),
+            (subjects.PLAYBACK_CONSUMER, subjects.PLAYBACK_EVENTS, self._playback_batch),
         ):
             psub = await self.js.pull_subscribe(
                 filt, durable=name, stream=subjects.EVENTS_STREAM,

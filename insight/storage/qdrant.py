@@ -109,6 +109,7 @@ class QdrantStore:
             api_key=self.api_key,
             prefer_grpc=port == 6334,
             timeout=int(self.timeout),
+            check_compatibility=False,  # a version probe would delay (and warn at) every start
         )
 
     async def _call(self, aw: Awaitable[T]) -> T:

@@ -25,6 +25,7 @@ from insight.taste.tracks import TrackView, track_views
 ANCHOR_SHARE = 0.3
 DISTASTE_PENALTY = 0.5
 MAX_RECALL = 500
+RELEVANCE_FLOOR = 0.75  # MMR stays among candidates within 75 % of the best relevance
 
 
 @dataclass
@@ -76,18 +77,25 @@ def mmr(
     k: int,
     groups: np.ndarray | None = None,
     cap: int | None = None,
+    floor: float = RELEVANCE_FLOOR,
 ) -> list[int]:
     """Maximal marginal relevance: ``lam·rel - (1-lam)·max sim to picked``, ``cap`` per group.
 
-    ``groups`` holds an int per row (-1: no group, never capped).
+    ``groups`` holds an int per row (-1: no group, never capped). Plain MMR happily trades a
+    relevant-but-similar track for an unrelated one (its redundancy is 0); here rows whose
+    relevance is under ``floor`` × the best one are only taken once the relevant rows run
+    out, so diversity works *inside* the neighbourhood the user asked for.
     """
     n = relevance.shape[0]
+    top = float(relevance.max()) if n else 0.0
+    demoted = relevance < floor * top if top > 0 else np.zeros(n, dtype=bool)
     avail = np.ones(n, dtype=bool)
     redundancy = np.zeros(n, dtype=np.float64)
     picked: list[int] = []
     counts: dict[int, int] = {}
     while len(picked) < k and avail.any():
         s = lam * relevance - (1.0 - lam) * redundancy if picked else relevance.copy()
+        s = np.where(demoted, s - 10.0, s)
         s = np.where(avail, s, -np.inf)
         i = int(np.argmax(s))
         picked.append(i)

@@ -1,0 +1,82 @@
+"""The embedded nats-server and `insight serve` as a newcomer runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import nats
+import pytest
+
+from insight.bus.embedded import EmbeddedNats, free_port
+
+
+def nats_server_pids(parent: int | None = None) -> set[int]:
+    args = ["pgrep", "-f", "nats-server"] + (["-P", str(parent)] if parent else [])
+    out = subprocess.run(args, capture_output=True, text=True)
+    return {int(p) for p in out.stdout.split()}
+
+
+async def test_embedded_server_has_jetstream_and_leaves_nothing(tmp_path: Path) -> None:
+    server = EmbeddedNats(tmp_path / "nats")
+    await server.start()
+    assert server.proc is not None and server.proc.pid in nats_server_pids()
+    nc = await nats.connect(server.url)
+    info = await nc.jetstream().account_info()
+    assert info.limits is not None
+    assert nc.max_payload == 8 * 1024 * 1024
+    await nc.close()
+    server.stop()
+    assert server.proc.poll() is not None
+    assert server.proc.pid not in nats_server_pids()
+    assert (tmp_path / "nats" / "jetstream").is_dir()  # store under the data dir
+
+
+def test_serve_answers_health_and_stops_cleanly(tmp_path: Path, tiny_model_dir: Path) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "INSIGHT_STORAGE__DATA_DIR": str(tmp_path / "data"),
+        "INSIGHT_SERVER__HOST": "127.0.0.1",
+        "INSIGHT_SERVER__PORT": str(port),
+        "INSIGHT_MODEL__PATH": str(tiny_model_dir),
+        "INSIGHT_NATS__URL": "",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "insight.cli", "serve"], env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        health = wait_for_health(port, timeout=15)
+        assert health["status"] == "healthy" and health["model_loaded"] is True
+        children = nats_server_pids(parent=proc.pid)
+        assert len(children) == 1
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    logs = proc.stdout.read().decode() if proc.stdout else ""
+    assert "bridge_listening" in logs and "nats_embedded_started" in logs
+    assert "worker_stopped" in logs
+    assert not children & nats_server_pids()
+
+
+def wait_for_health(port: int, timeout: float) -> dict[str, object]:
+    deadline = time.monotonic() + timeout
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/v1/health", headers={"Accept": "application/json"}
+    )
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(req, timeout=1) as resp:
+                return dict(json.load(resp))
+        except OSError:
+            time.sleep(0.1)
+    pytest.fail(f"no health answer on port {port} within {timeout}s")
