@@ -468,7 +468,9 @@ def _profile_type(v: Any) -> Any:
 
 
 ProfileType = Annotated[
-    str, BeforeValidator(_profile_type), Field(pattern=r"^(global|all|mood(:[a-z_]+)?)$")
+    str,
+    BeforeValidator(_profile_type),
+    Field(pattern=r"^(global|all|distaste|mood(:[a-z_]+)?)$"),
 ]
 
 

@@ -2,6 +2,7 @@
 
 from insight.handlers import embed, mood, similar, stream, system, taste, tracks
 from insight.handlers import models as models_handlers
+from insight.handlers import watcher as watcher_handlers
 
 ROUTERS = [
     system.router,
@@ -12,4 +13,5 @@ ROUTERS = [
     taste.router,
     similar.router,
     models_handlers.router,
+    watcher_handlers.router,
 ]

@@ -88,6 +88,8 @@ async def delete_one(app: App, req: ProfileRequest) -> DeletedResponse:
         kinds = await profiles.kinds_of(store, req.user_id)
     elif kind == "mood":
         kinds = [k for k in await profiles.kinds_of(store, req.user_id) if profiles.is_mood_kind(k)]
+    elif kind == profiles.DISTASTE:
+        kinds = [profiles.DISTASTE]
     elif kind == profiles.GLOBAL:
         kinds = [profiles.GLOBAL, profiles.DISTASTE]
     else:

@@ -62,7 +62,9 @@ class Bridge:
     def build(self) -> web.Application:
         app = web.Application(
             client_max_size=self.max_body,
-            middlewares=[self.errors_middleware, self.auth_middleware, self.cors_middleware],
+            # CORS outermost: error replies (401, 404, 413, ...) carry the headers too, so a
+            # browser client can read them.
+            middlewares=[self.cors_middleware, self.errors_middleware, self.auth_middleware],
         )
         endpoints = all_endpoints()
         # Longer literal paths first, so /tracks/{id}/similar wins over /tracks/{id:.+}.

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+import onnxruntime  # noqa: F401  (must load before usearch: the reverse order segfaults)
 from usearch.index import Index
 
 from insight.errors import BadRequest, StorageNotReady

@@ -59,6 +59,10 @@ def _summary(kind: str, tv: TasteVectors, now: int) -> ProfileSummary:
 
 
 async def compute_profiles(app: App, req: ComputeProfileRequest) -> ComputeProfileResponse:
+    if req.profile_type == profiles.DISTASTE:
+        raise BadRequest(
+            "the distaste profile is computed with the global one: use profile_type 'global'"
+        )
     store = app.require_store()
     settings = app.settings.taste
     now = time.time()
