@@ -74,7 +74,7 @@ class ModelsService:
         return self.app.pool.model.model_id if self.app.pool is not None else None
 
     def model_dir(self, model_id: str) -> Path | None:
-        """Where ``model_id`` is on disk: the verified cache, or INSIGHT_MODEL__PATH for its name."""
+        """Where ``model_id`` is on disk: verified cache, or INSIGHT_MODEL__PATH for its name."""
         m = self.app.settings.model
         if model_id == m.name and m.path is not None and m.path.is_dir():
             return m.path
@@ -97,7 +97,11 @@ class ModelsService:
     def detail(self, model_id: str) -> ModelDetail:
         known = known_model(model_id)
         status = self.status_of(model_id)
-        path = self.model_dir(model_id) if status in (ModelStatus.LOADED, ModelStatus.DOWNLOADED) else None
+        path = (
+            self.model_dir(model_id)
+            if status in (ModelStatus.LOADED, ModelStatus.DOWNLOADED)
+            else None
+        )
         size = cached_size(model_id, self.models_dir) if path is not None else None
         if path is not None and size is None:
             size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
@@ -136,7 +140,9 @@ class ModelsService:
         validate_model_id(model_id)
         known = known_model(model_id)
         if known is not None and not known.onnx_on_hub:
-            raise BadRequest(known.note or f"{model_id} has no ONNX files on the hub", code="NO_ONNX")
+            raise BadRequest(
+                known.note or f"{model_id} has no ONNX files on the hub", code="NO_ONNX"
+            )
         if cached_model_dir(model_id, self.models_dir) is not None:
             return DownloadResponse(
                 model_id=model_id, message="Model already downloaded", already_exists=True
@@ -155,7 +161,9 @@ class ModelsService:
         async with self._load_lock:
             if model_id == self.current_id:
                 return ModelActionResponse(
-                    model_id=model_id, success=True, message="Model already loaded",
+                    model_id=model_id,
+                    success=True,
+                    message="Model already loaded",
                     stale_vectors=await self.stale_count(),
                 )
             path = self.model_dir(model_id)
@@ -170,8 +178,10 @@ class ModelsService:
         stale = await self.stale_count()
         message = "Model loaded successfully"
         if stale:
-            message += (f"; {stale} stored vectors were made by another model: "
-                        "re-embed them with POST /api/v1/models/reembed (or `insight reembed`)")
+            message += (
+                f"; {stale} stored vectors were made by another model: "
+                "re-embed them with POST /api/v1/models/reembed (or `insight reembed`)"
+            )
         return ModelActionResponse(
             model_id=model_id, success=True, message=message, stale_vectors=stale
         )
@@ -207,7 +217,11 @@ class ModelsService:
     async def stale_count(self) -> int:
         """Stored text + audio vectors not made by the loaded model (cached a few seconds)."""
         now, current = time.monotonic(), self.current_id
-        if self._stale is not None and self._stale[1] == current and now - self._stale[0] < STALE_TTL_S:
+        if (
+            self._stale is not None
+            and self._stale[1] == current
+            and now - self._stale[0] < STALE_TTL_S
+        ):
             return self._stale[2]
         count = (await self.scan_stale()).total
         self._stale = (now, current, count)
@@ -253,12 +267,19 @@ class ModelsService:
         if queued:
             message += f"; {len(queued)} audio files queued for re-analysis by the folder watcher"
         if lost and not dropped:
-            message += (f"; {len(lost)} audio vectors have no known file and stay stale until "
-                        "the track is streamed again (drop_unrecoverable=true deletes them)")
+            message += (
+                f"; {len(lost)} audio vectors have no known file and stay stale until "
+                "the track is streamed again (drop_unrecoverable=true deletes them)"
+            )
         if dropped:
             message += f"; dropped {dropped} audio vectors with no known file"
-        log.info("reembed text=%d audio_queued=%d dropped=%d remaining=%d",
-                 text_done, len(queued), dropped, remaining)
+        log.info(
+            "reembed text=%d audio_queued=%d dropped=%d remaining=%d",
+            text_done,
+            len(queued),
+            dropped,
+            remaining,
+        )
         return ReembedResponse(
             reembedded_text=text_done,
             reembedded_audio=len(queued),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -41,7 +42,8 @@ class WorkerProcess:
         return self
 
     async def ready(self, nc: Any, timeout: float = 20.0) -> None:
-        """Wait until this worker answers on the bus (health)."""
+        """Wait until one more service instance than before answers ``$SRV.PING.insight``."""
+        before = await service_instances(nc)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while loop.time() < deadline:
@@ -49,11 +51,9 @@ class WorkerProcess:
             if self.proc.poll() is not None:
                 err = self.proc.stderr.read().decode() if self.proc.stderr else ""
                 raise RuntimeError(f"worker exited: {err[-2000:]}")
-            try:
-                await nc.request("insight.v1.health", msgpack.packb({}), timeout=0.5)
+            if await service_instances(nc) - before:
                 return
-            except Exception:
-                await asyncio.sleep(0.1)
+            await asyncio.sleep(0.1)
         raise TimeoutError("worker did not come up")
 
     def kill(self) -> None:
@@ -68,6 +68,25 @@ class WorkerProcess:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+async def service_instances(nc: Any, wait: float = 0.3) -> set[str]:
+    """Ids of the ``insight`` service instances that answer a ping."""
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox)
+    await nc.publish("$SRV.PING.insight", b"", reply=inbox)
+    ids: set[str] = set()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while (left := deadline - loop.time()) > 0:
+        try:
+            msg = await sub.next_msg(timeout=left)
+        except Exception:
+            break
+        if msg.data:  # an empty message is the server's "no responders"
+            ids.add(json.loads(msg.data)["id"])
+    await sub.unsubscribe()
+    return ids
 
 
 async def in_process_worker(

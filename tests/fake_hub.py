@@ -76,8 +76,9 @@ class FakeHub:
                 sha = hashlib.sha256(data).hexdigest()
                 entry["lfs"] = {"sha256": sha, "size": len(data), "pointerSize": 130}
             siblings.append(entry)
-        return web.json_response({"id": repo_id, "modelId": repo_id, "sha": SHA,
-                                  "siblings": siblings, "private": False})
+        return web.json_response(
+            {"id": repo_id, "modelId": repo_id, "sha": SHA, "siblings": siblings, "private": False}
+        )
 
     async def resolve(self, request: web.Request) -> web.StreamResponse:
         _, files = self._repo(request)
@@ -87,8 +88,11 @@ class FakeHub:
         data = files[name]
         if name in self.corrupt:
             data = bytes(b ^ 0xFF for b in data[:64]) + data[64:]
-        etag = hashlib.sha256(files[name]).hexdigest() if name.endswith(".onnx") else (
-            hashlib.sha1(files[name]).hexdigest())
+        etag = (
+            hashlib.sha256(files[name]).hexdigest()
+            if name.endswith(".onnx")
+            else (hashlib.sha1(files[name]).hexdigest())
+        )
         headers = {"X-Repo-Commit": SHA, "ETag": f'"{etag}"', "Accept-Ranges": "bytes"}
         if request.method == "HEAD":
             headers["Content-Length"] = str(len(data))

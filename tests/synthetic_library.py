@@ -17,12 +17,27 @@ import onnxruntime  # noqa: F401  (before usearch: the other order segfaults)
 from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT, Point, VectorStore
 
 CLUSTER_MOODS: dict[str, dict[str, Any]] = {
-    "A": {"primary_mood": "energetic", "moods": ["energetic", "happy"], "valence": 0.7,
-          "arousal": 0.8, "genres": ["Dance"]},
-    "B": {"primary_mood": "melancholic", "moods": ["melancholic", "sad"], "valence": -0.6,
-          "arousal": -0.4, "genres": ["Doom"]},
-    "C": {"primary_mood": "peaceful", "moods": ["peaceful", "calm"], "valence": 0.5,
-          "arousal": -0.7, "genres": ["Ambient"]},
+    "A": {
+        "primary_mood": "energetic",
+        "moods": ["energetic", "happy"],
+        "valence": 0.7,
+        "arousal": 0.8,
+        "genres": ["Dance"],
+    },
+    "B": {
+        "primary_mood": "melancholic",
+        "moods": ["melancholic", "sad"],
+        "valence": -0.6,
+        "arousal": -0.4,
+        "genres": ["Doom"],
+    },
+    "C": {
+        "primary_mood": "peaceful",
+        "moods": ["peaceful", "calm"],
+        "valence": 0.5,
+        "arousal": -0.7,
+        "genres": ["Ambient"],
+    },
 }
 
 

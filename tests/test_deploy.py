@@ -197,7 +197,11 @@ async def test_nats_conf_users_and_permissions(
             raise AssertionError("the worker (user insight) did not apply the MA user's event")
         # Notifications reach the MA user.
         got: asyncio.Queue[bytes] = asyncio.Queue()
-        notify_sub = await ma.subscribe("insight.notify.>", cb=lambda m: got.put(m.data))
+
+        async def on_notify(msg: Any) -> None:
+            await got.put(msg.data)
+
+        notify_sub = await ma.subscribe("insight.notify.>", cb=on_notify)
         await ma.flush()
         assert stack.worker.app.nc is not None
         await stack.worker.app.nc.publish(subjects.TRACK_ANALYZED, b"x")

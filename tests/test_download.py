@@ -158,8 +158,21 @@ async def test_repo_without_onnx(hub: FakeHub, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    ["../etc", "a/../../b", "/abs/path", "owner", "a/b/c", "a/.hidden", "a/b c", "a/b;rm",
-     "a--b/c", "../..", "a/..", "a/b\\c", "ö/x"],
+    [
+        "../etc",
+        "a/../../b",
+        "/abs/path",
+        "owner",
+        "a/b/c",
+        "a/.hidden",
+        "a/b c",
+        "a/b;rm",
+        "a--b/c",
+        "../..",
+        "a/..",
+        "a/b\\c",
+        "ö/x",
+    ],
 )
 def test_invalid_ids_refused(bad: str) -> None:
     with pytest.raises(BadRequest):
@@ -236,7 +249,7 @@ async def test_offline_download_error_over_http(tmp_path: Path, tiny_model_dir: 
     )
     r = await start_with_models(settings)
     try:
-        status, body = await r.api.call("POST", "/models/download", {"model_id": REPO})
+        status, _body = await r.api.call("POST", "/models/download", {"model_id": REPO})
         assert status == 200
         for _ in range(600):
             _, listing = await r.api.call("GET", "/models/downloads")
@@ -249,3 +262,31 @@ async def test_offline_download_error_over_http(tmp_path: Path, tiny_model_dir: 
         assert status == 200
     finally:
         await stop_running(r)
+
+
+async def test_cli_download_and_list(
+    hub: FakeHub,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import argparse
+
+    from insight.inference.models_cli import add_commands
+
+    monkeypatch.setenv("INSIGHT_STORAGE__DATA_DIR", str(tmp_path / "cli"))
+    parser = argparse.ArgumentParser()
+    add_commands(parser.add_subparsers(dest="cmd"))
+    args = parser.parse_args(["download", REPO, "--endpoint", hub.url])
+    assert await asyncio.to_thread(args.func, args) == 0
+    assert "downloaded and verified" in capsys.readouterr().out
+    args = parser.parse_args(["list"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert REPO in out and "downloaded" in out and "insight models export" in out
+    args = parser.parse_args(["download", "../x", "--endpoint", hub.url])
+    assert args.func(args) == 2
+    args = parser.parse_args(["download", REPO, "--endpoint", f"http://127.0.0.1:{free_port()}"])
+    monkeypatch.setenv("INSIGHT_STORAGE__DATA_DIR", str(tmp_path / "cli2"))
+    assert await asyncio.to_thread(args.func, args) == 1
+    assert "unreachable" in capsys.readouterr().err

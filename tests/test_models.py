@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -40,7 +39,9 @@ async def stack(tmp_path: Path, tiny_model_dir: Path, hub: FakeHub) -> AsyncIter
     write_track(music / "a.flac", tags=tagged("Alpha", "A", "AA", "Rock"), freq=300)
     write_track(music / "sub" / "b.mp3", tags=tagged("Beta", "B", "BB", "Jazz"), freq=600)
     settings = make_settings(
-        tmp_path / "data", tiny_model_dir, model={"hub_endpoint": hub.url},
+        tmp_path / "data",
+        tiny_model_dir,
+        model={"hub_endpoint": hub.url},
         watcher={"folders": [str(music)], "debounce_s": 0.2, "scan_interval_s": 0},
     )
     r = await start_running(settings)
@@ -109,7 +110,7 @@ async def test_hot_swap_under_load(stack: Running) -> None:
     before = (await stack.app.pool.embed_texts(["swap test"]))[0]
 
     async def one(i: int) -> int:
-        status, body = await stack.api.call("POST", "/embed/text", {"text": f"request {i}"})
+        status, _body = await stack.api.call("POST", "/embed/text", {"text": f"request {i}"})
         return status
 
     requests = [asyncio.create_task(one(i)) for i in range(20)]
@@ -137,12 +138,21 @@ async def test_hot_swap_under_load(stack: Running) -> None:
 async def test_stale_vectors_and_reembed(stack: Running) -> None:
     api = stack.api
     for i in range(3):
-        status, _ = await api.call("POST", "/tracks/embed-text", {
-            "track_id": f"ma-{i}", "metadata": {"name": f"Song {i}", "artists": ["X"]}})
+        status, _ = await api.call(
+            "POST",
+            "/tracks/embed-text",
+            {"track_id": f"ma-{i}", "metadata": {"name": f"Song {i}", "artists": ["X"]}},
+        )
         assert status == 200
-    status, _ = await api.call("POST", "/tracks/upsert", {
-        "track_id": "streamed", "metadata": {"name": "Streamed"},
-        "audio_embedding": [1.0] + [0.0] * 511})
+    status, _ = await api.call(
+        "POST",
+        "/tracks/upsert",
+        {
+            "track_id": "streamed",
+            "metadata": {"name": "Streamed"},
+            "audio_embedding": [1.0] + [0.0] * 511,
+        },
+    )
     assert status == 200
     watcher: WatcherService = stack.app.services["watcher"]
     await watcher.start()
@@ -180,5 +190,3 @@ async def test_configured_path_needs_no_network(tmp_path: Path, tiny_model_dir: 
         assert status == 200 and body["current_model"] == "insight/tiny-clap"
     finally:
         await stop_running(r)
-
-

@@ -130,9 +130,17 @@ async def test_model_reload_rebuilds_prompts(running: Any) -> None:
 @pytest.mark.parametrize("fmt", FORMATS)
 async def test_classify_track(running: Any, fmt: Format) -> None:
     store = running.app.require_store()
-    calm, angry = await prompt_vector(running, "peaceful"), await prompt_vector(running, "aggressive")
-    await store.upsert(TRACKS_TEXT, [Point("both", np.array(angry), {"name": "Both"}),
-                                     Point("text-only", np.array(angry), {"name": "T"})])
+    calm, angry = (
+        await prompt_vector(running, "peaceful"),
+        await prompt_vector(running, "aggressive"),
+    )
+    await store.upsert(
+        TRACKS_TEXT,
+        [
+            Point("both", np.array(angry), {"name": "Both"}),
+            Point("text-only", np.array(angry), {"name": "T"}),
+        ],
+    )
     await store.upsert(TRACKS_AUDIO, [Point("both", np.array(calm), {"name": "Both"})])
     status, c = await running.api.call("POST", "/mood/classify", {"track_id": "both"}, fmt=fmt)
     assert status == 200 and c["source"] == "audio" and c["primary_mood"] == "peaceful"
@@ -178,7 +186,11 @@ async def test_mood_list(running: Any, fmt: Format) -> None:
     assert len(body["moods"]) == 26
     assert body["counts"] == {"primary": 4, "refined": 14, "contextual": 8}
     sleep = next(m for m in body["moods"] if m["id"] == "sleep")
-    assert sleep == {
-        "id": "sleep", "name": "Sleep", "tier": "contextual", "valence_hint": 0.3,
-        "arousal_hint": -0.95, "prompt": LABELS[21].prompt,
+    assert sleep["valence_hint"] == pytest.approx(0.3)
+    assert sleep["arousal_hint"] == pytest.approx(-0.95)
+    assert {k: sleep[k] for k in ("id", "name", "tier", "prompt")} == {
+        "id": "sleep",
+        "name": "Sleep",
+        "tier": "contextual",
+        "prompt": LABELS[21].prompt,
     }

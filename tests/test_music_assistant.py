@@ -387,3 +387,30 @@ async def test_hundred_events_into_the_store_and_history(
 
 
 pytestmark = pytest.mark.timeout(120)
+
+
+def test_ma_bridge_command_line() -> None:
+    import argparse
+
+    from insight.integrations.cli import add_commands, cmd_ma_bridge
+
+    parser = argparse.ArgumentParser()
+    add_commands(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(
+        [
+            "ma-bridge",
+            "--ma-url",
+            "http://ma:8095",
+            "--ma-token",
+            "t",
+            "--nats-url",
+            "nats://n:4222",
+        ]
+    )
+    assert args.func is cmd_ma_bridge
+    assert (args.ma_url, args.ma_token, args.nats_url, args.page_size) == (
+        "http://ma:8095",
+        "t",
+        "nats://n:4222",
+        500,
+    )

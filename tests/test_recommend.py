@@ -122,10 +122,12 @@ async def test_mmr_raises_artist_diversity(running: Any, lib: Library) -> None:
     await setup(running, lib)
     a = lib.ids("A")
     await compute(running, "mmr", plays(a[1::5]))  # one track of each artist, all of A
-    pure = await recommend(running, "mmr", limit=8, diversity=0.0, max_per_artist=None,
-                           exclude_recent=False)
-    diverse = await recommend(running, "mmr", limit=8, diversity=0.6, max_per_artist=None,
-                              exclude_recent=False)
+    pure = await recommend(
+        running, "mmr", limit=8, diversity=0.0, max_per_artist=None, exclude_recent=False
+    )
+    diverse = await recommend(
+        running, "mmr", limit=8, diversity=0.6, max_per_artist=None, exclude_recent=False
+    )
     artists = [{lib.artist[t["track_id"]] for t in r["tracks"]} for r in (pure, diverse)]
     assert len(artists[1]) > len(artists[0])
     assert set(clusters(diverse, lib)) == {"A"}

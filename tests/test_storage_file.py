@@ -37,11 +37,18 @@ async def test_reopen_keeps_everything(tmp_path: Path) -> None:
     await s.open()
     await s.upsert(TRACKS_TEXT, [Point(f"k{i}", v[i], {"i": i}) for i in range(100)])
     await s.delete(TRACKS_TEXT, [f"k{i}" for i in range(0, 100, 10)])
+    await s.upsert(TRACKS_TEXT, [Point("k7", v[7], {"i": 7, "genres": ["Jazz"], "valence": 0.4})])
     await s.close()
     s = FileStore(tmp_path, DIM)
     await s.open()
     assert await s.count(TRACKS_TEXT) == 90
     assert await s.verify() == []
+    flt = SearchFilter(genres=["jazz"], min_valence=0.4, max_valence=0.4)
+    assert [h.key for h in await s.search(TRACKS_TEXT, v[0], 10, flt)] == ["k7"]
+    await s.upsert(TRACKS_TEXT, [Point("new", v[0], {})])  # takes a freed label
+    assert [h.key for h in await s.search(TRACKS_TEXT, v[0], 1)] == ["new"]
+    assert await s.count(TRACKS_TEXT) == 91
+    await s.delete(TRACKS_TEXT, ["new"])
     [p] = await s.get(TRACKS_TEXT, ["k5"], with_vectors=True)
     assert p.payload == {"i": 5}
     assert p.vector is not None

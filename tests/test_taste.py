@@ -68,7 +68,9 @@ def test_cutoff_and_net_per_track() -> None:
     w = track_weights(
         [ix(track_id="x", signal_type="full_play", timestamp=NOW)] * 5
         + [ix(track_id="x", signal_type="skip", timestamp=NOW)],
-        NOW, 14, 21,
+        NOW,
+        14,
+        21,
     )
     assert w["x"] > 0  # a track played five times and skipped once is liked
 
@@ -104,8 +106,13 @@ async def test_compute_aggregate_form(running: Any, lib: Library, fmt: Format) -
     await setup(running, lib)
     a, c = lib.ids("A")[:5], lib.ids("C")[:3]
     interactions = [
-        {"track_id": t, "play_count": 2, "skip_count": 0, "is_favorite": False,
-         "last_played": NOW - DAY}
+        {
+            "track_id": t,
+            "play_count": 2,
+            "skip_count": 0,
+            "is_favorite": False,
+            "last_played": NOW - DAY,
+        }
         for t in a + c
     ] + [{"track_id": "nowhere", "play_count": 1, "last_played": NOW}]
     status, body = await running.api.call(
@@ -135,11 +142,24 @@ async def test_compute_event_form_and_distaste(running: Any, lib: Library) -> No
     await setup(running, lib)
     a, b = lib.ids("A")[:4], lib.ids("B")[:4]
     events = [
-        {"track_id": t, "timestamp": NOW - DAY, "signal_type": "full_play",
-         "seconds_played": 240.0, "duration": 240.0}
+        {
+            "track_id": t,
+            "timestamp": NOW - DAY,
+            "signal_type": "full_play",
+            "seconds_played": 240.0,
+            "duration": 240.0,
+        }
         for t in a
-    ] + [{"track_id": t, "timestamp": NOW - DAY, "signal_type": "skip", "seconds_played": 5.0,
-          "duration": 240.0} for t in b]
+    ] + [
+        {
+            "track_id": t,
+            "timestamp": NOW - DAY,
+            "signal_type": "skip",
+            "seconds_played": 5.0,
+            "duration": 240.0,
+        }
+        for t in b
+    ]
     status, body = await running.api.call(
         "POST", "/users/bob/profile/compute", {"interactions": events, "profile_type": "global"}
     )
@@ -203,9 +223,7 @@ async def test_compute_errors(running: Any, lib: Library, fmt: Format) -> None:
     assert status == 200, body
     status, msg = await err({"interactions": old, "profile_type": "context"})
     assert status == 400
-    status, msg = await err(
-        {"interactions": old, "cutoff_days": 365, "profile_type": "mood:sad"}
-    )
+    status, msg = await err({"interactions": old, "cutoff_days": 365, "profile_type": "mood:sad"})
     assert status == 400 and "sad" in msg
 
 
@@ -259,7 +277,7 @@ async def test_vector_and_delete(running: Any, lib: Library, fmt: Format) -> Non
     assert status == 404
 
 
-async def test_no_storage_is_503(running_no_model: Any) -> None:
-    # storage is up without a model: profiles need no model; classify does
-    status, err = await running_no_model.api.call("POST", "/users/x/recommend", {})
+async def test_profiles_need_no_model(running_no_model: Any) -> None:
+    # storage is up without a model: profiles need no model (unknown user: 404, not 503)
+    status, _ = await running_no_model.api.call("POST", "/users/x/recommend", {})
     assert status == 404

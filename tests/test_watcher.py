@@ -20,20 +20,26 @@ from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT
 from insight.watcher.scanner import path_track_id
 from insight.watcher.service import WatcherService
 
-CODECS = {".mp3": "libmp3lame", ".flac": "flac", ".ogg": "libopus", ".m4a": "aac",
-          ".wav": "pcm_s16le"}
+CODECS = {
+    ".mp3": "libmp3lame",
+    ".flac": "flac",
+    ".ogg": "libopus",
+    ".m4a": "aac",
+    ".wav": "pcm_s16le",
+}
 MBID = "5b11f4ce-a62d-471e-81fc-a69a8278c7da"
 
 
-def write_track(path: Path, seconds: float = 4.0, freq: float = 440.0,
-                tags: dict[str, str] | None = None) -> Path:
+def write_track(
+    path: Path, seconds: float = 4.0, freq: float = 440.0, tags: dict[str, str] | None = None
+) -> Path:
     """Encode a tone + noise with PyAV (opus for .ogg: the wheel has no vorbis encoder)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     ext = path.suffix.lower()
     codec = CODECS[ext]
     rate = 48000 if codec == "libopus" else 44100
     with av.open(str(path), "w", format={".m4a": "ipod", ".ogg": "ogg"}.get(ext)) as c:
-        stream = c.add_stream(codec, rate=rate, layout="stereo")
+        stream: Any = c.add_stream(codec, rate=rate, layout="stereo")
         for k, v in (tags or {}).items():
             c.metadata[k] = v
         n = int(seconds * rate)
@@ -68,24 +74,45 @@ def make_library(root: Path) -> dict[str, dict[str, Any]]:
         write_track(root / rel, freq=freq, tags=tags)
         expected[rel] = meta
 
-    add("Artist A/Album X/01 First.mp3",
+    add(
+        "Artist A/Album X/01 First.mp3",
         {"name": "First", "artists": ["Artist A"], "album": "Album X", "genres": ["Rock"]},
-        tagged("First", "Artist A", "Album X", "Rock"), 330)
-    add("Artist A/Album X/02 Second.flac",
-        {"name": "Second", "artists": ["Artist A", "Guest"], "album": "Album X",
-         "genres": ["Rock", "Indie"], "mbid": MBID},
-        tagged("Second", "Artist A; Guest", "Album X", "Rock; Indie",
-               MUSICBRAINZ_TRACKID=MBID), 440)
-    add("B/Opus Song.ogg",
+        tagged("First", "Artist A", "Album X", "Rock"),
+        330,
+    )
+    add(
+        "Artist A/Album X/02 Second.flac",
+        {
+            "name": "Second",
+            "artists": ["Artist A", "Guest"],
+            "album": "Album X",
+            "genres": ["Rock", "Indie"],
+            "mbid": MBID,
+        },
+        tagged("Second", "Artist A; Guest", "Album X", "Rock; Indie", MUSICBRAINZ_TRACKID=MBID),
+        440,
+    )
+    add(
+        "B/Opus Song.ogg",
         {"name": "Opus Song", "artists": ["Band B"], "album": "Ogg Album", "genres": ["Jazz"]},
-        tagged("Opus Song", "Band B", "Ogg Album", "Jazz"), 550)
-    add("B/deep/nested/Deep.m4a",
+        tagged("Opus Song", "Band B", "Ogg Album", "Jazz"),
+        550,
+    )
+    add(
+        "B/deep/nested/Deep.m4a",
         {"name": "Deep Cut", "artists": ["Band B"], "album": "Nested", "genres": ["Ambient"]},
-        tagged("Deep Cut", "Band B", "Nested", "Ambient"), 660)
-    add("No Tags Here.flac", {"name": "No Tags Here", "artists": [], "album": None,
-                              "genres": []}, None, 770)
-    (root / "broken.mp3").write_bytes(b"ID3" + bytes(np.random.default_rng(1).integers(
-        0, 256, 5000, dtype=np.uint8)))
+        tagged("Deep Cut", "Band B", "Nested", "Ambient"),
+        660,
+    )
+    add(
+        "No Tags Here.flac",
+        {"name": "No Tags Here", "artists": [], "album": None, "genres": []},
+        None,
+        770,
+    )
+    (root / "broken.mp3").write_bytes(
+        b"ID3" + bytes(np.random.default_rng(1).integers(0, 256, 5000, dtype=np.uint8))
+    )
     (root / "notes.txt").write_text("not music")
     (root / ".hidden.mp3").write_bytes(b"x")
     return expected
@@ -95,8 +122,8 @@ def expected_id(root: Path, rel: str, meta: dict[str, Any]) -> str:
     return f"mb:{meta['mbid']}" if meta.get("mbid") else path_track_id(root, root / rel)
 
 
-async def until(check: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def until(check: Callable[[], Awaitable[bool]], within_s: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within_s
     while not await check():
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not met in time")
@@ -109,8 +136,9 @@ def watcher_of(r: Running) -> WatcherService:
 
 
 async def start_stack(data: Path, model: Path, **watcher: Any) -> Running:
-    settings = make_settings(data, model, watcher={"debounce_s": 0.2, "scan_interval_s": 0,
-                                                   **watcher})
+    settings = make_settings(
+        data, model, watcher={"debounce_s": 0.2, "scan_interval_s": 0, **watcher}
+    )
     r = await start_running(settings)
     if "watcher" not in r.app.services:  # until the app builds it itself
         svc = WatcherService(r.app)
@@ -126,8 +154,9 @@ def library(tmp_path: Path) -> tuple[Path, dict[str, dict[str, Any]]]:
 
 
 @pytest_asyncio.fixture
-async def stack(tmp_path: Path, tiny_model_dir: Path,
-                library: tuple[Path, dict[str, Any]]) -> AsyncIterator[Running]:
+async def stack(
+    tmp_path: Path, tiny_model_dir: Path, library: tuple[Path, dict[str, Any]]
+) -> AsyncIterator[Running]:
     r = await start_stack(tmp_path / "data", tiny_model_dir, folders=[str(library[0])])
     yield r
     await stop_running(r)
@@ -171,7 +200,7 @@ async def test_scan_stores_the_expected_tracks(
 async def test_restart_skips_done_files_and_detects_offline_moves(
     tmp_path: Path, tiny_model_dir: Path, library: tuple[Path, dict[str, Any]]
 ) -> None:
-    root, expected = library
+    root, _expected = library
     r = await start_stack(tmp_path / "data", tiny_model_dir, folders=[str(root)])
     await watcher_of(r).start()
     await watcher_of(r).wait_idle(60)
@@ -228,8 +257,9 @@ async def test_live_add_modify_move_delete(
 
     await until(added)
     # modify (new tags)
-    tmp = write_track(root.parent / "staging.flac", tags=tagged("Live Two", "L", "LA", "Funk"),
-                      freq=990)
+    tmp = write_track(
+        root.parent / "staging.flac", tags=tagged("Live Two", "L", "LA", "Funk"), freq=990
+    )
     shutil.copyfile(tmp, new)
 
     async def modified() -> bool:
@@ -267,7 +297,7 @@ async def test_live_add_modify_move_delete(
 
 
 async def test_pause_and_resume(stack: Running, library: tuple[Path, dict[str, Any]]) -> None:
-    root, expected = library
+    _root, expected = library
     w = watcher_of(stack)
     status, _ = await stack.api.call("POST", "/watcher/pause")
     assert status == 200
@@ -288,8 +318,9 @@ async def test_sampled_mode(tmp_path: Path, tiny_model_dir: Path) -> None:
     root = tmp_path / "m"
     write_track(root / "long.flac", seconds=45, tags=tagged("Long", "A", "B", "C"))
     write_track(root / "short.mp3", seconds=2, tags=tagged("Short", "A", "B", "C"))
-    r = await start_stack(tmp_path / "data", tiny_model_dir, folders=[str(root)],
-                          mode="sampled", sampled_windows=3)
+    r = await start_stack(
+        tmp_path / "data", tiny_model_dir, folders=[str(root)], mode="sampled", sampled_windows=3
+    )
     try:
         w = watcher_of(r)
         result = await w.analyze(root / "long.flac")
@@ -314,8 +345,9 @@ def _decoded(path: Path) -> tuple[np.ndarray, float, float]:
     return d.audio, 10.0, 10.0
 
 
-async def test_endpoints(stack: Running, library: tuple[Path, dict[str, Any]],
-                         tmp_path: Path) -> None:
+async def test_endpoints(
+    stack: Running, library: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
     root, _ = library
     api = stack.api
     status, body = await api.call("GET", "/watcher/folders")
@@ -359,3 +391,21 @@ def test_track_id_is_documented_hash(tmp_path: Path) -> None:
     want = "file:" + hashlib.sha256(rel.encode()).hexdigest()[:32]
     assert path_track_id(tmp_path, tmp_path / rel) == want
     assert path_track_id(Path("/elsewhere"), Path("/elsewhere") / rel) == want
+
+
+async def test_cli_scan_one_shot(
+    tmp_path: Path,
+    tiny_model_dir: Path,
+    library: tuple[Path, dict[str, Any]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from insight.watcher.cli import run_scan
+
+    root, _expected = library
+    settings = make_settings(tmp_path / "cli-data", tiny_model_dir)
+    assert await run_scan(settings, root, force=False) == 0
+    out = capsys.readouterr()
+    assert "analysed 5, failed 1" in out.out
+    assert "tracks" in out.err and "ETA" in out.err
+    assert await run_scan(settings, root, force=False) == 0  # second run: nothing to do
+    assert "analysed 0, failed 0" in capsys.readouterr().out

@@ -49,3 +49,14 @@ async def connect(url: str, cfg: NatsSettings, name: str) -> NATS:
         reconnected_cb=on_reconnect,
         **connect_options(cfg, name),
     )
+
+
+async def flush_subscriptions(nc: NATS) -> None:
+    """Return once the server has every subscription made so far on ``nc``.
+
+    nats-py's ``flush()`` writes its PING straight to the socket, ahead of SUBs still queued
+    for the flusher, so a PONG can arrive before the server knows the subscriptions (a request
+    from another connection then gets "no responders"). Push the queue out first.
+    """
+    await nc._flush_pending(force_flush=True)
+    await nc.flush()

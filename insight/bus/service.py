@@ -20,6 +20,7 @@ from nats.micro.service import EndpointConfig, Service
 from insight import __version__
 from insight.api import Endpoint, all_endpoints
 from insight.bus import wire
+from insight.bus.connection import flush_subscriptions
 from insight.codec import decode, pack
 from insight.errors import InsightError
 from insight.metrics import REQUEST_LATENCY, REQUESTS
@@ -99,7 +100,7 @@ class BusService:
                     metadata={"http": f"{ep.method} /api/v1{ep.path}"},
                 )
             )
-        await nc.flush()  # endpoints are subscribed before anyone is told we are up
+        await flush_subscriptions(nc)  # subscribed before anyone is told we are up
 
     def _handler(self, ep: Endpoint):  # type: ignore[no-untyped-def]
         async def on_request(req: Request) -> None:

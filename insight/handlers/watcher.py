@@ -26,8 +26,10 @@ router = Router(tag="watcher")
 def watcher(app: App) -> WatcherService:
     svc = app.services.get("watcher")
     if svc is None:
-        raise NotReady("the folder watcher is not available in this worker "
-                       "(install the `watcher` extra: pip install insight[watcher])")
+        raise NotReady(
+            "the folder watcher is not available in this worker "
+            "(install the `watcher` extra: pip install insight[watcher])"
+        )
     return svc  # type: ignore[no-any-return]
 
 
@@ -88,9 +90,7 @@ async def add_folder(app: App, req: WatchedFolder) -> WatchedFolder:
     return watcher(app).add_folder(req.path, req.recursive, req.label)
 
 
-@router.endpoint(
-    "watcher.folders.remove", "DELETE", "/watcher/folders/{path:.+}", errors=(404,)
-)
+@router.endpoint("watcher.folders.remove", "DELETE", "/watcher/folders/{path:.+}", errors=(404,))
 async def remove_folder(app: App, req: FolderRef) -> WatchedFolder:
     """Stop watching a folder (its tracks stay stored)."""
     return watcher(app).remove_folder(req.path)

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgpack
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -45,6 +46,16 @@ def reply_format(request: web.Request) -> Format:
     return Format.JSON if "json" in accept.lower() and "msgpack" not in accept.lower() else (
         Format.MSGPACK
     )
+
+
+def forward_payload(body: dict[str, Any]) -> bytes:
+    """The request for the bus. Floats stay 64-bit (a JSON 1e300 would overflow float32: a
+    crash before), and what msgpack cannot carry (lone surrogates from JSON ``\\ud800``, too
+    deep nesting) is the client's error."""
+    try:
+        return msgpack.packb(body, use_bin_type=True)
+    except (ValueError, OverflowError, TypeError) as exc:
+        raise BadRequest(f"request body cannot be forwarded: {exc}"[:500]) from None
 
 
 def error_response(err: InsightError, fmt: Format) -> web.Response:
@@ -107,6 +118,13 @@ class Bridge:
             code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status, "HTTP_ERROR")
             message = f"{exc.reason}: {request.method} {request.path}"
             response = error_response(InsightError(message, code=code, status=exc.status), fmt)
+            if "Allow" in exc.headers:  # 405 must list the methods the path supports
+                response.headers["Allow"] = exc.headers["Allow"]
+        except ConnectionError:
+            # The client went away mid-request: nothing to answer and not a crash (aiohttp
+            # ignores a premature disconnection quietly).
+            log.info("client_disconnected path=%s", request.path)
+            raise
         except Exception:
             log.exception("bridge_crashed path=%s", request.path)
             response = error_response(InsightError("internal error in the HTTP bridge"), fmt)
@@ -149,7 +167,7 @@ class Bridge:
                 return await self._frames(ep, request, fmt, request_id)
             body = await self._body(ep, request)
             body.update(request.match_info)
-            payload = pack(body)
+            payload = forward_payload(body)
             reply = await self.bus.request_raw(
                 ep.subject, payload, reply_format=fmt, request_id=request_id
             )
@@ -160,10 +178,16 @@ class Bridge:
 
         return route
 
+    async def _read(self, request: web.Request) -> bytes:
+        """The body; a declared Content-Length over the limit is refused before reading."""
+        if request.content_length is not None and request.content_length > self.max_body:
+            raise PayloadTooLarge(f"request body exceeds {self.settings.max_body_mb} MiB")
+        return await request.read()
+
     async def _body(self, ep: Endpoint, request: web.Request) -> dict[str, Any]:
         body: Any = {}
         if ep.body != "none" or request.can_read_body:
-            raw = await request.read()
+            raw = await self._read(request)
             if raw:
                 in_fmt = format_of(request.headers.get("Content-Type"))
                 if in_fmt is None:
@@ -182,7 +206,13 @@ class Bridge:
         self, ep: Endpoint, request: web.Request, fmt: Format, request_id: str
     ) -> web.Response:
         """Raw PCM: split into chunks that fit the bus, sent in order to the same session."""
-        data = await request.read()
+        ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if ctype not in ("", "application/octet-stream"):
+            raise UnsupportedMediaType(
+                f"unsupported Content-Type {ctype!r} for frames: send raw PCM as "
+                "application/octet-stream"
+            )
+        data = await self._read(request)
         session_id = request.match_info["session_id"]
         chunk = max(1024, self.bus.nc.max_payload - FRAME_OVERHEAD)
         chunk -= chunk % 24  # a whole number of sample frames for every format and layout

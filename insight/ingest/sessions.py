@@ -19,6 +19,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import msgpack
 import numpy as np
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
@@ -27,6 +28,7 @@ from nats.js.errors import KeyNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 
 from insight.bus import subjects
+from insight.bus.connection import flush_subscriptions
 from insight.bus.streams import sessions_bucket
 from insight.codec import pack, unpack
 from insight.errors import (
@@ -185,6 +187,7 @@ class SessionManager:
             await nc.subscribe(subjects.worker_subject(wid, "end"), cb=self._on_forwarded_end),
             await nc.subscribe(subjects.worker_subject(wid, "abort"), cb=self._on_forwarded_abort),
         ]
+        await flush_subscriptions(nc)
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="session-sweeper")
 
     async def stop(self) -> None:
@@ -208,11 +211,12 @@ class SessionManager:
             return None
         if not entry.value:
             return None
-        return SessionInfo(**unpack(entry.value))
+        return SessionInfo(**msgpack.unpackb(entry.value))
 
     async def _put(self, info: SessionInfo) -> None:
         assert self.kv is not None
-        await self.kv.put(info.session_id, pack(asdict(info)))
+        # msgpack doubles: the API's float32 would round timestamps to 128 s
+        await self.kv.put(info.session_id, msgpack.packb(asdict(info)))
 
     async def _require(self, session_id: str, *, active: bool = True) -> SessionInfo:
         info = await self._get(check_session_id(session_id))

@@ -101,6 +101,44 @@ class MemTable:
         if old != key:
             self._sorted_keys = None
 
+    def bulk_load(
+        self,
+        keys: list[str],
+        labels: np.ndarray,
+        payloads: list[dict[str, Any]],
+        vectors: np.ndarray,
+    ) -> None:
+        """Fill an empty table at once (opening a store): ~10x faster than ``put`` per row."""
+        assert not self.slot_of, "bulk_load needs an empty table"
+        if not keys:
+            return
+        hw = int(labels.max()) + 1
+        self._grow(hw)
+        self.keys = [None] * hw
+        self.payloads = [None] * hw
+        idx = labels.astype(np.int64)
+        for i, (key, payload) in enumerate(zip(keys, payloads, strict=True)):
+            slot = int(idx[i])
+            self.keys[slot] = key
+            self.payloads[slot] = payload
+            self.slot_of[key] = slot
+            for field, terms in _terms(payload).items():
+                inv = self.inv[field]
+                for t in terms:
+                    inv.setdefault(t, set()).add(slot)
+        self.vectors[idx] = vectors
+        self.norms[idx] = np.linalg.norm(vectors, axis=1)
+        self.alive[idx] = True
+
+        def col(field: str) -> np.ndarray:
+            vals = [number(p.get(field)) for p in payloads]
+            return np.array([np.nan if v is None else v for v in vals], np.float64)
+
+        self.valence[idx] = col("valence")
+        self.arousal[idx] = col("arousal")
+        self.free = set(range(hw)) - set(self.slot_of.values())
+        self._sorted_keys = None
+
     def remove(self, key: str) -> int | None:
         slot = self.slot_of.pop(key, None)
         if slot is None:

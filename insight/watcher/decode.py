@@ -39,7 +39,7 @@ def _open(path: Path) -> tuple[Any, Any]:
     if stream is None:
         container.close()
         raise DecodeFailed("no audio stream")
-    stream.thread_type = "AUTO"
+    stream.thread_type = "AUTO"  # type: ignore[attr-defined]
     return container, stream
 
 
@@ -54,8 +54,12 @@ def _mono(frame: Any) -> np.ndarray:
     return np.asarray(x.mean(axis=0) if x.shape[0] > 1 else x[0], dtype=np.float32)
 
 
-def _decode(container: Any, stream: Any, start_s: float = 0.0, max_samples: int | None = None,
-            ) -> np.ndarray:
+def _decode(
+    container: Any,
+    stream: Any,
+    start_s: float = 0.0,
+    max_samples: int | None = None,
+) -> np.ndarray:
     """Decode from ``start_s`` (after a seek) until ``max_samples`` mono 48 kHz samples."""
     resampler = av.AudioResampler(format="fltp", layout=stream.layout.name, rate=SR)
     chunks: list[np.ndarray] = []
@@ -71,7 +75,7 @@ def _decode(container: Any, stream: Any, start_s: float = 0.0, max_samples: int 
                 if t is not None and t + x.shape[0] / SR <= skip:
                     continue
                 if t is not None and t < skip:
-                    x = x[int((skip - t) * SR):]
+                    x = x[int((skip - t) * SR) :]
                 skip = None
             chunks.append(x)
             have += x.shape[0]

@@ -85,8 +85,10 @@ class LiveWatch:
                 self._loop.call_soon_threadsafe(self._push, change)
 
     def _push(self, change: Change) -> None:
-        key = (change.path if change.kind != "moved" else f"{change.path}\0{change.dest}",
-               "moved" if change.kind == "moved" else "path")
+        key = (
+            change.path if change.kind != "moved" else f"{change.path}\0{change.dest}",
+            "moved" if change.kind == "moved" else "path",
+        )
         self._pending[key] = (change, time.monotonic())
         if change.kind == "moved":  # a move settles the source path
             self._pending.pop((change.path, "path"), None)

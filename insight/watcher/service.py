@@ -65,6 +65,18 @@ def metadata_hash(tags: TrackTags) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def _exists(path: str | Path) -> bool:
+    return os.path.exists(path)
+
+
+def _is_file(path: Path) -> bool:
+    return path.is_file()
+
+
+def _is_dir(path: Path) -> bool:
+    return path.is_dir()
+
+
 def normalise_folder(path: str) -> Path:
     """Absolute, resolved, existing directory; ``BadRequest`` otherwise."""
     p = Path(os.path.expanduser(path))
@@ -107,9 +119,10 @@ class WatcherService:
             p = Path(raw).expanduser()
             p = p.resolve() if p.exists() else p
             self.folders[str(p)] = WatchedFolder(path=str(p))
-        for p, (recursive, label, enabled) in saved.items():
-            self.folders[p] = WatchedFolder(path=p, recursive=recursive, label=label,
-                                            enabled=enabled)
+        for key, (recursive, label, enabled) in saved.items():
+            self.folders[key] = WatchedFolder(
+                path=key, recursive=recursive, label=label, enabled=enabled
+            )
 
     async def open(self) -> None:
         """Start the workers; start watching when INSIGHT_WATCHER__ENABLED is set."""
@@ -177,8 +190,9 @@ class WatcherService:
     def paused(self) -> bool:
         return not self._resume.is_set()
 
-    async def wait_idle(self, timeout: float | None = None) -> None:
+    async def wait_idle(self, within_s: float | None = None) -> None:
         """Until the scan has queued everything and the queue is empty (or paused forever)."""
+
         async def idle() -> None:
             while True:
                 if self._scan_task is not None and not self._scan_task.done():
@@ -187,7 +201,7 @@ class WatcherService:
                 if self._scan_task is None or self._scan_task.done():
                     return
 
-        await asyncio.wait_for(idle(), timeout)
+        await asyncio.wait_for(idle(), within_s)
 
     # --- folders --------------------------------------------------------------------------
 
@@ -198,7 +212,9 @@ class WatcherService:
         if self._live is not None and Path(f.path).is_dir():
             self._live.watch(Path(f.path), f.recursive)
 
-    def add_folder(self, path: str, recursive: bool = True, label: str | None = None) -> WatchedFolder:
+    def add_folder(
+        self, path: str, recursive: bool = True, label: str | None = None
+    ) -> WatchedFolder:
         p = normalise_folder(path)
         for existing in self.enabled_folders():
             e = Path(existing.path)
@@ -232,8 +248,10 @@ class WatcherService:
         best: Path | None = None
         for f in self.enabled_folders():
             fp = Path(f.path)
-            if path.is_relative_to(fp) and (f.recursive or path.parent == fp) and (
-                best is None or len(fp.parts) > len(best.parts)
+            if (
+                path.is_relative_to(fp)
+                and (f.recursive or path.parent == fp)
+                and (best is None or len(fp.parts) > len(best.parts))
             ):
                 best = fp
         return best
@@ -260,7 +278,7 @@ class WatcherService:
         queued = 0
         for f in folders:
             root = Path(f.path)
-            if not root.is_dir():
+            if not _is_dir(root):
                 log.warning("watch_folder_missing path=%s", root)
                 continue
             todo, moves, gone = await asyncio.to_thread(self._survey, root, f.recursive, force)
@@ -270,8 +288,9 @@ class WatcherService:
                 await self._forget(row)
             for p in todo:
                 queued += self._enqueue(Job(p, root, force))
-        log.info("scan_queued files=%d force=%s took_s=%.2f", queued, force,
-                 time.monotonic() - started)
+        log.info(
+            "scan_queued files=%d force=%s took_s=%.2f", queued, force, time.monotonic() - started
+        )
 
     def _survey(
         self, root: Path, recursive: bool, force: bool
@@ -291,8 +310,10 @@ class WatcherService:
             row = known.get(key)
             if row is None:
                 new.append((p, st))
-            elif force or row.status == PENDING or (row.size, row.mtime_ns) != (
-                st.st_size, st.st_mtime_ns
+            elif (
+                force
+                or row.status == PENDING
+                or (row.size, row.mtime_ns) != (st.st_size, st.st_mtime_ns)
             ):
                 todo.append(p)
         missing = {k: r for k, r in known.items() if k not in seen and r.status == DONE}
@@ -329,14 +350,16 @@ class WatcherService:
             elif c.kind == "changed":
                 p = Path(c.path)
                 folder = self.folder_of(p)
-                if folder is not None and is_audio(p, self.exts) and p.is_file():
+                if folder is not None and is_audio(p, self.exts) and _is_file(p):
                     self._enqueue(Job(p, folder))
             elif c.kind == "deleted":
                 await self._deleted(Path(c.path))
 
     async def _moved(self, src: Path, dest: Path, is_dir: bool) -> None:
-        rows = self.state.under(str(src)) if is_dir else [r for r in [self.state.get(str(src))] if r]
-        if is_dir and not rows and dest.is_dir():
+        rows = (
+            self.state.under(str(src)) if is_dir else [r for r in [self.state.get(str(src))] if r]
+        )
+        if is_dir and not rows and _is_dir(dest):
             for p in walk(dest, self.exts):
                 if (folder := self.folder_of(p)) is not None:
                     self._enqueue(Job(p, folder))
@@ -348,15 +371,18 @@ class WatcherService:
                 continue
             with contextlib.suppress(OSError):
                 await self._apply_move(row.path, str(new), folder, new.stat().st_mtime_ns)
-        if not is_dir and not rows and (folder := self.folder_of(dest)) is not None and is_audio(
-            dest, self.exts
+        if (
+            not is_dir
+            and not rows
+            and (folder := self.folder_of(dest)) is not None
+            and is_audio(dest, self.exts)
         ):
             self._enqueue(Job(dest, folder))
 
     async def _deleted(self, path: Path) -> None:
         rows = self.state.under(str(path)) + [r for r in [self.state.get(str(path))] if r]
         for row in rows:
-            if not Path(row.path).exists():
+            if not _exists(row.path):
                 await self._forget(row)
 
     async def _apply_move(self, old: str, new: str, folder: Path, mtime_ns: int) -> None:
@@ -400,7 +426,7 @@ class WatcherService:
             for row in self.state.by_track(tid):
                 path = Path(row.path)
                 folder = Path(row.folder)
-                if row.status == DONE and path.is_file():
+                if row.status == DONE and _is_file(path):
                     self._enqueue(Job(path, folder, force=True))
                     queued.add(tid)
                     break
@@ -433,14 +459,17 @@ class WatcherService:
         """Analyse one file unless the state says it is done; returns what happened."""
         path, key = job.path, str(job.path)
         try:
-            st = path.stat()
+            st = await asyncio.to_thread(path.stat)
         except FileNotFoundError:
             await self._deleted(path)
             return "gone"
         row = self.state.get(key)
-        if not job.force and row is not None and row.status in (DONE, FAILED) and (
-            row.size, row.mtime_ns
-        ) == (st.st_size, st.st_mtime_ns):
+        if (
+            not job.force
+            and row is not None
+            and row.status in (DONE, FAILED)
+            and (row.size, row.mtime_ns) == (st.st_size, st.st_mtime_ns)
+        ):
             return "skipped"
         try:
             fp = await asyncio.to_thread(fingerprint, path, st.st_size)
@@ -452,7 +481,7 @@ class WatcherService:
             return "unchanged"
         if not job.force and row is None:
             for old in self.state.by_hash(st.st_size, fp):
-                if old.status == DONE and not Path(old.path).exists():
+                if old.status == DONE and not _exists(old.path):
                     await self._apply_move(old.path, key, job.folder, st.st_mtime_ns)
                     return "moved"
         try:
@@ -478,14 +507,30 @@ class WatcherService:
         self._done_at.append(time.monotonic())
         return "analyzed"
 
-    def _record(self, key: str, folder: Path, row: FileRow | None, st: os.stat_result,
-                fp: str | None, status: str, error: str | None,
-                track_id: str | None = None) -> None:
-        self.state.put(FileRow(
-            path=key, folder=str(folder), track_id=track_id or (row.track_id if row else None),
-            size=st.st_size, mtime_ns=st.st_mtime_ns, content_hash=fp, status=status,
-            error=error, mode=self.mode,
-        ))
+    def _record(
+        self,
+        key: str,
+        folder: Path,
+        row: FileRow | None,
+        st: os.stat_result,
+        fp: str | None,
+        status: str,
+        error: str | None,
+        track_id: str | None = None,
+    ) -> None:
+        self.state.put(
+            FileRow(
+                path=key,
+                folder=str(folder),
+                track_id=track_id or (row.track_id if row else None),
+                size=st.st_size,
+                mtime_ns=st.st_mtime_ns,
+                content_hash=fp,
+                status=status,
+                error=error,
+                mode=self.mode,
+            )
+        )
         if status == FAILED:
             self._done_at.append(time.monotonic())
 
@@ -509,15 +554,20 @@ class WatcherService:
 
     async def _store(self, track_id: str, result: Analysis, file_path: str) -> None:
         tags = result.tags
-        meta = IngestMetadata(name=tags.name, artists=tags.artists, album=tags.album,
-                              genres=tags.genres)
+        meta = IngestMetadata(
+            name=tags.name, artists=tags.artists, album=tags.album, genres=tags.genres
+        )
         library = self.app.services.get("library")
         if library is None:
             from insight.library import Library
 
             library = self.app.services["library"] = Library(self.app)
         await library.ingest_analysis(
-            track_id, meta, result.vector, source=SOURCE, file_path=file_path,
+            track_id,
+            meta,
+            result.vector,
+            source=SOURCE,
+            file_path=file_path,
             metadata_hash=metadata_hash(tags),
         )
 

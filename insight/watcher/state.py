@@ -66,7 +66,8 @@ class WatcherState:
         with self._lock:
             cur = self._db.execute(
                 "SELECT path, folder, track_id, size, mtime_ns, content_hash, status, error, mode "
-                "FROM files " + sql, args,
+                "FROM files " + sql,
+                args,
             )
             return [FileRow(*r) for r in cur.fetchall()]
 
@@ -92,8 +93,18 @@ class WatcherState:
             self._db.execute(
                 "INSERT OR REPLACE INTO files (path, folder, track_id, size, mtime_ns, "
                 "content_hash, status, error, mode, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (row.path, row.folder, row.track_id, row.size, row.mtime_ns, row.content_hash,
-                 row.status, row.error, row.mode, time.time()),
+                (
+                    row.path,
+                    row.folder,
+                    row.track_id,
+                    row.size,
+                    row.mtime_ns,
+                    row.content_hash,
+                    row.status,
+                    row.error,
+                    row.mode,
+                    time.time(),
+                ),
             )
 
     def move(self, old: str, new: str, folder: str, mtime_ns: int) -> None:
@@ -101,7 +112,8 @@ class WatcherState:
             self._db.execute("DELETE FROM files WHERE path = ?", (new,))
             self._db.execute(
                 "UPDATE files SET path = ?, folder = ?, mtime_ns = ?, updated_at = ? "
-                "WHERE path = ?", (new, folder, mtime_ns, time.time(), old),
+                "WHERE path = ?",
+                (new, folder, mtime_ns, time.time(), old),
             )
 
     def delete(self, path: str) -> None:

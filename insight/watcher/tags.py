@@ -45,7 +45,7 @@ def _easy(path: Path) -> dict[str, list[str]]:
         return {}
     out: dict[str, list[str]] = {}
     try:
-        for key in f.tags.keys():
+        for key in f.tags:
             value = f.tags[key]
             items = value if isinstance(value, list) else [value]
             out[str(key).lower()] = [str(v) for v in items]
@@ -67,8 +67,9 @@ def read_tags(path: Path, container: dict[str, Any] | None = None) -> TrackTags:
                     return str(v).strip()
         return None
 
-    artists = split_values(tags.get("artist", []) or tags.get("albumartist", [])
-                           or tags.get("album_artist", []))
+    artists = split_values(
+        tags.get("artist", []) or tags.get("albumartist", []) or tags.get("album_artist", [])
+    )
     title = first("title")
     mbid = first("musicbrainz_trackid", "musicbrainz_recordingid", "musicbrainz track id")
     return TrackTags(
