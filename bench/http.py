@@ -88,10 +88,14 @@ async def run_load(base: str, clients: int, seconds: float, *, seed: int = 0) ->
         nonlocal five_xx
         conn = aiohttp.TCPConnector(limit=1)
         async with aiohttp.ClientSession(connector=conn) as s:
-            start = {"track_id": f"load-{seed}-{i}", "metadata": {"name": f"Load {i}"},
-                     "format": "pcm_f32_le", "sample_rate": 48_000, "channels": 1}
-            async with s.post(f"{base}/stream/start", data=msgpack.packb(start),
-                              headers=hdr) as r:
+            start = {
+                "track_id": f"load-{seed}-{i}",
+                "metadata": {"name": f"Load {i}"},
+                "format": "pcm_f32_le",
+                "sample_rate": 48_000,
+                "channels": 1,
+            }
+            async with s.post(f"{base}/stream/start", data=msgpack.packb(start), headers=hdr) as r:
                 body = msgpack.unpackb(await r.read())
                 if r.status != 200:
                     errors.append(f"stream/start {r.status} {body}")
@@ -137,8 +141,10 @@ async def run_load(base: str, clients: int, seconds: float, *, seed: int = 0) ->
         "rps": round(len(every) / wall, 1),
         "p50_ms": round(pct(every, 50), 2),
         "p99_ms": round(pct(every, 99), 2),
-        "per_op": {op: {"n": len(v), "p50_ms": round(pct(v, 50), 2),
-                        "p99_ms": round(pct(v, 99), 2)} for op, v in lat.items()},
+        "per_op": {
+            op: {"n": len(v), "p50_ms": round(pct(v, 50), 2), "p99_ms": round(pct(v, 99), 2)}
+            for op, v in lat.items()
+        },
         "errors": len(errors),
         "error_samples": errors[:5],
         "http_5xx": five_xx,
@@ -155,8 +161,10 @@ async def overhead(stack: Stack, n: int) -> dict[str, Any]:
     bus = BusClient(stack.bridge.nc)
     base = f"http://127.0.0.1:{stack.bridge.port}/api/v1"
     search = {"embedding": unit(4242), "limit": 10}
-    cases = [("health", "GET", "/health", {}, "insight.v1.health"),
-             ("search", "POST", "/tracks/search", search, "insight.v1.tracks.search")]
+    cases = [
+        ("health", "GET", "/health", {}, "insight.v1.health"),
+        ("search", "POST", "/tracks/search", search, "insight.v1.tracks.search"),
+    ]
     out: dict[str, Any] = {}
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as s:
         for name, method, path, body, subject in cases:
@@ -168,8 +176,9 @@ async def overhead(stack: Stack, n: int) -> dict[str, Any]:
             bus_t: list[float] = []
             for i in range(n + 100):  # 100 warm-up rounds, interleaved to share any drift
                 t0 = time.perf_counter()
-                async with s.request(method, base + path, data=payload if body else None,
-                                     headers=hdr) as r:
+                async with s.request(
+                    method, base + path, data=payload if body else None, headers=hdr
+                ) as r:
                     await r.read()
                     assert r.status == 200, r.status
                 t1 = time.perf_counter()
@@ -187,7 +196,8 @@ async def overhead(stack: Stack, n: int) -> dict[str, Any]:
                 "overhead_p50_ms": round(pct(http_t, 50) - pct(bus_t, 50), 3),
                 "overhead_p99_ms": round(pct(http_t, 99) - pct(bus_t, 99), 3),
                 "overhead_mean_ms": round(
-                    (statistics.fmean(http_t) - statistics.fmean(bus_t)) * 1000, 3),
+                    (statistics.fmean(http_t) - statistics.fmean(bus_t)) * 1000, 3
+                ),
             }
     return out
 
@@ -195,11 +205,19 @@ async def overhead(stack: Stack, n: int) -> dict[str, Any]:
 async def store_tracks(base: str, count: int) -> None:
     async with aiohttp.ClientSession() as s:
         for start in range(0, count, 100):
-            tracks = [{"track_id": f"bench-{i}", "metadata": {"name": f"Bench {i}",
-                                                              "artists": [f"A{i % 37}"]},
-                       "text_embedding": unit(i)} for i in range(start, min(count, start + 100))]
-            async with s.post(f"{base}/tracks/batch-upsert", data=pack({"tracks": tracks}),
-                              headers={"Content-Type": MSGPACK, "Accept": MSGPACK}) as r:
+            tracks = [
+                {
+                    "track_id": f"bench-{i}",
+                    "metadata": {"name": f"Bench {i}", "artists": [f"A{i % 37}"]},
+                    "text_embedding": unit(i),
+                }
+                for i in range(start, min(count, start + 100))
+            ]
+            async with s.post(
+                f"{base}/tracks/batch-upsert",
+                data=pack({"tracks": tracks}),
+                headers={"Content-Type": MSGPACK, "Accept": MSGPACK},
+            ) as r:
                 body = msgpack.unpackb(await r.read())
                 assert r.status == 200 and body["failed"] == 0, body
 
@@ -213,8 +231,12 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    return {"python": platform.python_version(), "platform": platform.platform(),
-            "cpu": cpu, "cores": os.cpu_count()}
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+    }
 
 
 async def main() -> None:
@@ -231,8 +253,7 @@ async def main() -> None:
     from insight.testing.tiny_clap import build_tiny_clap
 
     info = machine()
-    print(f"machine: {info['cpu']} x{info['cores']}, Python {info['python']}, "
-          f"{info['platform']}")
+    print(f"machine: {info['cpu']} x{info['cores']}, Python {info['python']}, {info['platform']}")
     with tempfile.TemporaryDirectory() as tmp:
         model = build_tiny_clap(Path(tmp) / "model")
         stack = Stack(settings_for(Path(tmp) / "data", model))
@@ -242,27 +263,47 @@ async def main() -> None:
             base = f"http://127.0.0.1:{stack.bridge.port}/api/v1"
             await store_tracks(base, args.tracks)
             ov = await overhead(stack, args.requests)
-            print(f"\nbridge overhead, {args.requests} sequential requests, "
-                  f"{args.tracks} stored tracks (ms)")
-            print(f"{'request':<10}{'http p50':>10}{'bus p50':>10}{'diff p50':>10}"
-                  f"{'http p99':>10}{'bus p99':>10}{'diff p99':>10}")
+            print(
+                f"\nbridge overhead, {args.requests} sequential requests, "
+                f"{args.tracks} stored tracks (ms)"
+            )
+            print(
+                f"{'request':<10}{'http p50':>10}{'bus p50':>10}{'diff p50':>10}"
+                f"{'http p99':>10}{'bus p99':>10}{'diff p99':>10}"
+            )
             for name, r in ov.items():
-                print(f"{name:<10}{r['http_p50_ms']:>10.3f}{r['bus_p50_ms']:>10.3f}"
-                      f"{r['overhead_p50_ms']:>10.3f}{r['http_p99_ms']:>10.3f}"
-                      f"{r['bus_p99_ms']:>10.3f}{r['overhead_p99_ms']:>10.3f}")
+                print(
+                    f"{name:<10}{r['http_p50_ms']:>10.3f}{r['bus_p50_ms']:>10.3f}"
+                    f"{r['overhead_p50_ms']:>10.3f}{r['http_p99_ms']:>10.3f}"
+                    f"{r['bus_p99_ms']:>10.3f}{r['overhead_p99_ms']:>10.3f}"
+                )
             load = await run_load(base, args.clients, args.seconds)
-            print(f"\nload: {load['clients']} clients, {load['seconds']} s, "
-                  f"{load['requests']} requests ({load['rps']}/s), "
-                  f"p50 {load['p50_ms']} ms, p99 {load['p99_ms']} ms, "
-                  f"errors {load['errors']}, 5xx {load['http_5xx']}")
+            print(
+                f"\nload: {load['clients']} clients, {load['seconds']} s, "
+                f"{load['requests']} requests ({load['rps']}/s), "
+                f"p50 {load['p50_ms']} ms, p99 {load['p99_ms']} ms, "
+                f"errors {load['errors']}, 5xx {load['http_5xx']}"
+            )
             for op, r in load["per_op"].items():
-                print(f"  {op:<11} n={r['n']:<6} p50 {r['p50_ms']:>7.2f} ms  "
-                      f"p99 {r['p99_ms']:>7.2f} ms")
+                print(
+                    f"  {op:<11} n={r['n']:<6} p50 {r['p50_ms']:>7.2f} ms  "
+                    f"p99 {r['p99_ms']:>7.2f} ms"
+                )
         finally:
             await stack.stop()
     goal = all(r["overhead_p50_ms"] <= 2.0 for r in ov.values())
-    print(json.dumps({"bench": "http", "machine": info, "tracks": args.tracks,
-                      "overhead": ov, "overhead_goal_met": goal, "load": load}))
+    print(
+        json.dumps(
+            {
+                "bench": "http",
+                "machine": info,
+                "tracks": args.tracks,
+                "overhead": ov,
+                "overhead_goal_met": goal,
+                "load": load,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

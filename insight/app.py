@@ -48,13 +48,29 @@ class App:
     async def start(self) -> None:
         from insight.history import ListeningHistory
         from insight.library import Library
+        from insight.models_service import ModelsService
+        from insight.mood import create as create_mood
 
         await self.open_store()
         history = ListeningHistory(self.settings.storage.data_dir / "history.db")
         await history.open()
         self.services["history"] = history
         self.services["library"] = Library(self)
+        await create_mood(self)  # before the model: its load hook caches the prompts
         await self.load_configured_model()
+        self.services["models"] = ModelsService(self)
+        await self.start_watcher()
+
+    async def start_watcher(self) -> None:
+        """The folder watcher (``watcher`` extra): workers always, scanning when enabled."""
+        try:
+            from insight.watcher.service import WatcherService
+        except ImportError:  # installed without the `watcher` extra
+            log.info("watcher_unavailable reason=extra_not_installed")
+            return
+        watcher = WatcherService(self)
+        self.services["watcher"] = watcher
+        await watcher.open()
 
     async def close(self) -> None:
         for task in list(self._tasks):

@@ -1,4 +1,4 @@
-"""``insight`` command line: serve | worker | bridge | status | models | search | ..."""
+"""``insight`` command line: serve | worker | bridge | status | models | scan | reembed | ma-bridge."""
 
 from __future__ import annotations
 
@@ -101,6 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out_dir")
     p.add_argument("--quantize", choices=["int8"], default=None)
     p.set_defaults(func=cmd_export)
+
+    from insight.inference.models_cli import add_commands as add_model_commands
+    from insight.integrations.cli import add_commands as add_integration_commands
+    from insight.watcher.cli import add_commands as add_watcher_commands
+
+    add_model_commands(models)
+    add_watcher_commands(sub)
+    add_integration_commands(sub)
     return parser
 
 

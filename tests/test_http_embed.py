@@ -76,8 +76,12 @@ async def test_embed_text_matches_bus(stack: Running, fmt: Format) -> None:
 
 @pytest.mark.parametrize("fmt", [M, J])
 async def test_embed_text_from_metadata(stack: Running, fmt: Format) -> None:
-    meta = {"name": "Blue in Green", "artists": ["Miles Davis"], "album": "Kind of Blue",
-            "genres": ["jazz"]}
+    meta = {
+        "name": "Blue in Green",
+        "artists": ["Miles Davis"],
+        "album": "Kind of Blue",
+        "genres": ["jazz"],
+    }
     status, body = await stack.api.call("POST", "/embed/text", {"metadata": meta}, fmt=fmt)
     assert status == 200
     for part in ("Blue in Green", "Miles Davis", "Kind of Blue", "jazz"):
@@ -107,8 +111,11 @@ async def test_embed_text_bad_input(stack: Running, fmt: Format, body: object, n
 
 @pytest.mark.parametrize(
     ("raw", "ctype"),
-    [(b"\x81\xa4te", "application/msgpack"), (b'{"text": ', "application/json"),
-     (b"\xc1", "application/x-msgpack")],
+    [
+        (b"\x81\xa4te", "application/msgpack"),
+        (b'{"text": ', "application/json"),
+        (b"\xc1", "application/x-msgpack"),
+    ],
 )
 async def test_embed_text_undecodable_body(stack: Running, raw: bytes, ctype: str) -> None:
     status, reply = await stack.api.call(
@@ -123,7 +130,9 @@ async def test_embed_text_x_msgpack_accepted(stack: Running) -> None:
     import msgpack
 
     status, reply = await stack.api.call(
-        "POST", "/embed/text", raw=msgpack.packb({"text": "hi"}),
+        "POST",
+        "/embed/text",
+        raw=msgpack.packb({"text": "hi"}),
         headers={"Content-Type": "application/x-msgpack"},
     )
     assert status == 200 and reply["text"] == "hi" and len(reply["embedding"]) == 512
@@ -144,8 +153,12 @@ async def test_embed_text_wrong_content_type_415(stack: Running, ctype: str) -> 
 
 async def test_embed_audio_msgpack(stack: Running) -> None:
     samples = pcm(2.5, rate=44_100, channels=2)
-    body = {"format": "pcm_f32_le", "sample_rate": 44_100, "channels": 2,
-            "data": samples.astype("<f4").tobytes()}
+    body = {
+        "format": "pcm_f32_le",
+        "sample_rate": 44_100,
+        "channels": 2,
+        "data": samples.astype("<f4").tobytes(),
+    }
     status, reply = await stack.api.call("POST", "/embed/audio", body)
     assert status == 200
     assert reply["duration_s"] == pytest.approx(2.5, abs=1e-3)
@@ -180,8 +193,13 @@ async def test_embed_audio_json_base64_equals_msgpack(stack: Running) -> None:
     ],
 )
 async def test_embed_audio_bad_input(stack: Running, patch: dict[str, object], needle: str) -> None:
-    body = {"format": "pcm_f32_le", "sample_rate": 48_000, "channels": 1,
-            "data": pcm(0.5).astype("<f4").tobytes(), **patch}
+    body = {
+        "format": "pcm_f32_le",
+        "sample_rate": 48_000,
+        "channels": 1,
+        "data": pcm(0.5).astype("<f4").tobytes(),
+        **patch,
+    }
     status, reply = await stack.api.call("POST", "/embed/audio", body)
     assert status == 400, reply
     assert reply["error"]["code"] == "BAD_REQUEST"
@@ -196,8 +214,15 @@ async def test_embed_503_without_model(running_no_model: Running, fmt: Format) -
     r = running_no_model
     for path, body in [
         ("/embed/text", {"text": "anything"}),
-        ("/embed/audio", {"format": "pcm_f32_le", "sample_rate": 48_000, "channels": 1,
-                          "data": pcm(0.5).astype("<f4").tobytes()}),
+        (
+            "/embed/audio",
+            {
+                "format": "pcm_f32_le",
+                "sample_rate": 48_000,
+                "channels": 1,
+                "data": pcm(0.5).astype("<f4").tobytes(),
+            },
+        ),
     ]:
         if fmt is J and path == "/embed/audio":
             body = {**body, "data": base64.b64encode(body["data"]).decode()}  # type: ignore[arg-type]
@@ -214,8 +239,13 @@ async def test_embed_503_without_model(running_no_model: Running, fmt: Format) -
 
 async def test_api_key_required(secured: Running) -> None:
     body = {"text": "x"}
-    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": KEY},
-                    {"Authorization": f"Bearer {KEY}x"}, {"Authorization": f"bearer  {KEY}"}):
+    for headers in (
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": KEY},
+        {"Authorization": f"Bearer {KEY}x"},
+        {"Authorization": f"bearer  {KEY}"},
+    ):
         status, reply = await secured.api.call("POST", "/embed/text", body, fmt=J, headers=headers)
         assert status == 401, headers
         assert reply["error"]["code"] == "UNAUTHORIZED"

@@ -35,8 +35,9 @@ KEEP = "fuzz/keep-me ✓"
 async def stack(
     tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path
 ) -> AsyncIterator[Running]:
-    settings = make_settings(tmp_path_factory.mktemp("fuzz") / "d", tiny_model_dir,
-                             server={"max_body_mb": 4.0})
+    settings = make_settings(
+        tmp_path_factory.mktemp("fuzz") / "d", tiny_model_dir, server={"max_body_mb": 4.0}
+    )
     r = await start_running(settings)
     yield r
     await stop_running(r)
@@ -46,32 +47,67 @@ async def stack(
 
 VALID: dict[str, dict[str, Any]] = {
     "/embed/text": {"text": "hello", "metadata": {"name": "n", "artists": ["a"]}},
-    "/embed/audio": {"format": "pcm_f32_le", "sample_rate": 48000, "channels": 1,
-                     "data": b"\x00" * 400},
-    "/tracks/search": {"embedding": [0.01] * 512, "limit": 5, "collection": "text",
-                       "filter": {"artists": ["a"], "min_valence": 0.1}},
+    "/embed/audio": {
+        "format": "pcm_f32_le",
+        "sample_rate": 48000,
+        "channels": 1,
+        "data": b"\x00" * 400,
+    },
+    "/tracks/search": {
+        "embedding": [0.01] * 512,
+        "limit": 5,
+        "collection": "text",
+        "filter": {"artists": ["a"], "min_valence": 0.1},
+    },
     "/tracks/search-text": {"query": "calm piano", "limit": 3},
     "/mood/classify": {"embedding": [0.01] * 512, "top_k": 3},
 }
 # Writing endpoints: only bodies that can never validate (see module doc).
 WRITES: dict[str, dict[str, Any]] = {
-    "/tracks/upsert": {"track_id": "fz", "metadata": {"name": "n"},
-                       "text_embedding": [0.1] * 512},
-    "/tracks/batch-upsert": {"tracks": [{"track_id": "fz", "metadata": {"name": "n"},
-                                         "text_embedding": [0.1] * 512}]},
+    "/tracks/upsert": {"track_id": "fz", "metadata": {"name": "n"}, "text_embedding": [0.1] * 512},
+    "/tracks/batch-upsert": {
+        "tracks": [{"track_id": "fz", "metadata": {"name": "n"}, "text_embedding": [0.1] * 512}]
+    },
     "/tracks/embed-text": {"track_id": "fz", "metadata": {"name": "n"}},
     "/tracks/batch-embed-text": {"tracks": [{"track_id": "fz", "metadata": {"name": "n"}}]},
-    "/stream/start": {"track_id": "fz", "metadata": {"name": "n"}, "format": "pcm_f32_le",
-                      "sample_rate": 48000, "channels": 1},
+    "/stream/start": {
+        "track_id": "fz",
+        "metadata": {"name": "n"},
+        "format": "pcm_f32_le",
+        "sample_rate": 48000,
+        "channels": 1,
+    },
 }
-WRONG_TYPES: list[Any] = [None, True, -1, 2**63, 1.5e308, "x", "", b"\x00\xff", [], {},
-                          [None] * 3, {"": None}, float("nan"), float("inf")]
+WRONG_TYPES: list[Any] = [
+    None,
+    True,
+    -1,
+    2**63,
+    1.5e308,
+    "x",
+    "",
+    b"\x00\xff",
+    [],
+    {},
+    [None] * 3,
+    {"": None},
+    float("nan"),
+    float("inf"),
+]
 
 HUGE_LENGTHS = [
-    b"\xdb\xff\xff\xff\xff", b"\xdb\xff\xff\xff\xffabc", b"\xdd\xff\xff\xff\xff",
-    b"\xdf\xff\xff\xff\xff", b"\xc6\xff\xff\xff\xff", b"\xc6\xff\xff\xff\xff\x00\x00",
-    b"\xda\xff\xff", b"\xdc\xff\xff\xc0", b"\xde\xff\xff\xa1a", b"\xc9\xff\xff\xff\xff\x01",
-    b"\x81\xa4text\xdb\x7f\xff\xff\xff", b"\x81\xa9embedding\xdd\x7f\xff\xff\xff\xca",
+    b"\xdb\xff\xff\xff\xff",
+    b"\xdb\xff\xff\xff\xffabc",
+    b"\xdd\xff\xff\xff\xff",
+    b"\xdf\xff\xff\xff\xff",
+    b"\xc6\xff\xff\xff\xff",
+    b"\xc6\xff\xff\xff\xff\x00\x00",
+    b"\xda\xff\xff",
+    b"\xdc\xff\xff\xc0",
+    b"\xde\xff\xff\xa1a",
+    b"\xc9\xff\xff\xff\xff\x01",
+    b"\x81\xa4text\xdb\x7f\xff\xff\xff",
+    b"\x81\xa9embedding\xdd\x7f\xff\xff\xff\xca",
 ]
 
 
@@ -165,8 +201,16 @@ def build_requests(rng: random.Random, session_id: str) -> list[Request]:
         for _ in range(16):
             add(path, rng.randbytes(rng.randrange(1, 300)), rng.choice([mp, js]))
         # wrong content types (nothing reaches the bus)
-        for ctype in ("text/plain", "application/xml", "image/png", "multipart/form-data; b=x",
-                      "application/octet-stream", "\x7f", "a" * 4000, "application/json; ;;;"):
+        for ctype in (
+            "text/plain",
+            "application/xml",
+            "image/png",
+            "multipart/form-data; b=x",
+            "application/octet-stream",
+            "\x7f",
+            "a" * 4000,
+            "application/json; ;;;",
+        ):
             add(path, packed, ctype)
         # bit flips of the valid body: only where nothing is written
         if path in VALID and path != "/embed/audio":  # see test_huge_pcm_samples_are_refused
@@ -183,10 +227,17 @@ def build_requests(rng: random.Random, session_id: str) -> list[Request]:
         add(f"/stream/{tid}/status", b"", None, "GET")
         add(f"/stream/{tid}/frames", rng.randbytes(64), "application/octet-stream")
     for _ in range(30):
-        add(f"/tracks/fuzz-none-{rng.randrange(10**6)}", rng.randbytes(rng.randrange(1, 80)),
-            rng.choice([mp, js]), "DELETE")
-        add(f"/stream/{uuid.UUID(int=rng.getrandbits(128), version=4)}/end", rng.randbytes(rng.randrange(1, 80)),
-            rng.choice([mp, js]))
+        add(
+            f"/tracks/fuzz-none-{rng.randrange(10**6)}",
+            rng.randbytes(rng.randrange(1, 80)),
+            rng.choice([mp, js]),
+            "DELETE",
+        )
+        add(
+            f"/stream/{uuid.UUID(int=rng.getrandbits(128), version=4)}/end",
+            rng.randbytes(rng.randrange(1, 80)),
+            rng.choice([mp, js]),
+        )
     for path in ("/health", "/config", "/status", "/storage/stats", "/mood/list"):
         add(path + "?" + "&".join(f"k{i}={'v' * 100}" for i in range(50)), b"", None, "GET")
         add(path, rng.randbytes(100), mp, "GET")
@@ -198,18 +249,30 @@ def build_requests(rng: random.Random, session_id: str) -> list[Request]:
     for _ in range(120):
         n = rng.choice([1, 2, 3, 5, 7, 1023, 4097, rng.randrange(1, 20000)])
         body = rng.choice([rng.randbytes(n), nan, inf, nan[:n], b""])
-        add(f"/stream/{session_id}/frames", body,
-            rng.choice(["application/octet-stream", None]))
+        add(f"/stream/{session_id}/frames", body, rng.choice(["application/octet-stream", None]))
 
     # headers: huge and odd values (aiohttp's parser limits: 8 KiB per field)
     for _ in range(60):
-        name = rng.choice(["Authorization", "Accept", "X-Request-Id", "Content-Type", "Origin",
-                           "X-Junk"])
-        value = rng.choice(["a" * rng.choice([100, 8000, 9000, 70000]), "\t\t", "Bearer ",
-                            "application/msgpack" * 400, "x" * 3 + "é" * 10, "*/*;q=abc"])
+        name = rng.choice(
+            ["Authorization", "Accept", "X-Request-Id", "Content-Type", "Origin", "X-Junk"]
+        )
+        value = rng.choice(
+            [
+                "a" * rng.choice([100, 8000, 9000, 70000]),
+                "\t\t",
+                "Bearer ",
+                "application/msgpack" * 400,
+                "x" * 3 + "é" * 10,
+                "*/*;q=abc",
+            ]
+        )
         path = rng.choice(list(VALID))
-        add(path, msgpack.packb(VALID[path], use_bin_type=True), "application/msgpack",
-            **{name: value})
+        add(
+            path,
+            msgpack.packb(VALID[path], use_bin_type=True),
+            "application/msgpack",
+            **{name: value},
+        )
     return reqs
 
 
@@ -252,8 +315,15 @@ async def snapshot(r: Running) -> tuple[dict[str, Any], list[float]]:
     )
     assert status == 200, track
     s = stats["stats"]
-    counts = {k: s[k] for k in ("text_collection_count", "audio_collection_count",
-                                "profile_count", "total_tracks")}
+    counts = {
+        k: s[k]
+        for k in (
+            "text_collection_count",
+            "audio_collection_count",
+            "profile_count",
+            "total_tracks",
+        )
+    }
     return counts, [*track["text_embedding"], *track["audio_embedding"]]
 
 
@@ -261,8 +331,12 @@ async def test_fuzz_bodies_and_headers(stack: Running, caplog: pytest.LogCapture
     caplog.set_level(logging.ERROR)
     rng = random.Random(SEED)
     vec = np.random.default_rng(SEED).standard_normal(512).astype(np.float32)
-    body = {"track_id": KEEP, "metadata": {"name": "Keep"},
-            "text_embedding": vec.tolist(), "audio_embedding": (-vec).tolist()}
+    body = {
+        "track_id": KEEP,
+        "metadata": {"name": "Keep"},
+        "text_embedding": vec.tolist(),
+        "audio_embedding": (-vec).tolist(),
+    }
     assert (await stack.api.call("POST", "/tracks/upsert", body))[0] == 200
     _, started = await stack.api.call(
         "POST", "/stream/start", {**WRITES["/stream/start"], "track_id": "fuzz/session"}
@@ -280,8 +354,9 @@ async def test_fuzz_bodies_and_headers(stack: Running, caplog: pytest.LogCapture
         method, path, data, headers = req
         async with limit:
             try:
-                async with session.request(method, stack.api.base + path, data=data or None,
-                                           headers=headers) as resp:
+                async with session.request(
+                    method, stack.api.base + path, data=data or None, headers=headers
+                ) as resp:
                     await resp.read()
                     statuses[resp.status] = statuses.get(resp.status, 0) + 1
                     if resp.status >= 500:
@@ -296,8 +371,10 @@ async def test_fuzz_bodies_and_headers(stack: Running, caplog: pytest.LogCapture
     host, port = "127.0.0.1", stack.stack.bridge.port  # type: ignore[union-attr]
     raw_replies = [await raw_http(host, port, data) for data in RAW_HTTP]
     elapsed = time.perf_counter() - t0
-    print(f"\nfuzz: {len(reqs)} requests + {len(RAW_HTTP)} raw in {elapsed:.1f}s, "
-          f"statuses {dict(sorted(statuses.items()))}")
+    print(
+        f"\nfuzz: {len(reqs)} requests + {len(RAW_HTTP)} raw in {elapsed:.1f}s, "
+        f"statuses {dict(sorted(statuses.items()))}"
+    )
 
     assert not failures, failures[:20]
     assert all(not reply.startswith(b"HTTP/1.1 5") for reply in raw_replies), raw_replies
@@ -305,8 +382,12 @@ async def test_fuzz_bodies_and_headers(stack: Running, caplog: pytest.LogCapture
     assert statuses.get(400, 0) > 1000  # most requests reached the decoder and were refused
     # insight's own logs: no crash anywhere (aiohttp.server logs each malformed HTTP message
     # it answered with 400 at ERROR level; those are not crashes)
-    crashes = [rec.getMessage() for rec in caplog.records if rec.name.startswith("insight")
-               and ("crashed" in rec.getMessage() or rec.levelno >= logging.ERROR)]
+    crashes = [
+        rec.getMessage()
+        for rec in caplog.records
+        if rec.name.startswith("insight")
+        and ("crashed" in rec.getMessage() or rec.levelno >= logging.ERROR)
+    ]
     assert not crashes, crashes[:5]
 
     # the service is up and nothing stored changed

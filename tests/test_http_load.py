@@ -34,8 +34,9 @@ def bench_module() -> ModuleType:
 async def stack(
     tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path
 ) -> AsyncIterator[Running]:
-    settings = make_settings(tmp_path_factory.mktemp("load") / "d", tiny_model_dir,
-                             stream={"max_sessions": 2 * CLIENTS})
+    settings = make_settings(
+        tmp_path_factory.mktemp("load") / "d", tiny_model_dir, stream={"max_sessions": 2 * CLIENTS}
+    )
     r = await start_running(settings)
     yield r
     await stop_running(r)
@@ -47,17 +48,25 @@ async def test_fifty_clients_mixed_load(stack: Running) -> None:
     tracks = []
     for i in range(200):
         v = rng.standard_normal(512).astype(np.float32)
-        tracks.append({"track_id": f"load-seed-{i}", "metadata": {"name": f"Seed {i}"},
-                       "text_embedding": (v / np.linalg.norm(v)).tolist()})
+        tracks.append(
+            {
+                "track_id": f"load-seed-{i}",
+                "metadata": {"name": f"Seed {i}"},
+                "text_embedding": (v / np.linalg.norm(v)).tolist(),
+            }
+        )
     for start in range(0, len(tracks), 100):
-        status, reply = await stack.api.call("POST", "/tracks/batch-upsert",
-                                             {"tracks": tracks[start : start + 100]})
+        status, reply = await stack.api.call(
+            "POST", "/tracks/batch-upsert", {"tracks": tracks[start : start + 100]}
+        )
         assert status == 200 and reply["failed"] == 0
 
     result = await bench.run_load(stack.api.base, CLIENTS, SECONDS)
-    print(f"\nload: {result['clients']} clients, {result['seconds']} s, {result['requests']} "
-          f"requests ({result['rps']}/s), p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, "
-          f"errors {result['errors']}, 5xx {result['http_5xx']}")
+    print(
+        f"\nload: {result['clients']} clients, {result['seconds']} s, {result['requests']} "
+        f"requests ({result['rps']}/s), p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, "
+        f"errors {result['errors']}, 5xx {result['http_5xx']}"
+    )
     for op, r in result["per_op"].items():
         print(f"  {op:<11} n={r['n']:<6} p50 {r['p50_ms']:>7.2f} ms  p99 {r['p99_ms']:>7.2f} ms")
 

@@ -43,8 +43,9 @@ class BackgroundStack:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        settings_ = make_settings(data_dir, model_dir, audio={"window_size_s": 1.0,
-                                                              "hop_size_s": 1.0})
+        settings_ = make_settings(
+            data_dir, model_dir, audio={"window_size_s": 1.0, "hop_size_s": 1.0}
+        )
         self.running: Running = self.run(start_running(settings_))
 
     def run(self, coro: Any) -> Any:
@@ -66,8 +67,11 @@ def live(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iter
     stack = BackgroundStack(tmp_path_factory.mktemp("schemathesis") / "d", tiny_model_dir)
     # a few stored tracks so get/search/similar have something to find
     for i in range(3):
-        body = {"track_id": f"seed-{i}", "metadata": {"name": f"Seed {i}"},
-                "text_embedding": [float(i + 1)] + [0.0] * 511}
+        body = {
+            "track_id": f"seed-{i}",
+            "metadata": {"name": f"Seed {i}"},
+            "text_embedding": [float(i + 1)] + [0.0] * 511,
+        }
         status, _ = stack.run(stack.running.api.call("POST", "/tracks/upsert", body))
         assert status == 200
     yield stack.base

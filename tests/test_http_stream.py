@@ -53,9 +53,14 @@ def cos(a: list[float], b: list[float]) -> float:
 
 
 def start_body(track_id: str, **kw: Any) -> dict[str, Any]:
-    return {"track_id": track_id,
-            "metadata": {"name": f"Name of {track_id}", "artists": ["Streamer"]},
-            "format": "pcm_f32_le", "sample_rate": RATE, "channels": 1, **kw}
+    return {
+        "track_id": track_id,
+        "metadata": {"name": f"Name of {track_id}", "artists": ["Streamer"]},
+        "format": "pcm_f32_le",
+        "sample_rate": RATE,
+        "channels": 1,
+        **kw,
+    }
 
 
 async def start(r: Running, track_id: str, fmt: Format = M, **kw: Any) -> str:
@@ -89,8 +94,9 @@ async def test_full_session(stack: Running, fmt: Format) -> None:
     assert status == 200
     assert st["session_id"] == sid and st["track_id"] == tid and st["status"] == "active"
     assert st["buffered_seconds"] == pytest.approx(3.5)
-    status, end = await stack.api.call("POST", f"/stream/{sid}/end", {"min_duration_s": 1.0},
-                                       fmt=fmt)
+    status, end = await stack.api.call(
+        "POST", f"/stream/{sid}/end", {"min_duration_s": 1.0}, fmt=fmt
+    )
     assert status == 200, end
     assert end["track_id"] == tid
     assert end["duration_s"] == pytest.approx(3.5)
@@ -178,8 +184,9 @@ async def test_start_conflict_and_replace(stack: Running, fmt: Format) -> None:
         "POST", "/stream/start", start_body(tid, replace_existing=False), fmt=fmt
     )
     assert status == 409
-    assert err == {"error": {"code": "CONFLICT",
-                             "message": f"Session already exists for track: {tid}"}}
+    assert err == {
+        "error": {"code": "CONFLICT", "message": f"Session already exists for track: {tid}"}
+    }
     second = await start(stack, tid, fmt)  # replace_existing defaults to true
     assert second != first
     _, st = await stack.api.call("GET", f"/stream/{first}/status", fmt=fmt)
@@ -258,8 +265,11 @@ async def test_frames_wrong_content_type_415(stack: Running) -> None:
     sid = await start(stack, "stream/ctype")
     for ctype in ("application/json", "application/msgpack", "text/plain"):
         status, err = await stack.api.call(
-            "POST", f"/stream/{sid}/frames", raw=pcm_f32(0.1),
-            headers={"Content-Type": ctype}, fmt=J,
+            "POST",
+            f"/stream/{sid}/frames",
+            raw=pcm_f32(0.1),
+            headers={"Content-Type": ctype},
+            fmt=J,
         )
         assert status == 415, ctype
         assert err["error"]["code"] == "UNSUPPORTED_MEDIA_TYPE"

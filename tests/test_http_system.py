@@ -11,10 +11,10 @@ from typing import Any
 import msgpack
 import pytest
 import pytest_asyncio
+from conftest import Running, make_settings, start_running, stop_running
 
 from insight import __version__
 from insight.codec import Format
-from conftest import Running, make_settings, start_running, stop_running
 
 J = Format.JSON
 QDRANT_KEY = "qdrant-S3CRET-key-0123456789"
@@ -104,8 +104,15 @@ async def test_config_values(stack: Running) -> None:
 
 async def test_config_never_leaks_storage_api_key(stack: Running) -> None:
     key = QDRANT_KEY
-    forms = [key, key.lower(), key.upper(), base64.b64encode(key.encode()).decode(),
-             key.encode().hex(), "api_key", "**********"]
+    forms = [
+        key,
+        key.lower(),
+        key.upper(),
+        base64.b64encode(key.encode()).decode(),
+        key.encode().hex(),
+        "api_key",
+        "**********",
+    ]
     for fmt in (Format.MSGPACK, J):
         async with stack.api.session.get(
             stack.api.base + "/config", headers={"Accept": fmt.content_type}
@@ -140,8 +147,12 @@ async def test_storage_counts_move_after_upsert(stack: Running) -> None:
     status, reply = await stack.api.call(
         "POST",
         "/tracks/upsert",
-        {"track_id": "sys-count-1", "metadata": {"name": "Count"},
-         "text_embedding": vec(1), "audio_embedding": vec(2)},
+        {
+            "track_id": "sys-count-1",
+            "metadata": {"name": "Count"},
+            "text_embedding": vec(1),
+            "audio_embedding": vec(2),
+        },
     )
     assert status == 200 and reply["text_stored"] and reply["audio_stored"]
     _, after = await stack.api.call("GET", "/storage/stats", fmt=J)
@@ -172,15 +183,25 @@ async def test_openapi_document(stack: Running) -> None:
     assert doc["info"]["version"] == __version__
     paths = doc["paths"]
     expected = {
-        ("get", "/api/v1/health"), ("get", "/api/v1/config"), ("get", "/api/v1/status"),
-        ("get", "/api/v1/storage/stats"), ("post", "/api/v1/embed/text"),
-        ("post", "/api/v1/embed/audio"), ("get", "/api/v1/tracks/{track_id}"),
-        ("delete", "/api/v1/tracks/{track_id}"), ("post", "/api/v1/tracks/upsert"),
-        ("post", "/api/v1/tracks/batch-upsert"), ("post", "/api/v1/tracks/embed-text"),
-        ("post", "/api/v1/tracks/batch-embed-text"), ("post", "/api/v1/tracks/search"),
-        ("post", "/api/v1/tracks/search-text"), ("post", "/api/v1/stream/start"),
-        ("post", "/api/v1/stream/{session_id}/frames"), ("post", "/api/v1/stream/{session_id}/end"),
-        ("get", "/api/v1/stream/{session_id}/status"), ("delete", "/api/v1/stream/{session_id}"),
+        ("get", "/api/v1/health"),
+        ("get", "/api/v1/config"),
+        ("get", "/api/v1/status"),
+        ("get", "/api/v1/storage/stats"),
+        ("post", "/api/v1/embed/text"),
+        ("post", "/api/v1/embed/audio"),
+        ("get", "/api/v1/tracks/{track_id}"),
+        ("delete", "/api/v1/tracks/{track_id}"),
+        ("post", "/api/v1/tracks/upsert"),
+        ("post", "/api/v1/tracks/batch-upsert"),
+        ("post", "/api/v1/tracks/embed-text"),
+        ("post", "/api/v1/tracks/batch-embed-text"),
+        ("post", "/api/v1/tracks/search"),
+        ("post", "/api/v1/tracks/search-text"),
+        ("post", "/api/v1/stream/start"),
+        ("post", "/api/v1/stream/{session_id}/frames"),
+        ("post", "/api/v1/stream/{session_id}/end"),
+        ("get", "/api/v1/stream/{session_id}/status"),
+        ("delete", "/api/v1/stream/{session_id}"),
     }
     have = {(m, p) for p, ops in paths.items() for m in ops}
     assert expected <= have, expected - have

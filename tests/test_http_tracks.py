@@ -50,8 +50,11 @@ def path_of(track_id: str) -> str:
 
 
 async def upsert(r: Running, track_id: str, seed: int, **meta: Any) -> None:
-    body = {"track_id": track_id, "metadata": {"name": track_id, **meta},
-            "text_embedding": vec(seed)}
+    body = {
+        "track_id": track_id,
+        "metadata": {"name": track_id, **meta},
+        "text_embedding": vec(seed),
+    }
     status, reply = await r.api.call("POST", "/tracks/upsert", body)
     assert status == 200, reply
 
@@ -62,9 +65,12 @@ async def upsert(r: Running, track_id: str, seed: int, **meta: Any) -> None:
 @pytest.mark.parametrize("fmt", FORMATS)
 async def test_upsert_then_get(stack: Running, fmt: Format) -> None:
     tid = uid("up")
-    body = {"track_id": tid,
-            "metadata": {"name": "Song", "artists": ["A", "B"], "album": "LP", "genres": ["rock"]},
-            "text_embedding": vec(1), "audio_embedding": vec(2)}
+    body = {
+        "track_id": tid,
+        "metadata": {"name": "Song", "artists": ["A", "B"], "album": "LP", "genres": ["rock"]},
+        "text_embedding": vec(1),
+        "audio_embedding": vec(2),
+    }
     status, reply = await stack.api.call("POST", "/tracks/upsert", body, fmt=fmt)
     assert status == 200
     assert reply == {"track_id": tid, "text_stored": True, "audio_stored": True}
@@ -75,7 +81,11 @@ async def test_upsert_then_get(stack: Running, fmt: Format) -> None:
     assert got["track_id"] == tid and got["has_text"] and got["has_audio"]
     meta = got["metadata"]
     assert (meta["name"], meta["artists"], meta["album"], meta["genres"]) == (
-        "Song", ["A", "B"], "LP", ["rock"])
+        "Song",
+        ["A", "B"],
+        "LP",
+        ["rock"],
+    )
     assert cos(got["text_embedding"], vec(1)) > 0.9999
     assert cos(got["audio_embedding"], vec(2)) > 0.9999
     # without include_* no vectors come back
@@ -134,8 +144,11 @@ async def test_upsert_bad_input(
 
 
 async def test_upsert_nan_rejected_msgpack(stack: Running) -> None:
-    body = {"track_id": uid("nan"), "metadata": {"name": "x"},
-            "text_embedding": [float("nan")] * 512}
+    body = {
+        "track_id": uid("nan"),
+        "metadata": {"name": "x"},
+        "text_embedding": [float("nan")] * 512,
+    }
     status, reply = await stack.api.call("POST", "/tracks/upsert", body)
     assert status == 400 and "NaN" in reply["error"]["message"]
 
@@ -151,9 +164,14 @@ async def test_get_unknown_is_404(stack: Running, fmt: Format) -> None:
 async def test_delete(stack: Running, fmt: Format) -> None:
     tid = uid("del")
     await stack.api.call(
-        "POST", "/tracks/upsert",
-        {"track_id": tid, "metadata": {"name": "x"}, "text_embedding": vec(3),
-         "audio_embedding": vec(4)},
+        "POST",
+        "/tracks/upsert",
+        {
+            "track_id": tid,
+            "metadata": {"name": "x"},
+            "text_embedding": vec(3),
+            "audio_embedding": vec(4),
+        },
     )
     # an optional body chooses the collections
     status, reply = await stack.api.call("DELETE", path_of(tid), {"text": False}, fmt=fmt)
@@ -175,11 +193,14 @@ async def test_delete(stack: Running, fmt: Format) -> None:
 @pytest.mark.parametrize("fmt", FORMATS)
 async def test_batch_upsert_order_and_partial_failure(stack: Running, fmt: Format) -> None:
     ids = [uid("bu") for _ in range(5)]
-    tracks = [{"track_id": t, "metadata": {"name": t}, "text_embedding": vec(i)}
-              for i, t in enumerate(ids)]
+    tracks = [
+        {"track_id": t, "metadata": {"name": t}, "text_embedding": vec(i)}
+        for i, t in enumerate(ids)
+    ]
     tracks[2]["text_embedding"] = [0.5] * 3  # wrong dimension: that item fails alone
-    status, reply = await stack.api.call("POST", "/tracks/batch-upsert", {"tracks": tracks},
-                                         fmt=fmt)
+    status, reply = await stack.api.call(
+        "POST", "/tracks/batch-upsert", {"tracks": tracks}, fmt=fmt
+    )
     assert status == 200
     assert [r["track_id"] for r in reply["results"]] == ids
     assert [r["success"] for r in reply["results"]] == [True, True, False, True, True]
@@ -207,8 +228,12 @@ async def test_batch_upsert_limits(stack: Running) -> None:
 @pytest.mark.parametrize("fmt", FORMATS)
 async def test_embed_text_and_store(stack: Running, fmt: Format) -> None:
     tid = uid("et")
-    meta = {"name": "Clair de Lune", "artists": ["Debussy"], "genres": ["classical"],
-            "metadata_hash": "h1"}
+    meta = {
+        "name": "Clair de Lune",
+        "artists": ["Debussy"],
+        "genres": ["classical"],
+        "metadata_hash": "h1",
+    }
     body = {"track_id": tid, "metadata": meta}
     status, reply = await stack.api.call("POST", "/tracks/embed-text", body, fmt=fmt)
     assert status == 200
@@ -231,9 +256,11 @@ async def test_embed_text_and_store(stack: Running, fmt: Format) -> None:
 
 @pytest.mark.parametrize("fmt", FORMATS)
 async def test_embed_text_and_store_bad_input(stack: Running, fmt: Format) -> None:
-    for body, needle in [({"metadata": {"name": "x"}}, "track_id"),
-                         ({"track_id": "x"}, "metadata"),
-                         ({"track_id": "x", "metadata": {}}, "metadata.name")]:
+    for body, needle in [
+        ({"metadata": {"name": "x"}}, "track_id"),
+        ({"track_id": "x"}, "metadata"),
+        ({"track_id": "x", "metadata": {}}, "metadata.name"),
+    ]:
         status, reply = await stack.api.call("POST", "/tracks/embed-text", body, fmt=fmt)
         assert status == 400 and needle in reply["error"]["message"], reply
 
@@ -241,10 +268,13 @@ async def test_embed_text_and_store_bad_input(stack: Running, fmt: Format) -> No
 @pytest.mark.parametrize("fmt", FORMATS)
 async def test_batch_embed_text_order(stack: Running, fmt: Format) -> None:
     ids = [uid("bet") for _ in range(7)]
-    tracks = [{"track_id": t, "metadata": {"name": f"Song {i}", "artists": [f"Artist {i}"]}}
-              for i, t in enumerate(ids)]
-    status, reply = await stack.api.call("POST", "/tracks/batch-embed-text", {"tracks": tracks},
-                                         fmt=fmt)
+    tracks = [
+        {"track_id": t, "metadata": {"name": f"Song {i}", "artists": [f"Artist {i}"]}}
+        for i, t in enumerate(ids)
+    ]
+    status, reply = await stack.api.call(
+        "POST", "/tracks/batch-embed-text", {"tracks": tracks}, fmt=fmt
+    )
     assert status == 200
     assert [r["track_id"] for r in reply["results"]] == ids
     assert all(r["success"] and r["text_stored"] for r in reply["results"])
@@ -283,9 +313,13 @@ async def test_search_by_vector(stack: Running, fmt: Format) -> None:
     assert scores == sorted(scores, reverse=True)
     # filter by artist and exclusion
     status, reply = await stack.api.call(
-        "POST", "/tracks/search",
-        {"embedding": vec(seed + 2), "limit": 10,
-         "filter": {"artists": [f"{ids[0]} Artist 0"], "exclude_ids": [ids[2]]}},
+        "POST",
+        "/tracks/search",
+        {
+            "embedding": vec(seed + 2),
+            "limit": 10,
+            "filter": {"artists": [f"{ids[0]} Artist 0"], "exclude_ids": [ids[2]]},
+        },
         fmt=fmt,
     )
     assert status == 200
@@ -318,8 +352,10 @@ async def test_search_bad_input(stack: Running, fmt: Format, body: Any, needle: 
 @pytest.mark.parametrize("fmt", FORMATS)
 async def test_search_text(stack: Running, fmt: Format) -> None:
     tid = uid("st")
-    body = {"track_id": tid, "metadata": {"name": f"Thunderstruck {tid}", "artists": ["AC/DC"],
-                                          "genres": ["hard rock"]}}
+    body = {
+        "track_id": tid,
+        "metadata": {"name": f"Thunderstruck {tid}", "artists": ["AC/DC"], "genres": ["hard rock"]},
+    }
     _, stored = await stack.api.call("POST", "/tracks/embed-text", body)
     status, reply = await stack.api.call(
         "POST", "/tracks/search-text", {"query": stored["text"], "limit": 5}, fmt=fmt
@@ -328,7 +364,11 @@ async def test_search_text(stack: Running, fmt: Format) -> None:
     assert reply["results"][0]["track_id"] == tid
     assert reply["results"][0]["score"] == pytest.approx(1.0, abs=1e-3)
     assert reply["count"] == len(reply["results"]) <= 5
-    for bad, needle in [({"query": ""}, "query"), ({"query": "x", "limit": 0}, "limit"), ({}, "query")]:
+    for bad, needle in [
+        ({"query": ""}, "query"),
+        ({"query": "x", "limit": 0}, "limit"),
+        ({}, "query"),
+    ]:
         status, err = await stack.api.call("POST", "/tracks/search-text", bad, fmt=fmt)
         assert status == 400 and needle in err["error"]["message"]
 
@@ -336,14 +376,23 @@ async def test_search_text(stack: Running, fmt: Format) -> None:
 # --- errors shared by all tracks endpoints ------------------------------------------------------
 
 
-POSTS = ["/tracks/upsert", "/tracks/batch-upsert", "/tracks/embed-text",
-         "/tracks/batch-embed-text", "/tracks/search", "/tracks/search-text"]
+POSTS = [
+    "/tracks/upsert",
+    "/tracks/batch-upsert",
+    "/tracks/embed-text",
+    "/tracks/batch-embed-text",
+    "/tracks/search",
+    "/tracks/search-text",
+]
 
 
 @pytest.mark.parametrize("path", POSTS)
 async def test_wrong_content_type_and_garbage(stack: Running, path: str) -> None:
     status, reply = await stack.api.call(
-        "POST", path, raw=b"track_id=x", fmt=J,
+        "POST",
+        path,
+        raw=b"track_id=x",
+        fmt=J,
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     assert status == 415 and reply["error"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
@@ -378,8 +427,9 @@ async def test_vectors_same_in_msgpack_and_json(stack: Running) -> None:
     """msgpack carries float32; JSON carries the same numbers."""
     tid = uid("rt")
     v = vec(99)
-    await stack.api.call("POST", "/tracks/upsert",
-                         {"track_id": tid, "metadata": {"name": "x"}, "audio_embedding": v})
+    await stack.api.call(
+        "POST", "/tracks/upsert", {"track_id": tid, "metadata": {"name": "x"}, "audio_embedding": v}
+    )
     _, m = await stack.api.call("GET", path_of(tid) + "?include_audio=true")
     _, j = await stack.api.call("GET", path_of(tid) + "?include_audio=true", fmt=J)
     assert np.allclose(m["audio_embedding"], j["audio_embedding"], atol=1e-6)

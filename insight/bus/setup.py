@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from insight.bus.streams import ensure_streams
 from insight.ingest.events import EventConsumers
 from insight.ingest.sessions import SessionManager
+from insight.observability import MetricsCollector
 
 if TYPE_CHECKING:
     from insight.app import App
@@ -21,4 +22,5 @@ async def start_components(app: App) -> list[Any]:
     app.services["sessions"] = sessions
     events = EventConsumers(app)
     await events.start()
-    return [sessions, events]
+    collector = await MetricsCollector(app).start()
+    return [sessions, events, collector]

@@ -43,8 +43,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def reply_format(request: web.Request) -> Format:
     accept = request.headers.get("Accept", "")
-    return Format.JSON if "json" in accept.lower() and "msgpack" not in accept.lower() else (
-        Format.MSGPACK
+    return (
+        Format.JSON
+        if "json" in accept.lower() and "msgpack" not in accept.lower()
+        else (Format.MSGPACK)
     )
 
 
@@ -59,7 +61,9 @@ def forward_payload(body: dict[str, Any]) -> bytes:
 
 
 def error_response(err: InsightError, fmt: Format) -> web.Response:
-    return web.Response(status=err.status, body=pack(err.body(), fmt), content_type=fmt.content_type)
+    return web.Response(
+        status=err.status, body=pack(err.body(), fmt), content_type=fmt.content_type
+    )
 
 
 class Bridge:
