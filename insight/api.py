@@ -92,7 +92,7 @@ def _io_types(fn: Handler) -> tuple[Any, Any]:
     last = list(sig.parameters.values())[-1].annotation
 
     def resolve(ann: Any) -> Any:
-        return eval(ann, fn.__globals__) if isinstance(ann, str) else ann  # noqa: S307
+        return eval(ann, fn.__globals__) if isinstance(ann, str) else ann
 
     return resolve(last), resolve(sig.return_annotation)
 

@@ -1,4 +1,4 @@
-"""``insight`` command line: serve | worker | bridge | status | models | scan | reembed | ma-bridge."""
+"""``insight`` command line: serve, worker, bridge, status, models, scan, reembed, ma-bridge."""
 
 from __future__ import annotations
 
@@ -55,12 +55,16 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 1
     st = status["storage"]
     model = status.get("model") or {}
-    print(f"health   {status['health']}  (version {status['version']}, "
-          f"up {status['uptime_seconds']} s)")
+    print(
+        f"health   {status['health']}  (version {status['version']}, "
+        f"up {status['uptime_seconds']} s)"
+    )
     print(f"model    {model.get('model_id', 'none')}  {model.get('device') or ''}")
-    print(f"storage  {st['mode']} connected={st['connected']} tracks={st['total_tracks']} "
-          f"text={st['text_collection_count']} audio={st['audio_collection_count']} "
-          f"profiles={st['profile_count']}")
+    print(
+        f"storage  {st['mode']} connected={st['connected']} tracks={st['total_tracks']} "
+        f"text={st['text_collection_count']} audio={st['audio_collection_count']} "
+        f"profiles={st['profile_count']}"
+    )
     if status.get("message"):
         print(f"note     {status['message']}")
     return 0 if status["health"] == "healthy" else 2

@@ -73,7 +73,9 @@ def unpack(data: bytes, fmt: Format = Format.MSGPACK) -> Any:
     except RecursionError:
         raise DecodeError(f"Failed to deserialize {fmt.value}: nesting too deep") from None
     except Exception as exc:  # every decoder error is the client's
-        raise DecodeError(f"Failed to deserialize {fmt.value}: {str(exc) or type(exc).__name__}") from None
+        raise DecodeError(
+            f"Failed to deserialize {fmt.value}: {str(exc) or type(exc).__name__}"
+        ) from None
 
 
 def validate(model: type[M], obj: Any) -> M:

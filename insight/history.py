@@ -87,8 +87,14 @@ class ListeningHistory:
         """Idempotent per (user, track, timestamp): a redelivered event changes nothing."""
         await self._run(
             "INSERT OR REPLACE INTO plays VALUES (?, ?, ?, ?, ?, ?)",
-            (user_id, track_id, int(timestamp or time.time()), seconds_played, duration,
-             int(fully_played)),
+            (
+                user_id,
+                track_id,
+                int(timestamp or time.time()),
+                seconds_played,
+                duration,
+                int(fully_played),
+            ),
         )
         await self.mark_stale(user_id)
 

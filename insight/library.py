@@ -112,7 +112,9 @@ class Library:
             and p.payload.get("model_id") == current
         }
 
-    async def ingest_text(self, items: list[TextItem], *, skip_unchanged: bool = True) -> list[Stored]:
+    async def ingest_text(
+        self, items: list[TextItem], *, skip_unchanged: bool = True
+    ) -> list[Stored]:
         """Embed the metadata sentence of each track (one batch), classify mood, upsert."""
         store = self.app.require_store()
         pool = self.app.require_pool()
@@ -121,7 +123,9 @@ class Library:
         texts = [metadata_text(i.metadata) for i in todo]
         vectors = await pool.embed_texts(texts) if todo else np.zeros((0, pool.model.dim))
         points = []
-        results = {i.track_id: Stored(i.track_id, "", skipped=True) for i in items if i.track_id in skip}
+        results = {
+            i.track_id: Stored(i.track_id, "", skipped=True) for i in items if i.track_id in skip
+        }
         for item, text, vec in zip(todo, texts, vectors, strict=True):
             mood = await self.mood_fields(vec)
             payload = self._payload(item.track_id, item.metadata, item.source, item.file_path, mood)

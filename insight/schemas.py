@@ -449,9 +449,7 @@ class UserInteraction(Schema):
 
     @model_validator(mode="after")
     def _one_form(self) -> UserInteraction:
-        aggregate = any(
-            v is not None for v in (self.play_count, self.skip_count, self.is_favorite)
-        )
+        aggregate = any(v is not None for v in (self.play_count, self.skip_count, self.is_favorite))
         if not aggregate and self.signal_type is None:
             raise ValueError(
                 "an interaction needs play_count/skip_count/is_favorite or a signal_type"

@@ -39,12 +39,12 @@ DESCRIPTIONS = {
     "INSIGHT_STORAGE__DATA_DIR": "Where vectors, history, models and the embedded NATS live",
     "INSIGHT_STORAGE__URL": "Qdrant URL (port 6334 → gRPC)",
     "INSIGHT_STORAGE__API_KEY": "Qdrant API key (never shown by `/config`)",
-    "INSIGHT_STORAGE__COLLECTION_PREFIX": "Prefix for the three collections (`<prefix>_tracks_text`)",
+    "INSIGHT_STORAGE__COLLECTION_PREFIX": "Prefix of the collections (`<prefix>_tracks_text`)",
     "INSIGHT_STORAGE__ENABLED": "Set false to run without storage (embeddings only)",
     "INSIGHT_SERVER__HOST": "HTTP bridge address",
     "INSIGHT_SERVER__PORT": "HTTP bridge port",
     "INSIGHT_SERVER__API_KEY": "When set, every endpoint but health needs `Authorization: Bearer`",
-    "INSIGHT_SERVER__CORS_ORIGINS": "Allowed CORS origins (JSON list; `[\"*\"]` for any)",
+    "INSIGHT_SERVER__CORS_ORIGINS": 'Allowed CORS origins (JSON list; `["*"]` for any)',
     "INSIGHT_SERVER__MAX_BODY_MB": "Largest request body (`413` beyond)",
     "INSIGHT_SERVER__REQUEST_TIMEOUT_S": "How long the bridge waits for the bus (`504` beyond)",
     "INSIGHT_NATS__URL": "NATS to join; empty = start the embedded nats-server",
@@ -88,8 +88,10 @@ def _default(field: Any) -> str:
         return "(empty)"
     if isinstance(value, list):
         return json.dumps([str(v) for v in value])
-    return str(getattr(value, "value", value)).lower() if isinstance(value, bool) else str(
-        getattr(value, "value", value)
+    return (
+        str(getattr(value, "value", value)).lower()
+        if isinstance(value, bool)
+        else str(getattr(value, "value", value))
     )
 
 

@@ -36,8 +36,10 @@ class WorkerProcess:
 
     def start(self) -> WorkerProcess:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "insight.cli", "worker"], env=self.env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            [sys.executable, "-m", "insight.cli", "worker"],
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         return self
 
@@ -115,18 +117,20 @@ async def drained(js: JetStreamContext, consumer: str, timeout: float = 60.0) ->
 
 def track_event(uri: str, name: str, *, kind: str = "added", **data: Any) -> bytes:
     """A Music Assistant ``MassEvent`` for a track, msgpack-encoded."""
-    return msgpack.packb({
-        "event": f"media_item_{kind}",
-        "object_id": uri,
-        "data": {
-            "item_id": uri.rsplit("/", 1)[-1],
-            "provider": "library",
-            "uri": uri,
-            "name": name,
-            "artists": [{"name": "Artist " + uri[-1]}],
-            "album": {"name": "Album"},
-            "metadata": {"genres": ["rock"]},
-            "duration": 200,
-            **data,
-        },
-    })
+    return msgpack.packb(
+        {
+            "event": f"media_item_{kind}",
+            "object_id": uri,
+            "data": {
+                "item_id": uri.rsplit("/", 1)[-1],
+                "provider": "library",
+                "uri": uri,
+                "name": name,
+                "artists": [{"name": "Artist " + uri[-1]}],
+                "album": {"name": "Album"},
+                "metadata": {"genres": ["rock"]},
+                "duration": 200,
+                **data,
+            },
+        }
+    )

@@ -59,7 +59,7 @@ def sample(annotation: Any, name: str) -> Any:
     if origin is dict:
         return {"energetic": sample(args[1], name)}
     if inspect.isclass(annotation) and issubclass(annotation, Enum):
-        return list(annotation)[0].value
+        return next(iter(annotation)).value
     if inspect.isclass(annotation) and issubclass(annotation, BaseModel):
         return example(annotation)
     return {str: f"{name}-ünï/çode", int: 7, float: 0.25, bool: True, bytes: b"\x00\x01pcm"}[
@@ -126,8 +126,10 @@ def test_malformed_json_and_wrong_shapes() -> None:
     with pytest.raises(BadRequest, match="Either 'text' or 'metadata'"):
         decode(schemas.TextEmbedRequest, pack({}))
     with pytest.raises(BadRequest, match="channels"):
-        decode(schemas.AudioEmbedRequest, pack({"format": "pcm_s16_le", "sample_rate": 48000,
-                                                "channels": 3, "data": b""}))
+        decode(
+            schemas.AudioEmbedRequest,
+            pack({"format": "pcm_s16_le", "sample_rate": 48000, "channels": 3, "data": b""}),
+        )
 
 
 def test_empty_body_is_an_empty_map() -> None:

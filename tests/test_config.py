@@ -48,8 +48,13 @@ def test_defaults_match_spec(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.model.name == "Xenova/clap-htsat-unfused"
     assert s.model.path is None
     assert not any(
-        (s.model.enable_cuda, s.model.enable_rocm, s.model.enable_coreml,
-         s.model.enable_directml, s.model.enable_openvino)
+        (
+            s.model.enable_cuda,
+            s.model.enable_rocm,
+            s.model.enable_coreml,
+            s.model.enable_directml,
+            s.model.enable_openvino,
+        )
     )
     assert (s.audio.window_size_s, s.audio.hop_size_s) == (10.0, 10.0)
     assert s.storage.mode is StorageMode.FILE
@@ -68,8 +73,13 @@ def test_every_variable_from_environment(monkeypatch: pytest.MonkeyPatch) -> Non
     assert s.model.name == "laion/larger_clap_music"
     assert s.model.path == Path("/models/clap")
     assert all(
-        (s.model.enable_cuda, s.model.enable_rocm, s.model.enable_coreml,
-         s.model.enable_directml, s.model.enable_openvino)
+        (
+            s.model.enable_cuda,
+            s.model.enable_rocm,
+            s.model.enable_coreml,
+            s.model.enable_directml,
+            s.model.enable_openvino,
+        )
     )
     assert s.model.threads == 3
     assert (s.audio.window_size_s, s.audio.hop_size_s) == (7.5, 5.0)
@@ -106,7 +116,9 @@ def test_usearch_is_an_alias_of_file(monkeypatch: pytest.MonkeyPatch) -> None:
         ("INSIGHT_STREAM__MAX_SESSIONS", "0"),
     ],
 )
-def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch, var: str, value: str) -> None:
+def test_bad_values_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, var: str, value: str
+) -> None:
     monkeypatch.setenv(var, value)
     with pytest.raises(ConfigError) as exc:
         load_settings()

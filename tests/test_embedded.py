@@ -49,8 +49,10 @@ def test_serve_answers_health_and_stops_cleanly(tmp_path: Path, tiny_model_dir: 
         "INSIGHT_NATS__URL": "",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "insight.cli", "serve"], env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [sys.executable, "-m", "insight.cli", "serve"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     try:
         health = wait_for_health(port, timeout=15)

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import msgpack
 import nats
-import pytest
 import pytest_asyncio
 from nats.aio.client import Client as NATS
 
@@ -55,16 +54,33 @@ async def test_added_updated_deleted_and_history(bus: NATS, worker: Worker) -> N
     await js.publish(subjects.TRACK_ADDED, track_event("library://track/1", "One"))
     await js.publish(subjects.TRACK_ADDED, track_event("library://track/2", "Two"))
     await js.publish(subjects.TRACK_UPDATED, track_event("library://track/1", "One (remaster)"))
-    await js.publish(subjects.TRACK_DELETED, track_event("library://track/2", "Two", kind="deleted"))
-    played = {"event": "media_item_played", "object_id": "library://track/1",
-              "data": {"uri": "library://track/1", "media_type": "track", "name": "One",
-                       "duration": 200, "seconds_played": 195, "fully_played": True,
-                       "is_playing": False, "userid": "alice", "timestamp": 1_700_000_000}}
+    await js.publish(
+        subjects.TRACK_DELETED, track_event("library://track/2", "Two", kind="deleted")
+    )
+    played = {
+        "event": "media_item_played",
+        "object_id": "library://track/1",
+        "data": {
+            "uri": "library://track/1",
+            "media_type": "track",
+            "name": "One",
+            "duration": 200,
+            "seconds_played": 195,
+            "fully_played": True,
+            "is_playing": False,
+            "userid": "alice",
+            "timestamp": 1_700_000_000,
+        },
+    }
     still_playing = {**played, "data": {**played["data"], "is_playing": True}}
     await js.publish(subjects.PLAYED, msgpack.packb(still_playing))
     await js.publish(subjects.PLAYED, msgpack.packb(played))
-    await js.publish(subjects.FAVORITE, msgpack.packb(
-        {"user_id": "alice", "track_id": "library://track/9", "timestamp": 1_700_000_100}))
+    await js.publish(
+        subjects.FAVORITE,
+        msgpack.packb(
+            {"user_id": "alice", "track_id": "library://track/9", "timestamp": 1_700_000_100}
+        ),
+    )
     await drained(js, subjects.LIBRARY_CONSUMER)
     await drained(js, subjects.PLAYBACK_CONSUMER)
 
@@ -103,8 +119,9 @@ async def test_poison_messages_are_dead_lettered_with_reasons(bus: NATS, worker:
     }
     for body in bad.values():
         await js.publish(subjects.TRACK_ADDED, body)
-    await js.publish(subjects.PLAYED, msgpack.packb({"object_id": "t://z",
-                                                     "data": {"duration": "long"}}))
+    await js.publish(
+        subjects.PLAYED, msgpack.packb({"object_id": "t://z", "data": {"duration": "long"}})
+    )
     await js.publish(subjects.TRACK_ADDED, track_event("t://ok", "Fine"))
     await drained(js, subjects.LIBRARY_CONSUMER)
     await drained(js, subjects.PLAYBACK_CONSUMER)
@@ -125,10 +142,12 @@ async def test_poison_messages_are_dead_lettered_with_reasons(bus: NATS, worker:
 
 async def test_duplicate_msg_ids_are_dropped(bus: NATS, worker: Worker) -> None:
     js = bus.jetstream()
-    first = await js.publish(subjects.TRACK_ADDED, track_event("t://d", "D"),
-                             headers={"Nats-Msg-Id": "added-d"})
-    second = await js.publish(subjects.TRACK_ADDED, track_event("t://d", "D changed"),
-                              headers={"Nats-Msg-Id": "added-d"})
+    first = await js.publish(
+        subjects.TRACK_ADDED, track_event("t://d", "D"), headers={"Nats-Msg-Id": "added-d"}
+    )
+    second = await js.publish(
+        subjects.TRACK_ADDED, track_event("t://d", "D changed"), headers={"Nats-Msg-Id": "added-d"}
+    )
     assert not first.duplicate and second.duplicate
     await drained(js, subjects.LIBRARY_CONSUMER)
     assert await stored_names(worker) == {"t://d": "D"}

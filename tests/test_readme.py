@@ -37,8 +37,9 @@ def walkthrough_curls() -> list[list[str]]:
     """The curl commands of the README's walk-through that need no hub access."""
     block = README.split("## First steps", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
     joined = block.replace("\\\n", " ")
-    cmds = [shlex.split(line.strip()) for line in joined.splitlines()
-            if line.strip().startswith("curl")]
+    cmds = [
+        shlex.split(line.strip()) for line in joined.splitlines() if line.strip().startswith("curl")
+    ]
     return [c for c in cmds if not any("models" in part for part in c)]
 
 
@@ -51,8 +52,12 @@ def test_walkthrough_commands_work(tmp_path: Path, tiny_model_dir: Path) -> None
         "INSIGHT_SERVER__PORT": str(port),
         "INSIGHT_MODEL__PATH": str(tiny_model_dir),
     }
-    proc = subprocess.Popen([sys.executable, "-m", "insight.cli", "serve"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "insight.cli", "serve"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for_health(port, timeout=15)
         outputs = []

@@ -75,7 +75,9 @@ async def worker(
     nats_server: EmbeddedNats, tmp_path: Path, tiny_model_dir: Path
 ) -> AsyncIterator[Worker]:
     w = await in_process_worker(
-        nats_server.url, tmp_path / "w", tiny_model_dir,
+        nats_server.url,
+        tmp_path / "w",
+        tiny_model_dir,
         stream={"max_sessions": 2, "max_buffered_s": 30.0},
     )
     yield w
@@ -97,7 +99,9 @@ async def test_chunking_does_not_change_the_vector(
 
 
 async def test_session_survives_its_worker(
-    client: tuple[NATS, BusClient], nats_server: EmbeddedNats, tmp_path: Path,
+    client: tuple[NATS, BusClient],
+    nats_server: EmbeddedNats,
+    tmp_path: Path,
     tiny_model_dir: Path,
 ) -> None:
     """Worker A owns the session and is SIGKILLed mid-stream; B takes it over at end."""
@@ -142,8 +146,7 @@ async def test_limits_and_errors(client: tuple[NATS, BusClient], worker: Worker)
     await bus.call("insight.v1.stream.start", {"track_id": "t2", **START})
     e = await err("insight.v1.stream.start", {"track_id": "t3", **START})
     assert e.status == 429 and "INSIGHT_STREAM__MAX_SESSIONS" in e.message
-    e = await err("insight.v1.stream.start",
-                  {"track_id": "t1", **START, "replace_existing": False})
+    e = await err("insight.v1.stream.start", {"track_id": "t1", **START, "replace_existing": False})
     assert e.status == 409 and "t1" in e.message
 
     e = await err("insight.v1.stream.frames", {"session_id": s1, "data": b"\x00\x01\x02"})
@@ -153,8 +156,12 @@ async def test_limits_and_errors(client: tuple[NATS, BusClient], worker: Worker)
     e = await err("insight.v1.stream.frames", {"session_id": "not-a-uuid", "data": b""})
     assert e.status == 400 and "UUID" in e.message
     unknown = "0b4e28ba-2fa1-11d2-883f-0016d3cca427"
-    for subject in ("insight.v1.stream.frames", "insight.v1.stream.end",
-                    "insight.v1.stream.status", "insight.v1.stream.abort"):
+    for subject in (
+        "insight.v1.stream.frames",
+        "insight.v1.stream.end",
+        "insight.v1.stream.status",
+        "insight.v1.stream.abort",
+    ):
         e = await err(subject, {"session_id": unknown, "data": b""})
         assert e.status == 404 and unknown in e.message
     e = await err("insight.v1.stream.start", {"track_id": "t4", **START, "format": "mp3"})

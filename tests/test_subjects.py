@@ -40,8 +40,13 @@ def test_every_code_subject_is_documented() -> None:
     assert subjects.audio_subject("S") == "insight.audio.S"
     assert f"`{subjects.worker_subject('<worker_id>', 'end')}`" in DOC
     assert f"`{subjects.worker_subject('<worker_id>', 'abort')}`" in DOC
-    for stream in (subjects.EVENTS_STREAM, subjects.DLQ_STREAM, subjects.AUDIO_STREAM,
-                   subjects.SESSIONS_BUCKET, subjects.VERSIONS_BUCKET):
+    for stream in (
+        subjects.EVENTS_STREAM,
+        subjects.DLQ_STREAM,
+        subjects.AUDIO_STREAM,
+        subjects.SESSIONS_BUCKET,
+        subjects.VERSIONS_BUCKET,
+    ):
         assert f"`{stream}`" in DOC
 
 
@@ -70,8 +75,9 @@ def test_no_subject_literals_outside_the_subjects_module() -> None:
             if (
                 isinstance(node, ast.Constant)
                 and isinstance(node.value, str)
-                and re.fullmatch(r"insight\.(events|audio|dlq|notify|worker|v1)\.[\w.>*-]+",
-                                 node.value)
+                and re.fullmatch(
+                    r"insight\.(events|audio|dlq|notify|worker|v1)\.[\w.>*-]+", node.value
+                )
             ):
                 offenders.append(f"{path.relative_to(ROOT)}: {node.value}")
     assert not offenders

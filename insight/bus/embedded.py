@@ -61,7 +61,7 @@ class EmbeddedNats:
 
     async def start(self, timeout: float = 10.0) -> None:
         conf = self._config()
-        self.proc = subprocess.Popen(
+        self.proc = subprocess.Popen(  # noqa: ASYNC220 (fork+exec, returns at once)
             [str(nats_server_binary()), "-c", str(conf)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

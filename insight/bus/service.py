@@ -41,7 +41,8 @@ def endpoint_name(ep: Endpoint) -> str:
 async def reply_error(req: Request, err: InsightError, headers: dict[str, str] | None) -> None:
     fmt = wire.reply_format(headers)
     await req.respond_error(
-        str(err.status), err.message[:1000].replace("\r", " ").replace("\n", " "),
+        str(err.status),
+        err.message[:1000].replace("\r", " ").replace("\n", " "),
         data=pack(err.body(), fmt),
         headers={wire.CONTENT_TYPE: fmt.content_type},
     )

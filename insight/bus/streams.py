@@ -62,6 +62,4 @@ async def sessions_bucket(js: JetStreamContext) -> KeyValue:
 
 async def versions_bucket(js: JetStreamContext) -> KeyValue:
     """Last applied event sequence per track: replays and late redeliveries change nothing."""
-    return await js.create_key_value(
-        KeyValueConfig(bucket=subjects.VERSIONS_BUCKET, history=1)
-    )
+    return await js.create_key_value(KeyValueConfig(bucket=subjects.VERSIONS_BUCKET, history=1))

@@ -36,6 +36,7 @@ BACKFILL_NEEDED = "insight.notify.library.backfill"
 def audio_subject(session_id: str) -> str:
     return f"{AUDIO_PREFIX}.{session_id}"
 
+
 # KV: per-track last applied library-event sequence (ordering across redeliveries).
 VERSIONS_BUCKET = "insight_track_versions"
 

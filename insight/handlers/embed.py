@@ -7,7 +7,12 @@ from typing import TYPE_CHECKING
 from insight.api import Router
 from insight.inference.audio import decode_pcm, resample
 from insight.library import metadata_text
-from insight.schemas import AudioEmbedRequest, AudioEmbedResponse, TextEmbedRequest, TextEmbedResponse
+from insight.schemas import (
+    AudioEmbedRequest,
+    AudioEmbedResponse,
+    TextEmbedRequest,
+    TextEmbedResponse,
+)
 
 if TYPE_CHECKING:
     from insight.app import App
@@ -31,7 +36,9 @@ async def embed_audio(app: App, req: AudioEmbedRequest) -> AudioEmbedResponse:
     pool = app.require_pool()
     mono = decode_pcm(req.data, req.format, req.channels)
     duration = mono.shape[0] / req.sample_rate
-    mono48k = resample(mono, req.sample_rate, SAMPLE_RATE) if req.sample_rate != SAMPLE_RATE else mono
+    mono48k = (
+        resample(mono, req.sample_rate, SAMPLE_RATE) if req.sample_rate != SAMPLE_RATE else mono
+    )
     cfg = app.settings.audio
     vector, windows = await pool.embed_audio(mono48k, cfg.window_size_s, cfg.hop_size_s)
     return AudioEmbedResponse(embedding=vector.tolist(), duration_s=duration, windows=windows)

@@ -35,16 +35,18 @@ async def start(app: App, req: StartStreamRequest) -> StartStreamResponse:
     return await sessions(app).start_session(req)
 
 
-@router.endpoint("stream.frames", "POST", "/stream/{session_id}/frames", body="raw",
-                 errors=(404, 409))
+@router.endpoint(
+    "stream.frames", "POST", "/stream/{session_id}/frames", body="raw", errors=(404, 409)
+)
 async def frames(app: App, req: FramesRequest) -> FramesResponse:
     """Send raw PCM frames (the format given at start); windows are embedded as they fill."""
     seconds, windows = await sessions(app).frames(req)
     return FramesResponse(buffered_seconds=seconds, windows_completed=windows)
 
 
-@router.endpoint("stream.end", "POST", "/stream/{session_id}/end", body="optional",
-                 errors=(404, 409))
+@router.endpoint(
+    "stream.end", "POST", "/stream/{session_id}/end", body="optional", errors=(404, 409)
+)
 async def end(app: App, req: EndStreamRequest) -> EndStreamResponse:
     """End the session: audio vector (mean of windows), text vector, mood; store both."""
     return await sessions(app).end(req)

@@ -44,8 +44,10 @@ def library(app: App) -> Library:
 
 
 def results(hits: list[ScoredPoint]) -> SearchResponse:
-    out = [SearchResult(track_id=h.key, score=h.score, metadata=track_metadata(h.payload))
-           for h in hits]
+    out = [
+        SearchResult(track_id=h.key, score=h.score, metadata=track_metadata(h.payload))
+        for h in hits
+    ]
     return SearchResponse(results=out, count=len(out))
 
 
@@ -64,9 +66,7 @@ async def get_track(app: App, req: GetTrackRequest) -> TrackResponse:
         has_text=bool(text),
         has_audio=bool(audio),
         text_embedding=text[0].vector.tolist() if text and text[0].vector is not None else None,
-        audio_embedding=audio[0].vector.tolist()
-        if audio and audio[0].vector is not None
-        else None,
+        audio_embedding=audio[0].vector.tolist() if audio and audio[0].vector is not None else None,
     )
 
 
@@ -80,7 +80,9 @@ async def delete_track(app: App, req: DeleteTrackRequest) -> DeleteTrackResponse
 async def _upsert(app: App, req: UpsertRequest) -> UpsertResponse:
     dim = app.dim
     text = as_vector(req.text_embedding, dim, "Text") if req.text_embedding is not None else None
-    audio = as_vector(req.audio_embedding, dim, "Audio") if req.audio_embedding is not None else None
+    audio = (
+        as_vector(req.audio_embedding, dim, "Audio") if req.audio_embedding is not None else None
+    )
     stored = await library(app).upsert_vectors(req.track_id, req.metadata, text, audio)
     return UpsertResponse(
         track_id=req.track_id, text_stored=stored.text_stored, audio_stored=stored.audio_stored
@@ -101,8 +103,14 @@ async def batch_upsert(app: App, req: BatchUpsertRequest) -> BatchResponse:
     for item in req.tracks:
         try:
             r = await _upsert(app, item)
-            out.append(BatchItemResult(track_id=item.track_id, success=True,
-                                       text_stored=r.text_stored, audio_stored=r.audio_stored))
+            out.append(
+                BatchItemResult(
+                    track_id=item.track_id,
+                    success=True,
+                    text_stored=r.text_stored,
+                    audio_stored=r.audio_stored,
+                )
+            )
         except InsightError as err:
             out.append(BatchItemResult(track_id=item.track_id, success=False, error=err.message))
     return batch_response(out)
@@ -114,7 +122,9 @@ def batch_response(items: list[BatchItemResult]) -> BatchResponse:
 
 
 @router.endpoint("tracks.embed-text", "POST", "/tracks/embed-text")
-async def embed_text_and_store(app: App, req: EmbedTextAndStoreRequest) -> EmbedTextAndStoreResponse:
+async def embed_text_and_store(
+    app: App, req: EmbedTextAndStoreRequest
+) -> EmbedTextAndStoreResponse:
     """Embed track metadata and store it (skipped when metadata_hash is unchanged)."""
     [r] = await library(app).ingest_text([TextItem(req.track_id, req.metadata)])
     return EmbedTextAndStoreResponse(
@@ -127,11 +137,14 @@ async def batch_embed_text(app: App, req: BatchEmbedTextRequest) -> BatchRespons
     """Embed and store up to 100 tracks in one inference batch, in request order."""
     items = [TextItem(t.track_id, t.metadata) for t in req.tracks]
     stored = await library(app).ingest_text(items)
-    return batch_response([
-        BatchItemResult(track_id=s.track_id, success=True, text_stored=s.text_stored,
-                        text=s.text or None)
-        for s in stored
-    ])
+    return batch_response(
+        [
+            BatchItemResult(
+                track_id=s.track_id, success=True, text_stored=s.text_stored, text=s.text or None
+            )
+            for s in stored
+        ]
+    )
 
 
 @router.endpoint("tracks.search", "POST", "/tracks/search")

@@ -23,9 +23,14 @@ ERROR_SCHEMA = {
     },
 }
 STATUS_TEXT = {
-    400: "Bad input", 401: "Missing or wrong API key", 404: "Unknown resource",
-    409: "Conflict", 413: "Body too large", 415: "Unsupported content type",
-    429: "Busy, retry later", 503: "Not ready (no model, storage or worker)",
+    400: "Bad input",
+    401: "Missing or wrong API key",
+    404: "Unknown resource",
+    409: "Conflict",
+    413: "Body too large",
+    415: "Unsupported content type",
+    429: "Busy, retry later",
+    503: "Not ready (no model, storage or worker)",
     504: "No reply from the bus in time",
 }
 COMMON_ERRORS = (400, 401, 404, 413, 415, 429, 503, 504)
@@ -64,20 +69,25 @@ def _operation(ep: Endpoint, schemas: dict[str, Any]) -> dict[str, Any]:
     elif ep.body == "raw":
         op["requestBody"] = {
             "required": True,
-            "content": {"application/octet-stream": {"schema": {"type": "string",
-                                                                "format": "binary"}}},
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
         }
     elif props:
-        op["requestBody"] = {"required": ep.body == "json" and bool(required),
-                             "content": _content(req_schema)}
+        op["requestBody"] = {
+            "required": ep.body == "json" and bool(required),
+            "content": _content(req_schema),
+        }
     if params:
         op["parameters"] = params
     ok: dict[str, Any] = {"description": "Success"}
     if ep.response is not None and ep.status != 204:
         ok["content"] = _content({"$ref": REF.format(model=ep.response.__name__)})
     op["responses"] = {str(ep.status): ok} | {
-        str(code): {"description": STATUS_TEXT[code],
-                    "content": _content({"$ref": REF.format(model="Error")})}
+        str(code): {
+            "description": STATUS_TEXT[code],
+            "content": _content({"$ref": REF.format(model="Error")}),
+        }
         for code in sorted(set(COMMON_ERRORS) | set(ep.errors))
         if code in STATUS_TEXT
     }

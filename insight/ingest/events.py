@@ -91,7 +91,9 @@ class EventConsumers:
             (subjects.PLAYBACK_CONSUMER, subjects.PLAYBACK_EVENTS, self._playback_batch),
         ):
             psub = await self.js.pull_subscribe(
-                filt, durable=name, stream=subjects.EVENTS_STREAM,
+                filt,
+                durable=name,
+                stream=subjects.EVENTS_STREAM,
                 config=consumer_config(name, filt),
             )
             self._subs.append(psub)
@@ -140,8 +142,12 @@ class EventConsumers:
         await self.js.publish(dlq_subject(msg.subject), msg.data, headers=headers)
         await msg.term()
         EVENTS.labels(kind=msg.subject.rsplit(".", 1)[-1], outcome="dead_lettered").inc()
-        log.warning("event_dead_lettered subject=%s seq=%d reason=%s",
-                    msg.subject, meta.sequence.stream, reason)
+        log.warning(
+            "event_dead_lettered subject=%s seq=%d reason=%s",
+            msg.subject,
+            meta.sequence.stream,
+            reason,
+        )
 
     async def retry_or_dead_letter(self, msg: Msg, err: Exception) -> None:
         deliveries = msg.metadata.num_delivered
@@ -199,8 +205,10 @@ class EventConsumers:
         try:
             if upserts:
                 await library.ingest_text(
-                    [TextItem(p.event.track_id, p.event.metadata, source="event")  # type: ignore[arg-type]
-                     for p in upserts]
+                    [
+                        TextItem(p.event.track_id, p.event.metadata, source="event")  # type: ignore[arg-type]
+                        for p in upserts
+                    ]
                 )
             for p in deletes:
                 await library.delete_track(p.event.track_id)
@@ -239,8 +247,12 @@ class EventConsumers:
             try:
                 if event is not None and event.kind == "played":
                     await history.record_play(
-                        event.user_id, event.track_id, event.seconds_played, event.duration,
-                        event.fully_played, event.timestamp or int(msg.metadata.timestamp.timestamp())
+                        event.user_id,
+                        event.track_id,
+                        event.seconds_played,
+                        event.duration,
+                        event.fully_played,
+                        event.timestamp or int(msg.metadata.timestamp.timestamp()),
                     )
                 elif event is not None:
                     await history.set_favorite(

@@ -81,7 +81,8 @@ def parse_library(subject: str, obj: Any) -> TrackEvent:
         return TrackEvent("delete", track_id)
     if subject not in (subjects.TRACK_ADDED, subjects.TRACK_UPDATED):
         raise Poison(f"unknown library event subject {subject}")
-    meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
+    meta = data.get("metadata")
+    meta = meta if isinstance(meta, dict) else {}
     genres = data.get("genres") or meta.get("genres") or []
     try:
         metadata = HashedMetadata(
@@ -92,7 +93,8 @@ def parse_library(subject: str, obj: Any) -> TrackEvent:
             metadata_hash=data.get("metadata_hash") or body.get("metadata_hash"),
         )
     except ValidationError as exc:
-        raise Poison(f"invalid track data: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}")
+        first = exc.errors()[0]
+        raise Poison(f"invalid track data: {first['loc']}: {first['msg']}") from None
     return TrackEvent("upsert", track_id, metadata)
 
 
