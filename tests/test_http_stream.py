@@ -297,7 +297,6 @@ async def test_start_503_without_model(running_no_model: Running) -> None:
         assert "INSIGHT_MODEL__PATH" in err["error"]["message"]
 
 
-@pytest.mark.xfail(reason="sessions KV packs created_at as float32 (128 s resolution): BUG-1")
 async def test_status_age_is_not_negative(stack: Running) -> None:
     sid = await start(stack, "stream/age")
     _, st = await stack.api.call("GET", f"/stream/{sid}/status")

@@ -26,6 +26,11 @@ _SAMPLE_BYTES = {AudioFormat.PCM_F32_LE: 4, AudioFormat.PCM_S16_LE: 2, AudioForm
 # --- PCM ----------------------------------------------------------------------------------
 
 
+# Float PCM is nominally in [-1, 1]; overs up to +24 dB are real audio, beyond is garbage
+# (and would overflow the power spectrum into NaN).
+MAX_F32_PEAK = 16.0
+
+
 def _parse_format(fmt: AudioFormat | str) -> AudioFormat:
     try:
         return AudioFormat(fmt)
@@ -50,6 +55,11 @@ def decode_pcm(data: bytes, fmt: AudioFormat | str, channels: int) -> np.ndarray
         x = np.frombuffer(data, dtype="<f4").astype(np.float32)
         if x.size and not np.isfinite(x).all():
             raise BadRequest("pcm_f32_le audio contains NaN or infinite samples")
+        if x.size and (peak := float(np.abs(x).max())) > MAX_F32_PEAK:
+            raise BadRequest(
+                f"pcm_f32_le samples must lie in [-1, 1] (a little over is tolerated); "
+                f"got a peak of {peak:.3g}: is this really float PCM?"
+            )
     elif f is AudioFormat.PCM_S16_LE:
         x = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
     else:
