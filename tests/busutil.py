@@ -58,6 +58,15 @@ class WorkerProcess:
             await asyncio.sleep(0.1)
         raise TimeoutError("worker did not come up")
 
+    async def gone(self, nc: Any, instances: int, timeout: float = 10.0) -> None:
+        """After a kill: wait until the server dropped this worker (``instances`` remain)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while len(await service_instances(nc)) != instances:
+            if loop.time() > deadline:
+                raise TimeoutError("the killed worker still answers pings")
+            await asyncio.sleep(0.05)
+
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)

@@ -120,6 +120,7 @@ async def test_session_survives_its_worker(
         b.start()
         await b.ready(nc)
         a.kill()
+        await a.gone(nc, instances=1)  # a request routed to a dying connection is lost
         for piece in pieces[4:]:
             reply = await bus.call("insight.v1.stream.frames", {"session_id": sid, "data": piece})
         assert reply["buffered_seconds"] == pytest.approx(25.0)
