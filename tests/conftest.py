@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -110,6 +116,35 @@ async def running(tmp_path: Path, tiny_model_dir: Path) -> AsyncIterator[Running
     r = await start_running(make_settings(tmp_path / "data", tiny_model_dir))
     yield r
     await stop_running(r)
+
+
+def start_serve(
+    data_dir: Path, model_dir: Path, port: int, **popen: Any
+) -> subprocess.Popen[bytes]:
+    """``insight serve`` as a user starts it: a child process on loopback."""
+    env = {
+        **os.environ,
+        "INSIGHT_STORAGE__DATA_DIR": str(data_dir),
+        "INSIGHT_SERVER__HOST": "127.0.0.1",
+        "INSIGHT_SERVER__PORT": str(port),
+        "INSIGHT_MODEL__PATH": str(model_dir),
+        "INSIGHT_NATS__URL": "",
+    }
+    return subprocess.Popen([sys.executable, "-m", "insight.cli", "serve"], env=env, **popen)
+
+
+def wait_for_health(port: int, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/v1/health", headers={"Accept": "application/json"}
+    )
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(req, timeout=1) as resp:
+                return dict(json.load(resp))
+        except OSError:
+            time.sleep(0.1)
+    pytest.fail(f"no health answer on port {port} within {timeout}s")
 
 
 @pytest_asyncio.fixture

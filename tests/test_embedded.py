@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import nats
-import pytest
 
 from insight.bus.embedded import EmbeddedNats, free_port
+from tests.conftest import start_serve, wait_for_health
 
 
 def nats_server_pids(parent: int | None = None) -> set[int]:
@@ -40,19 +35,8 @@ async def test_embedded_server_has_jetstream_and_leaves_nothing(tmp_path: Path) 
 
 def test_serve_answers_health_and_stops_cleanly(tmp_path: Path, tiny_model_dir: Path) -> None:
     port = free_port()
-    env = {
-        **os.environ,
-        "INSIGHT_STORAGE__DATA_DIR": str(tmp_path / "data"),
-        "INSIGHT_SERVER__HOST": "127.0.0.1",
-        "INSIGHT_SERVER__PORT": str(port),
-        "INSIGHT_MODEL__PATH": str(tiny_model_dir),
-        "INSIGHT_NATS__URL": "",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "insight.cli", "serve"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+    proc = start_serve(
+        tmp_path / "data", tiny_model_dir, port, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     try:
         health = wait_for_health(port, timeout=15)
@@ -68,17 +52,3 @@ def test_serve_answers_health_and_stops_cleanly(tmp_path: Path, tiny_model_dir: 
     assert "bridge_listening" in logs and "nats_embedded_started" in logs
     assert "worker_stopped" in logs
     assert not children & nats_server_pids()
-
-
-def wait_for_health(port: int, timeout: float) -> dict[str, object]:
-    deadline = time.monotonic() + timeout
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{port}/api/v1/health", headers={"Accept": "application/json"}
-    )
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(req, timeout=1) as resp:
-                return dict(json.load(resp))
-        except OSError:
-            time.sleep(0.1)
-    pytest.fail(f"no health answer on port {port} within {timeout}s")

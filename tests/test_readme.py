@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 from insight import settings_doc
 from insight.bus.embedded import free_port
-from tests.test_embedded import wait_for_health
+from tests.conftest import start_serve, wait_for_health
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -45,16 +43,10 @@ def walkthrough_curls() -> list[list[str]]:
 
 def test_walkthrough_commands_work(tmp_path: Path, tiny_model_dir: Path) -> None:
     port = free_port()
-    env = {
-        **os.environ,
-        "INSIGHT_STORAGE__DATA_DIR": str(tmp_path / "data"),
-        "INSIGHT_SERVER__HOST": "127.0.0.1",
-        "INSIGHT_SERVER__PORT": str(port),
-        "INSIGHT_MODEL__PATH": str(tiny_model_dir),
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "insight.cli", "serve"],
-        env=env,
+    proc = start_serve(
+        tmp_path / "data",
+        tiny_model_dir,
+        port,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
