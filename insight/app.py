@@ -59,7 +59,30 @@ class App:
         await create_mood(self)  # before the model: its load hook caches the prompts
         await self.load_configured_model()
         self.services["models"] = ModelsService(self)
+        if (
+            self.pool is None
+            and self.settings.model.path is None
+            and self.settings.model.auto_download
+        ):
+            self.spawn(self.download_and_load(), name="auto-download")
         await self.start_watcher()
+
+    async def download_and_load(self) -> None:
+        """First start with no model: fetch the configured one in the background, then load it."""
+        models = self.services["models"]
+        name = self.settings.model.name
+        try:
+            started = models.start_download(name)
+            if started.download_id is not None:
+                self.model_error = f"model {name} is downloading (GET /api/v1/models/downloads)"
+                job = await models.downloads.wait(started.download_id)
+                if job.error:
+                    self.model_error = f"download of {name} failed: {job.error}. {MODEL_HINT}"
+                    return
+            await models.load(name)
+        except Exception as exc:
+            self.model_error = f"automatic download of {name} failed: {exc}. {MODEL_HINT}"
+            log.warning("auto_download_failed model=%s error=%s", name, exc)
 
     async def start_watcher(self) -> None:
         """The folder watcher (``watcher`` extra): workers always, scanning when enabled."""

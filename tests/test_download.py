@@ -290,3 +290,27 @@ async def test_cli_download_and_list(
     monkeypatch.setenv("INSIGHT_STORAGE__DATA_DIR", str(tmp_path / "cli2"))
     assert await asyncio.to_thread(args.func, args) == 1
     assert "unreachable" in capsys.readouterr().err
+
+
+async def test_first_start_downloads_and_loads_the_configured_model(
+    hub: FakeHub, tmp_path: Path
+) -> None:
+    """No model anywhere: the worker fetches the configured one and becomes healthy."""
+    settings = make_settings(
+        tmp_path / "data",
+        None,
+        model={"name": REPO, "auto_download": True, "hub_endpoint": hub.url},
+    )
+    r = await start_running(settings)
+    try:
+        for _ in range(200):
+            status, health = await r.api.call("GET", "/health")
+            if health["model_loaded"]:
+                break
+            await asyncio.sleep(0.05)
+        assert status == 200 and health["status"] == "healthy"
+        assert r.app.pool.model.model_id == REPO
+        status, reply = await r.api.call("POST", "/embed/text", {"text": "first start"})
+        assert status == 200 and len(reply["embedding"]) == 512
+    finally:
+        await stop_running(r)

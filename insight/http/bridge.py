@@ -42,12 +42,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def reply_format(request: web.Request) -> Format:
-    accept = request.headers.get("Accept", "")
-    return (
-        Format.JSON
-        if "json" in accept.lower() and "msgpack" not in accept.lower()
-        else (Format.MSGPACK)
-    )
+    """JSON only when the client asks for it (and not for msgpack too); msgpack otherwise."""
+    accept = request.headers.get("Accept", "").lower()
+    return Format.JSON if "json" in accept and "msgpack" not in accept else Format.MSGPACK
 
 
 def forward_payload(body: dict[str, Any]) -> bytes:
