@@ -248,7 +248,10 @@ def main() -> None:
         out = out if hasattr(out, "shape") else out.pooler_output
         return out.float().cpu().numpy()
 
-    for label, batch, reps in (("text_b1", texts[:1], 3 * args.reps), ("text_b32", texts, args.reps)):
+    for label, batch, reps in (
+        ("text_b1", texts[:1], 3 * args.reps),
+        ("text_b32", texts, args.reps),
+    ):
         r = timeit(
             {
                 "ours_cuda_ep_ms": partial(cuda.embed_text, batch),
