@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from insight import __version__
 from insight.config import Settings
 from insight.errors import MODEL_HINT, ModelNotLoaded, StorageNotReady
+from insight.schemas import SearchFilter
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
@@ -190,6 +191,14 @@ class App:
             if hook is not None:
                 await hook(model)
         log.info("model_loaded id=%s device=%s dim=%d", model.model_id, model.device, model.dim)
+
+    def in_model_space(self, f: SearchFilter | None) -> SearchFilter | None:
+        """``f`` limited to vectors of the loaded model: spaces of two models never mix."""
+        if self.pool is None or (f is not None and f.model_id is not None):
+            return f
+        base = f.model_copy() if f is not None else SearchFilter()
+        base.model_id = self.pool.model.model_id
+        return base
 
     def require_pool(self) -> InferencePool:
         if self.pool is None:

@@ -128,6 +128,10 @@ class SearchFilter(Schema):
     max_valence: float | None = None
     min_arousal: float | None = None
     max_arousal: float | None = None
+    model_id: str | None = Field(
+        default=None,
+        description="Only vectors made by this model; search pins it to the loaded model",
+    )
 
 
 # --- health / config / status ------------------------------------------------------------

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from insight.api import Router
 from insight.errors import NotFound
+from insight.handlers.similar import scoped
 from insight.schemas import (
     ComputeProfileRequest,
     ComputeProfileResponse,
@@ -44,7 +45,7 @@ async def compute(app: App, req: ComputeProfileRequest) -> ComputeProfileRespons
 )
 async def recommend(app: App, req: RecommendRequest) -> RecommendResponse:
     """Personalised recommendations from a stored taste profile."""
-    return await run_recommend(app, req)
+    return await run_recommend(app, scoped(app, req))
 
 
 @router.endpoint(

@@ -152,7 +152,7 @@ async def search(app: App, req: SearchRequest) -> SearchResponse:
     """Search one collection (text or audio) by an embedding, with an optional filter."""
     vector = as_vector(req.embedding, app.dim, "Query")
     hits = await app.require_store().search(
-        COLLECTIONS[req.collection], vector, req.limit, req.filter
+        COLLECTIONS[req.collection], vector, req.limit, app.in_model_space(req.filter)
     )
     return results(hits)
 
@@ -162,8 +162,9 @@ async def search_text(app: App, req: TextSearchRequest) -> SearchResponse:
     """Natural-language search over text and audio embeddings, merged by best score."""
     store = app.require_store()
     query = (await app.require_pool().embed_texts([req.query]))[0]
-    text_hits = await store.search(TRACKS_TEXT, query, req.limit * 2, req.filter)
-    audio_hits = await store.search(TRACKS_AUDIO, query, req.limit * 2, req.filter)
+    scope = app.in_model_space(req.filter)
+    text_hits = await store.search(TRACKS_TEXT, query, req.limit * 2, scope)
+    audio_hits = await store.search(TRACKS_AUDIO, query, req.limit * 2, scope)
     best: dict[str, ScoredPoint] = {h.key: h for h in text_hits}
     for h in audio_hits:
         boosted = ScoredPoint(h.key, min(1.0, h.score * AUDIO_SCORE_BOOST), h.payload)

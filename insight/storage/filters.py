@@ -9,7 +9,8 @@ Qdrant filter (:func:`to_qdrant`). Semantics:
 - exclude_ids: the key (track id) is not one of them;
 - moods: the track's ``moods`` list contains any of them (exact);
 - exclude_moods: neither ``moods`` nor ``primary_mood`` contain any of them;
-- min/max valence/arousal: inclusive; a track without a numeric value is excluded.
+- min/max valence/arousal: inclusive; a track without a numeric value is excluded;
+- model_id: the payload's ``model_id`` equals it (vectors of one model's space only).
 
 An empty list means "no constraint" (as ``None``).
 """
@@ -84,6 +85,7 @@ class Criteria:
     exclude_moods: frozenset[str] = frozenset()
     valence: tuple[float | None, float | None] | None = None
     arousal: tuple[float | None, float | None] | None = None
+    model_id: str | None = None
 
 
 def _set(values: Iterable[str] | None, folded: bool = False) -> frozenset[str] | None:
@@ -109,6 +111,7 @@ def criteria(f: SearchFilter | None) -> Criteria | None:
         exclude_moods=frozenset(f.exclude_moods or ()),
         valence=_range(f.min_valence, f.max_valence),
         arousal=_range(f.min_arousal, f.max_arousal),
+        model_id=f.model_id,
     )
     return None if c == Criteria() else c
 
@@ -149,6 +152,8 @@ def matches(key: str, payload: dict[str, Any], c: Criteria | None) -> bool:
         return False
     if c.valence is not None and not _in_range(payload.get("valence"), c.valence):
         return False
+    if c.model_id is not None and payload.get("model_id") != c.model_id:
+        return False
     return c.arousal is None or _in_range(payload.get("arousal"), c.arousal)
 
 
@@ -182,6 +187,8 @@ def to_qdrant(c: Criteria | None, point_id: Any) -> models.Filter | None:
         must.append(m.FieldCondition(key=ALBUM_LC, match=m.MatchValue(value=c.album)))
     if c.moods is not None:
         must.append(m.FieldCondition(key="moods", match=m.MatchAny(any=sorted(c.moods))))
+    if c.model_id is not None:
+        must.append(m.FieldCondition(key="model_id", match=m.MatchValue(value=c.model_id)))
     for field, bounds in (("valence", c.valence), ("arousal", c.arousal)):
         if bounds is not None:
             must.append(m.FieldCondition(key=field, range=m.Range(gte=bounds[0], lte=bounds[1])))

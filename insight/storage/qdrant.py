@@ -45,6 +45,7 @@ KEYWORD_INDEXES: tuple[str, ...] = (
     "moods",
     "primary_mood",
     "user_id",
+    "model_id",
 )
 FLOAT_INDEXES = ("valence", "arousal")
 
