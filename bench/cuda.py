@@ -38,10 +38,7 @@ from typing import Any
 
 import numpy as np
 
-# bench/http.py would shadow the stdlib ``http`` (aiohttp imports it): drop bench/ from the path.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path.insert(0, str(_HERE.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def timeit(fns: dict[str, Callable[[], Any]], reps: int) -> dict[str, float]:

@@ -24,16 +24,12 @@ from typing import Any
 
 import numpy as np
 
-# Run as a script, this folder would come first on sys.path, and bench/http.py would shadow the
-# standard library's http (imported by usearch via urllib). Put the repository root there instead.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path.insert(0, str(_HERE.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from insight.schemas import SearchFilter  # noqa: E402
-from insight.storage.base import TRACKS_TEXT, Point, VectorStore  # noqa: E402
-from insight.storage.file import FileStore  # noqa: E402
-from insight.storage.qdrant import QdrantStore  # noqa: E402
+from insight.schemas import SearchFilter
+from insight.storage.base import TRACKS_TEXT, Point, VectorStore
+from insight.storage.file import FileStore
+from insight.storage.qdrant import QdrantStore
 
 GENRES = 10  # genre g{i % 10}: a one-genre filter keeps 10 %
 

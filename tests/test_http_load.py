@@ -1,6 +1,6 @@
 """Bounded loopback load: 50 clients mixing search, embed-text and stream frames for ~10 s.
 
-The load generator is ``run_load`` of bench/http.py (the bench runs it for 20 s). Prints p50/p99
+The load generator is ``run_load`` of bench/bridge.py (the bench runs it for 20 s). Prints p50/p99
 per operation; asserts no errors and no 5xx. ``INSIGHT_LOAD_SECONDS`` changes the duration.
 """
 
@@ -22,7 +22,7 @@ CLIENTS = 50
 
 
 def bench_module() -> ModuleType:
-    path = Path(__file__).resolve().parents[1] / "bench" / "http.py"
+    path = Path(__file__).resolve().parents[1] / "bench" / "bridge.py"
     spec = importlib.util.spec_from_file_location("insight_bench_http", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -1,6 +1,6 @@
 """HTTP bridge benchmark: bridge overhead vs the bus directly, and a 50-client loopback load.
 
-    .venv/bin/python bench/http.py [--requests 2000] [--tracks 1000] [--clients 50] [--seconds 20]
+    .venv/bin/python bench/bridge.py [--requests 2000] [--tracks 1000] [--clients 50] [--seconds 20]
 
 Starts a full stack (embedded nats-server, one worker with the tiny CLAP test model, the bridge)
 on loopback, stores ``--tracks`` tracks, then:
@@ -28,11 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-# This file is called http.py: drop its folder from the path so `import http` (used by aiohttp)
-# finds the standard library, and put the repository root there instead.
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
