@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 import uuid
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -121,6 +122,17 @@ class App:
 
         task.add_done_callback(_done)
         return task
+
+    @cached_property
+    def instance_id(self) -> str:
+        """A stable id of this data dir (kept in ``instance-id``), unlike ``worker_id``."""
+        path = self.settings.storage.data_dir / "instance-id"
+        try:
+            return path.read_text().strip()
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(uuid.uuid4().hex[:12])
+            return path.read_text().strip()
 
     # --- storage -----------------------------------------------------------------------
 

@@ -21,7 +21,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("insight.metrics")
 
 STREAMS = (subjects.EVENTS_STREAM, subjects.AUDIO_STREAM, subjects.DLQ_STREAM)
-CONSUMERS = (subjects.LIBRARY_CONSUMER, subjects.PLAYBACK_CONSUMER)
+
+
+def consumers(app: App) -> tuple[str, ...]:
+    return (subjects.LIBRARY_CONSUMER, subjects.playback_consumer(app.instance_id))
 
 
 class MetricsCollector:
@@ -82,7 +85,7 @@ class MetricsCollector:
                 log.debug("stream_info_failed stream=%s error=%r", stream, exc)
                 continue
             STREAM_MESSAGES.labels(stream=stream).set(info.state.messages)
-        for consumer in CONSUMERS:
+        for consumer in consumers(self.app):
             try:
                 ci = await js.consumer_info(subjects.EVENTS_STREAM, consumer)
             except Exception as exc:

@@ -82,7 +82,7 @@ async def test_added_updated_deleted_and_history(bus: NATS, worker: Worker) -> N
         ),
     )
     await drained(js, subjects.LIBRARY_CONSUMER)
-    await drained(js, subjects.PLAYBACK_CONSUMER)
+    await drained(js, subjects.playback_consumer(worker.app.instance_id))
 
     assert await stored_names(worker) == {"library://track/1": "One (remaster)"}
     [point] = await worker.app.require_store().get(TRACKS_TEXT, ["library://track/1"])
@@ -124,7 +124,7 @@ async def test_poison_messages_are_dead_lettered_with_reasons(bus: NATS, worker:
     )
     await js.publish(subjects.TRACK_ADDED, track_event("t://ok", "Fine"))
     await drained(js, subjects.LIBRARY_CONSUMER)
-    await drained(js, subjects.PLAYBACK_CONSUMER)
+    await drained(js, subjects.playback_consumer(worker.app.instance_id))
     assert await stored_names(worker) == {"t://ok": "Fine"}
     dlq = await js.pull_subscribe(subjects.DLQ_ALL, durable="test-dlq", stream=subjects.DLQ_STREAM)
     msgs = await dlq.fetch(10, timeout=2)
@@ -167,6 +167,24 @@ async def test_two_workers_share_events_each_processed_once(
         assert in_a and in_b, "both workers took part"
         assert not in_a.keys() & in_b.keys(), "no event processed twice"
         assert len(in_a) + len(in_b) == 300
+        # playback history lives per data dir: both workers record every play
+        for i in range(20):
+            played = {
+                "object_id": f"t://{i}",
+                "data": {
+                    "duration": 100,
+                    "seconds_played": 100,
+                    "fully_played": True,
+                    "is_playing": False,
+                    "userid": "bob",
+                    "timestamp": 1_700_000_000 + i,
+                },
+            }
+            await js.publish(subjects.PLAYED, msgpack.packb(played))
+        for w in (a, b):
+            await drained(js, subjects.playback_consumer(w.app.instance_id))
+            plays = await w.app.services["history"].tracks("bob")
+            assert sorted(h.track_id for h in plays) == sorted(f"t://{i}" for i in range(20))
     finally:
         await a.stop()
         await b.stop()

@@ -15,7 +15,7 @@ UNFAVORITE = "insight.events.playback.unfavorite"
 LIBRARY_EVENTS = "insight.events.library.>"
 PLAYBACK_EVENTS = "insight.events.playback.>"
 LIBRARY_CONSUMER = "insight-library"
-PLAYBACK_CONSUMER = "insight-playback"
+PLAYBACK_CONSUMER_PREFIX = "insight-playback"
 
 # JetStream: poison events, copied here with the reason.
 DLQ_STREAM = "INSIGHT_DLQ"
@@ -31,6 +31,11 @@ SESSIONS_BUCKET = "insight_sessions"
 # Core NATS: what insight announces.
 TRACK_ANALYZED = "insight.notify.track.analyzed"
 BACKFILL_NEEDED = "insight.notify.library.backfill"
+
+
+def playback_consumer(instance_id: str) -> str:
+    """One durable consumer per data dir: every listening-history store gets every event."""
+    return f"{PLAYBACK_CONSUMER_PREFIX}-{instance_id}"
 
 
 def audio_subject(session_id: str) -> str:

@@ -43,7 +43,9 @@ BACKOFF = [5.0, 15.0, 30.0, 60.0]
 BATCH = 64
 
 
-def consumer_config(name: str, filter_subject: str) -> ConsumerConfig:
+def consumer_config(
+    name: str, filter_subject: str, inactive_threshold: float | None = None
+) -> ConsumerConfig:
     return ConsumerConfig(
         durable_name=name,
         filter_subject=filter_subject,
@@ -53,6 +55,7 @@ def consumer_config(name: str, filter_subject: str) -> ConsumerConfig:
         max_deliver=MAX_DELIVER,
         backoff=BACKOFF,
         max_ack_pending=BATCH * 4,
+        inactive_threshold=inactive_threshold,
     )
 
 
@@ -86,15 +89,19 @@ class EventConsumers:
 
     async def start(self) -> None:
         self.versions = await versions_bucket(self.js)
-        for name, filt, handler in (
-            (subjects.LIBRARY_CONSUMER, subjects.LIBRARY_EVENTS, self._library_batch),
-            (subjects.PLAYBACK_CONSUMER, subjects.PLAYBACK_EVENTS, self._playback_batch),
+        # Library events: one shared consumer, each event applied once to the shared store.
+        # Playback: history lives in each data dir, so each data dir has its own consumer
+        # (dropped by the server after 30 idle days when that data dir is gone).
+        playback = subjects.playback_consumer(self.app.instance_id)
+        for name, filt, handler, idle in (
+            (subjects.LIBRARY_CONSUMER, subjects.LIBRARY_EVENTS, self._library_batch, None),
+            (playback, subjects.PLAYBACK_EVENTS, self._playback_batch, 30 * 86400.0),
         ):
             psub = await self.js.pull_subscribe(
                 filt,
                 durable=name,
                 stream=subjects.EVENTS_STREAM,
-                config=consumer_config(name, filt),
+                config=consumer_config(name, filt, idle),
             )
             self._subs.append(psub)
             self._tasks.append(asyncio.create_task(self._loop(psub, handler), name=name))
