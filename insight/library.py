@@ -55,7 +55,8 @@ def track_metadata(payload: dict[str, Any]) -> TrackMetadata:
 
 
 def as_vector(values: list[float] | np.ndarray, dim: int, what: str) -> np.ndarray:
-    vec = np.asarray(values, dtype=np.float32)
+    with np.errstate(over="ignore"):  # a float64 beyond float32 becomes inf, refused below
+        vec = np.asarray(values, dtype=np.float32)
     if vec.ndim != 1 or vec.shape[0] != dim:
         raise BadRequest(f"{what} embedding dimension mismatch: expected {dim}, got {vec.size}")
     if not np.all(np.isfinite(vec)):

@@ -72,3 +72,26 @@ async def test_searches_ignore_vectors_of_another_model(running: Running) -> Non
     assert [r["track_id"] for r in found["results"]] == ["stale"]
     status, stats = await running.api.call("GET", "/storage/stats")
     assert stats["stats"]["stale_vectors"] == 2
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+async def test_model_space_filter_returns_limit_when_enough_match(
+    kind: str, tmp_path: Path
+) -> None:
+    """Filtered by model, search still fills ``limit`` (not filtered away after the fact)."""
+    store = make(kind, tmp_path)
+    await store.open()
+    try:
+        points = [
+            Point(f"k{i}", unit(i, DIM), {"track_id": f"k{i}", "model_id": f"m{i % 2}"})
+            for i in range(60)
+        ]
+        await store.upsert(TRACKS_TEXT, points)
+        q = unit(0, DIM)  # identical to k0 (model m0)
+        hits = await store.search(TRACKS_TEXT, q, 20, SearchFilter(model_id="m1"))
+        assert len(hits) == 20
+        assert all(int(h.key[1:]) % 2 == 1 for h in hits)
+        scores = [h.score for h in hits]
+        assert scores == sorted(scores, reverse=True)
+    finally:
+        await store.close()

@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import msgpack
-import numpy as np
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import DeliverPolicy
@@ -39,9 +37,8 @@ from insight.errors import (
     NotFound,
     PayloadTooLarge,
 )
-from insight.inference.audio import StreamResampler, decode_pcm
-from insight.inference.clap import ClapModel
-from insight.ingest.windows import WindowCutter
+from insight.inference.audio import decode_pcm
+from insight.ingest.session_state import LiveSession, SessionInfo, check_session_id, track_key
 from insight.metrics import SESSIONS
 from insight.schemas import (
     AbortResponse,
@@ -63,105 +60,6 @@ if TYPE_CHECKING:
     from insight.app import App
 
 log = logging.getLogger("insight.sessions")
-
-SAMPLE_RATE = 48_000
-SAMPLE_BYTES = {"pcm_f32_le": 4, "pcm_s16_le": 2, "pcm_s24_le": 3}
-
-
-@dataclass
-class SessionInfo:
-    """What every worker knows about a session (the KV value)."""
-
-    session_id: str
-    track_id: str
-    metadata: dict[str, Any]
-    format: str
-    sample_rate: int
-    channels: int
-    owner: str
-    status: str = SessionStatus.ACTIVE.value
-    created_at: float = field(default_factory=time.time)
-    last_activity: float = field(default_factory=time.time)
-    bytes_received: int = 0
-    last_seq: int = 0
-    windows_completed: int = 0
-
-    @property
-    def frame_bytes(self) -> int:
-        return SAMPLE_BYTES[self.format] * self.channels
-
-    @property
-    def seconds(self) -> float:
-        return self.bytes_received / (self.frame_bytes * self.sample_rate)
-
-
-def track_key(track_id: str) -> str:
-    return "track_" + hashlib.sha1(track_id.encode()).hexdigest()
-
-
-def check_session_id(session_id: str) -> str:
-    try:
-        return str(uuid.UUID(session_id))
-    except ValueError:
-        raise BadRequest(f"Invalid session ID {session_id[:64]!r}: expected a UUID") from None
-
-
-class LiveSession:
-    """The owner's processing state: resampler, window cutter and the window vectors so far."""
-
-    def __init__(self, info: SessionInfo, app: App) -> None:
-        self.info = info
-        self.app = app
-        model = app.require_pool().model
-        window, hop = model.window_samples(
-            app.settings.audio.window_size_s, app.settings.audio.hop_size_s
-        )
-        self.resampler = StreamResampler(info.sample_rate, SAMPLE_RATE)
-        self.cutter = WindowCutter(window, hop)
-        self.vectors: list[np.ndarray] = []
-        self.processed_seq = 0
-        self.error: str | None = None
-        self.progress = asyncio.Condition()
-        self.sub: Any = None
-
-    async def _embed(self, windows: np.ndarray) -> None:
-        if windows.shape[0]:
-            self.vectors.extend(await self.app.require_pool().embed_windows(windows))
-
-    async def on_frame(self, msg: Msg) -> None:
-        try:
-            if self.error is None:
-                pcm = decode_pcm(msg.data, self.info.format, self.info.channels)
-                await self._embed(self.cutter.push(self.resampler.process(pcm)))
-        except Exception as exc:
-            self.error = f"frame processing failed: {exc}"
-            log.warning("session_frame_failed session=%s error=%s", self.info.session_id, exc)
-        async with self.progress:
-            self.processed_seq = msg.metadata.sequence.stream
-            self.progress.notify_all()
-
-    async def caught_up(self, seq: int, timeout: float = 60.0) -> None:
-        async with self.progress:
-            try:
-                await asyncio.wait_for(
-                    self.progress.wait_for(lambda: self.processed_seq >= seq), timeout
-                )
-            except TimeoutError:
-                raise BusTimeout(
-                    f"session {self.info.session_id}: frames not processed within {timeout}s"
-                ) from None
-
-    async def finish(self) -> np.ndarray | None:
-        """Flush the resampler, embed the tail window; the track vector (None if no audio)."""
-        if self.error is not None:
-            raise InsightError(self.error)
-        await self._embed(self.cutter.push(self.resampler.process(np.zeros(0), last=True)))
-        tail = self.cutter.tail()
-        if tail is not None:
-            await self._embed(tail[None, :])
-        if not self.vectors:
-            return None
-        return ClapModel.track_vector(np.stack(self.vectors))
 
 
 class SessionManager:

@@ -14,7 +14,7 @@ import numpy as np
 
 from insight.storage.filters import Criteria, fold, number, str_list
 
-_INVERTED = ("artists", "genres", "album", "moods", "primary_mood")
+_INVERTED = ("artists", "genres", "album", "moods", "primary_mood", "model_id")
 
 
 def _terms(payload: dict[str, Any]) -> dict[str, list[str]]:
@@ -25,6 +25,7 @@ def _terms(payload: dict[str, Any]) -> dict[str, list[str]]:
         "album": [fold(album)] if isinstance(album, str) else [],
         "moods": str_list(payload.get("moods")),
         "primary_mood": str_list(payload.get("primary_mood")),
+        "model_id": str_list(payload.get("model_id")),
     }
 
 
@@ -206,6 +207,8 @@ class MemTable:
         if c.exclude_moods:
             m &= ~self._any_of("moods", c.exclude_moods)
             m &= ~self._any_of("primary_mood", c.exclude_moods)
+        if c.model_id is not None:
+            m &= self._any_of("model_id", frozenset({c.model_id}))
         if c.valence is not None:
             m &= self._in_range(self.valence[:hw], c.valence)
         if c.arousal is not None:
