@@ -95,3 +95,19 @@ async def test_model_space_filter_returns_limit_when_enough_match(
         assert scores == sorted(scores, reverse=True)
     finally:
         await store.close()
+
+
+def test_a_model_constraint_every_row_meets_is_dropped() -> None:
+    """One model in the store (the usual case): pinning costs nothing, search stays unfiltered."""
+    from insight.storage.filters import criteria
+    from insight.storage.memtable import MemTable
+
+    table = MemTable(DIM)
+    for slot in range(3):
+        table.put(slot, f"k{slot}", {"model_id": "m", "genres": ["rock"]}, unit(slot, DIM))
+    assert table.simplify(criteria(SearchFilter(model_id="m"))) is None
+    kept = table.simplify(criteria(SearchFilter(model_id="m", genres=["Rock"])))
+    assert kept is not None and kept.model_id is None and kept.genres == frozenset({"rock"})
+    table.put(3, "k3", {"model_id": "other"}, unit(3, DIM))
+    narrowed = table.simplify(criteria(SearchFilter(model_id="m")))
+    assert narrowed is not None and narrowed.model_id == "m"

@@ -567,9 +567,9 @@ class FileStore:
         if coll is None:
             return []
         q = q / np.float32(np.linalg.norm(q))
-        c = criteria(flt)
         with coll.lock.read():
             t = coll.table
+            c = t.simplify(criteria(flt))
             if c is None:
                 n = len(t)
                 if n <= self.exact_max:

@@ -8,6 +8,7 @@ store guards it with a readers/writer lock.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -191,6 +192,16 @@ class MemTable:
         if hi is not None:
             ok &= col <= hi
         return ok
+
+    def simplify(self, c: Criteria | None) -> Criteria | None:
+        """``c`` without a model constraint every live row meets (the usual case: one model);
+        None when nothing is left, so search takes the unfiltered path."""
+        if c is None or c.model_id is None:
+            return c
+        if len(self.inv["model_id"].get(c.model_id, ())) != len(self):
+            return c
+        rest = replace(c, model_id=None)
+        return None if rest == Criteria() else rest
 
     def mask(self, c: Criteria) -> np.ndarray:
         """Boolean mask over slots of the live rows that pass ``c`` (same as filters.matches)."""
