@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import platform
 import statistics
 import sys
@@ -35,6 +34,7 @@ import aiohttp  # noqa: E402
 import msgpack  # noqa: E402
 import numpy as np  # noqa: E402
 
+from bench.common import cores, cpu_model  # noqa: E402
 from insight.codec import pack  # noqa: E402
 from insight.config import Settings  # noqa: E402
 from insight.runtime import Stack  # noqa: E402
@@ -219,19 +219,11 @@ async def store_tracks(base: str, count: int) -> None:
 
 
 def machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "cpu": cpu,
-        "cores": os.cpu_count(),
+        "cpu": cpu_model(),
+        "cores": cores(),
     }
 
 

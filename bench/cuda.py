@@ -27,11 +27,9 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 import traceback
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -40,18 +38,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-
-def timeit(fns: dict[str, Callable[[], Any]], reps: int) -> dict[str, float]:
-    """Median ms per candidate; one warm-up call each, then candidates run interleaved."""
-    for fn in fns.values():
-        fn()
-    ts: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(reps):
-        for k, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            ts[k].append(time.perf_counter() - t0)
-    return {k: round(statistics.median(v) * 1000.0, 2) for k, v in ts.items()}
+from bench.common import timeit
 
 
 def prepare(work: Path, small: bool) -> dict[str, Any]:

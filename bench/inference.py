@@ -14,11 +14,9 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -27,33 +25,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import cpu_model, timeit
 from insight.config import ModelSettings
 from insight.inference.audio import decode_pcm, resample, split_windows
 from insight.inference.clap import ClapModel
 from insight.inference.text import format_track_text
-
-
-def timeit(fns: dict[str, Callable[[], Any]], reps: int) -> dict[str, float]:
-    """Median ms per candidate; candidates run interleaved so load drift hits all alike."""
-    for fn in fns.values():
-        fn()
-    ts: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(reps):
-        for k, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            ts[k].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) * 1000.0 for k, v in ts.items()}
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def build_source(work: Path) -> Path:

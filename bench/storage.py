@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import platform
 import shutil
 import sys
@@ -26,6 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import cores, cpu_model, memory_gib
 from insight.schemas import SearchFilter
 from insight.storage.base import TRACKS_TEXT, Point, VectorStore
 from insight.storage.file import FileStore
@@ -35,22 +35,10 @@ GENRES = 10  # genre g{i % 10}: a one-genre filter keeps 10 %
 
 
 def machine() -> str:
-    cpu = platform.processor() or "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    mem = ""
-    try:
-        kb = int(Path("/proc/meminfo").read_text().split()[1])
-        mem = f", {kb / 2**20:.0f} GiB RAM"
-    except (OSError, ValueError, IndexError):
-        pass
-    return f"{cpu}, {cores} cores{mem}, Python {platform.python_version()}, {platform.system()}"
+    gib = memory_gib()
+    mem = f", {gib:.0f} GiB RAM" if gib else ""
+    py = platform.python_version()
+    return f"{cpu_model()}, {cores()} cores{mem}, Python {py}, {platform.system()}"
 
 
 def clustered(rng: np.random.Generator, n: int, dim: int, centres: np.ndarray) -> np.ndarray:

@@ -79,7 +79,9 @@ class App:
                 self.model_error = f"model {name} is downloading (GET /api/v1/models/downloads)"
                 job = await models.downloads.wait(started.download_id)
                 if job.error:
-                    self.model_error = f"download of {name} failed: {job.error}. {MODEL_HINT}"
+                    self.model_error = (
+                        f"download of {name} failed: {job.error.rstrip('.')}. {MODEL_HINT}"
+                    )
                     return
             await models.load(name)
         except Exception as exc:
