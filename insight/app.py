@@ -172,6 +172,14 @@ class App:
 
         return cached_model_dir(self.settings.model.name, self.settings.models_dir)
 
+    def configured_model_id(self) -> str:
+        """The id recorded with every vector: the configured name, or for a local folder given
+        without a name, ``local/<folder>`` (not the default hub id it may not be)."""
+        m = self.settings.model
+        if m.path is not None and "name" not in m.model_fields_set:
+            return f"local/{m.path.resolve().name}"
+        return m.name
+
     async def load_configured_model(self) -> None:
         model_dir = self.configured_model_dir()
         if model_dir is None or not model_dir.is_dir():
@@ -180,7 +188,7 @@ class App:
             log.warning("model_missing name=%s", self.settings.model.name)
             return
         try:
-            await self.load_model(model_dir)
+            await self.load_model(model_dir, self.configured_model_id())
         except Exception as exc:
             self.model_error = f"model could not be loaded from {model_dir}: {exc}. {MODEL_HINT}"
             log.warning("model_load_failed dir=%s error=%s", model_dir, exc)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import nats
@@ -43,6 +44,25 @@ def test_serve_answers_health_and_stops_cleanly(tmp_path: Path, tiny_model_dir: 
         assert health["status"] == "healthy" and health["model_loaded"] is True
         children = nats_server_pids(parent=proc.pid)
         assert len(children) == 1
+        summary = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "insight.cli",
+                "status",
+                "--url",
+                f"http://127.0.0.1:{port}/api/v1/status",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert summary.returncode == 0, summary.stderr
+        assert (
+            "health   healthy" in summary.stdout
+            and f"local/{tiny_model_dir.name}" in summary.stdout
+        )
+        assert "storage  file connected=True" in summary.stdout
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
     finally:
