@@ -249,3 +249,14 @@ async def publish_all(nc: NATS, events: list[tuple[str, bytes, str | None]]) -> 
     for subject, body, msg_id in events:
         await js.publish(subject, body, headers={"Nats-Msg-Id": msg_id} if msg_id else None)
         await asyncio.sleep(0.002)
+
+
+async def test_sync_completed_asks_for_a_backfill(bus: NATS, worker: Worker) -> None:
+    js = bus.jetstream()
+    await js.publish(subjects.TRACK_ADDED, track_event("t://b1", "B1"))
+    await drained(js, subjects.LIBRARY_CONSUMER)
+    sub = await bus.subscribe(subjects.BACKFILL_NEEDED)
+    await bus.flush()
+    await js.publish(subjects.SYNC_COMPLETED, msgpack.packb({"event": "music_sync_completed"}))
+    note = msgpack.unpackb((await sub.next_msg(timeout=10)).data)
+    assert note["collections"]["tracks_text"] == 1 and note["timestamp"] > 0

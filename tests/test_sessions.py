@@ -14,6 +14,7 @@ import pytest
 import pytest_asyncio
 from nats.aio.client import Client as NATS
 
+from insight.bus import subjects
 from insight.bus.client import BusClient
 from insight.bus.embedded import EmbeddedNats
 from insight.errors import InsightError
@@ -208,3 +209,18 @@ async def test_idle_sessions_time_out(client: tuple[NATS, BusClient], worker: Wo
     assert status["status"] == "aborted"
     raw = await bus.nc.request("insight.v1.stream.status", msgpack.packb({"session_id": sid}))
     assert msgpack.unpackb(raw.data)["status"] == "aborted"
+
+
+async def test_end_announces_the_analyzed_track(
+    client: tuple[NATS, BusClient], worker: Worker
+) -> None:
+    nc, bus = client
+    sub = await nc.subscribe(subjects.TRACK_ANALYZED)
+    await nc.flush()
+    ended = await stream(bus, "announced", [pcm(12.0, seed=5)])
+    msg = await sub.next_msg(timeout=5)
+    note = msgpack.unpackb(msg.data)
+    assert note["track_id"] == "announced" and note["source"] == "stream"
+    assert note["audio_stored"] is True and note["text_stored"] is True
+    assert note["primary_mood"] == ended["primary_mood"] and note["primary_mood"]
+    assert note["model_id"] == worker.app.require_pool().model.model_id
