@@ -9,12 +9,14 @@ Payloads carry the moods of the cluster, so mood / V-A filters and mood profiles
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import onnxruntime  # noqa: F401  (before usearch: the other order segfaults)
 
-from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT, Point, VectorStore
+from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT, Point
+
+if TYPE_CHECKING:
+    from insight.app import App
 
 CLUSTER_MOODS: dict[str, dict[str, Any]] = {
     "A": {
@@ -94,11 +96,14 @@ def build(dim: int = 512, artists: int = 6, per_artist: int = 5, seed: int = 7) 
     return lib
 
 
-async def store_library(store: VectorStore, lib: Library, audio_every: int = 2) -> None:
-    """Every track in tracks_text; every ``audio_every``-th also in tracks_audio (same vector)."""
-    text = [Point(t, v, dict(lib.payloads[t])) for t, v in lib.vectors.items()]
+async def store_library(app: App, lib: Library, audio_every: int = 2) -> None:
+    """Every track in tracks_text; every ``audio_every``-th also in tracks_audio (same vector),
+    recorded as made by the loaded model, as the service records what it embeds."""
+    store = app.require_store()
+    made_by = {"model_id": app.require_pool().model.model_id}
+    text = [Point(t, v, {**lib.payloads[t], **made_by}) for t, v in lib.vectors.items()]
     audio = [
-        Point(t, v, dict(lib.payloads[t]))
+        Point(t, v, {**lib.payloads[t], **made_by})
         for i, (t, v) in enumerate(lib.vectors.items())
         if audio_every and i % audio_every == 0
     ]

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import onnxruntime  # noqa: F401  (before usearch: the other order segfaults)
 import pytest
 
 from insight.codec import Format

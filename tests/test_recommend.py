@@ -22,7 +22,7 @@ def lib() -> Library:
 
 
 async def setup(running: Any, lib: Library) -> None:
-    await store_library(running.app.require_store(), lib)
+    await store_library(running.app, lib)
 
 
 def plays(ids: list[str], n: int = 3, ts: int = NOW - DAY, fav: bool = False) -> list[dict]:

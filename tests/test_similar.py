@@ -18,7 +18,7 @@ def lib() -> Library:
 
 
 async def setup(running: Any, lib: Library) -> None:
-    await store_library(running.app.require_store(), lib)
+    await store_library(running.app, lib)
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

@@ -98,7 +98,7 @@ def test_mood_groups_need_two_tracks() -> None:
 
 
 async def setup(running: Any, lib: Library) -> None:
-    await store_library(running.app.require_store(), lib)
+    await store_library(running.app, lib)
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
