@@ -159,9 +159,11 @@ def main() -> None:
         for k, s in sessions.items()
     }
     times: dict[tuple[str, int], list[float]] = {(k, b): [] for k in sessions for b in (1, 4)}
-    runs: dict[str, Callable[[np.ndarray], object]] = {
-        k: (lambda x, s=s: s.run(None, {"input_features": x})) for k, s in sessions.items()
-    }
+
+    def runner(s: ort.InferenceSession) -> Callable[[np.ndarray], object]:
+        return lambda x: s.run(None, {"input_features": x})
+
+    runs = {k: runner(s) for k, s in sessions.items()}
     for b in (1, 4):
         x = test[:b]
         for f in runs.values():  # warm-up
@@ -172,8 +174,10 @@ def main() -> None:
                 t0 = time.perf_counter()
                 f(x)
                 times[(k, b)].append((time.perf_counter() - t0) * 1000)
-    base = statistics.median(times[("dyn_int8 (current)", 1)]) if "dyn_int8 (current)" in runs else 0
-    print(f"\n| variant | b1 ms | b4 ms | vs dyn int8 (b1) | min cos vs fp32 (8 win) | MB |")
+    base = (
+        statistics.median(times[("dyn_int8 (current)", 1)]) if "dyn_int8 (current)" in runs else 0
+    )
+    print("\n| variant | b1 ms | b4 ms | vs dyn int8 (b1) | min cos vs fp32 (8 win) | MB |")
     print("|---|---|---|---|---|---|")
     for k, (p, _) in paths.items():
         m1 = statistics.median(times[(k, 1)])
