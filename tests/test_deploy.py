@@ -26,6 +26,7 @@ import yaml
 from nats.aio.client import Client as NATS
 
 from insight.bus import subjects
+from insight.bus.connection import flush_subscriptions
 from insight.bus.embedded import free_port, nats_server_binary
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -202,7 +203,7 @@ async def test_nats_conf_users_and_permissions(
             await got.put(msg.data)
 
         notify_sub = await ma.subscribe("insight.notify.>", cb=on_notify)
-        await ma.flush()
+        await flush_subscriptions(ma)
         assert stack.worker.app.nc is not None
         await stack.worker.app.nc.publish(subjects.TRACK_ANALYZED, b"x")
         assert await asyncio.wait_for(got.get(), 5) == b"x"
@@ -213,7 +214,7 @@ async def test_nats_conf_users_and_permissions(
         await ma.publish("insight.dlq.library.track.added", b"x")
         await ma.publish("$JS.API.STREAM.DELETE.INSIGHT_EVENTS", b"")
         await ma.subscribe("$KV.insight_sessions.>")
-        await ma.flush()
+        await flush_subscriptions(ma)
         await asyncio.sleep(0.3)
         joined = "\n".join(ma_errors).lower()
         assert 'subscription to "insight.v1.>"' in joined

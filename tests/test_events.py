@@ -13,6 +13,7 @@ import pytest_asyncio
 from nats.aio.client import Client as NATS
 
 from insight.bus import subjects
+from insight.bus.connection import flush_subscriptions
 from insight.bus.embedded import EmbeddedNats
 from insight.bus.streams import ensure_streams
 from insight.config import StorageSettings
@@ -256,7 +257,7 @@ async def test_sync_completed_asks_for_a_backfill(bus: NATS, worker: Worker) -> 
     await js.publish(subjects.TRACK_ADDED, track_event("t://b1", "B1"))
     await drained(js, subjects.LIBRARY_CONSUMER)
     sub = await bus.subscribe(subjects.BACKFILL_NEEDED)
-    await bus.flush()
+    await flush_subscriptions(bus)
     await js.publish(subjects.SYNC_COMPLETED, msgpack.packb({"event": "music_sync_completed"}))
     note = msgpack.unpackb((await sub.next_msg(timeout=10)).data)
     assert note["collections"]["tracks_text"] == 1 and note["timestamp"] > 0

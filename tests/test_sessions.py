@@ -16,6 +16,7 @@ from nats.aio.client import Client as NATS
 
 from insight.bus import subjects
 from insight.bus.client import BusClient
+from insight.bus.connection import flush_subscriptions
 from insight.bus.embedded import EmbeddedNats
 from insight.errors import InsightError
 from insight.runtime import Worker
@@ -216,7 +217,7 @@ async def test_end_announces_the_analyzed_track(
 ) -> None:
     nc, bus = client
     sub = await nc.subscribe(subjects.TRACK_ANALYZED)
-    await nc.flush()
+    await flush_subscriptions(nc)
     ended = await stream(bus, "announced", [pcm(12.0, seed=5)])
     msg = await sub.next_msg(timeout=5)
     note = msgpack.unpackb(msg.data)
