@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from insight import __version__
 from insight.config import Settings
-from insight.errors import MODEL_HINT, ModelNotLoaded, StorageNotReady
+from insight.errors import MODEL_HINT, Conflict, ModelNotLoaded, StorageNotReady
 from insight.schemas import SearchFilter
 
 if TYPE_CHECKING:
@@ -201,6 +201,12 @@ class App:
         model = await asyncio.to_thread(
             ClapModel.load, model_dir, self.settings.model, model_id or self.settings.model.name
         )
+        if self.store is not None and model.dim != self.store.dim:
+            raise Conflict(
+                f"model {model.model_id} makes {model.dim}-d vectors but the store holds "
+                f"{self.store.dim}-d collections; use a {self.store.dim}-d CLAP model, or another "
+                "INSIGHT_STORAGE__DATA_DIR / INSIGHT_STORAGE__COLLECTION_PREFIX for this one"
+            )
         await asyncio.to_thread(model.embed_text, ["warm up"])  # sessions built before use
         if self.pool is None:
             self.pool = InferencePool(model, self.settings.inference)
