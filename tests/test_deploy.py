@@ -8,6 +8,7 @@ what our deployment relies on).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shlex
@@ -309,24 +310,67 @@ def test_build_contexts_exist() -> None:
                 assert (ROOT / build["context"] / build["dockerfile"]).is_file()
 
 
-@pytest.mark.skipif(
-    shutil.which("docker") is None
-    or subprocess.run(["docker", "compose", "version"], capture_output=True).returncode != 0,
-    reason="docker compose plugin not installed here",
-)
-def test_docker_compose_config() -> None:
-    env = {**os.environ, **PASSWORDS}
-    for files in (["docker-compose.yml"], ["docker-compose.yml", "docker-compose.cuda.yml"]):
-        args = [a for f in files for a in ("-f", f)]
-        for profile in ([], ["--profile", "scale", "--profile", "music-assistant"]):
-            run = subprocess.run(
-                ["docker", "compose", *args, *profile, "config", "-q"],
-                cwd=ROOT,
-                env=env,
-                capture_output=True,
-                text=True,
-            )
-            assert run.returncode == 0, run.stderr
+# The Compose Specification's JSON schema (compose-spec/compose-spec, schema/compose-spec.json,
+# commit 170098b, Apache-2.0), what `docker compose config` validates against.
+COMPOSE_SCHEMA = ROOT / "tests" / "data" / "compose-spec.json"
+VARIABLE = re.compile(r"\$\{(\w+)(?::([-?])([^}]*))?\}")
+
+
+def interpolate(value: Any, env: dict[str, str]) -> Any:
+    """Compose's variable substitution: ``${VAR}``, ``${VAR:-default}``, ``${VAR:?error}``."""
+    if isinstance(value, dict):
+        return {k: interpolate(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, env) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def sub(m: re.Match[str]) -> str:
+        name, op, arg = m.group(1), m.group(2), m.group(3)
+        if env.get(name):
+            return env[name]
+        if op == "?":
+            raise AssertionError(f"${{{name}}} is required: {arg}")
+        return arg if op == "-" else ""
+
+    return VARIABLE.sub(sub, value)
+
+
+def test_compose_files_match_the_compose_specification() -> None:
+    import jsonschema_rs
+
+    validator = jsonschema_rs.validator_for(json.loads(COMPOSE_SCHEMA.read_text()))
+    for name in ("docker-compose.yml", "docker-compose.cuda.yml"):
+        doc = interpolate(compose(name), PASSWORDS)
+        errors = [
+            f"{'/'.join(map(str, e.instance_path))}: {e.message}"
+            for e in validator.iter_errors(doc)
+        ]
+        assert not errors, (name, errors)
+    broken = interpolate(compose("docker-compose.yml"), PASSWORDS)
+    broken["services"]["insight"]["healthcheck"]["interval"] = ["15s"]
+    assert not validator.is_valid(broken)  # the schema does catch mistakes
+    with pytest.raises(AssertionError, match="INSIGHT_NATS_PASSWORD"):
+        interpolate(compose("docker-compose.yml"), {})
+    # Where the docker compose plugin exists (not on this project's machines), ask it too.
+    if (
+        shutil.which("docker")
+        and not subprocess.run(["docker", "compose", "version"], capture_output=True).returncode
+    ):
+        env = {**os.environ, **PASSWORDS}
+        for files in (
+            ["-f", "docker-compose.yml"],
+            ["-f", "docker-compose.yml", "-f", "docker-compose.cuda.yml"],
+        ):
+            for profile in ([], ["--profile", "scale", "--profile", "music-assistant"]):
+                run = subprocess.run(
+                    ["docker", "compose", *files, *profile, "config", "-q"],
+                    cwd=ROOT,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                )
+                assert run.returncode == 0, run.stderr
 
 
 # --- Dockerfiles ----------------------------------------------------------------------------
