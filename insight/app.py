@@ -19,6 +19,7 @@ from insight import __version__
 from insight.config import Settings
 from insight.errors import MODEL_HINT, Conflict, ModelNotLoaded, StorageNotReady
 from insight.schemas import SearchFilter
+from insight.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
@@ -100,9 +101,7 @@ class App:
         await watcher.open()
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(list(self._tasks))
         for svc in reversed(list(self.services.values())):
             closer = getattr(svc, "close", None)
             if closer is not None:

@@ -8,12 +8,12 @@ updated where the work happens; this fills in what has to be asked for.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import TYPE_CHECKING
 
 from insight.bus import subjects
 from insight.metrics import BUS_PENDING, STORE_POINTS, STREAM_MESSAGES
+from insight.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from insight.app import App
@@ -42,11 +42,8 @@ class MetricsCollector:
         return self
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait([self._task])
+        self._task = None
 
     async def _loop(self) -> None:
         while True:

@@ -22,6 +22,7 @@ import numpy as np
 from insight.config import InferenceSettings
 from insight.errors import BadRequest, Busy, NotReady
 from insight.inference.clap import ClapModel
+from insight.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +86,7 @@ class InferencePool:
             self._tasks.append(asyncio.create_task(self._batcher(kind, q), name=f"pool-{kind}"))
 
     async def close(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await cancel_and_wait(self._tasks)
         self._tasks.clear()
         for q in self._queues.values():
             while not q.empty():

@@ -52,6 +52,7 @@ from insight.schemas import (
     StartStreamResponse,
     StreamStatusResponse,
 )
+from insight.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
@@ -89,10 +90,7 @@ class SessionManager:
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="session-sweeper")
 
     async def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+        await cancel_and_wait([self._sweeper])
         for sub in self._subs:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()

@@ -46,6 +46,7 @@ from insight.integrations.ma_events import (
     track_message,
     translate,
 )
+from insight.tasks import cancel_and_wait
 
 log = logging.getLogger("insight.ma")
 
@@ -140,10 +141,7 @@ class MAConnection:
 
     async def close(self) -> None:
         await self.ws.close()
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+        await cancel_and_wait([self._reader])
         self._fail_pending()
 
     def _fail_pending(self) -> None:
@@ -251,9 +249,7 @@ class MusicAssistantBridge:
         finally:
             await sub.unsubscribe()
             await self._flush(self.options.publish_timeout_s)
-            publisher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await publisher
+            await cancel_and_wait([publisher])
 
     def stop(self) -> None:
         self._stop.set()

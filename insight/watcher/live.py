@@ -14,6 +14,8 @@ from typing import Any, Literal
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from insight.tasks import cancel_and_wait
+
 log = logging.getLogger("insight.watcher.live")
 
 Kind = Literal["changed", "deleted", "moved"]
@@ -112,11 +114,8 @@ class LiveWatch:
                 log.exception("watch_batch_failed size=%d", len(batch))
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait([self._task])
+        self._task = None
         if self._observer is not None:
             observer, self._observer = self._observer, None
             observer.stop()

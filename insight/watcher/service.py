@@ -24,6 +24,7 @@ import numpy as np
 from insight.errors import BadRequest, Conflict, NotFound, NotReady
 from insight.schemas import IngestMetadata, WatchedFolder, WatcherStatus
 from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT
+from insight.tasks import cancel_and_wait
 from insight.watcher.decode import DecodeFailed, decode_full, decode_sampled
 from insight.watcher.live import Change, LiveWatch
 from insight.watcher.scanner import (
@@ -155,11 +156,7 @@ class WatcherService:
     async def stop(self) -> None:
         """Stop watching and scanning; files not started yet are dropped from the queue."""
         self.running = False
-        for task in (self._scan_task, self._periodic):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await cancel_and_wait((self._scan_task, self._periodic))
         self._scan_task = self._periodic = None
         if self._live is not None:
             await self._live.stop()
@@ -172,11 +169,7 @@ class WatcherService:
 
     async def close(self) -> None:
         await self.stop()
-        for t in self._workers:
-            t.cancel()
-        for t in self._workers:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await cancel_and_wait(self._workers)
         self._workers = []
         self.state.close()
 
