@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 
 def timeit(fns: dict[str, Callable[[], Any]], reps: int) -> dict[str, float]:
     """Median ms per candidate; one warm-up call each, then the candidates run interleaved so
@@ -46,3 +48,20 @@ def memory_gib() -> float | None:
         return int(Path("/proc/meminfo").read_text().split()[1]) / 2**20
     except (OSError, ValueError, IndexError):
         return None
+
+
+PCM_RATE = 44_100
+
+
+def tone_pcm(seconds: float, rng: np.random.Generator) -> bytes:
+    """A plausible track as Music Assistant streams it: s16 stereo at 44.1 kHz."""
+    t = np.arange(int(seconds * PCM_RATE)) / PCM_RATE
+    x = 0.3 * np.sin(2 * np.pi * 220 * t)[:, None] + 0.05 * rng.standard_normal((t.size, 2))
+    return (np.clip(x, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+def to_48k_mono(data: bytes) -> np.ndarray:
+    """Our decode + resample of ``tone_pcm`` (the baselines get the same, they have neither)."""
+    from insight.inference.audio import decode_pcm, resample
+
+    return resample(decode_pcm(data, "pcm_s16_le", 2), PCM_RATE)

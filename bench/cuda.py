@@ -38,7 +38,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import timeit
+from bench.common import timeit, to_48k_mono, tone_pcm
 
 
 def prepare(work: Path, small: bool) -> dict[str, Any]:
@@ -103,7 +103,7 @@ def main() -> None:
     from transformers import ClapProcessor
 
     from insight.config import ModelSettings
-    from insight.inference.audio import decode_pcm, resample, split_windows
+    from insight.inference.audio import split_windows
     from insight.inference.clap import ClapModel
     from insight.inference.text import format_track_text
 
@@ -156,14 +156,11 @@ def main() -> None:
     rng = np.random.default_rng(0)
     results: dict[str, Any] = {}
 
-    def pcm(seconds: float, sr: int = 44_100) -> bytes:
-        t = np.arange(int(seconds * sr)) / sr
-        x = 0.3 * np.sin(2 * np.pi * 220 * t)[:, None] + 0.05 * rng.standard_normal((t.size, 2))
-        return (np.clip(x, -1, 1) * 32767).astype("<i2").tobytes()
+    def pcm(seconds: float) -> bytes:
+        return tone_pcm(seconds, rng)
 
     def ours(model: ClapModel, data: bytes) -> np.ndarray:
-        mono = resample(decode_pcm(data, "pcm_s16_le", 2), 44_100)
-        return model.embed_audio(mono, 10.0, 10.0)[0]
+        return model.embed_audio(to_48k_mono(data), 10.0, 10.0)[0]
 
     def torch_audio(feats: Any) -> np.ndarray:
         with torch.no_grad():
@@ -172,7 +169,7 @@ def main() -> None:
         return out.float().cpu().numpy()
 
     def theirs(data: bytes) -> np.ndarray:
-        mono = resample(decode_pcm(data, "pcm_s16_le", 2), 44_100)
+        mono = to_48k_mono(data)
         windows = list(split_windows(mono, 480_000, 480_000))
         feats = proc.feature_extractor(windows, sampling_rate=48_000, return_tensors="pt")
         v = torch_audio(feats["input_features"])
@@ -197,7 +194,7 @@ def main() -> None:
         print(f"{label}: {r}", flush=True)
 
     # Audio tower alone on our log-mel features (front-end excluded).
-    mono = resample(decode_pcm(pcm(240.0), "pcm_s16_le", 2), 44_100)
+    mono = to_48k_mono(pcm(240.0))
     windows = split_windows(mono, 480_000, 480_000)
     t0 = time.perf_counter()
     feats24 = cuda.mel(windows)

@@ -25,9 +25,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import cpu_model, timeit
+from bench.common import cpu_model, timeit, to_48k_mono, tone_pcm
 from insight.config import ModelSettings
-from insight.inference.audio import decode_pcm, resample, split_windows
+from insight.inference.audio import split_windows
 from insight.inference.clap import ClapModel
 from insight.inference.text import format_track_text
 
@@ -111,19 +111,16 @@ def main() -> None:
 
     rng = np.random.default_rng(0)
 
-    def pcm(seconds: float, sr: int = 44_100) -> bytes:
-        t = np.arange(int(seconds * sr)) / sr
-        x = 0.3 * np.sin(2 * np.pi * 220 * t)[:, None] + 0.05 * rng.standard_normal((t.size, 2))
-        return (np.clip(x, -1, 1) * 32767).astype("<i2").tobytes()
+    def pcm(seconds: float) -> bytes:
+        return tone_pcm(seconds, rng)
 
     def ours(model: ClapModel, data: bytes) -> np.ndarray:
-        mono = resample(decode_pcm(data, "pcm_s16_le", 2), 44_100)
-        return model.embed_audio(mono, 10.0, 10.0)[0]
+        return model.embed_audio(to_48k_mono(data), 10.0, 10.0)[0]
 
     def theirs(data: bytes) -> np.ndarray:
         # Same decode + resample as ours (transformers has neither); windows cut as ours, since
         # rand_trunc would crop long audio at random.
-        mono = resample(decode_pcm(data, "pcm_s16_le", 2), 44_100)
+        mono = to_48k_mono(data)
         windows = list(split_windows(mono, 480_000, 480_000))
         feats = proc.feature_extractor(windows, sampling_rate=48_000, return_tensors="pt")
         with torch.no_grad():
