@@ -92,8 +92,8 @@ class Library:
         }
 
     async def mood_fields(self, vector: np.ndarray) -> dict[str, Any]:
-        mood = self.app.services.get("mood")
-        if mood is None or self.app.pool is None:
+        mood = self.app.services.get("mood")  # it answers {} itself while no model is loaded
+        if mood is None:
             return {}
         fields: dict[str, Any] = await mood.mood_fields(vector)
         return fields
@@ -122,7 +122,7 @@ class Library:
         skip = await self.unchanged(items) if skip_unchanged else set()
         todo = [i for i in items if i.track_id not in skip]
         texts = [metadata_text(i.metadata) for i in todo]
-        vectors = await pool.embed_texts(texts) if todo else np.zeros((0, pool.model.dim))
+        vectors = await pool.embed_texts(texts)
         points = []
         results = {
             i.track_id: Stored(i.track_id, "", skipped=True) for i in items if i.track_id in skip
@@ -153,19 +153,11 @@ class Library:
         pool = self.app.require_pool()
         text = metadata_text(metadata)
         text_vec = (await pool.embed_texts([text]))[0]
-        result = Stored(track_id, text)
         if not store:
-            return result
-        db = self.app.require_store()
-        mood = await self.mood_fields(audio_vector if audio_vector is not None else text_vec)
+            return Stored(track_id, text)
         meta = HashedMetadata(**metadata.model_dump(), metadata_hash=metadata_hash)
-        payload = self._payload(track_id, meta, source, file_path, mood)
-        if audio_vector is not None:
-            await db.upsert(TRACKS_AUDIO, [Point(track_id, audio_vector, payload)])
-            result.audio_stored = True
-        await db.upsert(TRACKS_TEXT, [Point(track_id, text_vec, payload)])
-        result.text_stored = True
-        result.primary_mood = mood.get("primary_mood")
+        result = await self._write(track_id, meta, source, text_vec, audio_vector, file_path)
+        result.text = text
         await self.announce(track_id, source, result)
         return result
 
@@ -176,18 +168,31 @@ class Library:
         text_vector: np.ndarray | None,
         audio_vector: np.ndarray | None,
     ) -> Stored:
-        """Store pre-computed vectors (``/tracks/upsert``); mood from the best vector."""
+        """Store pre-computed vectors (``/tracks/upsert``)."""
+        return await self._write(track_id, metadata, "upsert", text_vector, audio_vector)
+
+    async def _write(
+        self,
+        track_id: str,
+        metadata: IngestMetadata,
+        source: str,
+        text_vector: np.ndarray | None,
+        audio_vector: np.ndarray | None,
+        file_path: str | None = None,
+    ) -> Stored:
+        """Upsert the given vectors with one payload; mood from the audio vector when there is
+        one (it hears the music), else from the text vector."""
         db = self.app.require_store()
         best = audio_vector if audio_vector is not None else text_vector
         mood = await self.mood_fields(best) if best is not None else {}
-        payload = self._payload(track_id, metadata, "upsert", mood=mood)
-        result = Stored(track_id, "")
-        if text_vector is not None:
-            await db.upsert(TRACKS_TEXT, [Point(track_id, text_vector, payload)])
-            result.text_stored = True
+        payload = self._payload(track_id, metadata, source, file_path, mood)
+        result = Stored(track_id, "", primary_mood=mood.get("primary_mood"))
         if audio_vector is not None:
             await db.upsert(TRACKS_AUDIO, [Point(track_id, audio_vector, payload)])
             result.audio_stored = True
+        if text_vector is not None:
+            await db.upsert(TRACKS_TEXT, [Point(track_id, text_vector, payload)])
+            result.text_stored = True
         return result
 
     async def delete_track(
