@@ -200,11 +200,9 @@ class SessionManager:
         )
         await self._put(info)
         await self.kv.put(track_key(req.track_id), info.session_id.encode())
-        await self._adopt(info)
-        model = self.app.require_pool().model
-        window, _ = model.window_samples(self.app.settings.audio.window_size_s, 1.0)
+        live = await self._adopt(info)
         log.info("session_started session=%s track=%s", info.session_id, info.track_id)
-        return StartStreamResponse(session_id=info.session_id, window_samples=window)
+        return StartStreamResponse(session_id=info.session_id, window_samples=live.cutter.window)
 
     async def frames(self, req: FramesRequest) -> tuple[float, int]:
         info = await self._require(req.session_id)
