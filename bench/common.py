@@ -13,17 +13,22 @@ from typing import Any
 import numpy as np
 
 
-def timeit(fns: dict[str, Callable[[], Any]], reps: int) -> dict[str, float]:
-    """Median ms per candidate; one warm-up call each, then the candidates run interleaved so
-    load drift on a shared box hits all of them alike."""
+def timeit(fns: dict[str, Callable[[], Any]], reps: int, block: int = 3) -> dict[str, float]:
+    """Median ms per call of each candidate, in steady state.
+
+    Each round runs every candidate ``block`` times in a row (a service answers a stream of
+    requests with its model warm in the caches), and rounds interleave the candidates so load
+    drift on a shared box hits all of them alike. One warm-up call each first.
+    """
     for fn in fns.values():
         fn()
     ts: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(reps):
+    for _ in range(max(1, reps // block)):
         for k, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            ts[k].append(time.perf_counter() - t0)
+            for _ in range(block):
+                t0 = time.perf_counter()
+                fn()
+                ts[k].append(time.perf_counter() - t0)
     return {k: statistics.median(v) * 1000.0 for k, v in ts.items()}
 
 

@@ -42,8 +42,8 @@ from bench.common import timeit, to_48k_mono, tone_pcm
 
 
 def prepare(work: Path, small: bool) -> dict[str, Any]:
-    """Random transformers CLAP folder + our fp32 ONNX export of it (both kept if present)."""
-    from insight.inference.export import export_clap
+    """Random transformers CLAP folder + our ONNX export of it (both kept if current)."""
+    from insight.inference.export import export_clap, is_current_export
     from insight.testing.hf_clap import build_hf_clap
 
     t0 = time.perf_counter()
@@ -52,8 +52,8 @@ def prepare(work: Path, small: bool) -> dict[str, Any]:
         build_hf_clap(src, small=small, seed=0)
     build_s = time.perf_counter() - t0
     onnx_dir = work / "onnx"
-    if not (onnx_dir / "export.json").exists():
-        export_clap(src, onnx_dir)
+    if not is_current_export(onnx_dir):
+        export_clap(src, onnx_dir, quantize="int8")
     report = json.loads((onnx_dir / "export.json").read_text())
     report["build_s"] = round(build_s, 1)
     print(f"prepare: {report}", flush=True)

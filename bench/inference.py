@@ -89,7 +89,7 @@ def main() -> None:
     from transformers import ClapModel as HFClap
     from transformers import ClapProcessor
 
-    from insight.inference.export import export_clap
+    from insight.inference.export import export_clap, is_current_export
 
     torch.set_num_threads(args.threads)
     work: Path = args.work_dir
@@ -97,7 +97,7 @@ def main() -> None:
     t0 = time.perf_counter()
     src = build_source(work)
     onnx_dir = work / "onnx"
-    if not (onnx_dir / "audio_model_quantized.onnx").exists():
+    if not is_current_export(onnx_dir):
         export_clap(src, onnx_dir, quantize="int8")
     export_report = json.loads((onnx_dir / "export.json").read_text())
     print(f"source + export ready in {time.perf_counter() - t0:.0f} s: {export_report}")
@@ -140,6 +140,7 @@ def main() -> None:
                 "ours_int8_ms": partial(ours, int8, data),
             },
             reps,
+            block=min(reps, 3),
         )
         v_hf, v32, v8 = theirs(data), ours(fp32, data), ours(int8, data)
         r["cos_fp32_vs_transformers"] = float(v_hf @ v32)

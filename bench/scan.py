@@ -82,9 +82,9 @@ def make_library(folder: Path, n: int) -> list[Path]:
 def model_dir(work: Path) -> Path:
     """ONNX towers of the full-size architecture + tokenizer, as one folder."""
     onnx_dir, hf = work / "onnx", work / "hf"
-    if not (onnx_dir / "audio_model.onnx").exists():
-        from insight.inference.export import export_clap
+    from insight.inference.export import export_clap, is_current_export
 
+    if not is_current_export(onnx_dir):
         if not (hf / "config.json").exists():
             from insight.testing.hf_clap import build_hf_clap
 

@@ -205,3 +205,34 @@ def test_runtime_modules_do_not_import_torch() -> None:
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_export_graph_has_no_resize_or_zero_pads(exported: tuple[Path, Path]) -> None:
+    """The bicubic stretch is a 4-tap gather and no-op pads are gone (see export_patches)."""
+    import onnx
+
+    _, out = exported
+    for name in ("audio_model.onnx", "audio_model_quantized.onnx"):
+        ops = {n.op_type for n in onnx.load(str(out / name), load_external_data=False).graph.node}
+        assert not ops & {"Resize", "Pad", "TopK", "Erf"}, (name, ops)
+        assert "Gelu" in ops
+    assert json.loads((out / "export.json").read_text())["exporter_version"] >= 2
+
+
+@pytest.mark.parametrize("align_corners", [True, False])
+@pytest.mark.parametrize("size", [(1024, 64), (1024, 80), (900, 64)])
+def test_bicubic_gather_equals_interpolate(align_corners: bool, size: tuple[int, int]) -> None:
+    from insight.inference.export_patches import export_friendly
+
+    f = torch.nn.functional
+    x = torch.randn(2, 1, 1001, 64, generator=torch.Generator().manual_seed(0)) * 20 - 40
+    ref = f.interpolate(x, size, mode="bicubic", align_corners=align_corners)
+    with export_friendly():
+        got = f.interpolate(x, size, mode="bicubic", align_corners=align_corners)
+        assert f.pad(x, (0, 0, 0, 0)) is x
+        assert f.pad(x, (0, 1)).shape[-1] == 65
+        nearest = f.interpolate(x, size, mode="nearest")
+    assert got.shape == ref.shape == (2, 1, *size)
+    assert float((got - ref).abs().max()) <= 1e-6 * float(ref.abs().max())  # float rounding
+    assert torch.equal(nearest, f.interpolate(x, size, mode="nearest"))
+    assert f.interpolate is not None and f.pad(x, (0, 0)) is not x  # patches undone
