@@ -52,6 +52,12 @@ class InferenceSettings(BaseModel):
     max_batch: int = Field(default=16, ge=1, le=256)
     max_wait_ms: float = Field(default=5.0, ge=0, le=1000)
     max_queue: int = Field(default=256, ge=1)
+    runners: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Batches run at once; for bulk scans set it to the cores with THREADS=1",
+    )
 
 
 class StorageSettings(BaseModel):

@@ -128,3 +128,35 @@ async def test_not_started_and_closed(models: tuple[ClapModel, ClapModel]) -> No
     await pool.close()
     with pytest.raises(NotReady):
         await pool.embed_texts(["x"])
+
+
+@pytest.mark.parametrize("runners", [1, 2])
+async def test_runners_bound_batches_in_flight(
+    models: tuple[ClapModel, ClapModel], runners: int
+) -> None:
+    """One runner: a text query waits for the audio batch in flight. Two: it runs beside it
+    and returns first; the results are the same either way."""
+    model = models[0]
+    pool = InferencePool(model, InferenceSettings(max_batch=16, max_wait_ms=0, runners=runners))
+    await pool.start()
+    try:
+        done: list[str] = []
+
+        async def audio() -> np.ndarray:
+            out = await pool.embed_windows(_windows(150, 4))  # ~0.5 s of mel on one core
+            done.append("audio")
+            return out
+
+        async def text() -> np.ndarray:
+            await asyncio.sleep(0.05)  # the audio batch is running by now
+            out = await pool.embed_texts(["calm piano"])
+            done.append("text")
+            return out
+
+        a, t = await asyncio.gather(audio(), text())
+        assert done == (["audio", "text"] if runners == 1 else ["text", "audio"])
+        np.testing.assert_allclose(t[0], model.embed_text(["calm piano"])[0], atol=1e-5)
+        np.testing.assert_allclose(a[:3], model.embed_windows(_windows(150, 4)[:3]), atol=1e-5)
+        assert pool.stats.batches == 2
+    finally:
+        await pool.close()

@@ -409,3 +409,35 @@ async def test_cli_scan_one_shot(
     assert "tracks" in out.err and "ETA" in out.err
     assert await run_scan(settings, root, force=False) == 0  # second run: nothing to do
     assert "analysed 0, failed 0" in capsys.readouterr().out
+
+
+def test_file_decode_equals_streamed_pcm(tmp_path: Path) -> None:
+    """A lossless file decodes to the same 48 kHz mono audio as its PCM streamed by Music
+    Assistant (same downmix, same soxr resampler), so both paths give one vector per track."""
+    from insight.inference.audio import decode_pcm, resample
+    from insight.watcher.decode import decode_full
+
+    rate, n = 44_100, 44_100 * 7 + 123
+    rng = np.random.default_rng(3)
+    t = np.arange(n) / rate
+    left = 0.4 * np.sin(2 * np.pi * 330 * t) + 0.05 * rng.standard_normal(n)
+    right = 0.2 * np.sin(2 * np.pi * 550 * t) + 0.05 * rng.standard_normal(n)
+    pcm = (np.stack([left, right], axis=1) * 32767).astype("<i2")  # interleaved [n, 2]
+    path = tmp_path / "x.flac"
+    with av.open(str(path), "w") as c:
+        stream: Any = c.add_stream("flac", rate=rate, layout="stereo")
+        for i in range(0, n, 4096):
+            chunk = np.ascontiguousarray(pcm[i : i + 4096]).reshape(1, -1)
+            frame = av.AudioFrame.from_ndarray(chunk, format="s16", layout="stereo")
+            frame.sample_rate = rate
+            for packet in stream.encode(frame):
+                c.mux(packet)
+        for packet in stream.encode(None):
+            c.mux(packet)
+
+    streamed = resample(decode_pcm(pcm.tobytes(), "pcm_s16_le", 2), rate)
+    decoded = decode_full(path, 10, 10)
+    assert decoded.audio is not None and decoded.audio.shape == streamed.shape
+    assert float(np.abs(decoded.audio - streamed).max()) <= 1e-6
+    assert abs(decoded.duration_s - n / rate) < 1e-3
+    assert decoded.windows.shape == (1, 480_000)

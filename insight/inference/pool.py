@@ -1,9 +1,11 @@
 """Micro-batching of concurrent embedding requests, run off the event loop.
 
-Requests wait at most ``max_wait_ms`` for company, up to ``max_batch`` items per batch. All
-ONNX work runs on one worker thread (the sessions use the intra-op threads), so text and audio
-batches never fight over the cores. The queue is bounded: past ``max_queue`` pending requests a
-caller gets ``Busy`` at once instead of memory growing.
+Requests wait at most ``max_wait_ms`` for company, up to ``max_batch`` items per batch. At most
+``runners`` batches run at once, each on its own worker thread (default 1: one batch at a time
+using all the session's intra-op threads, so text and audio batches never fight over the cores;
+bulk analysis gets more throughput from ``runners`` = cores with single-threaded sessions). The
+queue is bounded: past ``max_queue`` pending requests a caller gets ``Busy`` at once instead of
+memory growing.
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ class InferencePool:
         self.stats = PoolStats()
         self._queues: dict[Kind, asyncio.Queue[_Job]] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._running: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(settings.runners)
         self._executor: ThreadPoolExecutor | None = None
         self._pending = 0
 
@@ -79,7 +83,9 @@ class InferencePool:
     async def start(self) -> None:
         if self._tasks:
             return
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="insight-infer")
+        self._executor = ThreadPoolExecutor(
+            max_workers=self.settings.runners, thread_name_prefix="insight-infer"
+        )
         for kind in ("text", "audio"):
             q: asyncio.Queue[_Job] = asyncio.Queue()
             self._queues[kind] = q
@@ -88,6 +94,7 @@ class InferencePool:
     async def close(self) -> None:
         await cancel_and_wait(self._tasks)
         self._tasks.clear()
+        await cancel_and_wait(list(self._running))
         for q in self._queues.values():
             while not q.empty():
                 job = q.get_nowait()
@@ -151,8 +158,9 @@ class InferencePool:
         max_batch = self.settings.max_batch
         wait_s = self.settings.max_wait_ms / 1000.0
         while True:
-            jobs = [await q.get()]
-            n = jobs[0].size
+            first = await q.get()
+            await self._slots.acquire()  # collect company while every runner is busy
+            jobs, n = [first], first.size
             deadline = loop.time() + wait_s
             while n < max_batch:
                 remaining = deadline - loop.time()
@@ -167,16 +175,25 @@ class InferencePool:
                 jobs.append(job)
                 n += job.size
             jobs = [j for j in jobs if not j.future.done()]  # callers that gave up
+            task = asyncio.create_task(self._run(kind, jobs), name=f"pool-run-{kind}")
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def _run(self, kind: Kind, jobs: list[_Job]) -> None:
+        """One batch (audio: one per window length) on a runner; frees the runner slot."""
+        try:
             if kind == "audio":  # only windows of one length can share a batch
                 groups: dict[int, list[_Job]] = {}
                 for j in jobs:
                     groups.setdefault(j.items.shape[1], []).append(j)
                 for group in groups.values():
-                    await self._run(kind, group)
+                    await self._run_batch(kind, group)
             elif jobs:
-                await self._run(kind, jobs)
+                await self._run_batch(kind, jobs)
+        finally:
+            self._slots.release()
 
-    async def _run(self, kind: Kind, jobs: list[_Job]) -> None:
+    async def _run_batch(self, kind: Kind, jobs: list[_Job]) -> None:
         model = self._model  # captured: a swap does not affect this batch
         assert self._executor is not None
         size = sum(j.size for j in jobs)

@@ -10,12 +10,13 @@ from typing import Any
 import av
 import numpy as np
 
-from insight.inference.audio import repeat_pad, split_windows
+from insight.inference.audio import repeat_pad, resample, split_windows
 
 log = logging.getLogger("insight.watcher.decode")
 
 SR = 48_000
 MAX_BAD_PACKETS = 50
+FRAME_SIZE = 16_384
 
 
 class DecodeFailed(Exception):
@@ -49,9 +50,37 @@ def _metadata(container: Any, stream: Any) -> dict[str, Any]:
     return meta
 
 
-def _mono(frame: Any) -> np.ndarray:
-    x = frame.to_ndarray()  # fltp: [channels, samples]
-    return np.asarray(x.mean(axis=0) if x.shape[0] > 1 else x[0], dtype=np.float32)
+class _Runs:
+    """Decoded ``[channels, samples]`` chunks at the decoder's rate, made mono and resampled
+    to 48 kHz (soxr, as live streams are) one run of equal rate at a time: once per track
+    instead of per frame is ~2x faster than ffmpeg's swresample chunk by chunk, and a rate
+    change mid-file stays correct."""
+
+    def __init__(self) -> None:
+        self.done: list[np.ndarray] = []
+        self.rate = 0
+        self.chunks: list[np.ndarray] = []
+        self.samples_48k = 0.0
+
+    def add(self, x: np.ndarray, rate: int) -> None:
+        if rate != self.rate or (self.chunks and x.shape[0] != self.chunks[0].shape[0]):
+            self._flush()
+            self.rate = rate
+        self.chunks.append(x)
+        self.samples_48k += x.shape[1] * SR / rate
+
+    def _flush(self) -> None:
+        if self.chunks:
+            x = np.concatenate(self.chunks, axis=1)
+            mono = x.mean(axis=0, dtype=np.float32) if x.shape[0] > 1 else x[0]
+            self.done.append(resample(mono, self.rate, SR))
+        self.chunks = []
+
+    def audio(self) -> np.ndarray:
+        self._flush()
+        if not self.done:
+            raise DecodeFailed("no decodable audio")
+        return np.concatenate(self.done) if len(self.done) > 1 else self.done[0]
 
 
 def _decode(
@@ -61,24 +90,24 @@ def _decode(
     max_samples: int | None = None,
 ) -> np.ndarray:
     """Decode from ``start_s`` (after a seek) until ``max_samples`` mono 48 kHz samples."""
-    resampler = av.AudioResampler(format="fltp", layout=stream.layout.name, rate=SR)
-    chunks: list[np.ndarray] = []
-    have, bad = 0, 0
+    # Format conversion only (no resampling), in frames of FRAME_SIZE to save per-frame work.
+    to_float = av.AudioResampler(format="fltp", layout=stream.layout.name, frame_size=FRAME_SIZE)
+    runs = _Runs()
+    bad = 0
     skip = None if start_s <= 0 else start_s
 
     def take(frames: list[Any]) -> None:
-        nonlocal have, skip
+        nonlocal skip
         for out in frames:
-            x = _mono(out)
+            x, rate = out.to_ndarray(), int(out.sample_rate)  # [channels, samples]
             if skip is not None:
                 t = float(out.pts * out.time_base) if out.pts is not None else None
-                if t is not None and t + x.shape[0] / SR <= skip:
+                if t is not None and t + x.shape[1] / rate <= skip:
                     continue
                 if t is not None and t < skip:
-                    x = x[int((skip - t) * SR) :]
+                    x = x[:, int((skip - t) * rate) :]
                 skip = None
-            chunks.append(x)
-            have += x.shape[0]
+            runs.add(x, rate)
 
     for packet in container.demux(stream):
         try:
@@ -89,14 +118,12 @@ def _decode(
                 raise DecodeFailed(f"too many undecodable packets: {exc}") from exc
             continue
         for frame in frames:
-            take(resampler.resample(frame))
-        if max_samples is not None and have >= max_samples:
+            take(to_float.resample(frame))
+        if max_samples is not None and runs.samples_48k >= max_samples:
             break
     else:
-        take(resampler.resample(None))
-    if not chunks:
-        raise DecodeFailed("no decodable audio")
-    x = np.concatenate(chunks)
+        take(to_float.resample(None))
+    x = runs.audio()
     return x[:max_samples] if max_samples is not None else x
 
 
