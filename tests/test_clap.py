@@ -198,3 +198,29 @@ def test_streamed_chunks_give_the_one_call_vector(model: ClapModel) -> None:
     streamed, n_streamed = model.embed_audio(np.concatenate(parts), 10.0, 10.0)
     assert n_one == n_streamed == 3
     assert float(one @ streamed) >= 0.99999
+
+
+def test_sessions_share_one_thread_pool(tiny: Path) -> None:
+    """In a fresh process: the first model sizes the shared ORT pool, a later one asking for
+    another size is told so, and both give the same vectors (a session with its own pool
+    would be refused by ONNX Runtime once the shared pool exists)."""
+    import subprocess
+    import sys
+
+    code = f"""
+import logging, sys
+import numpy as np
+logging.basicConfig(level=logging.WARNING, stream=sys.stdout)
+from insight.config import ModelSettings
+from insight.inference.clap import ClapModel
+a = ClapModel.load({str(tiny)!r}, ModelSettings(threads=1))
+b = ClapModel.load({str(tiny)!r}, ModelSettings(threads=2))
+x = np.sin(np.arange(96_000, dtype=np.float32) / 10)[None, :]
+assert np.allclose(a.embed_windows(x), b.embed_windows(x), atol=1e-6)
+assert np.allclose(a.embed_text(["calm piano"]), b.embed_text(["calm piano"]), atol=1e-6)
+print("ok")
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert "onnx_threads_fixed asked=2 using=1" in out and out.strip().endswith("ok")

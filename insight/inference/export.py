@@ -81,7 +81,9 @@ def _synthetic_audio(sr: int, seconds: float, n: int) -> list[np.ndarray]:
 def _ort_run(path: Path, feed: dict[str, np.ndarray]) -> np.ndarray:
     import onnxruntime as ort
 
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    from insight.inference.clap import session_options
+
+    sess = ort.InferenceSession(str(path), session_options(0), providers=["CPUExecutionProvider"])
     names = {i.name for i in sess.get_inputs()}
     return np.asarray(sess.run(None, {k: v for k, v in feed.items() if k in names})[0])
 
