@@ -17,11 +17,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import shutil
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +152,10 @@ async def ours(
     return {"tracks": n, "seconds": elapsed, "tracks_per_hour": n / elapsed * 3600}
 
 
+def run_ours(*args: Any) -> dict[str, Any]:
+    return asyncio.run(ours(*args))
+
+
 def transformers_baseline(hf: Path, files: list[Path], mode: str, threads: int) -> dict[str, Any]:
     import torch
     from transformers import ClapModel, ClapProcessor
@@ -209,9 +215,11 @@ def main() -> None:
             ("int8_bulk", True, 1, cores),
         ):
             key = f"ours_{mode}_{label}"
-            results[key] = asyncio.run(
-                ours(model, library, mode, threads, quantized, args.workers, runners)
-            )
+            # own process: the ONNX thread pool is sized once per process
+            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as ex:
+                results[key] = ex.submit(
+                    run_ours, model, library, mode, threads, quantized, args.workers, runners
+                ).result()
             print(key, results[key], flush=True)
         if not args.skip_transformers:
             results[f"transformers_{mode}"] = transformers_baseline(

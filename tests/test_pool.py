@@ -86,7 +86,7 @@ async def test_swap_mid_flight_none_fail(models: tuple[ClapModel, ClapModel]) ->
         texts = [f"song {i}" for i in range(40)]
         va, vb = a.embed_text(texts), b.embed_text(texts)
         tasks = [asyncio.create_task(pool.embed_texts([t])) for t in texts[:20]]
-        await asyncio.sleep(0)
+        await asyncio.sleep(0.005)  # > max_wait: the first batch is formed (and its model fixed)
         swap = asyncio.create_task(pool.swap(b))
         tasks += [asyncio.create_task(pool.embed_texts([t])) for t in texts[20:]]
         await swap

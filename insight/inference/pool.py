@@ -175,11 +175,13 @@ class InferencePool:
                 jobs.append(job)
                 n += job.size
             jobs = [j for j in jobs if not j.future.done()]  # callers that gave up
-            task = asyncio.create_task(self._run(kind, jobs), name=f"pool-run-{kind}")
+            # the model is captured now: a swap does not affect a batch already formed
+            run = self._run(kind, jobs, self._model)
+            task = asyncio.create_task(run, name=f"pool-run-{kind}")
             self._running.add(task)
             task.add_done_callback(self._running.discard)
 
-    async def _run(self, kind: Kind, jobs: list[_Job]) -> None:
+    async def _run(self, kind: Kind, jobs: list[_Job], model: ClapModel) -> None:
         """One batch (audio: one per window length) on a runner; frees the runner slot."""
         try:
             if kind == "audio":  # only windows of one length can share a batch
@@ -187,14 +189,16 @@ class InferencePool:
                 for j in jobs:
                     groups.setdefault(j.items.shape[1], []).append(j)
                 for group in groups.values():
-                    await self._run_batch(kind, group)
+                    await self._run_batch(kind, group, model)
             elif jobs:
-                await self._run_batch(kind, jobs)
+                await self._run_batch(kind, jobs, model)
         finally:
             self._slots.release()
+            for j in jobs:  # only when the pool closed under this batch
+                if not j.future.done():
+                    j.future.set_exception(NotReady("inference pool closed"))
 
-    async def _run_batch(self, kind: Kind, jobs: list[_Job]) -> None:
-        model = self._model  # captured: a swap does not affect this batch
+    async def _run_batch(self, kind: Kind, jobs: list[_Job], model: ClapModel) -> None:
         assert self._executor is not None
         size = sum(j.size for j in jobs)
         t0 = time.perf_counter()
