@@ -27,7 +27,7 @@ DESCRIPTIONS = {
     "INSIGHT_MODEL__ENABLE_COREML": "Use the CoreML execution provider (Apple Silicon)",
     "INSIGHT_MODEL__ENABLE_DIRECTML": "Use the DirectML execution provider (Windows)",
     "INSIGHT_MODEL__ENABLE_OPENVINO": "Use the OpenVINO execution provider (Intel)",
-    "INSIGHT_MODEL__THREADS": "ONNX Runtime intra-op threads; 0 = one per core",
+    "INSIGHT_MODEL__THREADS": "ONNX Runtime threads (one pool per process); 0 = one per core",
     "INSIGHT_MODEL__QUANTIZED": "Prefer the int8 `*_quantized.onnx` files when present",
     "INSIGHT_MODEL__AUTO_DOWNLOAD": "Download the configured model at start when missing",
     "INSIGHT_AUDIO__WINDOW_SIZE_S": "Audio window per embedding, seconds (the model takes ≤ 10)",
