@@ -2,8 +2,8 @@
 
 Requests wait at most ``max_wait_ms`` for company, up to ``max_batch`` items per batch. At most
 ``runners`` batches run at once, each on its own worker thread (default 1: one batch at a time
-using all the session's intra-op threads, so text and audio batches never fight over the cores;
-bulk analysis gets more throughput from ``runners`` = cores with single-threaded sessions). The
+using the whole ONNX Runtime thread pool, so text and audio batches never fight over the cores;
+bulk analysis gets more throughput from ``runners`` = cores with a pool of one thread). The
 queue is bounded: past ``max_queue`` pending requests a caller gets ``Busy`` at once instead of
 memory growing.
 """
