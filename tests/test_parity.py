@@ -24,8 +24,8 @@ from insight.inference.audio import (  # noqa: E402
     resample,
     split_windows,
 )
-from insight.inference.clap import ClapModel  # noqa: E402
-from insight.inference.export import ExportError, export_clap  # noqa: E402
+from insight.inference.clap import ClapModel, session_options  # noqa: E402
+from insight.inference.export import ExportError, export_clap, quantize_int8  # noqa: E402
 from insight.inference.text import format_track_text  # noqa: E402
 from insight.testing.hf_clap import build_hf_clap  # noqa: E402
 
@@ -236,3 +236,32 @@ def test_bicubic_gather_equals_interpolate(align_corners: bool, size: tuple[int,
     assert float((got - ref).abs().max()) <= 1e-6 * float(ref.abs().max())  # float rounding
     assert torch.equal(nearest, f.interpolate(x, size, mode="nearest"))
     assert f.interpolate is not None and f.pad(x, (0, 0)) is not x  # patches undone
+
+
+def test_int8_quantization_ignores_stale_shape_hints(
+    exported: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A stale shape hint in the graph (seen with torch 2.11's exporter) must not stop int8."""
+    import onnx
+    import onnxruntime as ort
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    model = onnx.load(str(exported[1] / "text_model.onnx"))
+    # torch 2.11 recorded a shape for a weight that is not the weight's own shape
+    weight = next(w for w in model.graph.initializer if len(w.dims) == 1 and w.dims[0] > 1)
+    model.graph.value_info.append(
+        onnx.helper.make_tensor_value_info(weight.name, weight.data_type, [weight.dims[0] + 1])
+    )
+    stale = tmp_path / "stale.onnx"
+    onnx.save(model, str(stale))
+    with pytest.raises(onnx.shape_inference.InferenceError, match="differ in dimension 0"):
+        quantize_dynamic(stale, tmp_path / "plain.onnx", weight_type=QuantType.QInt8)
+
+    quantize_int8(stale, tmp_path / "q.onnx")
+    ids = np.array([[0, 100, 200, 300, 2]], dtype=np.int64)
+    feed = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+    fp32, int8 = (
+        ort.InferenceSession(str(path), session_options(0)).run(None, feed)[0]
+        for path in (exported[1] / "text_model.onnx", tmp_path / "q.onnx")
+    )
+    assert float((_norm(fp32) * _norm(int8)).sum()) >= 0.99

@@ -220,11 +220,9 @@ def export_clap(
                         f"{MIN_COSINE}, max abs diff {diff:.3g}); nothing was written"
                     )
         if quantize == "int8":
-            from onnxruntime.quantization import QuantType, quantize_dynamic
-
             for tower, feed in (("text", text_feed), ("audio", audio_feed)):
                 src, dst = tmp / f"{tower}_model.onnx", tmp / f"{tower}_model_quantized.onnx"
-                quantize_dynamic(src, dst, per_channel=True, weight_type=QuantType.QInt8)
+                quantize_int8(src, dst)
                 cos = float(_cosines(_ort_run(dst, feed), _ort_run(src, feed)).min())
                 report[f"{tower}_int8_min_cosine"] = cos
                 log.info("export_quantized tower=%s min_cosine_vs_fp32=%.5f", tower, cos)
@@ -247,3 +245,18 @@ def export_clap(
                 shutil.move(str(f), out_dir / f.name)
     log.info("export_done out=%s report=%s", out_dir, report)
     return out_dir
+
+
+def quantize_int8(src: Path, dst: Path) -> None:
+    """Dynamic int8 (per-channel weights) of an fp32 ONNX file.
+
+    The quantizer re-runs ONNX shape inference, which refuses a graph whose recorded
+    ``value_info`` disagrees with it; torch 2.11's exporter leaves such stale entries (768 vs
+    512 at the projection). They are only hints, so they are dropped before quantizing.
+    """
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    model = onnx.load(str(src))
+    del model.graph.value_info[:]
+    quantize_dynamic(model, dst, per_channel=True, weight_type=QuantType.QInt8)
