@@ -208,15 +208,16 @@ def test_runtime_modules_do_not_import_torch() -> None:
 
 
 def test_export_graph_has_no_resize_or_zero_pads(exported: tuple[Path, Path]) -> None:
-    """The bicubic stretch is a 4-tap gather and no-op pads are gone (see export_patches)."""
+    """The bicubic stretch is a 4-tap gather, no-op pads are gone, and cyclic shifts, window
+    partitions and patch merges are gathers and transposes, not slices (see export_patches)."""
     import onnx
 
     _, out = exported
     for name in ("audio_model.onnx", "audio_model_quantized.onnx"):
         ops = {n.op_type for n in onnx.load(str(out / name), load_external_data=False).graph.node}
-        assert not ops & {"Resize", "Pad", "TopK", "Erf"}, (name, ops)
-        assert "Gelu" in ops
-    assert json.loads((out / "export.json").read_text())["exporter_version"] >= 2
+        assert not ops & {"Resize", "Pad", "TopK", "Erf", "Split", "Slice"}, (name, ops)
+        assert {"Gelu", "Gather"} <= ops
+    assert json.loads((out / "export.json").read_text())["exporter_version"] >= 3
 
 
 @pytest.mark.parametrize("align_corners", [True, False])
@@ -265,3 +266,27 @@ def test_int8_quantization_ignores_stale_shape_hints(
         for path in (exported[1] / "text_model.onnx", tmp_path / "q.onnx")
     )
     assert float((_norm(fp32) * _norm(int8)).sum()) >= 0.99
+
+
+def test_swin_rewrites_equal_transformers(exported: tuple[Path, Path]) -> None:
+    """Window gathers and patch-merge transpose give the original's values, shifts included."""
+    from transformers.models.clap import modeling_clap
+
+    from insight.inference.export_patches import export_friendly, window_order
+
+    model = transformers.ClapModel.from_pretrained(exported[0]).eval()
+    shifted = [m.shift_size for m in model.modules() if isinstance(m, modeling_clap.ClapAudioLayer)]
+    assert sum(s > 0 for s in shifted) >= 2, shifted  # the small model exercises the cyclic shift
+    mel = torch.randn(2, 1, 1001, 64, generator=torch.Generator().manual_seed(0)) * 8 - 40
+    with torch.no_grad():
+        ref = model.get_audio_features(input_features=mel).pooler_output
+        with export_friendly():
+            got = model.get_audio_features(input_features=mel).pooler_output
+    assert float((got - ref).abs().max()) <= 1e-5 * float(ref.abs().max())
+
+    order, inverse = window_order(16, 16, 8, 4)
+    assert sorted(order.tolist()) == list(range(256))
+    assert torch.equal(order[inverse], torch.arange(256))
+    grid = torch.arange(256).view(1, 16, 16, 1)
+    partitioned = modeling_clap.window_partition(torch.roll(grid, (-4, -4), (1, 2)), 8)
+    assert torch.equal(order, partitioned.reshape(-1))

@@ -441,3 +441,67 @@ def test_file_decode_equals_streamed_pcm(tmp_path: Path) -> None:
     assert float(np.abs(decoded.audio - streamed).max()) <= 1e-6
     assert abs(decoded.duration_s - n / rate) < 1e-3
     assert decoded.windows.shape == (1, 480_000)
+
+
+def _write_tone_file(path: Path, codec: str, fmt: str, layout: str, rate: int) -> np.ndarray:
+    """Write 2 s of one tone per channel; returns the float signal ``[n, channels]``."""
+    channels = {"mono": 1, "stereo": 2, "2.1": 3}[layout]
+    n = rate * 2 + 77
+    t = np.arange(n)[:, None] / rate
+    x = 0.4 * np.sin(2 * np.pi * t * 220 * (1 + np.arange(channels)))
+    scale, dtype = {
+        "u8": (128, np.uint8),
+        "s16": (32767, np.int16),
+        "s32": (2**31 - 1, np.int32),
+    }.get(fmt, (1, np.float32 if fmt == "flt" else np.float64))
+    data = np.round(x * scale + (128 if fmt == "u8" else 0)) if scale > 1 else x
+    with av.open(str(path), "w") as c:
+        stream: Any = c.add_stream(codec, rate=rate, layout=layout)
+        frame = av.AudioFrame.from_ndarray(
+            data.astype(dtype).reshape(1, -1), format=fmt, layout=layout
+        )
+        frame.sample_rate = rate
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            c.mux(packet)
+    return x
+
+
+@pytest.mark.parametrize("layout", ["mono", "stereo", "2.1"])
+@pytest.mark.parametrize(
+    ("ext", "codec", "fmt", "tolerance"),
+    [
+        ("wav", "pcm_u8", "u8", 1e-2),
+        ("wav", "pcm_s16le", "s16", 1e-4),
+        ("wav", "pcm_s32le", "s32", 1e-6),
+        ("wav", "pcm_f32le", "flt", 1e-6),
+        ("wav", "pcm_f64le", "dbl", 1e-6),
+        ("flac", "flac", "s16", 1e-4),
+    ],
+)
+def test_decode_reads_every_sample_format(
+    tmp_path: Path, ext: str, codec: str, fmt: str, tolerance: float, layout: str
+) -> None:
+    """Samples are read straight from the decoder's planes: every integer and float format,
+    packed or planar, any channel count, scaled to [-1, 1] and averaged as ffmpeg would."""
+    from insight.inference.audio import resample
+    from insight.watcher.decode import decode_full
+
+    x = _write_tone_file(tmp_path / f"x.{ext}", codec, fmt, layout, 44_100)
+    expected = resample(x.mean(axis=1).astype(np.float32), 44_100)
+    decoded = decode_full(tmp_path / f"x.{ext}", 10, 10)
+    assert decoded.audio is not None and decoded.audio.shape == expected.shape
+    assert float(np.abs(decoded.audio - expected).max()) <= tolerance
+
+
+def test_decode_converts_unknown_sample_formats_with_ffmpeg(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sample format not read directly goes through ffmpeg's converter, same audio."""
+    from insight.watcher import decode
+
+    _write_tone_file(tmp_path / "x.flac", "flac", "s16", "stereo", 44_100)
+    direct = decode.decode_full(tmp_path / "x.flac", 10, 10).audio
+    monkeypatch.delitem(decode._SAMPLE_TYPES, "s16")
+    converted = decode.decode_full(tmp_path / "x.flac", 10, 10).audio
+    assert direct is not None and converted is not None and direct.shape == converted.shape
+    assert float(np.abs(direct - converted).max()) <= 1e-6

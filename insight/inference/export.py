@@ -20,7 +20,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 # Bumped whenever the exported graphs change (benchmarks re-export older folders).
-EXPORTER_VERSION = 2
+EXPORTER_VERSION = 3
 MIN_COSINE = 0.9999
 MIN_COSINE_INT8 = 0.99
 MAX_TEXT_LENGTH = 77

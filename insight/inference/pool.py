@@ -207,7 +207,8 @@ class InferencePool:
                 payload: Any = [t for j in jobs for t in j.items]
                 fn: Callable[[Any], np.ndarray] = model.embed_text
             else:
-                payload = np.concatenate([j.items for j in jobs], axis=0)
+                items = [j.items for j in jobs]  # one job (a whole track): no 46 MB copy
+                payload = items[0] if len(items) == 1 else np.concatenate(items, axis=0)
                 fn = model.embed_windows
             loop = asyncio.get_running_loop()
             result = await loop.run_in_executor(self._executor, fn, payload)

@@ -19,7 +19,7 @@ SMALL_TEXT = {
     "pad_token_id": 1,
 }
 SMALL_AUDIO = {
-    "depths": [1, 1, 1, 1],
+    "depths": [2, 2, 1, 1],  # two stages with shifted windows, as in the full model
     "num_attention_heads": [1, 2, 2, 4],
     "patch_embeds_hidden_size": 16,
     "hidden_size": 128,
