@@ -6,7 +6,7 @@ architecture and random weights, file storage) timed from scan start until the q
 Baseline in the same run: the same PyAV decode + transformers ``ClapProcessor`` +
 ``ClapModel.get_audio_features`` (torch) on the same windows. Not a test: run it by hand.
 
-    .venv/bin/python bench/scan.py [--tracks 6] [--threads 2] [--work-dir /tmp/insight-bench]
+    .venv/bin/python bench/scan.py [--tracks 16] [--threads 2] [--work-dir /tmp/insight-bench]
 
 The model comes from ``bench/inference.py``'s work dir (``<work>/onnx`` + ``<work>/hf``),
 exported with ``insight.inference.export.export_clap`` when missing.
@@ -119,7 +119,6 @@ async def ours(
     runners: int = 1,
 ) -> dict[str, Any]:
     from insight.app import App
-    from insight.watcher.service import WatcherService
 
     data = Path(tempfile.mkdtemp(prefix="scan-bench-"))
     settings = Settings(
@@ -136,9 +135,7 @@ async def ours(
     app = App(settings)
     await app.start()
     assert app.pool is not None, app.model_error
-    svc = WatcherService(app)
-    app.services["watcher"] = svc
-    await svc.open()
+    svc = app.services["watcher"]  # started by the app, closed with it
     from insight.schemas import WatchedFolder
 
     t0 = time.perf_counter()
@@ -188,7 +185,7 @@ def decode_only(files: list[Path], mode: str) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--tracks", type=int, default=6)
+    ap.add_argument("--tracks", type=int, default=16)  # fewer: start and drain dominate
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--work-dir", type=Path, default=Path("/tmp/insight-bench"))

@@ -32,6 +32,12 @@ class ModelSettings(BaseModel):
     enable_openvino: bool = False
     threads: int = Field(default=0, ge=0, description="ONNX intra-op threads; 0 = all cores")
     quantized: bool = Field(default=False, description="Prefer *_quantized.onnx when present")
+    audio_batch: int = Field(
+        default=0,
+        ge=0,
+        le=256,
+        description="Windows per audio-tower run; 0 = auto (CPU int8 1, CPU fp32 8, GPU 32)",
+    )
     auto_download: bool = Field(default=True, description="Download the model at start if missing")
     hub_endpoint: str | None = Field(
         default=None, description="Hugging Face hub URL; default HF_ENDPOINT or huggingface.co"

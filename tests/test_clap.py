@@ -224,3 +224,17 @@ print("ok")
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert "onnx_threads_fixed asked=2 using=1" in out and out.strip().endswith("ok")
+
+
+def test_audio_batch_is_chosen_per_device_and_does_not_change_vectors(tiny: Path) -> None:
+    from insight.inference.clap import auto_audio_batch
+
+    assert ClapModel.load(tiny, ModelSettings(threads=1)).audio_batch == 8  # CPU fp32
+    assert (auto_audio_batch("CPU", True), auto_audio_batch("CUDA", False)) == (1, 32)
+    one = ClapModel.load(tiny, ModelSettings(threads=1, audio_batch=1))
+    three = ClapModel.load(tiny, ModelSettings(threads=1, audio_batch=3))
+    assert (one.audio_batch, three.audio_batch) == (1, 3)
+    windows = np.stack([_tone(10.0, f, seed=i) for i, f in enumerate((110, 220, 440, 880, 1760))])
+    np.testing.assert_allclose(one.embed_windows(windows), three.embed_windows(windows), atol=1e-5)
+    with pytest.raises(ValueError, match="audio_batch"):
+        ModelSettings(audio_batch=-1)
