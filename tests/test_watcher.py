@@ -449,16 +449,19 @@ def _write_tone_file(path: Path, codec: str, fmt: str, layout: str, rate: int) -
     n = rate * 2 + 77
     t = np.arange(n)[:, None] / rate
     x = 0.4 * np.sin(2 * np.pi * t * 220 * (1 + np.arange(channels)))
+    base = fmt.removesuffix("p")
     scale, dtype = {
         "u8": (128, np.uint8),
         "s16": (32767, np.int16),
         "s32": (2**31 - 1, np.int32),
-    }.get(fmt, (1, np.float32 if fmt == "flt" else np.float64))
-    data = np.round(x * scale + (128 if fmt == "u8" else 0)) if scale > 1 else x
+    }.get(base, (1, np.float32 if base == "flt" else np.float64))
+    data = np.round(x * scale + (128 if base == "u8" else 0)) if scale > 1 else x
+    # planar formats take [channels, samples], packed ones [1, interleaved samples]
+    data = data.T if fmt.endswith("p") else data.reshape(1, -1)
     with av.open(str(path), "w") as c:
         stream: Any = c.add_stream(codec, rate=rate, layout=layout)
         frame = av.AudioFrame.from_ndarray(
-            data.astype(dtype).reshape(1, -1), format=fmt, layout=layout
+            np.ascontiguousarray(data.astype(dtype)), format=fmt, layout=layout
         )
         frame.sample_rate = rate
         for packet in [*stream.encode(frame), *stream.encode(None)]:
@@ -466,16 +469,24 @@ def _write_tone_file(path: Path, codec: str, fmt: str, layout: str, rate: int) -
     return x
 
 
-@pytest.mark.parametrize("layout", ["mono", "stereo", "2.1"])
+_SAMPLE_FORMAT_FILES = [
+    ("wav", "pcm_u8", "u8", 1e-2),
+    ("wav", "pcm_s16le", "s16", 1e-4),
+    ("wav", "pcm_s32le", "s32", 1e-6),
+    ("wav", "pcm_f32le", "flt", 1e-6),
+    ("wav", "pcm_f64le", "dbl", 1e-6),
+    ("flac", "flac", "s16", 1e-4),
+    ("m4a", "alac", "s16p", 1e-4),  # decodes to planar s16p; the encoder takes 1 or 2 channels
+]
+
+
 @pytest.mark.parametrize(
-    ("ext", "codec", "fmt", "tolerance"),
+    ("ext", "codec", "fmt", "tolerance", "layout"),
     [
-        ("wav", "pcm_u8", "u8", 1e-2),
-        ("wav", "pcm_s16le", "s16", 1e-4),
-        ("wav", "pcm_s32le", "s32", 1e-6),
-        ("wav", "pcm_f32le", "flt", 1e-6),
-        ("wav", "pcm_f64le", "dbl", 1e-6),
-        ("flac", "flac", "s16", 1e-4),
+        (*case, layout)
+        for case in _SAMPLE_FORMAT_FILES
+        for layout in ("mono", "stereo", "2.1")
+        if not (case[1] == "alac" and layout == "2.1")
     ],
 )
 def test_decode_reads_every_sample_format(

@@ -1,6 +1,6 @@
 """Torch-side rewrites applied while tracing a CLAP model for export (needs the ``export`` extra).
 
-Both give the same values as the original code; they only change what the graph looks like:
+Each gives the same values as the original code; they only change what the graph looks like:
 
 - HTSAT stretches its 1001 mel frames to 1024 with a bicubic ``interpolate``. Exported as an ONNX
   ``Resize`` (cubic), ONNX Runtime's CPU kernel spends ~5 ms per window on it: a tenth of the int8
