@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import json
 import logging
 import os
 import time
@@ -19,13 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from insight.errors import BadRequest, Conflict, NotFound, NotReady
-from insight.schemas import IngestMetadata, WatchedFolder, WatcherStatus
+from insight.schemas import WatchedFolder, WatcherStatus
 from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT
 from insight.tasks import cancel_and_wait
-from insight.watcher.decode import DecodeFailed, decode_full, decode_sampled
+from insight.watcher.analysis import Analysis, analyze_file, store_analysis
+from insight.watcher.decode import DecodeFailed
 from insight.watcher.live import Change, LiveWatch
 from insight.watcher.scanner import (
     fingerprint,
@@ -35,14 +32,12 @@ from insight.watcher.scanner import (
     walk,
 )
 from insight.watcher.state import DONE, FAILED, PENDING, FileRow, WatcherState
-from insight.watcher.tags import TrackTags, read_tags
 
 if TYPE_CHECKING:
     from insight.app import App
 
 log = logging.getLogger("insight.watcher")
 
-SOURCE = "watcher"
 RATE_WINDOW = 200
 
 
@@ -51,19 +46,6 @@ class Job:
     path: Path
     folder: Path
     force: bool = False
-
-
-@dataclass
-class Analysis:
-    tags: TrackTags
-    vector: np.ndarray
-    windows: int
-    duration_s: float
-
-
-def metadata_hash(tags: TrackTags) -> str:
-    blob = json.dumps([tags.name, tags.artists, tags.album, tags.genres], ensure_ascii=False)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def _exists(path: str | Path) -> bool:
@@ -495,7 +477,7 @@ class WatcherService:
             track_id = row.track_id  # a file keeps its id (e.g. after a move)
         if row is not None and row.track_id and row.track_id != track_id:
             await self._delete_track(row.track_id)
-        await self._store(track_id, result, key)
+        await store_analysis(self.app, track_id, result, key)
         self._record(key, job.folder, row, st, fp, DONE, None, track_id)
         self._done_at.append(time.monotonic())
         return "analyzed"
@@ -528,41 +510,8 @@ class WatcherService:
             self._done_at.append(time.monotonic())
 
     async def analyze(self, path: Path) -> Analysis:
-        """Decode (full or sampled), read tags, embed the windows; nothing is stored."""
-        pool = self.app.require_pool()
-        audio = self.app.settings.audio
-        if self.mode == "sampled":
-            decoded = await asyncio.to_thread(
-                decode_sampled, path, self.cfg.sampled_windows, audio.window_size_s
-            )
-        else:
-            decoded = await asyncio.to_thread(
-                decode_full, path, audio.window_size_s, audio.hop_size_s
-            )
-        tags = await asyncio.to_thread(read_tags, path, decoded.metadata)
-        vectors = await pool.embed_windows(decoded.windows)
-        mean = np.asarray(vectors, dtype=np.float32).mean(axis=0)
-        vector = (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
-        return Analysis(tags, vector, int(decoded.windows.shape[0]), decoded.duration_s)
-
-    async def _store(self, track_id: str, result: Analysis, file_path: str) -> None:
-        tags = result.tags
-        meta = IngestMetadata(
-            name=tags.name, artists=tags.artists, album=tags.album, genres=tags.genres
-        )
-        library = self.app.services.get("library")
-        if library is None:
-            from insight.library import Library
-
-            library = self.app.services["library"] = Library(self.app)
-        await library.ingest_analysis(
-            track_id,
-            meta,
-            result.vector,
-            source=SOURCE,
-            file_path=file_path,
-            metadata_hash=metadata_hash(tags),
-        )
+        """Decode (in the watcher's mode), read tags, embed the windows; nothing is stored."""
+        return await analyze_file(self.app, path, self.mode, self.cfg.sampled_windows)
 
     # --- status -------------------------------------------------------------------------
 

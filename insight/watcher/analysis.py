@@ -1,0 +1,70 @@
+"""One audio file → its tags and track vector, and that analysis stored in the library."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from insight.inference.clap import ClapModel
+from insight.schemas import IngestMetadata
+from insight.watcher.decode import decode_full, decode_sampled
+from insight.watcher.tags import TrackTags, read_tags
+
+if TYPE_CHECKING:
+    from insight.app import App
+
+SOURCE = "watcher"
+
+
+@dataclass
+class Analysis:
+    tags: TrackTags
+    vector: np.ndarray
+    windows: int
+    duration_s: float
+
+
+def metadata_hash(tags: TrackTags) -> str:
+    blob = json.dumps([tags.name, tags.artists, tags.album, tags.genres], ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+async def analyze_file(app: App, path: Path, mode: str, sampled_windows: int) -> Analysis:
+    """Decode (``full`` or ``sampled``), read tags, embed the windows; nothing is stored."""
+    pool = app.require_pool()
+    audio = app.settings.audio
+    if mode == "sampled":
+        decoded = await asyncio.to_thread(
+            decode_sampled, path, sampled_windows, audio.window_size_s
+        )
+    else:
+        decoded = await asyncio.to_thread(decode_full, path, audio.window_size_s, audio.hop_size_s)
+    tags = await asyncio.to_thread(read_tags, path, decoded.metadata)
+    vector = ClapModel.track_vector(await pool.embed_windows(decoded.windows))
+    return Analysis(tags, vector, int(decoded.windows.shape[0]), decoded.duration_s)
+
+
+async def store_analysis(app: App, track_id: str, result: Analysis, file_path: str) -> None:
+    tags = result.tags
+    meta = IngestMetadata(
+        name=tags.name, artists=tags.artists, album=tags.album, genres=tags.genres
+    )
+    library = app.services.get("library")
+    if library is None:
+        from insight.library import Library
+
+        library = app.services["library"] = Library(app)
+    await library.ingest_analysis(
+        track_id,
+        meta,
+        result.vector,
+        source=SOURCE,
+        file_path=file_path,
+        metadata_hash=metadata_hash(tags),
+    )
