@@ -75,6 +75,9 @@ def main() -> None:
     ap.add_argument("--prepare-only", action="store_true")
     ap.add_argument("--allow-no-cuda", action="store_true", help="go on without the CUDA EP")
     args = ap.parse_args()
+    from insight.inference.clap import session_options
+
+    session_options(args.threads)  # size the process's ONNX pool before any export check
     work: Path = args.work_dir
     work.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"bench": "cuda"}

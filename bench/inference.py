@@ -84,6 +84,9 @@ def main() -> None:
     ap.add_argument("--work-dir", type=Path, default=Path("/tmp/insight-bench"))
     ap.add_argument("--reps", type=int, default=5)
     args = ap.parse_args()
+    from insight.inference.clap import session_options
+
+    session_options(args.threads)  # size the process's ONNX pool before any export check
 
     import torch
     from transformers import ClapModel as HFClap

@@ -202,8 +202,8 @@ def test_streamed_chunks_give_the_one_call_vector(model: ClapModel) -> None:
 
 def test_sessions_share_one_thread_pool(tiny: Path) -> None:
     """In a fresh process: the first model sizes the shared ORT pool, a later one asking for
-    another size is told so, and both give the same vectors (a session with its own pool
-    would be refused by ONNX Runtime once the shared pool exists)."""
+    another size is told so (a tool asking for none is not), and both give the same vectors
+    (a session with its own pool would be refused by ONNX Runtime once the shared pool exists)."""
     import subprocess
     import sys
 
@@ -212,9 +212,10 @@ import logging, sys
 import numpy as np
 logging.basicConfig(level=logging.WARNING, stream=sys.stdout)
 from insight.config import ModelSettings
-from insight.inference.clap import ClapModel
+from insight.inference.clap import ClapModel, session_options
 a = ClapModel.load({str(tiny)!r}, ModelSettings(threads=1))
 b = ClapModel.load({str(tiny)!r}, ModelSettings(threads=2))
+session_options(None)  # a tool's session takes the pool as it is, silently
 x = np.sin(np.arange(96_000, dtype=np.float32) / 10)[None, :]
 assert np.allclose(a.embed_windows(x), b.embed_windows(x), atol=1e-6)
 assert np.allclose(a.embed_text(["calm piano"]), b.embed_text(["calm piano"]), atol=1e-6)
@@ -224,6 +225,7 @@ print("ok")
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert "onnx_threads_fixed asked=2 using=1" in out and out.strip().endswith("ok")
+    assert out.count("onnx_threads_fixed") == 1
 
 
 def test_audio_batch_is_chosen_per_device_and_does_not_change_vectors(tiny: Path) -> None:

@@ -262,7 +262,7 @@ def test_int8_quantization_ignores_stale_shape_hints(
     ids = np.array([[0, 100, 200, 300, 2]], dtype=np.int64)
     feed = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
     fp32, int8 = (
-        ort.InferenceSession(str(path), session_options(0)).run(None, feed)[0]
+        ort.InferenceSession(str(path), session_options(None)).run(None, feed)[0]
         for path in (exported[1] / "text_model.onnx", tmp_path / "q.onnx")
     )
     assert float((_norm(fp32) * _norm(int8)).sum()) >= 0.99

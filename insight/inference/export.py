@@ -83,7 +83,8 @@ def _ort_run(path: Path, feed: dict[str, np.ndarray]) -> np.ndarray:
 
     from insight.inference.clap import session_options
 
-    sess = ort.InferenceSession(str(path), session_options(0), providers=["CPUExecutionProvider"])
+    opts = session_options(None)  # whatever pool the process has: a check, not a service
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     names = {i.name for i in sess.get_inputs()}
     return np.asarray(sess.run(None, {k: v for k, v in feed.items() if k in names})[0])
 
