@@ -562,6 +562,12 @@ class SessionRef(Schema):
 class FramesRequest(SessionRef):
     data: bytes
     seq: int | None = Field(default=None, ge=0, description="Chunk number, set by the bridge")
+    remaining_bytes: int | None = Field(
+        default=None,
+        ge=0,
+        description="Bytes of the whole frames body from this chunk on, set by the bridge: "
+        "the body is refused as a whole before its first chunk is stored",
+    )
 
 
 class FramesResponse(Schema):

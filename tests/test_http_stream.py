@@ -33,6 +33,7 @@ async def stack(
         audio={"window_size_s": 1.0, "hop_size_s": 1.0},
         nats={"max_payload_mb": 0.25},
         server={"max_body_mb": 2.0},
+        stream={"max_buffered_s": 30.0},
     )
     r = await start_running(settings)
     yield r
@@ -171,6 +172,42 @@ async def test_big_frames_body_is_split_and_equals_small_posts(stack: Running) -
     _, t1 = await stack.api.call("GET", "/tracks/split%2Fone?include_audio=true")
     _, t2 = await stack.api.call("GET", "/tracks/split%2Fmany?include_audio=true")
     assert cos(t1["audio_embedding"], t2["audio_embedding"]) > 0.9999
+
+
+async def buffered(r: Running, sid: str) -> float:
+    status, st = await r.api.call("GET", f"/stream/{sid}/status")
+    assert status == 200, st
+    return float(st["buffered_seconds"])
+
+
+async def test_split_body_is_refused_whole_before_any_chunk_is_stored(stack: Running) -> None:
+    """A body split over several bus messages is checked whole on its first chunk: a size
+    that is no whole number of frames, or one over the session's buffer, stores nothing."""
+    sid = await start(stack, "split/refused")
+    audio = pcm_f32(1.5 * 1024 * 1024 / 4 / RATE, seed=2)  # 1.5 MiB: 6+ bus messages
+    status, err = await frames(stack, sid, audio + b"\x00\x00")
+    assert status == 400 and "1572866 bytes is not a whole number" in err["error"]["message"]
+    assert await buffered(stack, sid) == 0.0
+    for _ in range(3):  # 3 × 8.2 s
+        status, _ = await frames(stack, sid, audio)
+        assert status == 200
+    before = await buffered(stack, sid)
+    status, err = await frames(stack, sid, audio)  # would pass max_buffered_s = 30
+    assert status == 413 and "INSIGHT_STREAM__MAX_BUFFERED_S" in err["error"]["message"]
+    assert await buffered(stack, sid) == before == pytest.approx(3 * len(audio) / 4 / RATE)
+
+
+async def test_split_body_failing_late_says_what_was_accepted(stack: Running) -> None:
+    """NaN samples in a later chunk are found only there: the error says how many bytes of the
+    body were stored, so the client can resend the rest."""
+    sid = await start(stack, "split/late-nan")
+    audio = bytearray(pcm_f32(1.5 * 1024 * 1024 / 4 / RATE, seed=3))
+    audio[-4:] = np.array([np.nan], "<f4").tobytes()
+    status, err = await frames(stack, sid, bytes(audio))
+    assert status == 400 and "NaN" in err["error"]["message"]
+    accepted = int(err["error"]["message"].split("the first ")[1].split(" bytes")[0])
+    assert 0 < accepted < len(audio) and accepted % 4 == 0
+    assert await buffered(stack, sid) == pytest.approx(accepted / 4 / RATE)
 
 
 # --- errors --------------------------------------------------------------------------------

@@ -57,6 +57,13 @@ def forward_payload(body: dict[str, Any]) -> bytes:
         raise BadRequest(f"request body cannot be forwarded: {exc}"[:500]) from None
 
 
+def _partly_accepted(status: int, body: bytes, fmt: Format, accepted: int) -> web.Response:
+    """A split frames body failed after its first ``accepted`` bytes were stored: say so."""
+    err = InsightError.from_body(unpack(body, fmt), status)
+    err.message += f" (the first {accepted} bytes of this body were accepted: resend from there)"
+    return error_response(err, fmt)
+
+
 def error_response(err: InsightError, fmt: Format) -> web.Response:
     return web.Response(
         status=err.status, body=pack(err.body(), fmt), content_type=fmt.content_type
@@ -219,11 +226,17 @@ class Bridge:
         chunk -= chunk % 24  # a whole number of sample frames for every format and layout
         reply = None
         for start in range(0, max(len(data), 1), chunk):
-            piece = {"session_id": session_id, "data": data[start : start + chunk]}
+            piece = {
+                "session_id": session_id,
+                "data": data[start : start + chunk],
+                "remaining_bytes": len(data) - start,
+            }
             reply = await self.bus.request_raw(
                 ep.subject, pack(piece), reply_format=fmt, request_id=request_id
             )
             if reply.status >= 400:
+                if start:  # later chunks can still fail (NaN samples, the session ended)
+                    return _partly_accepted(reply.status, reply.data, fmt, start)
                 break
         assert reply is not None
         return web.Response(status=reply.status, body=reply.data, content_type=fmt.content_type)

@@ -206,13 +206,16 @@ class SessionManager:
 
     async def frames(self, req: FramesRequest) -> tuple[float, int]:
         info = await self._require(req.session_id)
-        if len(req.data) % info.frame_bytes:
+        # a body the bridge split is checked whole on its first chunk, so that it is refused
+        # before any of it is stored
+        size = max(len(req.data), req.remaining_bytes or 0)
+        if size % info.frame_bytes or len(req.data) % info.frame_bytes:
             raise BadRequest(
-                f"Invalid audio: {len(req.data)} bytes is not a whole number of "
+                f"Invalid audio: {size} bytes is not a whole number of "
                 f"{info.frame_bytes}-byte frames ({info.format}, {info.channels} channel(s))"
             )
         decode_pcm(req.data, info.format, info.channels)  # reject NaN/inf before storing
-        added = len(req.data) / (info.frame_bytes * info.sample_rate)
+        added = size / (info.frame_bytes * info.sample_rate)
         if info.seconds + added > self.cfg.max_buffered_s:
             raise PayloadTooLarge(
                 f"session {info.session_id} would exceed {self.cfg.max_buffered_s:.0f} s of "
