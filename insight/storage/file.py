@@ -5,8 +5,9 @@ SQLite is the truth: per collection it holds key → label (the usearch key, a s
 upsert is committed (``synchronous=FULL``) before it touches the index, so a write is durable
 when ``upsert`` returns.
 
-The usearch files are snapshots: a background thread saves dirty indexes (temp file + fsync +
-atomic rename) together with ``{name}.usearch.json`` = the last ``seq`` the snapshot contains.
+The usearch files are snapshots (``snapshot.py``): a background thread saves dirty indexes
+(temp file + fsync + atomic rename) together with ``{name}.usearch.json`` = the last ``seq`` the
+snapshot contains.
 On open the snapshot is loaded and reconciled with SQLite: labels SQLite lacks are removed, rows
 with ``seq`` above the snapshot's (or missing from it) are (re)added. A missing, truncated or
 mismatching snapshot is rebuilt from SQLite. So after kill -9 at any moment the index holds
@@ -45,6 +46,7 @@ from insight.storage.common import check_key, check_limit, check_vector, full_na
 from insight.storage.filters import criteria, matches, where_matches
 from insight.storage.memtable import MemTable
 from insight.storage.rwlock import RWLock
+from insight.storage.snapshot import IndexSpec, load_snapshot, save_snapshot
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -83,22 +85,6 @@ class _Collection:
         self.lock = RWLock()
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class FileStore:
     """usearch + SQLite store under ``data_dir`` (see module docstring)."""
 
@@ -129,6 +115,7 @@ class FileStore:
         self.connectivity = connectivity
         self.expansion_add = expansion_add
         self.expansion_search = expansion_search
+        self._spec = IndexSpec(dim, dtype, connectivity, expansion_add, expansion_search)
         self.save_interval_s = save_interval_s
         self.exact_max = exact_max
         self.synchronous = synchronous
@@ -230,16 +217,6 @@ class FileStore:
 
     # --- loading and recovery ------------------------------------------------------------
 
-    def _new_index(self) -> Index:
-        return Index(
-            ndim=self.dim,
-            metric="cos",
-            dtype=self.dtype,
-            connectivity=self.connectivity,
-            expansion_add=self.expansion_add,
-            expansion_search=self.expansion_search,
-        )
-
     def _load(self, logical: str) -> _Collection:
         """Read a collection from SQLite, then load + reconcile (or rebuild) its index."""
         assert self._db is not None
@@ -262,65 +239,14 @@ class FileStore:
         del rows, vectors
         meta = self._db.execute("SELECT v FROM meta WHERE k = ?", (f"seq:{name}",)).fetchone()
         seq = max([meta[0] if meta else 0, *row_seq.values()])
-        index, saved_seq, changed = self._load_index(name, table, row_seq)
+        index, saved_seq, changed = load_snapshot(
+            self.data_dir / f"{name}.usearch", self._spec, table, row_seq
+        )
         coll = _Collection(name, table, index, seq)
         coll.saved_seq = saved_seq if not changed else -1
         coll.dirty = changed
         self._colls[logical] = coll
         return coll
-
-    def _load_index(
-        self, name: str, table: MemTable, row_seq: dict[int, int]
-    ) -> tuple[Index, int, bool]:
-        """(index, seq of its snapshot, whether it differs from the snapshot)."""
-        path = self.data_dir / f"{name}.usearch"
-        labels = np.fromiter(row_seq.keys(), np.uint64, len(row_seq))
-        seqs = np.fromiter(row_seq.values(), np.int64, len(row_seq))
-        index: Index | None = None
-        saved_seq = -1
-        try:
-            meta = json.loads(path.with_suffix(".usearch.json").read_text())
-            ok = (
-                meta.get("dim") == self.dim
-                and meta.get("dtype") == self.dtype
-                and path.stat().st_size == meta.get("size")
-            )
-            if ok:
-                index = self._new_index()
-                index.load(str(path))
-                saved_seq = int(meta["seq"])
-                if index.ndim != self.dim:
-                    index = None
-        except FileNotFoundError:
-            index = None
-        except Exception as e:  # a corrupt snapshot is rebuilt, never fatal
-            log.warning("storage: index snapshot %s unusable (%s); rebuilding", path, e)
-            index = None
-        if index is not None:
-            have = np.asarray(index.keys, np.uint64) if len(index) else np.zeros(0, np.uint64)
-            stale = np.setdiff1d(have, labels)
-            newer = labels[seqs > saved_seq]
-            readd = np.union1d(np.setdiff1d(labels, have), newer)
-            drop = np.union1d(stale, np.intersect1d(newer, have))
-            if drop.size:
-                index.remove(drop)
-            if readd.size:
-                index.add(readd, table.vectors[readd.astype(np.int64)])
-            if len(index) == len(table) and len(index) == len(labels):
-                if drop.size or readd.size:
-                    log.info(
-                        "storage: %s replayed %d writes, removed %d stale labels",
-                        name,
-                        readd.size,
-                        stale.size,
-                    )
-                return index, saved_seq, bool(drop.size or readd.size)
-            log.warning("storage: %s index disagrees with SQLite after replay; rebuilding", name)
-        index = self._new_index()
-        if labels.size:
-            index.add(labels, table.vectors[labels.astype(np.int64)])
-            log.info("storage: rebuilt %s index from SQLite (%d points)", name, labels.size)
-        return index, -1, True
 
     # --- saving ---------------------------------------------------------------------------
 
@@ -340,20 +266,7 @@ class FileStore:
     def _save_one(self, coll: _Collection) -> None:
         if not coll.dirty and coll.saved_seq == coll.seq:
             return
-        path = self.data_dir / f"{coll.name}.usearch"
-        tmp = path.with_suffix(".usearch.tmp")
-        coll.index.save(str(tmp))
-        _fsync_file(tmp)
-        os.replace(tmp, path)
-        meta = {"seq": coll.seq, "dim": self.dim, "dtype": self.dtype}
-        meta["size"] = path.stat().st_size
-        meta["count"] = len(coll.index)
-        mpath = path.with_suffix(".usearch.json")
-        mtmp = mpath.with_suffix(".json.tmp")
-        mtmp.write_text(json.dumps(meta))
-        _fsync_file(mtmp)
-        os.replace(mtmp, mpath)
-        _fsync_dir(self.data_dir)
+        save_snapshot(self.data_dir / f"{coll.name}.usearch", coll.index, coll.seq, self._spec)
         coll.saved_seq = coll.seq
         coll.dirty = False
 
