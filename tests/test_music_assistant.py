@@ -19,11 +19,8 @@ from insight.bus.embedded import EmbeddedNats
 from insight.bus.streams import ensure_streams
 from insight.codec import unpack
 from insight.integrations import ma_events
-from insight.integrations.music_assistant import (
-    BridgeOptions,
-    MusicAssistantBridge,
-    websocket_url,
-)
+from insight.integrations.ma_client import websocket_url
+from insight.integrations.music_assistant import BridgeOptions, MusicAssistantBridge
 
 Event = tuple[str, str | None, Any]
 
