@@ -8,11 +8,15 @@ Payloads carry the moods of the cluster, so mood / V-A filters and mood profiles
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from insight.history import ListeningHistory
 from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT, Point
 
 if TYPE_CHECKING:
@@ -110,3 +114,21 @@ async def store_library(app: App, lib: Library, audio_every: int = 2) -> None:
     await store.upsert(TRACKS_TEXT, text)
     if audio:
         await store.upsert(TRACKS_AUDIO, audio)
+
+
+@asynccontextmanager
+async def history_service(app: App, path: Path) -> AsyncIterator[ListeningHistory]:
+    """A listening history at ``path`` as the app's ``history`` service for the block; the
+    previous one (or none) is put back afterwards."""
+    history = ListeningHistory(path)
+    await history.open()
+    previous = app.services.get("history")
+    app.services["history"] = history
+    try:
+        yield history
+    finally:
+        if previous is not None:
+            app.services["history"] = previous
+        else:
+            app.services.pop("history", None)
+        await history.close()

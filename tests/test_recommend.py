@@ -6,10 +6,9 @@ import time
 from typing import Any
 
 import pytest
-from synthetic_library import Library, build, store_library
+from synthetic_library import Library, build, history_service, store_library
 
 from insight.codec import Format
-from insight.history import ListeningHistory
 
 NOW = int(time.time())
 DAY = 86_400
@@ -141,11 +140,7 @@ async def test_mmr_raises_artist_diversity(running: Any, lib: Library) -> None:
 
 async def test_recent_history_excluded(running: Any, lib: Library, tmp_path: Any) -> None:
     await setup(running, lib)
-    history = ListeningHistory(tmp_path / "history.db")
-    await history.open()
-    previous = running.app.services.get("history")
-    running.app.services["history"] = history
-    try:
+    async with history_service(running.app, tmp_path / "history.db") as history:
         a = lib.ids("A")
         await compute(running, "h", plays(a[:3]))
         top = [t["track_id"] for t in (await recommend(running, "h", limit=5))["tracks"]]
@@ -154,12 +149,6 @@ async def test_recent_history_excluded(running: Any, lib: Library, tmp_path: Any
         assert top[0] not in again
         kept = await recommend(running, "h", limit=12, exclude_recent=False, max_per_artist=None)
         assert top[0] in [t["track_id"] for t in kept["tracks"]]
-    finally:
-        if previous is not None:
-            running.app.services["history"] = previous
-        else:
-            running.app.services.pop("history", None)
-        await history.close()
 
 
 async def test_mood_profile_and_errors(running: Any, lib: Library) -> None:

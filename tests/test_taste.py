@@ -7,11 +7,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from synthetic_library import Library, build, store_library
+from synthetic_library import Library, build, history_service, store_library
 
 from insight.codec import Format
 from insight.errors import BadRequest
-from insight.history import ListeningHistory
 from insight.schemas import UserInteraction
 from insight.taste.profile import (
     base_weight,
@@ -174,11 +173,7 @@ async def test_compute_event_form_and_distaste(running: Any, lib: Library) -> No
 
 async def test_compute_from_history(running: Any, lib: Library, tmp_path: Any) -> None:
     await setup(running, lib)
-    history = ListeningHistory(tmp_path / "h.db")
-    await history.open()
-    previous = running.app.services.get("history")
-    running.app.services["history"] = history
-    try:
+    async with history_service(running.app, tmp_path / "h.db") as history:
         for i, t in enumerate(lib.ids("C")[:4]):
             await history.record_play("carol", t, 200, 200, True, timestamp=NOW - 3600 - i)
         await history.record_play("carol", lib.ids("B")[0], 3, 200, False, timestamp=NOW - 60)
@@ -190,12 +185,6 @@ async def test_compute_from_history(running: Any, lib: Library, tmp_path: Any) -
         assert not await history.is_stale("carol")
         status, err = await running.api.call("POST", "/users/nobody/profile/compute")
         assert status == 404 and "interactions" in err["error"]["message"]
-    finally:
-        if previous is not None:
-            running.app.services["history"] = previous
-        else:
-            running.app.services.pop("history", None)
-        await history.close()
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
