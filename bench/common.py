@@ -70,3 +70,13 @@ def to_48k_mono(data: bytes) -> np.ndarray:
     from insight.inference.audio import decode_pcm, resample
 
     return resample(decode_pcm(data, "pcm_s16_le", 2), PCM_RATE)
+
+
+def track_texts(n: int = 32) -> list[str]:
+    """The text benches' inputs: ``n`` track sentences as the service formats them."""
+    from insight.inference.text import format_track_text
+
+    return [
+        format_track_text(f"Song {i}", ["Artist", "Other"], "Album", ["rock", "pop"])
+        for i in range(n)
+    ]

@@ -38,7 +38,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import timeit, to_48k_mono, tone_pcm
+from bench.common import timeit, to_48k_mono, tone_pcm, track_texts
 
 
 def prepare(work: Path, small: bool) -> dict[str, Any]:
@@ -108,7 +108,6 @@ def main() -> None:
     from insight.config import ModelSettings
     from insight.inference.audio import split_windows
     from insight.inference.clap import ClapModel
-    from insight.inference.text import format_track_text
 
     has_gpu = torch.cuda.is_available()
     machine = {
@@ -218,10 +217,7 @@ def main() -> None:
         results[label] = r
         print(f"{label}: {r}", flush=True)
 
-    texts = [
-        format_track_text(f"Song {i}", ["Artist", "Other"], "Album", ["rock", "pop"])
-        for i in range(32)
-    ]
+    texts = track_texts()
 
     def hf_text(batch: list[str]) -> np.ndarray:
         enc = proc.tokenizer(

@@ -25,11 +25,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import cpu_model, timeit, to_48k_mono, tone_pcm
+from bench.common import cpu_model, timeit, to_48k_mono, tone_pcm, track_texts
 from insight.config import ModelSettings
 from insight.inference.audio import split_windows
 from insight.inference.clap import ClapModel
-from insight.inference.text import format_track_text
 
 
 def build_source(work: Path) -> Path:
@@ -155,10 +154,7 @@ def main() -> None:
         r["cos_int8_vs_fp32"] = float(v32 @ v8)
         results[label] = r
 
-    texts = [
-        format_track_text(f"Song {i}", ["Artist", "Other"], "Album", ["rock", "pop"])
-        for i in range(32)
-    ]
+    texts = track_texts()
 
     def hf_text(batch: list[str]) -> np.ndarray:
         enc = proc.tokenizer(
