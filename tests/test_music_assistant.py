@@ -353,7 +353,7 @@ async def _true(value: bool) -> bool:
 async def test_hundred_events_into_the_store_and_history(
     running: Any, fake_ma: FakeMusicAssistant
 ) -> None:
-    client = await nats.connect(running.stack.nats_url)
+    client = await nats.connect(running.stack.nats_url, **running.stack.client_options())
     store, history = running.app.require_store(), running.app.services["history"]
     try:
         async with bridge_running(fake_ma, client, backfill_on_connect=False) as bridge:
