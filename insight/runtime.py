@@ -23,7 +23,7 @@ from insight.bus.client import BusClient
 from insight.bus.connection import connect
 from insight.bus.embedded import EmbeddedNats
 from insight.bus.service import BusService
-from insight.config import Settings
+from insight.config import Settings, redact_url
 from insight.http.bridge import Bridge
 
 log = logging.getLogger("insight.runtime")
@@ -48,7 +48,7 @@ class Worker:
         self.components = await start_components(self.app)
         self.service = BusService(self.app)
         await self.service.start()
-        log.info("worker_started nats=%s", nats_url)
+        log.info("worker_started nats=%s", ",".join(map(redact_url, nats_url.split(","))))
 
     async def stop(self) -> None:
         if self.service is not None:
