@@ -3,9 +3,9 @@ credentials, no way to block the server with its own log, no noise when idle."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import stat
-import time
 from pathlib import Path
 
 import nats
@@ -53,7 +53,7 @@ async def test_bus_needs_the_generated_credentials_kept_0600_and_reused(
         auth = read_auth_file(auth_file)
         assert auth is not None and auth.user == "insight" and len(auth.password or "") >= 40
         assert b"status" in await health_over_bus(url, **auth.client_options())
-        time.sleep(3)  # idle: the event consumers' empty fetches are not failures
+        await asyncio.sleep(3)  # idle: the event consumers' empty fetches are not failures
         log = served.log()
         assert str(auth_file) in log and "nats_embedded_auth" in log  # how to connect...
         assert auth.password not in log  # ...never the secret
@@ -116,7 +116,7 @@ async def test_a_flood_of_bad_connections_cannot_block_the_server_or_our_log(
         assert auth is not None
         port = int(served.env["INSIGHT_NATS__PORT"])
         garbage_connections(port, BAD_CONNECTIONS)
-        time.sleep(1)
+        await asyncio.sleep(1)
         # well past a 64 KiB pipe of log, and the server still serves
         assert b"status" in await health_over_bus(nats_url(served), **auth.client_options())
     finally:
