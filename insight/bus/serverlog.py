@@ -79,7 +79,7 @@ class ServerLogDrain:
             self._summarise()
 
     def _forward(self, level: int, message: str) -> None:
-        if level < logging.WARNING:
+        if level != logging.WARNING:  # debug notes are cheap, a fatal error always shows
             log.log(level, "nats_server %s", message)
             return
         now = time.monotonic()
