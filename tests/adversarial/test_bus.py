@@ -13,7 +13,7 @@ import pytest
 
 from insight.bus.auth import read_auth_file
 from insight.bus.embedded import free_port
-from tests.adversarial.conftest import Served, served_with
+from tests.adversarial.conftest import served_with
 
 BAD_CONNECTIONS = 1500
 
@@ -34,16 +34,12 @@ async def health_over_bus(url: str, **creds: str) -> bytes:
         await nc.close()
 
 
-def nats_url(served: Served) -> str:
-    return f"nats://127.0.0.1:{served.env['INSIGHT_NATS__PORT']}"
-
-
 async def test_bus_needs_the_generated_credentials_kept_0600_and_reused(
     tmp_path: Path, tiny_model_dir: Path
 ) -> None:
     served = served_with(tmp_path, tiny_model_dir, INSIGHT_NATS__PORT=free_port())
     try:
-        url = nats_url(served)
+        url = served.nats_url()
         assert "Authorization Violation" in await refused(url)
         assert "Authorization Violation" in await refused(url, user="insight", password="guess")
         auth_file = served.data_dir / "nats" / "auth.env"
@@ -64,8 +60,8 @@ async def test_bus_needs_the_generated_credentials_kept_0600_and_reused(
     again = served_with(tmp_path, tiny_model_dir, INSIGHT_NATS__PORT=free_port())
     try:
         assert read_auth_file(auth_file) == auth  # reused, not regenerated
-        assert b"status" in await health_over_bus(nats_url(again), **auth.client_options())
-        assert "Authorization Violation" in await refused(nats_url(again))
+        assert b"status" in await health_over_bus(again.nats_url(), **auth.client_options())
+        assert "Authorization Violation" in await refused(again.nats_url())
     finally:
         assert again.stop() < 10
 
@@ -85,7 +81,7 @@ async def test_user_given_credentials_are_the_ones_required(
 ) -> None:
     served = served_with(tmp_path, tiny_model_dir, INSIGHT_NATS__PORT=free_port(), **env)
     try:
-        url = nats_url(served)
+        url = served.nats_url()
         assert b"status" in await health_over_bus(url, **creds)
         assert "Authorization Violation" in await refused(url)
         assert not (served.data_dir / "nats" / "auth.env").exists()  # nothing generated
@@ -112,13 +108,15 @@ async def test_a_flood_of_bad_connections_cannot_block_the_server_or_our_log(
 ) -> None:
     served = served_with(tmp_path, tiny_model_dir, INSIGHT_NATS__PORT=free_port())
     try:
-        auth = read_auth_file(served.data_dir / "nats" / "auth.env")
-        assert auth is not None
+        creds = served.bus_credentials()
         port = int(served.env["INSIGHT_NATS__PORT"])
+        assert b"status" in await health_over_bus(served.nats_url(), **creds)
+        rss_before = served.rss_bytes()
         garbage_connections(port, BAD_CONNECTIONS)
         await asyncio.sleep(1)
         # well past a 64 KiB pipe of log, and the server still serves
-        assert b"status" in await health_over_bus(nats_url(served), **auth.client_options())
+        assert b"status" in await health_over_bus(served.nats_url(), **creds)
+        assert served.rss_bytes() < rss_before * 1.1
     finally:
         took = served.stop()
     assert took < 10
