@@ -10,7 +10,6 @@ is drained into ours (``insight.bus.serverlog``) so a full pipe never blocks it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import shutil
@@ -92,13 +91,8 @@ class EmbeddedNats:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while loop.time() < deadline:
-            if self.proc.poll() is not None:
-                self.drain.join(timeout=2)
-                err = " | ".join(self.drain.tail)
-                raise RuntimeError(f"nats-server exited at start: {err[-1000:]}")
-            with contextlib.suppress(OSError):
-                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-                writer.close()
+            # its own "ready" line, not a connect probe: another server on the port answers too
+            if self.drain.ready.is_set():
                 log.info(
                     "nats_embedded_started url=%s store=%s auth=%s",
                     self.url,
@@ -106,6 +100,10 @@ class EmbeddedNats:
                     self.auth.source if self.auth is not None else "none",
                 )
                 return
+            if self.proc.poll() is not None:
+                self.drain.join(timeout=2)
+                err = " | ".join(list(self.drain.tail)[-3:])
+                raise RuntimeError(f"nats-server exited at start: {err[-1000:]}")
             await asyncio.sleep(0.02)
         self.stop()
         raise TimeoutError(f"nats-server did not listen on {self.url} within {timeout}s")

@@ -28,6 +28,7 @@ LEVELS = {
     "FTL": logging.ERROR,
 }
 MAX_LINE = 500
+READY = "Server is ready"
 # Expected with our 0600 config files: the client side keeps the password in clear anyway.
 QUIET = ("Plaintext passwords detected",)
 
@@ -52,6 +53,7 @@ class ServerLogDrain:
         self.stream = stream
         self.burst, self.window_s = burst, window_s
         self.tail: deque[str] = deque(maxlen=20)  # for the error of a failed start
+        self.ready = threading.Event()  # set when the server says it listens
         self.lines = 0
         self.suppressed = 0  # in the current window
         self.suppressed_total = 0
@@ -72,6 +74,8 @@ class ServerLogDrain:
                 self.lines += 1
                 level, message = parse(raw)
                 self.tail.append(message)
+                if message == READY:
+                    self.ready.set()
                 self._forward(level, message)
         except (OSError, ValueError):  # the pipe closed under us at shutdown
             pass
