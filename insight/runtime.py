@@ -111,7 +111,7 @@ class Stack:
 
     async def start(self, *, worker: bool = True, bridge: bool = True) -> None:
         if not self.settings.nats.url:
-            self.embedded = start_embedded(self.settings)
+            self.embedded = embedded_server(self.settings)
             await self.embedded.start()
             log_how_to_connect(self.embedded, self.settings)
         try:
@@ -134,7 +134,7 @@ class Stack:
             self.embedded.stop()
 
 
-def start_embedded(settings: Settings) -> EmbeddedNats:
+def embedded_server(settings: Settings) -> EmbeddedNats:
     """The embedded nats-server of ``serve``, never open: the user's or the stored credentials."""
     auth_file = settings.nats.auth_path
     assert auth_file is not None, "Settings links nats.auth_file to the data dir"

@@ -168,7 +168,10 @@ def local_auth(cfg: NatsSettings, url: str) -> BusAuth | None:
     path = cfg.auth_path
     if path is None or cfg.user or cfg.password or cfg.token or cfg.creds_file:
         return None
-    hosts = _hosts(url)
+    try:
+        hosts = _hosts(url)
+    except ValueError:  # nats-py reports the malformed URL itself
+        return None
     if any(user for _, user in hosts):
         return None
     if cfg.auth_file is None and not all(host in LOOPBACK for host, _ in hosts):
