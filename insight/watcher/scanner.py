@@ -7,6 +7,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from insight.watcher.guard import open_regular
+
 HEAD_TAIL = 64 * 1024
 
 
@@ -36,7 +38,7 @@ def walk(folder: Path, exts: frozenset[str], recursive: bool = True) -> Iterator
 def fingerprint(path: Path, size: int) -> str:
     """sha1 of the size, the first and the last 64 KiB: recognises a file after a move."""
     h = hashlib.sha1(str(size).encode())
-    with path.open("rb") as f:
+    with open_regular(path) as f:  # Refused for a FIFO or device: never blocks
         h.update(f.read(HEAD_TAIL))
         if size > 2 * HEAD_TAIL:
             f.seek(-HEAD_TAIL, os.SEEK_END)

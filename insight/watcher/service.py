@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import logging
 import os
+import stat
+import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass
@@ -18,12 +20,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from insight.errors import BadRequest, Conflict, NotFound, NotReady
-from insight.schemas import WatchedFolder, WatcherStatus
+from insight.schemas import WatchedFolder, WatcherFailure, WatcherStatus
 from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT
 from insight.tasks import cancel_and_wait
 from insight.watcher.analysis import Analysis, analyze_file, store_analysis
-from insight.watcher.decode import DecodeFailed
+from insight.watcher.decode import DecodeFailed, Limits
+from insight.watcher.guard import MB, Budget, Interrupted, OverBudget, Refused, check_regular
 from insight.watcher.live import Change, LiveWatch
+from insight.watcher.roots import folder_refusal, resolved
 from insight.watcher.scanner import (
     fingerprint,
     is_audio,
@@ -39,6 +43,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("insight.watcher")
 
 RATE_WINDOW = 200
+RECENT_FAILURES = 20
 
 
 @dataclass
@@ -61,11 +66,16 @@ def _is_dir(path: Path) -> bool:
 
 
 def normalise_folder(path: str) -> Path:
-    """Absolute, resolved, existing directory; ``BadRequest`` otherwise."""
+    """Absolute, resolved, existing directory that is no system folder; ``BadRequest`` else."""
+    if "\0" in path:
+        raise BadRequest("watch folder path contains a NUL byte")
     p = Path(os.path.expanduser(path))
     if not p.is_absolute():
         raise BadRequest(f"watch folder {path!r} must be an absolute path")
     p = p.resolve()
+    why = folder_refusal(p)
+    if why is not None:
+        raise BadRequest(f"watch folder {p} is refused: {why}", code="FOLDER_REFUSED")
     if not p.is_dir():
         raise BadRequest(f"watch folder {p} does not exist or is not a directory")
     return p
@@ -92,6 +102,8 @@ class WatcherService:
         self._live: LiveWatch | None = None
         self._done_at: deque[float] = deque(maxlen=RATE_WINDOW)
         self.outcomes: Counter[str] = Counter()  # what process() did, since start
+        self._stopping = threading.Event()  # ends decodes in threads at close()
+        self.limits = Limits(int(self.cfg.max_file_mb * MB), self.cfg.max_audio_s)
         self._load_folders()
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -103,6 +115,11 @@ class WatcherService:
             p = p.resolve() if p.exists() else p
             self.folders[str(p)] = WatchedFolder(path=str(p))
         for key, (recursive, label, enabled) in saved.items():
+            why = folder_refusal(resolved(key))
+            if why is not None:  # saved by a version that did not check
+                log.warning("watch_folder_refused path=%s reason=%s", key, why)
+                self.folders.pop(key, None)
+                continue
             self.folders[key] = WatchedFolder(
                 path=key, recursive=recursive, label=label, enabled=enabled
             )
@@ -150,6 +167,7 @@ class WatcherService:
         log.info("watcher_stopped")
 
     async def close(self) -> None:
+        self._stopping.set()  # a decode in a thread stops at its next packet
         await self.stop()
         await cancel_and_wait(self._workers)
         self._workers = []
@@ -204,6 +222,8 @@ class WatcherService:
         return folder
 
     def remove_folder(self, path: str) -> WatchedFolder:
+        if "\0" in path:
+            raise BadRequest("watch folder path contains a NUL byte")
         raw = path if path.startswith(("/", "~")) else "/" + path
         p = Path(os.path.expanduser(raw))
         key = str(p.resolve()) if str(p.resolve()) in self.folders else str(p)
@@ -283,7 +303,9 @@ class WatcherService:
             except OSError:
                 continue
             row = known.get(key)
-            if row is None:
+            if row is None and not stat.S_ISREG(st.st_mode):
+                todo.append(p)  # a FIFO or device: never opened here, process() records why
+            elif row is None:
                 new.append((p, st))
             elif (
                 force
@@ -297,7 +319,7 @@ class WatcherService:
         for p, st in new:
             old = None
             if by_fp and not force:
-                with contextlib.suppress(OSError):
+                with contextlib.suppress(OSError, Refused):  # swapped for a FIFO: not opened
                     old = by_fp.pop((st.st_size, fingerprint(p, st.st_size)), None)
             if old is not None:
                 moves.append((old.path, str(p), st.st_mtime_ns))
@@ -438,6 +460,8 @@ class WatcherService:
         except FileNotFoundError:
             await self._deleted(path)
             return "gone"
+        except OSError as exc:  # a symlink loop, no permission
+            return await self._unreadable(job, exc)
         row = self.state.get(key)
         if (
             not job.force
@@ -447,7 +471,10 @@ class WatcherService:
         ):
             return "skipped"
         try:
+            check_regular(st, self.limits.max_bytes)
             fp = await asyncio.to_thread(fingerprint, path, st.st_size)
+        except Refused as exc:  # a FIFO, a device (also behind a symlink), too large
+            return self._refused(job, row, st, exc)
         except OSError as exc:
             self._record(key, job.folder, row, st, None, FAILED, f"cannot read: {exc}")
             return "failed"
@@ -461,8 +488,13 @@ class WatcherService:
                     return "moved"
         try:
             result = await self.analyze(path)
-        except DecodeFailed as exc:
-            self._record(key, job.folder, row, st, fp, FAILED, f"undecodable: {exc}")
+        except Interrupted:  # shutting down: the file is not at fault, try it next time
+            return "interrupted"
+        except Refused as exc:  # swapped for a FIFO or device after the check
+            return self._refused(job, row, st, exc)
+        except (DecodeFailed, OverBudget) as exc:
+            what = "over budget" if isinstance(exc, OverBudget) else "undecodable"
+            self._record(key, job.folder, row, st, fp, FAILED, f"{what}: {exc}")
             log.warning("file_failed path=%s error=%s", path, exc)
             return "failed"
         except NotReady as exc:  # no model / store: try again on the next scan
@@ -481,6 +513,22 @@ class WatcherService:
         self._record(key, job.folder, row, st, fp, DONE, None, track_id)
         self._done_at.append(time.monotonic())
         return "analyzed"
+
+    def _refused(
+        self, job: Job, row: FileRow | None, st: os.stat_result, exc: Refused
+    ) -> str:
+        self._record(str(job.path), job.folder, row, st, None, FAILED, f"skipped: {exc}")
+        log.warning("file_skipped path=%s reason=%s", job.path, exc)
+        return "refused"
+
+    async def _unreadable(self, job: Job, exc: OSError) -> str:
+        try:
+            st = await asyncio.to_thread(os.lstat, job.path)
+        except OSError:
+            return "gone"
+        row = self.state.get(str(job.path))
+        self._record(str(job.path), job.folder, row, st, None, FAILED, f"cannot read: {exc}")
+        return "failed"
 
     def _record(
         self,
@@ -511,7 +559,12 @@ class WatcherService:
 
     async def analyze(self, path: Path) -> Analysis:
         """Decode (in the watcher's mode), read tags, embed the windows; nothing is stored."""
-        return await analyze_file(self.app, path, self.mode, self.cfg.sampled_windows)
+        limits = Limits(
+            self.limits.max_bytes,
+            self.limits.max_audio_s,
+            Budget(self.cfg.max_decode_s, self._stopping),
+        )
+        return await analyze_file(self.app, path, self.mode, self.cfg.sampled_windows, limits)
 
     # --- status -------------------------------------------------------------------------
 
@@ -544,6 +597,10 @@ class WatcherService:
             rate_per_min=round(rate, 2),
             eta_s=round(pending / rate * 60.0, 1) if rate > 0 and pending else None,
             mode=self.mode,
+            recent_failures=[
+                WatcherFailure(path=r.path, error=r.error or "")
+                for r in self.state.failed(RECENT_FAILURES)
+            ],
         )
 
     def failures(self) -> list[dict[str, Any]]:
