@@ -232,9 +232,7 @@ def spread(x: np.ndarray, n: int, window: int) -> np.ndarray:
     return np.stack([x[s : s + window] for s in starts])
 
 
-def decode_full(
-    path: Path, window_s: float, hop_s: float, limits: Limits | None = None
-) -> Decoded:
+def decode_full(path: Path, window_s: float, hop_s: float, limits: Limits | None = None) -> Decoded:
     """Every window of the track (its first ``max_audio_s`` seconds when it is longer)."""
     limits = limits or Limits()
     cap = int(limits.max_audio_s * SR) if limits.max_audio_s is not None else None
@@ -253,9 +251,7 @@ def decode_full(
     return Decoded(windows=windows, duration_s=x.shape[0] / SR, metadata=meta, audio=x)
 
 
-def decode_sampled(
-    path: Path, n: int, window_s: float, limits: Limits | None = None
-) -> Decoded:
+def decode_sampled(path: Path, n: int, window_s: float, limits: Limits | None = None) -> Decoded:
     """``n`` windows spread over the track, decoding only around them (seek per window)."""
     limits = limits or Limits()
     budget = limits.budget

@@ -514,9 +514,7 @@ class WatcherService:
         self._done_at.append(time.monotonic())
         return "analyzed"
 
-    def _refused(
-        self, job: Job, row: FileRow | None, st: os.stat_result, exc: Refused
-    ) -> str:
+    def _refused(self, job: Job, row: FileRow | None, st: os.stat_result, exc: Refused) -> str:
         self._record(str(job.path), job.folder, row, st, None, FAILED, f"skipped: {exc}")
         log.warning("file_skipped path=%s reason=%s", job.path, exc)
         return "refused"
