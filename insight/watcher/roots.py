@@ -4,7 +4,7 @@ Watching ``/``, ``/etc`` or ``/proc`` would walk the whole machine (or kernel fi
 end) and put system paths in the library. A folder is refused when its resolved path is one of
 ``SYSTEM_ROOTS``, lies under one of ``SYSTEM_TREES``, or sits on a mount whose filesystem type is
 in ``PSEUDO_FS`` (read from ``/proc/self/mountinfo``, so a bind mount of ``/proc`` elsewhere is
-caught too). Stdlib only: the settings validate ``INSIGHT_WATCHER__FOLDERS`` with it.
+caught too). No third-party imports: the settings validate ``INSIGHT_WATCHER__FOLDERS`` with it.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from insight.errors import BadRequest
 
 # Refused themselves (their sub-folders are fine: /home/alice/Music, /var/lib/mpd/music).
 SYSTEM_ROOTS = frozenset({"/", "/home", "/root", "/var"})
@@ -118,3 +120,19 @@ def folder_refusal(path: Path, mounts: list[Mount] | None = None) -> str | None:
 def resolved(path: str | Path) -> Path:
     """``path`` with ``~`` expanded and symlinks resolved (as far as it exists)."""
     return Path(os.path.expanduser(str(path))).resolve()
+
+
+def normalise_folder(path: str) -> Path:
+    """Absolute, resolved, existing directory that is no system folder; ``BadRequest`` else."""
+    if "\0" in path:
+        raise BadRequest("watch folder path contains a NUL byte")
+    p = Path(os.path.expanduser(path))
+    if not p.is_absolute():
+        raise BadRequest(f"watch folder {path!r} must be an absolute path")
+    p = p.resolve()
+    why = folder_refusal(p)
+    if why is not None:
+        raise BadRequest(f"watch folder {p} is refused: {why}", code="FOLDER_REFUSED")
+    if not p.is_dir():
+        raise BadRequest(f"watch folder {p} does not exist or is not a directory")
+    return p

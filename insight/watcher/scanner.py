@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from insight.watcher.guard import open_regular
+from insight.watcher.guard import Refused, open_regular
+from insight.watcher.state import DONE, PENDING, FileRow, WatcherState
 
 HEAD_TAIL = 64 * 1024
 
@@ -60,3 +63,47 @@ def path_track_id(folder: Path, path: Path) -> str:
 
 def track_id_for(folder: Path, path: Path, musicbrainz_id: str | None) -> str:
     return f"mb:{musicbrainz_id}" if musicbrainz_id else path_track_id(folder, path)
+
+
+def survey(
+    state: WatcherState, root: Path, exts: frozenset[str], recursive: bool, force: bool
+) -> tuple[list[Path], list[tuple[str, str, int]], list[FileRow]]:
+    """Compare ``root`` with what ``state`` knows: (files to analyse, moves (old, new, mtime),
+    rows whose file is gone). Blocking: run it in a thread."""
+    known = {r.path: r for r in state.under(str(root))}
+    seen: set[str] = set()
+    new: list[tuple[Path, os.stat_result]] = []
+    todo: list[Path] = []
+    for p in walk(root, exts, recursive):
+        key = str(p)
+        seen.add(key)
+        try:
+            st = p.stat()
+        except OSError:
+            continue
+        row = known.get(key)
+        if row is None and not stat.S_ISREG(st.st_mode):
+            todo.append(p)  # a FIFO or device: never opened here, the worker records why
+        elif row is None:
+            new.append((p, st))
+        elif (
+            force
+            or row.status == PENDING
+            or (row.size, row.mtime_ns) != (st.st_size, st.st_mtime_ns)
+        ):
+            todo.append(p)
+    missing = {k: r for k, r in known.items() if k not in seen and r.status == DONE}
+    by_fp = {(r.size, r.content_hash): r for r in missing.values() if r.content_hash}
+    moves: list[tuple[str, str, int]] = []
+    for p, st in new:
+        old = None
+        if by_fp and not force:
+            with contextlib.suppress(OSError, Refused):  # swapped for a FIFO: not opened
+                old = by_fp.pop((st.st_size, fingerprint(p, st.st_size)), None)
+        if old is not None:
+            moves.append((old.path, str(p), st.st_mtime_ns))
+            missing.pop(old.path, None)
+        else:
+            todo.append(p)
+    gone = [r for k, r in known.items() if k not in seen and k not in {m[0] for m in moves}]
+    return todo, moves, gone
