@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import wave
 from pathlib import Path
@@ -240,3 +242,25 @@ async def test_saved_system_folder_is_dropped_at_load(tmp_path: Path, tiny_model
         assert w.folders[str(tmp_path)].label == "mine"
     finally:
         await stop_running(r)
+
+
+def test_folder_symlink_loop_is_a_clear_400(tmp_path: Path) -> None:
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    with pytest.raises(BadRequest, match="does not exist or is not a directory"):
+        normalise_folder(str(loop))
+
+
+def test_cli_scan_refuses_a_system_folder(tmp_path: Path) -> None:
+    env = {**os.environ, "INSIGHT_STORAGE__DATA_DIR": str(tmp_path / "data")}
+    done = subprocess.run(
+        [sys.executable, "-m", "insight.cli", "scan", "/etc"],
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.decode().strip() == (
+        "insight: watch folder /etc is refused: /etc is a system folder (/etc)"
+    )
+    assert not (tmp_path / "data" / "watcher.db").exists()  # refused before opening anything

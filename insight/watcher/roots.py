@@ -118,18 +118,22 @@ def folder_refusal(path: Path, mounts: list[Mount] | None = None) -> str | None:
 
 
 def resolved(path: str | Path) -> Path:
-    """``path`` with ``~`` expanded and symlinks resolved (as far as it exists)."""
-    return Path(os.path.expanduser(str(path))).resolve()
+    """``path`` with ``~`` expanded and symlinks resolved (as far as it exists); a symlink
+    loop or an unreadable parent leaves it normalised only."""
+    p = Path(os.path.expanduser(str(path)))
+    try:
+        return p.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop (Python < 3.13)
+        return Path(os.path.normpath(p))
 
 
 def normalise_folder(path: str) -> Path:
     """Absolute, resolved, existing directory that is no system folder; ``BadRequest`` else."""
     if "\0" in path:
         raise BadRequest("watch folder path contains a NUL byte")
-    p = Path(os.path.expanduser(path))
-    if not p.is_absolute():
+    if not Path(os.path.expanduser(path)).is_absolute():
         raise BadRequest(f"watch folder {path!r} must be an absolute path")
-    p = p.resolve()
+    p = resolved(path)
     why = folder_refusal(p)
     if why is not None:
         raise BadRequest(f"watch folder {p} is refused: {why}", code="FOLDER_REFUSED")

@@ -6,10 +6,11 @@ import contextlib
 import hashlib
 import os
 import stat
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from insight.watcher.guard import Refused, open_regular
+from insight.watcher.guard import Interrupted, Refused, open_regular
 from insight.watcher.state import DONE, PENDING, FileRow, WatcherState
 
 HEAD_TAIL = 64 * 1024
@@ -28,7 +29,7 @@ def walk(folder: Path, exts: frozenset[str], recursive: bool = True) -> Iterator
     """Audio files under ``folder`` (hidden files and folders skipped), sorted per folder."""
     if not recursive:
         for p in sorted(folder.iterdir()):
-            if p.is_file() and is_audio(p, exts):
+            if not p.is_dir() and is_audio(p, exts):  # odd files too: the worker says why
                 yield p
         return
     for root, dirs, files in os.walk(folder):
@@ -66,15 +67,22 @@ def track_id_for(folder: Path, path: Path, musicbrainz_id: str | None) -> str:
 
 
 def survey(
-    state: WatcherState, root: Path, exts: frozenset[str], recursive: bool, force: bool
+    state: WatcherState,
+    root: Path,
+    exts: frozenset[str],
+    recursive: bool,
+    force: bool,
+    stop: threading.Event | None = None,
 ) -> tuple[list[Path], list[tuple[str, str, int]], list[FileRow]]:
     """Compare ``root`` with what ``state`` knows: (files to analyse, moves (old, new, mtime),
-    rows whose file is gone). Blocking: run it in a thread."""
+    rows whose file is gone). Blocking: run it in a thread; ``stop`` ends it (``Interrupted``)."""
     known = {r.path: r for r in state.under(str(root))}
     seen: set[str] = set()
     new: list[tuple[Path, os.stat_result]] = []
     todo: list[Path] = []
     for p in walk(root, exts, recursive):
+        if stop is not None and stop.is_set():
+            raise Interrupted("the watcher is stopping")
         key = str(p)
         seen.add(key)
         try:

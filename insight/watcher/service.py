@@ -244,7 +244,7 @@ class WatcherService:
                 log.warning("watch_folder_missing path=%s", root)
                 continue
             todo, moves, gone = await asyncio.to_thread(
-                survey, self.state, root, self.exts, f.recursive, force
+                survey, self.state, root, self.exts, f.recursive, force, self._stopping
             )
             for old, new, mtime_ns in moves:
                 await self.files.apply_move(old, new, root, mtime_ns)
