@@ -51,6 +51,12 @@ def call(served: Served, method: str, path: str, body: Any = None) -> tuple[int,
         return err.code, json.load(err)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wait_status(served: Served, done: int, failed: int, within_s: float = 60) -> dict[str, Any]:
     deadline = time.monotonic() + within_s
     body: dict[str, Any] = {}
@@ -96,6 +102,10 @@ def test_fifo_and_device_symlink_are_skipped_and_shutdown_is_bounded(
         assert call(served, "POST", "/watcher/scan")[0] == 200
         status = wait_status(served, done=1, failed=2)
         assert "file_skipped" in served.log()
+        # nothing keeps reading /dev/zero: the idle server does not burn a core
+        before = cpu_seconds(served.proc.pid)
+        time.sleep(2.0)
+        assert cpu_seconds(served.proc.pid) - before < 1.0
     finally:
         took = served.stop()
     assert took < 10
