@@ -25,8 +25,14 @@ from insight.watcher.guard import (
     open_regular,
     regular_stat,
 )
-from insight.watcher.roots import Mount, folder_refusal, mount_of, parse_mountinfo
-from insight.watcher.scanner import fingerprint
+from insight.watcher.roots import (
+    Mount,
+    folder_refusal,
+    mount_of,
+    parse_mountinfo,
+    pseudo_mount_points,
+)
+from insight.watcher.scanner import fingerprint, walk
 from insight.watcher.service import Job, WatcherService, normalise_folder
 from insight.watcher.state import WatcherState
 from insight.watcher.tags import read_tags
@@ -264,3 +270,22 @@ def test_cli_scan_refuses_a_system_folder(tmp_path: Path) -> None:
         "insight: watch folder /etc is refused: /etc is a system folder (/etc)"
     )
     assert not (tmp_path / "data" / "watcher.db").exists()  # refused before opening anything
+
+
+def test_walk_does_not_enter_pseudo_filesystem_mounts(tmp_path: Path) -> None:
+    assert pseudo_mount_points(parse_mountinfo(MOUNTINFO)) == {
+        "/proc",
+        "/srv/kernel",
+        "/data",
+        "/mnt/my disk",
+    }
+    assert "/proc" in pseudo_mount_points()  # this machine's own mountinfo
+    (tmp_path / "proc-bind" / "1").mkdir(parents=True)
+    (tmp_path / "proc-bind" / "1" / "a.mp3").write_bytes(b"x")
+    (tmp_path / "Music").mkdir()
+    (tmp_path / "Music" / "b.mp3").write_bytes(b"x")
+    exts = frozenset({".mp3"})
+    everything = [p.relative_to(tmp_path).as_posix() for p in walk(tmp_path, exts)]
+    assert everything == ["Music/b.mp3", "proc-bind/1/a.mp3"]
+    skip = frozenset({str(tmp_path / "proc-bind")})
+    assert [p.name for p in walk(tmp_path, exts, skip=skip)] == ["b.mp3"]

@@ -103,6 +103,13 @@ def _mounts() -> list[Mount]:
         return []
 
 
+def pseudo_mount_points(mounts: list[Mount] | None = None) -> frozenset[str]:
+    """Mount points of pseudo filesystems (a walk must not enter them)."""
+    return frozenset(
+        m.point for m in (_mounts() if mounts is None else mounts) if m.fstype in PSEUDO_FS
+    )
+
+
 def folder_refusal(path: Path, mounts: list[Mount] | None = None) -> str | None:
     """Why the watcher must not watch ``path`` (resolved by the caller), or None."""
     p = os.path.normpath(str(path))

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from insight.watcher.guard import Interrupted, Refused, open_regular
+from insight.watcher.roots import pseudo_mount_points
 from insight.watcher.state import DONE, PENDING, FileRow, WatcherState
 
 HEAD_TAIL = 64 * 1024
@@ -25,15 +26,24 @@ def is_audio(path: str | Path, exts: frozenset[str]) -> bool:
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in exts
 
 
-def walk(folder: Path, exts: frozenset[str], recursive: bool = True) -> Iterator[Path]:
-    """Audio files under ``folder`` (hidden files and folders skipped), sorted per folder."""
+def walk(
+    folder: Path, exts: frozenset[str], recursive: bool = True, skip: frozenset[str] | None = None
+) -> Iterator[Path]:
+    """Audio files under ``folder`` (hidden files and folders skipped), sorted per folder.
+
+    Sub-folders in ``skip`` (default: mount points of pseudo filesystems, e.g. a bind mount of
+    ``/proc`` inside the library) are not entered."""
+    if skip is None:
+        skip = pseudo_mount_points()
     if not recursive:
         for p in sorted(folder.iterdir()):
             if not p.is_dir() and is_audio(p, exts):  # odd files too: the worker says why
                 yield p
         return
     for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        dirs[:] = sorted(
+            d for d in dirs if not d.startswith(".") and os.path.join(root, d) not in skip
+        )
         for name in sorted(files):
             if is_audio(name, exts):
                 yield Path(root) / name
