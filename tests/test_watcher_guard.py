@@ -289,3 +289,16 @@ def test_walk_does_not_enter_pseudo_filesystem_mounts(tmp_path: Path) -> None:
     assert everything == ["Music/b.mp3", "proc-bind/1/a.mp3"]
     skip = frozenset({str(tmp_path / "proc-bind")})
     assert [p.name for p in walk(tmp_path, exts, skip=skip)] == ["b.mp3"]
+
+
+async def test_remove_folder_with_a_symlink_loop_is_a_404(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    r = await start_running(make_settings(tmp_path / "data", tiny_model_dir))
+    try:
+        loop = tmp_path / "loop"
+        loop.symlink_to(loop)
+        status, body = await r.api.call("DELETE", f"/watcher/folders{loop}")
+        assert status == 404 and body["error"]["code"] == "NOT_FOUND", body
+    finally:
+        await stop_running(r)

@@ -193,7 +193,7 @@ class WatcherService:
             raise BadRequest("watch folder path contains a NUL byte")
         raw = path if path.startswith(("/", "~")) else "/" + path
         p = Path(os.path.expanduser(raw))
-        key = str(p.resolve()) if str(p.resolve()) in self.folders else str(p)
+        key = str(resolved(p)) if str(resolved(p)) in self.folders else str(p)
         folder = self.folders.get(key)
         if folder is None or not folder.enabled:
             raise NotFound(f"folder {path} is not watched")
