@@ -140,3 +140,26 @@ def test_local_model_id(tmp_path: Path) -> None:
     assert local_model_id(ModelSettings(path=plain)) == "local/clap-onnx"
     assert local_model_id(ModelSettings(path=odd)) == "local/my-model-v2"
     assert local_model_id(ModelSettings(path=plain, name="me/clap")) == "me/clap"
+
+
+def test_cli_lists_the_local_folder_as_its_own_model(tmp_path: Path, tiny_model_dir: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "INSIGHT_STORAGE__DATA_DIR": str(tmp_path / "data"),
+        "INSIGHT_MODEL__PATH": str(tiny_model_dir),
+    }
+    env.pop("INSIGHT_MODEL__NAME", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "insight.cli", "models", "list"],
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = {line.split()[0]: line.split()[1:3] for line in done.stdout.decode().splitlines()[1:-1]}
+    assert rows[DEFAULT_MODEL][0] == "not_downloaded"  # not starred, not the folder
+    assert rows[f"local/{tiny_model_dir.name}"] == ["local", "*"]
