@@ -128,6 +128,8 @@ def test_system_folders_are_refused_over_the_api(tmp_path: Path, tiny_model_dir:
             assert why in body["error"]["message"], body
         code, body = call(served, "POST", "/watcher/folders", {"path": "/tmp/a\x00b"})
         assert code == 400 and "NUL" in body["error"]["message"], body
+        code, body = call(served, "DELETE", "/watcher/folders/tmp%00x")
+        assert code == 400 and "NUL" in body["error"]["message"], body
         ok = tmp_path / "music"
         ok.mkdir()
         code, body = call(served, "POST", "/watcher/folders", {"path": str(ok)})
