@@ -102,6 +102,9 @@ class ServerSettings(BaseModel):
     cors_origins: list[str] = Field(default_factory=list)
     max_body_mb: float = Field(default=16.0, gt=0)
     request_timeout_s: float = Field(default=30.0, gt=0)
+    expose_file_paths: bool = Field(
+        default=False, description="Show tracks' file_path in search/get results"
+    )
 
 
 class NatsSettings(BaseModel):
@@ -154,6 +157,22 @@ class WatcherSettings(BaseModel):
     sampled_windows: int = Field(default=3, ge=1)
     debounce_s: float = Field(default=2.0, ge=0, description="Quiet time before a changed file")
     scan_on_start: bool = True
+    max_file_mb: float = Field(default=1024.0, gt=0, description="Larger files are skipped")
+    max_decode_s: float = Field(default=300.0, gt=0, description="Decode time budget per file")
+    max_audio_s: float = Field(
+        default=1800.0, gt=0, description="Audio decoded per file in full mode (bounds memory)"
+    )
+
+    @field_validator("folders")
+    @classmethod
+    def _no_system_folders(cls, v: list[Path]) -> list[Path]:
+        from insight.watcher.roots import folder_refusal, resolved
+
+        for raw in v:
+            why = folder_refusal(resolved(raw))
+            if why is not None:
+                raise ValueError(f"watch folder {raw} is refused: {why}")
+        return v
 
 
 class Settings(BaseSettings):
