@@ -38,6 +38,14 @@ class Points:
     ids: list[str] = field(default_factory=list)
     xy: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.float32))
     payloads: list[dict[str, Any]] = field(default_factory=list)
+    _cols: list[list[Any]] | None = None
+
+    def columns(self) -> list[list[Any]]:
+        """name, artist, mood, genre, valence, arousal: one list each (built once)."""
+        if self._cols is None:
+            rows = [columns(p) for p in self.payloads]
+            self._cols = [list(c) for c in zip(*rows, strict=True)] if rows else [[]] * 6
+        return self._cols
 
 
 def columns(p: dict[str, Any]) -> tuple[str, str | None, str | None, str | None, Any, Any]:
@@ -93,8 +101,7 @@ class MapService:
         p = self.points
         end = min(req.offset + req.limit, len(p.ids))
         sl = slice(req.offset, end)
-        rows = [columns(x) for x in p.payloads[sl]]
-        cols: list[tuple[Any, ...]] = list(zip(*rows, strict=True)) if rows else [()] * 6
+        cols = [c[sl] for c in p.columns()]
         xy = p.xy[sl]
         return MapResponse(
             total=len(p.ids),
@@ -103,14 +110,14 @@ class MapService:
             computed_at=self.computed_at,
             recomputing=self.recomputing,
             track_ids=p.ids[sl],
-            x=[round(float(v), 5) for v in xy[:, 0]],
-            y=[round(float(v), 5) for v in xy[:, 1]],
-            names=list(cols[0]),
-            artists=list(cols[1]),
-            moods=list(cols[2]),
-            genres=list(cols[3]),
-            valence=list(cols[4]),
-            arousal=list(cols[5]),
+            x=np.round(xy[:, 0].astype(np.float64), 5).tolist(),
+            y=np.round(xy[:, 1].astype(np.float64), 5).tolist(),
+            names=cols[0],
+            artists=cols[1],
+            moods=cols[2],
+            genres=cols[3],
+            valence=cols[4],
+            arousal=cols[5],
         )
 
     async def ensure(self, force: bool = False) -> None:

@@ -1,10 +1,10 @@
 """Song path A → B: tracks near evenly spaced points on the great circle from A to B.
 
 Each inner step has a target ``slerp(a, b, t)``. Candidates come from the store (nearest to
-every target, both collections); the steps are then filled in order, each with the candidate
-closest to its target whose progress along A→B lies past the previous step's and not past the
-next target (so the path moves forward, never back, and leaves room for the steps after it).
-Progress is the projection on the chord: ``(c - a)·(b - a) / |b - a|²``.
+every target, both collections). Progress is a candidate's projection on the chord,
+``(c - a)·(b - a) / |b - a|²``; the steps are filled by the assignment whose progress strictly
+increases from step to step (the path moves forward, never back, so no track repeats) and whose
+summed closeness to the targets is largest.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT, VectorStore
 from insight.taste.rank import artist_key, with_exclusions
 from insight.taste.tracks import TrackView, track_views
 
-PER_TARGET = 12
+PER_TARGET = 16
 
 
 @dataclass(slots=True)
@@ -44,6 +44,33 @@ def slerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
     return (pts / np.where(n > 0, n, 1.0)).astype(np.float32)
 
 
+def assign(prog: np.ndarray, sims: np.ndarray) -> list[int]:
+    """One candidate per step, progress strictly increasing, most total closeness to the
+    targets (dynamic programming over candidates sorted by progress: O(steps × candidates)).
+    ``sims`` is [candidates, steps]; fewer candidates than steps gives fewer steps."""
+    c, m = sims.shape
+    m = min(m, c)
+    if m == 0:
+        return []
+    order = np.argsort(prog, kind="stable")
+    s = sims[order].astype(np.float64)
+    idx = np.arange(c)
+    dp = np.full((m, c), -np.inf)
+    back = np.zeros((m, c), dtype=np.int64)
+    dp[0] = s[:, 0]
+    for i in range(1, m):
+        best = np.maximum.accumulate(dp[i - 1])
+        where = np.maximum.accumulate(np.where(dp[i - 1] >= best, idx, 0))
+        dp[i, 1:] = s[1:, i] + best[:-1]
+        back[i, 1:] = where[:-1]
+    j = int(np.argmax(dp[m - 1]))
+    picks = [j]
+    for i in range(m - 1, 0, -1):
+        j = int(back[i, j])
+        picks.append(j)
+    return [int(order[k]) for k in reversed(picks)]
+
+
 def plan(
     a: TrackView,
     b: TrackView,
@@ -51,48 +78,57 @@ def plan(
     steps: int,
     max_per_artist: int | None,
 ) -> list[Step]:
-    """Choose the inner steps among ``cands`` (pure: no I/O)."""
-    ts = np.linspace(0.0, 1.0, steps)
+    """Choose the inner steps among ``cands`` (pure: no I/O). Over an artist cap, the artist's
+    weakest picks leave the pool and the assignment is redone (a few rounds at most)."""
     d = (b.vector - a.vector).astype(np.float64)
     dd = float(d @ d) or 1.0
-
-    def measure(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        prog = (m.astype(np.float64) - a.vector) @ d / dd
-        off = m - a.vector - np.outer(prog, d)
-        return prog, np.linalg.norm(off, axis=1)
-
-    first = Step(a, 0.0, 1.0, 0.0)
-    last = Step(b, 1.0, 1.0, 0.0)
+    first, last = Step(a, 0.0, 1.0, 0.0), Step(b, 1.0, 1.0, 0.0)
     if steps <= 2 or not cands:
-        return [first, last] if steps >= 2 else [first]
-    targets = slerp(a.vector, b.vector, ts[1:-1])
+        return [first, last]
+    targets = slerp(a.vector, b.vector, np.linspace(0.0, 1.0, steps)[1:-1])
     m = np.stack([c.vector for c in cands]).astype(np.float32)
-    prog, dist = measure(m)
-    sims = m @ targets.T  # [cands, inner]
-    counts: dict[str, int] = {}
-    for v in (a, b):
-        if (k := artist_key(v)) is not None:
-            counts[k] = counts.get(k, 0) + 1
-    used = np.zeros(len(cands), dtype=bool)
-    out = [first]
-    prev = 0.0
-    for i in range(targets.shape[0]):
-        ok = ~used & (prog > prev) & (prog < 1.0)
-        if max_per_artist is not None:
-            ok &= np.array(
-                [(k := artist_key(c)) is None or counts.get(k, 0) < max_per_artist for c in cands]
-            )
-        window = ok & (prog <= ts[i + 2])  # not past the next step's target
-        pool = window if window.any() else ok
-        if not pool.any():
-            continue
-        j = int(np.argmax(np.where(pool, sims[:, i], -np.inf)))
-        used[j] = True
-        prev = float(prog[j])
-        if (k := artist_key(cands[j])) is not None:
-            counts[k] = counts.get(k, 0) + 1
-        out.append(Step(cands[j], prev, float(sims[j, i]), float(dist[j])))
-    out.append(last)
+    prog = (m.astype(np.float64) - a.vector) @ d / dd
+    dist = np.linalg.norm(m - a.vector - np.outer(prog, d), axis=1)
+    sims = m @ targets.T
+    artists = [artist_key(c) for c in cands]
+    ends = [k for k in (artist_key(a), artist_key(b)) if k is not None]
+    pool = np.flatnonzero((prog > 0.0) & (prog < 1.0))
+    picks: list[int] = []
+    for _ in range(8):
+        picks = [int(pool[k]) for k in assign(prog[pool], sims[pool])]
+        over = _over_cap(picks, artists, ends, sims, max_per_artist)
+        if not over:
+            break
+        pool = np.setdiff1d(pool, over)
+    drop = set(_over_cap(picks, artists, ends, sims, max_per_artist))
+    inner = [
+        Step(cands[j], float(prog[j]), float(sims[j, i]), float(dist[j]))
+        for i, j in enumerate(picks)
+        if j not in drop
+    ]
+    return [first, *inner, last]
+
+
+def _over_cap(
+    picks: list[int],
+    artists: list[str | None],
+    ends: list[str],
+    sims: np.ndarray,
+    cap: int | None,
+) -> list[int]:
+    """The picks beyond an artist's cap (its least close ones), counting A's and B's artist."""
+    if cap is None:
+        return []
+    by: dict[str, list[int]] = {}
+    for step, j in enumerate(picks):
+        if (k := artists[j]) is not None:
+            by.setdefault(k, []).append(step)
+    out = []
+    for k, steps in by.items():
+        room = max(cap - ends.count(k), 0)
+        if len(steps) > room:
+            steps.sort(key=lambda st: -float(sims[picks[st], st]))
+            out += [picks[st] for st in steps[room:]]
     return out
 
 
