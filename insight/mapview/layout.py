@@ -3,7 +3,8 @@
 Landmark t-SNE:
 1. ``L`` landmarks (≤ 256) are spherical k-means centroids of a sample (≤ 8 k rows);
 2. the landmarks are laid out with exact t-SNE (O(L²) per iteration: milliseconds), which keeps
-   clusters apart where PCA would fold them onto each other;
+   clusters apart where PCA would fold them onto each other, then pushed apart where they
+   crowd (``spread_out``) so a cluster gets room for its tracks;
 3. every track is placed from its 3 nearest landmarks (softmax of cosine) plus a small offset,
    a fixed random projection of its residual to the nearest landmark, so tracks of one
    landmark spread out by how they differ.
@@ -28,6 +29,7 @@ NEIGHBOURS = 3
 TEMPERATURE = 0.05
 SPREAD = 0.35
 MIN_SPREAD = 0.02
+GAP = 0.5  # landmarks keep at least GAP / sqrt(L) apart
 CHUNK = 16_384
 
 
@@ -138,15 +140,38 @@ def tsne(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return y
 
 
+def spread_out(y: np.ndarray, rounds: int = 60) -> np.ndarray:
+    """Fit ``y`` into [-0.9, 0.9]² and push apart landmarks closer than ``GAP / sqrt(L)``.
+
+    t-SNE draws a tight cluster as a dot far from the others; here a cluster's landmarks make
+    room for each other (overlap removal, as in force layouts), so its tracks get an area
+    proportional to their number while the arrangement of the clusters stays.
+    """
+    n = y.shape[0]
+    y = y - y.mean(axis=0)
+    y = 0.9 * y / (float(np.abs(y).max()) or 1.0)
+    if n < 2:
+        return y
+    dmin = GAP / np.sqrt(n)
+    for _ in range(rounds):
+        diff = y[:, None, :] - y[None, :, :]
+        dist = np.sqrt((diff**2).sum(axis=2))
+        np.fill_diagonal(dist, np.inf)
+        push = np.clip(dmin - dist, 0.0, None)
+        if not push.any():
+            break
+        y = y + 0.5 * ((push / np.maximum(dist, 1e-9))[:, :, None] * diff).sum(axis=1)
+        y = 0.9 * (y - y.mean(axis=0)) / (float(np.abs(y - y.mean(axis=0)).max()) or 1.0)
+    return y
+
+
 def fit(x: np.ndarray, seed: int = 0) -> Layout:
     """A layout of unit rows ``x`` (n ≥ 1)."""
     rng = np.random.default_rng(seed)
     n, d = x.shape
     count = max(1, min(MAX_LANDMARKS, n // 3 if n >= 6 else n))
     lm = landmarks_of(x, count, rng)
-    y = tsne(lm, rng)
-    span = float(np.abs(y).max()) or 1.0
-    coords = (0.9 * y / span).astype(np.float32)
+    coords = spread_out(tsne(lm, rng)).astype(np.float32)
     if count > 1:
         gaps = np.linalg.norm(coords[:, None] - coords[None], axis=2)
         np.fill_diagonal(gaps, np.inf)
