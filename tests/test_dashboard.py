@@ -212,17 +212,18 @@ def drive_search_path_mixes(driver: Any, base: str) -> None:
 def drive_ops(driver: Any, base: str) -> None:
     driver.get(base + "/#/ops?poll=50")
     wait_for(lambda: driver.find_element(By.ID, "watcher-progress"), message="watcher card")
-    assert "healthy" in driver.find_element(By.ID, "ops-health").text
-    assert f"{TRACKS} tracks" in driver.find_element(By.ID, "ops-storage").text
+    text = "return document.getElementById('{}').textContent"  # one read: the page redraws
+    assert "healthy" in js(driver, text.format("ops-health"))
+    assert f"{TRACKS} tracks" in js(driver, text.format("ops-storage"))
+    assert "insight/tiny-clap" in js(driver, text.format("ops-model"))
     api(base, "POST", "/watcher/scan", {})
+    progress = "return document.getElementById('watcher-progress').dataset"
     wait_for(
-        lambda: (
-            driver.find_element(By.ID, "watcher-progress").get_attribute("data-done") == str(FILES)
-        ),
+        lambda: js(driver, progress)["done"] == str(FILES),
         90,
         "scan finished",
     )
-    seen = driver.find_element(By.ID, "watcher-progress").get_attribute("data-seen")
+    seen = js(driver, progress)["seen"]
     values = [int(v) for v in seen.split(",")]
     assert values == sorted(values) and values[-1] == FILES
     assert any(0 < v < FILES for v in values), values  # the bar moved while it scanned
