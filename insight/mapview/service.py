@@ -133,12 +133,11 @@ class MapService:
             self._counts, self._checked = counts, time.monotonic()
 
     async def _sync(self, store: VectorStore) -> None:
-        payloads = await payloads_of(store, self._model_id())
         fits = self.layout is not None and self.layout.landmarks.shape[1] == store.dim
         if self.layout is None or not self.points.ids or not fits:
-            if payloads:
-                await self._full(store)
+            await self._full(store)  # reads every vector once (nothing when the store is empty)
             return
+        payloads = await payloads_of(store, self._model_id())
         known = {t: i for i, t in enumerate(self.points.ids)}
         keep = [i for i, t in enumerate(self.points.ids) if t in payloads]
         new = sorted(t for t in payloads if t not in known)
