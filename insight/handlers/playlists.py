@@ -20,7 +20,7 @@ from insight.playlists.schemas import (
     PlaylistResponse,
     PlaylistsResponse,
 )
-from insight.playlists.service import get_playlists
+from insight.playlists.service import CLUSTER_SCHEDULE, get_playlists
 from insight.schemas import DeletedResponse, Empty, SearchResult
 from insight.taste.tracks import metadata_of
 
@@ -88,7 +88,13 @@ async def clusters(app: App, req: ClusterRequest) -> ClusterResponse:
 @router.endpoint("playlists.list", "GET", "/playlists")
 async def list_playlists(app: App, req: Empty) -> PlaylistsResponse:
     """Every stored playlist (cluster playlists, saved mixes and paths)."""
-    return PlaylistsResponse(playlists=await (await get_playlists(app)).playlists())
+    svc = await get_playlists(app)
+    sched = await svc.db.schedule(CLUSTER_SCHEDULE)
+    return PlaylistsResponse(
+        playlists=await svc.playlists(),
+        refresh_interval_s=sched.interval_s if sched else 0,
+        next_refresh_at=sched.last_run + sched.interval_s if sched else None,
+    )
 
 
 @router.endpoint("playlists.get", "GET", "/playlists/{playlist_id}", errors=(400, 404))

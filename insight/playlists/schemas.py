@@ -101,6 +101,8 @@ class PlaylistRef(Schema):
 
 class PlaylistsResponse(Schema):
     playlists: list[PlaylistSummary]
+    refresh_interval_s: int = Field(default=0, description="Cluster refresh schedule (0: none)")
+    next_refresh_at: int | None = None
 
 
 class PlaylistResponse(Schema):

@@ -15,8 +15,11 @@ function download(name, text) {
 }
 
 async function playlists(listEl, detail) {
-  const { playlists: all } = await get("/playlists");
-  listEl.replaceChildren(...all.map((p) => h("li", { dataset: { id: p.playlist_id, kind: p.kind } },
+  const { playlists: all, refresh_interval_s: every, next_refresh_at: next } = await get("/playlists");
+  const schedule = every
+    ? `cluster playlists refresh every ${Math.round(every / 3600)} h, next at ${new Date(next * 1000).toLocaleString()}`
+    : "cluster playlists are not refreshed on a schedule";
+  listEl.replaceChildren(h("li", { class: "muted", id: "cluster-schedule" }, schedule), ...all.map((p) => h("li", { dataset: { id: p.playlist_id, kind: p.kind } },
     h("b", {}, p.name), h("span", { class: "muted" }, ` ${p.kind}, ${p.track_count} tracks`),
     h("button", { class: "small", onclick: () => safely(async () => {
       const r = await get(`/playlists/${p.playlist_id}`);
