@@ -18,6 +18,7 @@ import numpy as np
 import pytest_asyncio
 from browser import ARTIFACTS, api, chrome, console_errors, screenshot, wait_for
 from conftest import Running, make_settings, start_running, stop_running
+from fake_hub import FakeHub, hub_layout
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.actions.wheel_input import ScrollOrigin
 from selenium.webdriver.common.by import By
@@ -35,6 +36,7 @@ CLUSTERS = 12
 PER_CLUSTER = 250
 TRACKS = CLUSTERS * PER_CLUSTER
 FILES = 16
+DOWNLOAD = "test-org/tiny-download"
 GENRES = ["Rock", "Jazz", "Ambient", "Techno", "Folk", "Classical", "Hip-Hop", "Metal"]
 
 
@@ -76,18 +78,21 @@ async def store_big_library(app: Any) -> None:
 
 @pytest_asyncio.fixture
 async def dash(tmp_path: Path, tiny_model_dir: Path) -> AsyncIterator[tuple[Running, Path]]:
+    hub = await FakeHub(repos={DOWNLOAD: hub_layout(tiny_model_dir)}, throttle_s=0.15).start()
     music = tmp_path / "music"
     for i in range(FILES):
         write_track(music / f"t{i:02d}.wav", seconds=6.0, freq=220.0 + 40 * i)
     settings = make_settings(
         tmp_path / "data",
         tiny_model_dir,
+        model={"hub_endpoint": hub.url},
         watcher={"enabled": True, "folders": [music], "scan_on_start": False, "debounce_s": 0},
     )
     r = await start_running(settings)
     await store_big_library(r.app)
     yield r, music
     await stop_running(r)
+    await hub.stop()
 
 
 def js(driver: Any, script: str) -> Any:
@@ -232,6 +237,15 @@ def drive_ops(driver: Any, base: str) -> None:
     values = [int(v) for v in seen.split(",")]
     assert values == sorted(values) and values[-1] == FILES
     assert any(0 < v < FILES for v in values), values  # the bar moved while it scanned
+    # a model download (from a throttled loopback hub): its bar moves too
+    api(base, "POST", "/models/download", {"model_id": DOWNLOAD})
+    bar = f"return document.querySelector('.download[data-model=\"{DOWNLOAD}\"]')?.dataset"
+    done = wait_for(
+        lambda: (d := js(driver, bar)) and d["status"] == "completed" and d, 60, "download done"
+    )
+    sizes = [int(v) for v in done["seen"].split(",")]
+    assert sizes == sorted(sizes) and sizes[-1] == int(done["total"]) > 0
+    assert any(0 < v < sizes[-1] for v in sizes), sizes
     screenshot(driver, "ops")
     no_errors(driver, "ops")
 

@@ -4,6 +4,7 @@ import { h, progressBar, safely } from "../ui.js";
 
 let timer = null;
 const seen = [];
+const seenBytes = {};
 
 function card(title, id, ...body) {
   return h("div", { class: "card", id }, h("h3", {}, title), ...body);
@@ -17,10 +18,15 @@ async function refresh(el) {
     get("/watcher/status").catch(() => null),
   ]);
   const m = status.model;
-  const dl = downloads.downloads.map((d) => h("div", { class: "download", dataset: { status: d.status } },
+  const dl = downloads.downloads.map((d) => {
+    const mine = (seenBytes[d.download_id] ||= []);
+    if (mine[mine.length - 1] !== d.bytes_downloaded) mine.push(d.bytes_downloaded);
+    return h("div", { class: "download", dataset: { model: d.model_id, status: d.status,
+      total: d.total_bytes ?? "", seen: mine.join(",") } },
     h("span", {}, `${d.model_id}: ${d.status}${d.current_file ? ` (${d.current_file})` : ""}`),
     progressBar(d.bytes_downloaded, d.total_bytes || 0,
-      `${mb(d.bytes_downloaded)}${d.total_bytes ? ` of ${mb(d.total_bytes)}` : ""}`)));
+      `${mb(d.bytes_downloaded)}${d.total_bytes ? ` of ${mb(d.total_bytes)}` : ""}`));
+  });
   const parts = [
     card("Health", "ops-health", h("p", {}, h("span", { class: `badge ${health.status}` }, health.status),
       ` version ${health.version}, up ${status.uptime_seconds} s, ${status.workers} worker(s)`),
