@@ -67,6 +67,20 @@ function toWorld(px, py) {
   return [((px - w / 2) / s - view.tx) / view.scale, ((ht / 2 - py) / s - view.ty) / view.scale];
 }
 
+/** A view that shows every point, filling the canvas. */
+function fitView() {
+  if (!data.total) return { scale: 1, tx: 0, ty: 0 };
+  let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
+  for (let i = 0; i < data.total; i++) {
+    x0 = Math.min(x0, data.x[i]); x1 = Math.max(x1, data.x[i]);
+    y0 = Math.min(y0, data.y[i]); y1 = Math.max(y1, data.y[i]);
+  }
+  const s = Math.min(canvas.width, canvas.height) / 2.2;
+  const scale = 0.92 * Math.min(canvas.width / s / Math.max(x1 - x0, 1e-6),
+    canvas.height / s / Math.max(y1 - y0, 1e-6));
+  return { scale, tx: -scale * (x0 + x1) / 2, ty: -scale * (y0 + y1) / 2 };
+}
+
 function buildGrid() {
   grid = new Map();
   for (let i = 0; i < data.total; i++) {
@@ -164,9 +178,13 @@ export async function show(main) {
   canvas = h("canvas", { id: "map-canvas", width: 900, height: 640 });
   main.append(h("section", { class: "map-page" },
     h("div", { class: "map-main" }, h("div", { class: "row" }, select, status,
-      h("button", { onclick: () => { view = { scale: 1, tx: 0, ty: 0 }; draw(); } }, "Reset view")),
+      h("button", { onclick: () => { view = fitView(); draw(); } }, "Reset view")),
     h("div", { class: "canvas-wrap" }, canvas, tip), legendEl), panel));
+  const wrap = canvas.parentElement;
+  canvas.width = Math.max(480, wrap.clientWidth - 4);
+  canvas.height = Math.max(360, Math.min(760, window.innerHeight - 230));
   data = await load((n, total) => { status.textContent = `loading ${n} / ${total} tracks…`; });
+  view = fitView();
   data.colour = colours();
   buildGrid();
   status.textContent = `${data.total} tracks (layout v${data.version})`;

@@ -74,7 +74,7 @@ export async function show(main) {
     await playlists(listEl, detail);
   });
   main.append(h("section", { class: "grid2" },
-    h("div", { class: "card" }, h("h2", {}, "Mix from traits"), await moodChips(moods),
+    h("div", { class: "card" }, h("h2", {}, "Mix from traits"), await moodChips(moods, null, ["primary", "refined", "contextual"]),
       h("div", { class: "row" }, h("label", {}, "valence ", f.minV, f.maxV), h("label", {}, "arousal ", f.minA, f.maxA)),
       h("div", { class: "row" }, f.genres, f.prompt), h("div", { class: "row" }, f.user,
         h("label", {}, "size ", f.size), h("label", {}, f.save, " save")),

@@ -4,9 +4,9 @@ import { h, safely, state, trackLine } from "../ui.js";
 
 let moods = null;
 
-export async function moodChips(selected, onChange) {
+export async function moodChips(selected, onChange, tiers = ["primary"]) {
   moods = moods || (await get("/mood/list")).moods;
-  return h("div", { class: "chips" }, moods.filter((m) => m.tier === "primary").map((m) => h("button", {
+  return h("div", { class: "chips" }, moods.filter((m) => tiers.includes(m.tier)).map((m) => h("button", {
     type: "button", class: `chip${selected.has(m.id) ? " on" : ""}`, dataset: { mood: m.id },
     onclick: (e) => {
       if (selected.has(m.id)) selected.delete(m.id); else selected.add(m.id);
