@@ -158,23 +158,36 @@ class MapService:
             self._relayout = self.app.spawn(self._background_full(), name="map-relayout")
 
     async def _background_full(self) -> None:
-        store = self.app.require_store()
-        await self._full(store)
+        """A new layout computed while the old one answers; swapped in under the lock (the
+        next check places what was added meanwhile)."""
+        done = await self._compute(self.app.require_store())
+        if done is not None:
+            async with self._lock:
+                await self._apply(*done)
+                self._checked = 0.0
 
     async def _full(self, store: VectorStore) -> None:
-        """Lay out the whole library from scratch (new landmarks)."""
+        """Lay out the whole library from scratch (new landmarks); the caller holds the lock."""
+        done = await self._compute(store)
+        if done is not None:
+            await self._apply(*done)
+
+    async def _compute(self, store: VectorStore) -> tuple[Layout, Points] | None:
         lib = await library_vectors(store, self._model_id())
         if not len(lib):
-            return
+            return None
         started = time.perf_counter()
         layout = await asyncio.to_thread(fit, lib.matrix, self.seed)
         xy = await asyncio.to_thread(layout.place, lib.matrix)
-        self.layout, self.points = layout, Points(lib.ids, xy, lib.payloads)
+        log.info("map_laid_out tracks=%d seconds=%.1f", len(lib), time.perf_counter() - started)
+        return layout, Points(lib.ids, xy, lib.payloads)
+
+    async def _apply(self, layout: Layout, points: Points) -> None:
+        self.layout, self.points = layout, points
         self.version += 1
         self.computed_at = int(time.time())
-        self.laid_out = len(lib)
+        self.laid_out = len(points.ids)
         await asyncio.to_thread(self._save)
-        log.info("map_laid_out tracks=%d seconds=%.1f", len(lib), time.perf_counter() - started)
 
     # --- persistence -------------------------------------------------------------------
 
