@@ -108,6 +108,7 @@ function nearest(px, py, radiusPx = 8) {
 }
 
 function draw() {
+  const started = performance.now();
   const ctx = canvas.getContext("2d");
   ctx.fillStyle = "#11151c";
   ctx.fillRect(0, 0, canvas.width, canvas.height);
@@ -128,6 +129,7 @@ function draw() {
   }
   canvas.dataset.drawn = String(drawn);
   canvas.dataset.total = String(data.total);
+  canvas.dataset.drawMs = (performance.now() - started).toFixed(1);
 }
 
 function legend(el) {
