@@ -107,11 +107,17 @@ function nearest(px, py, radiusPx = 8) {
   return best;
 }
 
-function draw() {
+let layer = null; // the points, drawn once per view (hover only repaints the highlight)
+let layerKey = "";
+
+function drawPoints() {
   const started = performance.now();
-  const ctx = canvas.getContext("2d");
+  layer = layer || document.createElement("canvas");
+  layer.width = canvas.width;
+  layer.height = canvas.height;
+  const ctx = layer.getContext("2d");
   ctx.fillStyle = "#11151c";
-  ctx.fillRect(0, 0, canvas.width, canvas.height);
+  ctx.fillRect(0, 0, layer.width, layer.height);
   const size = Math.max(2, Math.min(6, 2 * Math.sqrt(view.scale)));
   let drawn = 0;
   for (let i = 0; i < data.total; i++) {
@@ -121,15 +127,25 @@ function draw() {
     ctx.fillRect(sx - size / 2, sy - size / 2, size, size);
     drawn++;
   }
+  canvas.dataset.drawn = String(drawn);
+  canvas.dataset.total = String(data.total);
+  canvas.dataset.drawMs = (performance.now() - started).toFixed(1);
+}
+
+function draw() {
+  const key = `${view.scale},${view.tx},${view.ty},${canvas.width},${canvas.height}`;
+  if (key !== layerKey) {
+    drawPoints();
+    layerKey = key;
+  }
+  const ctx = canvas.getContext("2d");
+  ctx.drawImage(layer, 0, 0);
   if (hovered >= 0) {
     const [sx, sy] = toScreen(hovered);
     ctx.strokeStyle = "#fff";
     ctx.lineWidth = 2;
     ctx.strokeRect(sx - 5, sy - 5, 10, 10);
   }
-  canvas.dataset.drawn = String(drawn);
-  canvas.dataset.total = String(data.total);
-  canvas.dataset.drawMs = (performance.now() - started).toFixed(1);
 }
 
 function legend(el) {
@@ -171,7 +187,7 @@ const fmt = (v) => (v === null || v === undefined ? "?" : v.toFixed(2));
 export async function show(main) {
   const status = h("span", { id: "map-status", class: "muted" }, "loading the map…");
   const select = h("select", { id: "colour-by", onchange: (e) => {
-    colourBy = e.target.value; data.colour = colours(); legend(legendEl); draw();
+    colourBy = e.target.value; data.colour = colours(); legend(legendEl); layerKey = ""; draw();
   } }, h("option", { value: "mood" }, "colour by mood"), h("option", { value: "genre" }, "colour by genre"),
   h("option", { value: "va" }, "colour by valence / arousal"));
   const legendEl = h("div", { class: "legend" });
@@ -185,6 +201,7 @@ export async function show(main) {
   const wrap = canvas.parentElement;
   canvas.width = Math.max(480, wrap.clientWidth - 4);
   canvas.height = Math.max(360, Math.min(760, window.innerHeight - 230));
+  layerKey = "";
   data = await load((n, total) => { status.textContent = `loading ${n} / ${total} tracks…`; });
   view = fitView();
   data.colour = colours();
