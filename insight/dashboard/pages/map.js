@@ -42,19 +42,38 @@ function categories(values) {
   return new Map(top.map(([v], i) => [v, PALETTE[i]]));
 }
 
-function vaColour(v, a) {
-  if (v === null || a === null) return "#999";
-  const hue = ((v + 1) / 2) * 120; // red (sad) .. green (happy)
-  const light = 35 + ((a + 1) / 2) * 35; // dark (calm) .. bright (energetic)
-  return `hsl(${hue.toFixed(0)},70%,${light.toFixed(0)}%)`;
+function hexRgb(hex) {
+  const n = parseInt(hex.slice(1), 16);
+  return [(n >> 16) & 255, (n >> 8) & 255, n & 255];
 }
 
+function hslRgb(hue, sat, light) {
+  const c = (1 - Math.abs(2 * light - 1)) * sat, x = c * (1 - Math.abs(((hue / 60) % 2) - 1));
+  const m = light - c / 2;
+  const [r, g, b] = hue < 60 ? [c, x, 0] : [x, c, 0];
+  return [r, g, b].map((v) => Math.round((v + m) * 255));
+}
+
+function vaColour(v, a) {
+  if (v === null || a === null) return [153, 153, 153];
+  // hue: red (sad) .. green (happy); lightness: dark (calm) .. bright (energetic)
+  return hslRgb(((v + 1) / 2) * 120, 0.7, (35 + ((a + 1) / 2) * 35) / 100);
+}
+
+/** One packed RGBA colour per point (as ImageData's Uint32 view wants it). */
 function colours() {
-  if (colourBy === "va") return data.valence.map((v, i) => vaColour(v, data.arousal[i]));
+  const out = new Uint32Array(data.total);
+  const pack = ([r, g, b]) => ((255 << 24) | (b << 16) | (g << 8) | r) >>> 0;
+  if (colourBy === "va") {
+    data.valence.forEach((v, i) => { out[i] = pack(vaColour(v, data.arousal[i])); });
+    return out;
+  }
   const values = colourBy === "genre" ? data.genres : data.moods;
   const table = categories(values);
   data.legend = table;
-  return values.map((v) => table.get(v) || "#808080");
+  const grey = pack(hexRgb("#808080"));
+  values.forEach((v, i) => { out[i] = table.has(v) ? pack(hexRgb(table.get(v))) : grey; });
+  return out;
 }
 
 function toScreen(i) {
@@ -115,18 +134,25 @@ function drawPoints() {
   layer = layer || document.createElement("canvas");
   layer.width = canvas.width;
   layer.height = canvas.height;
+  const w = layer.width, ht = layer.height;
   const ctx = layer.getContext("2d");
-  ctx.fillStyle = "#11151c";
-  ctx.fillRect(0, 0, layer.width, layer.height);
-  const size = Math.max(2, Math.min(6, 2 * Math.sqrt(view.scale)));
+  const image = ctx.createImageData(w, ht);
+  const px = new Uint32Array(image.data.buffer);
+  px.fill(((255 << 24) | (28 << 16) | (21 << 8) | 17) >>> 0); // #11151c
+  const size = Math.round(Math.max(2, Math.min(6, 2 * Math.sqrt(view.scale))));
+  const half = Math.floor(size / 2);
   let drawn = 0;
   for (let i = 0; i < data.total; i++) {
     const [sx, sy] = toScreen(i);
-    if (sx < -size || sy < -size || sx > canvas.width + size || sy > canvas.height + size) continue;
-    ctx.fillStyle = data.colour[i];
-    ctx.fillRect(sx - size / 2, sy - size / 2, size, size);
+    const x0 = Math.round(sx) - half, y0 = Math.round(sy) - half;
+    if (x0 + size <= 0 || y0 + size <= 0 || x0 >= w || y0 >= ht) continue;
+    const c = data.colour[i];
+    for (let y = Math.max(0, y0); y < Math.min(ht, y0 + size); y++) {
+      px.fill(c, y * w + Math.max(0, x0), y * w + Math.min(w, x0 + size));
+    }
     drawn++;
   }
+  ctx.putImageData(image, 0, 0);
   canvas.dataset.drawn = String(drawn);
   canvas.dataset.total = String(data.total);
   canvas.dataset.drawMs = (performance.now() - started).toFixed(1);
@@ -154,7 +180,7 @@ function legend(el) {
     el.append(h("span", { class: "muted" }, "hue: valence (red sad → green happy), brightness: arousal"));
     return;
   }
-  for (const [name, colour] of data.legend || []) {
+  for (const [name, colour] of data.legend || []) { // colour: "#rrggbb"
     el.append(h("span", { class: "chip small", style: `border-color:${colour};color:${colour}` }, name));
   }
 }
