@@ -156,3 +156,26 @@ async def test_saved_mix_and_path_become_playlists(running: Any, lib: Library):
 def test_unit_helper_is_unit() -> None:
     v = unit(np.arange(1, 5, dtype=np.float32))
     assert float(np.linalg.norm(v)) == pytest.approx(1.0)
+
+
+def test_path_assignment_is_the_best_monotone_one() -> None:
+    """The DP against brute force on small random instances."""
+    from itertools import combinations, permutations
+
+    from insight.playlists.path import assign
+
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        c, m = int(rng.integers(3, 7)), int(rng.integers(1, 4))
+        prog = rng.permutation(c).astype(float) / c
+        sims = rng.random((c, m))
+        picks = assign(prog, sims)
+        assert len(picks) == min(m, c)
+        assert all(prog[x] < prog[y] for x, y in itertools.pairwise(picks))
+        best = max(
+            sum(sims[j, i] for i, j in enumerate(seq))
+            for combo in combinations(range(c), min(m, c))
+            for seq in permutations(combo)
+            if all(prog[x] < prog[y] for x, y in itertools.pairwise(seq))
+        )
+        assert sum(sims[j, i] for i, j in enumerate(picks)) == pytest.approx(best)
