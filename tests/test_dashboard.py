@@ -154,6 +154,9 @@ def drive_map(driver: Any, base: str) -> None:
     screenshot(driver, "map-zoomed")
     Select(driver.find_element(By.ID, "colour-by")).select_by_value("genre")
     wait_for(lambda: len(driver.find_elements(By.CSS_SELECTOR, ".legend .chip")) == len(GENRES))
+    Select(driver.find_element(By.ID, "colour-by")).select_by_value("va")
+    wait_for(lambda: "valence" in driver.find_element(By.CSS_SELECTOR, ".legend").text)
+    screenshot(driver, "map-valence-arousal")
     chosen = driver.find_element(By.CSS_SELECTOR, "#map-panel h3 b").text
     driver.find_element(By.XPATH, "//button[text()='Path from here']").click()
     wait_for(lambda: driver.execute_script("return location.hash") == "#/path")

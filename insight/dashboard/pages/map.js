@@ -244,6 +244,8 @@ export async function show(main) {
     view.tx += wx * (view.scale - s);
     view.ty += wy * (view.scale - s);
     view.scale = s;
+    hovered = -1; // the point under the cursor changed: the next move finds it
+    tip.hidden = true;
     draw();
   }, { passive: false });
   canvas.addEventListener("mousedown", (e) => { drag = { x: e.offsetX, y: e.offsetY, moved: false }; });
