@@ -31,3 +31,14 @@ def id_problem(value: object, what: str = "id") -> str | None:
     if "\x00" in value:
         return f"{what} must not contain a NUL character"
     return None
+
+
+MIN_SAMPLE_RATE = 8_000
+"""Lowest PCM sample rate accepted (Hz): below it, resampling to the model rate would multiply
+a small body into minutes of audio (a 4 KB body at 1 Hz was 2 000 s at 48 kHz)."""
+
+MAX_SAMPLE_RATE = 384_000
+"""Highest PCM sample rate accepted (Hz), the highest rate audio interfaces offer."""
+
+MAX_VECTOR_DIM = 8192
+"""Most values in an embedding sent to the API (models give 512; larger CLAPs 1024)."""

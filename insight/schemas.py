@@ -8,13 +8,94 @@ bus client sends exactly what the bridge sends.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import math
 from enum import StrEnum
+from numbers import Real
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
 
-Vector = list[float]
-TrackId = Annotated[str, Field(min_length=1, max_length=4096)]
+from insight.limits import (
+    MAX_ID_CHARS,
+    MAX_SAMPLE_RATE,
+    MAX_VECTOR_DIM,
+    MIN_SAMPLE_RATE,
+    id_problem,
+)
+
+_EXACT_INT = 2**53  # larger integers are not exact as floats (and 2^64 does not fit msgpack)
+
+
+def _vector(v: Any) -> Any:
+    """Numbers only, finite, at most MAX_VECTOR_DIM of them: ``true`` is not 1.0 and 2^64 is
+    no embedding value. One pass before pydantic's own float conversion."""
+    if not isinstance(v, (list, tuple)):
+        return v  # pydantic says what it expected
+    if len(v) > MAX_VECTOR_DIM:
+        raise ValueError(f"has {len(v)} values; an embedding has at most {MAX_VECTOR_DIM}")
+    for i, x in enumerate(v):
+        if type(x) is float or (isinstance(x, Real) and not isinstance(x, (bool, int))):
+            if math.isfinite(float(x)):
+                continue
+            raise ValueError(f"value {i} is NaN or infinite")
+        if isinstance(x, int) and not isinstance(x, bool):
+            if -_EXACT_INT <= x <= _EXACT_INT:
+                continue
+            raise ValueError(f"value {i} ({str(x)[:40]}) is an integer beyond ±2^53")
+        raise ValueError(f"value {i} ({str(x)[:40]}) is not a number")
+    return v
+
+
+def _id(v: str) -> str:
+    problem = id_problem(v, "the id")
+    if problem:
+        raise ValueError(problem)
+    return v
+
+
+def _no_nul(v: str) -> str:
+    if "\x00" in v:
+        raise ValueError("must not contain a NUL character")
+    return v
+
+
+def _no_bool(v: Any) -> Any:
+    if isinstance(v, bool):
+        raise ValueError("must be a number, not a boolean")
+    return v
+
+
+def _pcm_bytes(v: Any) -> Any:
+    """Bytes as they are (msgpack bin), or standard base64 text (JSON): strictly, so that
+    ``"abc"`` is an error rather than two bytes of audio."""
+    if isinstance(v, str):
+        try:
+            return base64.b64decode(v, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError(
+                "a string here must be standard base64 (with padding); send PCM as msgpack "
+                "bin or base64 text in JSON"
+            ) from None
+    return v
+
+
+Vector = Annotated[list[float], BeforeValidator(_vector)]
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS), AfterValidator(_id)]
+"""Track and user ids: one limit everywhere (insight.limits.MAX_ID_CHARS), no NUL."""
+TrackId = Id
+Finite = Annotated[float, BeforeValidator(_no_bool), Field(allow_inf_nan=False)]
+Pcm = Annotated[bytes, BeforeValidator(_pcm_bytes)]
+SampleRate = Annotated[int, Field(ge=MIN_SAMPLE_RATE, le=MAX_SAMPLE_RATE)]
+FolderPath = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS), AfterValidator(_no_nul)]
 
 
 class Schema(BaseModel):
@@ -121,13 +202,13 @@ class SearchFilter(Schema):
     artists: list[str] | None = None
     genres: list[str] | None = None
     album: str | None = None
-    exclude_ids: list[str] | None = None
+    exclude_ids: list[Id] | None = None
     moods: list[str] | None = None
     exclude_moods: list[str] | None = None
-    min_valence: float | None = None
-    max_valence: float | None = None
-    min_arousal: float | None = None
-    max_arousal: float | None = None
+    min_valence: Finite | None = None
+    max_valence: Finite | None = None
+    min_arousal: Finite | None = None
+    max_arousal: Finite | None = None
     model_id: str | None = Field(
         default=None,
         description="Only vectors made by this model; search pins it to the loaded model",
@@ -240,9 +321,9 @@ class TextEmbedResponse(Schema):
 
 class AudioEmbedRequest(Schema):
     format: AudioFormat
-    sample_rate: int = Field(gt=0, le=768_000)
+    sample_rate: SampleRate
     channels: int = Field(ge=1, le=2)
-    data: bytes
+    data: Pcm
 
 
 class AudioEmbedResponse(Schema):
@@ -392,7 +473,7 @@ class SearchResponse(Schema):
 
 class MoodClassifyRequest(Schema):
     embedding: Vector | None = None
-    track_id: str | None = None
+    track_id: Id | None = None
     tiers: list[MoodTier] = Field(default_factory=lambda: [MoodTier.PRIMARY, MoodTier.REFINED])
     top_k: int = Field(default=3, ge=1, le=26)
     include_va: bool = True
@@ -448,8 +529,8 @@ class UserInteraction(Schema):
     last_played: int | None = None
     timestamp: int | None = None
     signal_type: SignalType | None = None
-    seconds_played: float | None = Field(default=None, ge=0)
-    duration: float | None = Field(default=None, ge=0)
+    seconds_played: Finite | None = Field(default=None, ge=0)
+    duration: Finite | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _one_form(self) -> UserInteraction:
@@ -477,7 +558,7 @@ ProfileType = Annotated[
 
 
 class UserRef(Schema):
-    user_id: Annotated[str, Field(min_length=1, max_length=1024)]
+    user_id: Id
 
 
 class ComputeProfileRequest(UserRef):
@@ -504,7 +585,7 @@ class ComputeProfileResponse(Schema):
 class RecommendRequest(UserRef):
     limit: int = Field(default=25, ge=1, le=500)
     profile_type: ProfileType = "global"
-    exclude_ids: list[str] = Field(default_factory=list)
+    exclude_ids: list[Id] = Field(default_factory=list)
     filter: SearchFilter | None = None
     diversity: float = Field(default=0.3, ge=0, le=1, description="0 = pure relevance (MMR)")
     max_per_artist: int | None = Field(default=3, ge=1)
@@ -545,7 +626,7 @@ class StartStreamRequest(Schema):
     track_id: TrackId
     metadata: IngestMetadata
     format: AudioFormat
-    sample_rate: int = Field(gt=0, le=768_000)
+    sample_rate: SampleRate
     channels: int = Field(ge=1, le=2)
     replace_existing: bool = True
 
@@ -560,7 +641,7 @@ class SessionRef(Schema):
 
 
 class FramesRequest(SessionRef):
-    data: bytes
+    data: Pcm
     seq: int | None = Field(default=None, ge=0, description="Chunk number, set by the bridge")
     remaining_bytes: int | None = Field(
         default=None,
@@ -668,7 +749,7 @@ class ReembedResponse(Schema):
 
 
 class WatchedFolder(Schema):
-    path: str = Field(min_length=1, max_length=4096)
+    path: FolderPath
     recursive: bool = True
     label: str | None = None
     enabled: bool = True
@@ -696,7 +777,7 @@ class ScanRequest(Schema):
 
 
 class FolderRef(Schema):
-    path: str = Field(min_length=1, max_length=4096)
+    path: FolderPath
 
 
 class FoldersResponse(Schema):
