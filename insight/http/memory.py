@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 log = logging.getLogger("insight.http")
 
-LARGE_BODY = 1024 * 1024  # bodies from this size on schedule a trim
+LARGE_BODY = 64 * 1024  # bodies from this size on schedule a trim
 TRIM_DELAY_S = 1.0
 
 
