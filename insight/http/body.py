@@ -23,6 +23,7 @@ from insight.errors import DecodeError, PayloadTooLarge, RequestTimeout
 from insight.http.memory import LARGE_BODY, MemoryReturner
 
 OFF_LOOP_BYTES = 256 * 1024
+LARGE_KEY = "insight.large_body"
 PARSERS = 2
 
 
@@ -62,7 +63,8 @@ class Bodies:
         body that does not arrive in time is refused (and its connection closed)."""
         if request.content_length is not None and request.content_length > self.max_body:
             raise PayloadTooLarge(f"request body exceeds {self.max_body_mb} MiB")
-        large = (request.content_length or 0) >= LARGE_BODY or request.content_length is None
+        if (request.content_length or LARGE_BODY) >= LARGE_BODY:
+            request[LARGE_KEY] = True  # the bridge trims memory once it has answered
         try:
             async with asyncio.timeout(self.timeout_s):
                 return await self._read(request)
@@ -71,9 +73,6 @@ class Bodies:
                 f"request body not received within {self.timeout_s:g} s "
                 "(INSIGHT_SERVER__BODY_TIMEOUT_S)"
             ) from None
-        finally:
-            if large:
-                self.memory.large_body_done()
 
     async def _read(self, request: web.Request) -> bytes:
         """Read here rather than with ``request.read()``, which keeps the body on the request,
@@ -95,10 +94,7 @@ class Bodies:
             self._slots = asyncio.Semaphore(PARSERS)
         async with self._slots:
             loop = asyncio.get_running_loop()
-            try:
-                return await loop.run_in_executor(self._executor, fn, *args)
-            finally:
-                self.memory.large_body_done()
+            return await loop.run_in_executor(self._executor, fn, *args)
 
     async def decode(self, raw: bytes, fmt: Format) -> Any:
         return await self.off_loop(len(raw), decode_off_loop, raw, fmt)

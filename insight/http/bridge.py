@@ -32,7 +32,8 @@ from insight.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
-from insight.http.body import Bodies
+from insight.http.body import LARGE_KEY, Bodies
+from insight.http.memory import keep_mmap_threshold
 from insight.http.openapi import DOCS_HTML, openapi_document
 from insight.http.server import bridge_runner
 from insight.metrics import HTTP_LATENCY, HTTP_REQUESTS
@@ -94,6 +95,7 @@ class Bridge:
 
     def runner(self) -> web.AppRunner:
         """The app with the server options of ``http/server.py`` (timeouts, error shape)."""
+        keep_mmap_threshold()
         app = self.build()
 
         async def close_bodies(_: web.Application) -> None:
@@ -163,6 +165,9 @@ class Bridge:
         except Exception:
             log.exception("bridge_crashed path=%s", request.path)
             response = error_response(InsightError("internal error in the HTTP bridge"), fmt)
+        finally:
+            if request.get(LARGE_KEY):
+                self.bodies.memory.large_body_done()
         HTTP_REQUESTS.labels(route=route, status=str(response.status)).inc()
         HTTP_LATENCY.labels(route=route).observe(time.perf_counter() - started)
         return response

@@ -1,10 +1,12 @@
 """Giving freed memory back to the system after large request bodies.
 
-A body is read into blocks that glibc's malloc keeps in its arenas after they are freed (its
-mmap threshold grows with the first large frees), so twenty stalled 15 MB bodies stayed in
-RSS long after their connections closed. ``malloc_trim(0)`` returns the free pages of every
-arena; it runs once, shortly after the last large body of a burst, never on the request path.
-Elsewhere than glibc it is a no-op.
+glibc's malloc serves a block of more than 128 KiB with its own mapping, returned on free, but
+raises that threshold up to 32 MiB as such blocks are freed: from then on request bodies,
+PCM and windows come from arenas that keep the pages, so twenty stalled 15 MB bodies stayed
+in RSS long after their connections closed. ``keep_mmap_threshold()`` pins the threshold at
+its initial 128 KiB (large blocks stay separate mappings, given back on free), and
+``MemoryReturner`` runs ``malloc_trim(0)`` shortly after large requests, which returns the
+free pages left in every arena. Elsewhere than glibc both are no-ops.
 """
 
 from __future__ import annotations
@@ -21,20 +23,30 @@ LARGE_BODY = 64 * 1024  # bodies from this size on schedule a trim
 TRIM_DELAY_S = 1.0
 
 
-def _load_trim() -> Callable[[int], int] | None:
+M_MMAP_THRESHOLD = -3  # mallopt parameter (malloc.h)
+MMAP_THRESHOLD = 128 * 1024
+
+
+def _libc(symbol: str, *argtypes: type) -> Callable[..., int] | None:
     name = ctypes.util.find_library("c")
     if not name:
         return None
     try:
-        fn = ctypes.CDLL(name).malloc_trim
+        fn = getattr(ctypes.CDLL(name), symbol)
     except (OSError, AttributeError):
         return None
-    fn.argtypes = [ctypes.c_size_t]
+    fn.argtypes = list(argtypes)
     fn.restype = ctypes.c_int
     return fn  # type: ignore[no-any-return]
 
 
-_TRIM = _load_trim()
+_TRIM = _libc("malloc_trim", ctypes.c_size_t)
+_MALLOPT = _libc("mallopt", ctypes.c_int, ctypes.c_int)
+
+
+def keep_mmap_threshold() -> bool:
+    """Pin glibc's mmap threshold (process-wide); True when it was set."""
+    return _MALLOPT is not None and _MALLOPT(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
 
 
 class MemoryReturner:

@@ -52,7 +52,9 @@ async def attacked(tmp_path: Path, tiny_model_dir: Path) -> AsyncIterator[tuple[
     """A server with a 60 s embed cap, warmed up by one accepted embed; with its RSS then."""
     served = served_with(tmp_path, tiny_model_dir, INSIGHT_AUDIO__MAX_EMBED_S=MAX_S)
     async with aiohttp.ClientSession() as s:
-        status, reply = await call(s, served, "POST", "/embed/audio", body(s16(tone(20, 8000)), 8000, "pcm_s16_le"))
+        status, reply = await call(
+            s, served, "POST", "/embed/audio", body(s16(tone(20, 8000)), 8000, "pcm_s16_le")
+        )
         assert status == 200, reply
     try:
         yield served, rss_mb(served)
@@ -73,7 +75,9 @@ async def test_issue_reproductions_are_refused(attacked: tuple[Served, float], w
     peak = baseline
     async with aiohttp.ClientSession() as s:
         for data, rate in cases:
-            status, reply = await call(s, served, "POST", "/embed/audio", body(data, rate, wire=wire), fmt=wire)
+            status, reply = await call(
+                s, served, "POST", "/embed/audio", body(data, rate, wire=wire), fmt=wire
+            )
             assert status == 400, (rate, reply)
             assert reply["error"]["code"] == "BAD_REQUEST"
             msg = reply["error"]["message"]
@@ -81,7 +85,14 @@ async def test_issue_reproductions_are_refused(attacked: tuple[Served, float], w
             peak = max(peak, rss_mb(served))
         # the bounds themselves are accepted
         for rate in (8000, 384_000):
-            status, reply = await call(s, served, "POST", "/embed/audio", body(tone(1.5, rate).tobytes(), rate, wire=wire), fmt=wire)
+            status, reply = await call(
+                s,
+                served,
+                "POST",
+                "/embed/audio",
+                body(tone(1.5, rate).tobytes(), rate, wire=wire),
+                fmt=wire,
+            )
             assert status == 200, reply
             assert reply["duration_s"] == pytest.approx(1.5, abs=1e-3)
             assert reply["windows"] == 1
@@ -89,25 +100,33 @@ async def test_issue_reproductions_are_refused(attacked: tuple[Served, float], w
     assert_healthy_end(served, baseline, await settle_rss(served, baseline * 1.1))
 
 
-async def test_duration_cap_is_413_and_the_cap_itself_is_embedded(attacked: tuple[Served, float]) -> None:
+async def test_duration_cap_is_413_and_the_cap_itself_is_embedded(
+    attacked: tuple[Served, float],
+) -> None:
     served, baseline = attacked
     audio = tone(MAX_S + 1, 8000)
     async with aiohttp.ClientSession() as s:
-        status, reply = await call(s, served, "POST", "/embed/audio", body(s16(audio), 8000, "pcm_s16_le"))
+        status, reply = await call(
+            s, served, "POST", "/embed/audio", body(s16(audio), 8000, "pcm_s16_le")
+        )
         assert status == 413, reply
         assert reply["error"]["code"] == "PAYLOAD_TOO_LARGE"
         assert "INSIGHT_AUDIO__MAX_EMBED_S" in reply["error"]["message"]
         assert "61.0 s" in reply["error"]["message"]
 
         # exactly the cap: six 10 s windows, the mean of what each window gives alone
-        status, whole = await call(s, served, "POST", "/embed/audio", body(s16(audio[: MAX_S * 8000]), 8000, "pcm_s16_le"))
+        status, whole = await call(
+            s, served, "POST", "/embed/audio", body(s16(audio[: MAX_S * 8000]), 8000, "pcm_s16_le")
+        )
         assert status == 200, whole
         assert whole["duration_s"] == pytest.approx(MAX_S)
         assert whole["windows"] == MAX_S // 10
         parts = []
         for i in range(MAX_S // 10):
             piece = audio[i * 80_000 : (i + 1) * 80_000]
-            status, one = await call(s, served, "POST", "/embed/audio", body(s16(piece), 8000, "pcm_s16_le"))
+            status, one = await call(
+                s, served, "POST", "/embed/audio", body(s16(piece), 8000, "pcm_s16_le")
+            )
             assert status == 200 and one["windows"] == 1
             parts.append(one["embedding"])
     mean = np.mean(np.asarray(parts, np.float64), axis=0)
