@@ -66,8 +66,34 @@ def forward_payload(body: dict[str, Any]) -> bytes:
     deep nesting) is the client's error."""
     try:
         return msgpack.packb(body, use_bin_type=True)
-    except (ValueError, OverflowError, TypeError) as exc:
+    except OverflowError:
+        where = _huge_int(body)
+        raise BadRequest(
+            f"invalid request: {where}: integer out of range (64 bits at most)"[:500]
+        ) from None
+    except (ValueError, TypeError) as exc:
         raise BadRequest(f"request body cannot be forwarded: {exc}"[:500]) from None
+
+
+def _huge_int(body: Any) -> str:
+    """Where in ``body`` the first integer msgpack cannot carry is (``field.0.sub``)."""
+    stack: list[tuple[str, Any]] = [("", body)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int) and not -(2**63) <= value < 2**64:
+            return path or "body"
+        items = (
+            value.items()
+            if isinstance(value, dict)
+            else enumerate(value)
+            if isinstance(value, list)
+            else ()
+        )
+        for key, item in reversed(list(items)):
+            stack.append((f"{path}.{key}" if path else str(key), item))
+    return "body"
 
 
 def _partly_accepted(status: int, body: bytes, fmt: Format, accepted: int) -> web.Response:
