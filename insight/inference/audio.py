@@ -140,6 +140,11 @@ class StreamResampler:
             return x
         return np.asarray(self._stream.resample_chunk(x, last=last), dtype=np.float32)
 
+    def close(self) -> None:
+        """Free soxr's buffers now (they grow to 16 MB on a long stream); further input is
+        passed through unresampled."""
+        self._stream = None
+
 
 # --- windows ------------------------------------------------------------------------------
 

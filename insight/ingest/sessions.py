@@ -166,9 +166,11 @@ class SessionManager:
 
     async def _drop_local(self, session_id: str) -> None:
         live = self.live.pop(session_id, None)
-        if live is not None and live.sub is not None:
-            with contextlib.suppress(Exception):
-                await live.sub.unsubscribe()
+        if live is not None:
+            live.release()
+            if live.sub is not None:
+                with contextlib.suppress(Exception):
+                    await live.sub.unsubscribe()
         SESSIONS.set(len(self.live))
 
     async def _close(self, info: SessionInfo, status: SessionStatus) -> None:
