@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -25,10 +26,26 @@ def _settings(args: argparse.Namespace) -> Settings:
     return settings
 
 
+def use_system_malloc() -> None:
+    """Re-execute this command once with ``PYTHONMALLOC=malloc`` (unless PYTHONMALLOC is set).
+
+    A long-running server should give memory back after a burst: pymalloc keeps each 1 MiB
+    arena alive for any object left in it, so every round of four 14 MB JSON bodies left RSS
+    ~5 MB higher (8 rounds: +19 %); with the C allocator (and the bridge's ``malloc_trim``)
+    RSS stays flat. ``PYTHONMALLOC=pymalloc`` keeps Python's own allocator.
+    """
+    if os.environ.get("PYTHONMALLOC") or not sys.platform.startswith("linux"):
+        return
+    os.environ["PYTHONMALLOC"] = "malloc"
+    os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+
+
 def cmd_run(worker: bool, bridge: bool) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         from insight.runtime import run_until_signal
 
+        if getattr(args, "command_line", False):
+            use_system_malloc()
         settings = _settings(args)
         setup_logging(settings.log_level)
         asyncio.run(run_until_signal(settings, worker=worker, bridge=bridge))
@@ -118,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.command_line = argv is None  # a real process, not a call from Python
     try:
         return int(args.func(args))
     except ConfigError as exc:

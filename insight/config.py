@@ -62,6 +62,9 @@ class ModelSettings(BaseModel):
 class AudioSettings(BaseModel):
     window_size_s: float = Field(default=10.0, gt=0, le=60)
     hop_size_s: float = Field(default=10.0, gt=0, le=60)
+    max_embed_s: float = Field(
+        default=900.0, gt=0, description="Most audio one `POST /embed/audio` may carry, seconds"
+    )
 
 
 class InferenceSettings(BaseModel):
@@ -104,6 +107,15 @@ class ServerSettings(BaseModel):
     request_timeout_s: float = Field(default=30.0, gt=0)
     expose_file_paths: bool = Field(
         default=False, description="Show tracks' file_path in search/get results"
+    )
+    header_timeout_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="A request head must arrive within this of the connection (or of the "
+        "previous reply); also how long an idle keep-alive connection stays open",
+    )
+    body_timeout_s: float = Field(
+        default=60.0, gt=0, description="A request body must arrive within this of its head"
     )
 
 

@@ -64,6 +64,11 @@ class UnsupportedMediaType(InsightError):
     code = "UNSUPPORTED_MEDIA_TYPE"
 
 
+class RequestTimeout(InsightError):
+    status = 408
+    code = "REQUEST_TIMEOUT"
+
+
 class Busy(InsightError):
     status = 429
     code = "BUSY"

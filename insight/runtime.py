@@ -73,9 +73,7 @@ class BridgeServer:
     async def start(self, nats_url: str) -> None:
         self.nc = await connect(nats_url, self.settings.nats, name="insight-bridge")
         bus = BusClient(self.nc, timeout=self.settings.server.request_timeout_s)
-        self.runner = web.AppRunner(
-            Bridge(bus, self.settings.server).build(), access_log=None, handle_signals=False
-        )
+        self.runner = Bridge(bus, self.settings.server).runner()
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.settings.server.host, self.settings.server.port)
         await site.start()

@@ -13,8 +13,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-Vector = list[float]
-TrackId = Annotated[str, Field(min_length=1, max_length=4096)]
+from insight.schema_types import (
+    Finite,
+    FolderPath,
+    Id,
+    Pcm,
+    SampleRate,
+    TrackId,
+    Vector,
+)
 
 
 class Schema(BaseModel):
@@ -121,13 +128,13 @@ class SearchFilter(Schema):
     artists: list[str] | None = None
     genres: list[str] | None = None
     album: str | None = None
-    exclude_ids: list[str] | None = None
+    exclude_ids: list[Id] | None = None
     moods: list[str] | None = None
     exclude_moods: list[str] | None = None
-    min_valence: float | None = None
-    max_valence: float | None = None
-    min_arousal: float | None = None
-    max_arousal: float | None = None
+    min_valence: Finite | None = None
+    max_valence: Finite | None = None
+    min_arousal: Finite | None = None
+    max_arousal: Finite | None = None
     model_id: str | None = Field(
         default=None,
         description="Only vectors made by this model; search pins it to the loaded model",
@@ -240,9 +247,9 @@ class TextEmbedResponse(Schema):
 
 class AudioEmbedRequest(Schema):
     format: AudioFormat
-    sample_rate: int = Field(gt=0, le=768_000)
+    sample_rate: SampleRate
     channels: int = Field(ge=1, le=2)
-    data: bytes
+    data: Pcm
 
 
 class AudioEmbedResponse(Schema):
@@ -392,7 +399,7 @@ class SearchResponse(Schema):
 
 class MoodClassifyRequest(Schema):
     embedding: Vector | None = None
-    track_id: str | None = None
+    track_id: Id | None = None
     tiers: list[MoodTier] = Field(default_factory=lambda: [MoodTier.PRIMARY, MoodTier.REFINED])
     top_k: int = Field(default=3, ge=1, le=26)
     include_va: bool = True
@@ -448,8 +455,8 @@ class UserInteraction(Schema):
     last_played: int | None = None
     timestamp: int | None = None
     signal_type: SignalType | None = None
-    seconds_played: float | None = Field(default=None, ge=0)
-    duration: float | None = Field(default=None, ge=0)
+    seconds_played: Finite | None = Field(default=None, ge=0)
+    duration: Finite | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _one_form(self) -> UserInteraction:
@@ -477,7 +484,7 @@ ProfileType = Annotated[
 
 
 class UserRef(Schema):
-    user_id: Annotated[str, Field(min_length=1, max_length=1024)]
+    user_id: Id
 
 
 class ComputeProfileRequest(UserRef):
@@ -504,7 +511,7 @@ class ComputeProfileResponse(Schema):
 class RecommendRequest(UserRef):
     limit: int = Field(default=25, ge=1, le=500)
     profile_type: ProfileType = "global"
-    exclude_ids: list[str] = Field(default_factory=list)
+    exclude_ids: list[Id] = Field(default_factory=list)
     filter: SearchFilter | None = None
     diversity: float = Field(default=0.3, ge=0, le=1, description="0 = pure relevance (MMR)")
     max_per_artist: int | None = Field(default=3, ge=1)
@@ -545,7 +552,7 @@ class StartStreamRequest(Schema):
     track_id: TrackId
     metadata: IngestMetadata
     format: AudioFormat
-    sample_rate: int = Field(gt=0, le=768_000)
+    sample_rate: SampleRate
     channels: int = Field(ge=1, le=2)
     replace_existing: bool = True
 
@@ -560,7 +567,7 @@ class SessionRef(Schema):
 
 
 class FramesRequest(SessionRef):
-    data: bytes
+    data: Pcm
     seq: int | None = Field(default=None, ge=0, description="Chunk number, set by the bridge")
     remaining_bytes: int | None = Field(
         default=None,
@@ -668,7 +675,7 @@ class ReembedResponse(Schema):
 
 
 class WatchedFolder(Schema):
-    path: str = Field(min_length=1, max_length=4096)
+    path: FolderPath
     recursive: bool = True
     label: str | None = None
     enabled: bool = True
@@ -704,7 +711,7 @@ class ScanRequest(Schema):
 
 
 class FolderRef(Schema):
-    path: str = Field(min_length=1, max_length=4096)
+    path: FolderPath
 
 
 class FoldersResponse(Schema):

@@ -33,6 +33,8 @@ DESCRIPTIONS = {
     "INSIGHT_MODEL__AUTO_DOWNLOAD": "Download the configured model at start when missing",
     "INSIGHT_AUDIO__WINDOW_SIZE_S": "Audio window per embedding, seconds (the model takes ≤ 10)",
     "INSIGHT_AUDIO__HOP_SIZE_S": "Hop between windows, seconds (5.0 = 50 % overlap)",
+    "INSIGHT_AUDIO__MAX_EMBED_S": "Most audio one `POST /embed/audio` may carry, seconds "
+    "(`413` beyond; stream longer audio)",
     "INSIGHT_INFERENCE__MAX_BATCH": "Most requests combined into one inference batch",
     "INSIGHT_INFERENCE__MAX_WAIT_MS": "How long a request waits for others to batch with",
     "INSIGHT_INFERENCE__MAX_QUEUE": "Requests waiting for inference before `429 BUSY`",
@@ -50,6 +52,10 @@ DESCRIPTIONS = {
     "INSIGHT_SERVER__REQUEST_TIMEOUT_S": "How long the bridge waits for the bus (`504` beyond)",
     "INSIGHT_SERVER__EXPOSE_FILE_PATHS": "Show tracks' `file_path` in search, similar, "
     "recommend and get results (else null)",
+    "INSIGHT_SERVER__HEADER_TIMEOUT_S": "A request head must arrive within this of the "
+    "connection or the previous reply (else closed); also the keep-alive idle time",
+    "INSIGHT_SERVER__BODY_TIMEOUT_S": "A request body must arrive within this of its head "
+    "(`408` beyond)",
     "INSIGHT_NATS__URL": "NATS to join; empty = start the embedded nats-server",
     "INSIGHT_NATS__USER": "NATS user (also required by the embedded server when set)",
     "INSIGHT_NATS__PASSWORD": "NATS password (goes with USER)",

@@ -201,3 +201,26 @@ def test_mel_config_from_model_dir(tmp_path: Path) -> None:
     assert cfg.nb_max_samples == 240_000
     assert cfg.frames == 501
     assert MelExtractor(cfg)(np.ones((2, 1000), np.float32)).shape == (2, 1, 501, 64)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "channels"), [("pcm_s16_le", 2), ("pcm_s24_le", 1), ("pcm_f32_le", 2)]
+)
+def test_iter_pcm_chunks_join_to_decode_pcm(fmt: str, channels: int) -> None:
+    from insight.inference.audio import iter_pcm, pcm_frames
+
+    width = {"pcm_s16_le": 2, "pcm_s24_le": 3, "pcm_f32_le": 4}[fmt]
+    frames = 10_001
+    if fmt == "pcm_f32_le":
+        data = (np.random.default_rng(1).standard_normal(frames * channels) * 0.1).astype("<f4")
+        raw = data.tobytes()
+    else:
+        raw = (
+            np.random.default_rng(1).integers(0, 256, frames * channels * width, np.uint8).tobytes()
+        )
+    assert pcm_frames(len(raw), fmt, channels) == frames
+    chunks = list(iter_pcm(raw, fmt, channels, 999))
+    assert [c.shape[0] for c in chunks] == [999] * 10 + [11]
+    np.testing.assert_array_equal(np.concatenate(chunks), decode_pcm(raw, fmt, channels))
+    with pytest.raises(BadRequest, match="frame size"):
+        list(iter_pcm(raw[:-1], fmt, channels, 999))

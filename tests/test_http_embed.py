@@ -307,3 +307,20 @@ async def test_body_over_limit_413(secured: Running, fmt: Format) -> None:
     ok = {"text": "y" * (60 * 1024)}
     status, reply = await secured.api.call("POST", "/embed/text", ok, fmt=fmt, headers=auth)
     assert status == 200 and len(reply["embedding"]) == 512
+
+
+@pytest.mark.parametrize("seconds", [0.5, 10.0, 25.0, 31.3])
+async def test_embed_audio_streamed_equals_whole_audio(stack: Running, seconds: float) -> None:
+    """embed/audio cuts the audio a chunk at a time: the same windows and vector as the pool's
+    all-at-once ``embed_audio`` (48 kHz: no resampler in between)."""
+    assert stack.stack.worker is not None
+    pool = stack.stack.worker.app.require_pool()
+    samples = pcm(seconds, seed=3)
+    whole, n = await pool.embed_audio(samples, 10.0, 10.0)
+    body = {"format": "pcm_f32_le", "sample_rate": 48_000, "channels": 1}
+    status, reply = await stack.api.call(
+        "POST", "/embed/audio", {**body, "data": samples.astype("<f4").tobytes()}
+    )
+    assert status == 200, reply
+    assert reply["windows"] == n == max(1, -(-int(seconds * 10) // 100))
+    assert cos(reply["embedding"], whole.tolist()) > 0.99999

@@ -302,3 +302,29 @@ async def test_health_stays_open_with_api_key(tmp_path: Path, tiny_model_dir: Pa
         assert SERVER_KEY not in json.dumps(body)
     finally:
         await stop_running(r)
+
+
+@pytest.mark.parametrize(
+    ("ctype", "accept", "expected"),
+    [
+        ("application/json", None, "application/json"),
+        ("application/json", "*/*", "application/json"),
+        ("application/json", "application/msgpack", "application/msgpack"),
+        ("application/msgpack", None, "application/msgpack"),
+        ("application/msgpack", "application/json", "application/json"),
+    ],
+)
+async def test_reply_mirrors_the_body_when_accept_names_no_format(
+    stack: Running, ctype: str, accept: str | None, expected: str
+) -> None:
+    body = {"text": "mirror"}
+    data = json.dumps(body).encode() if "json" in ctype else msgpack.packb(body)
+    headers = {"Content-Type": ctype, **({"Accept": accept} if accept else {})}
+    async with stack.api.session.post(
+        stack.api.base + "/embed/text", data=data, headers=headers
+    ) as resp:
+        assert resp.status == 200
+        assert resp.headers["Content-Type"] == expected
+        raw = await resp.read()
+    reply = json.loads(raw) if "json" in expected else msgpack.unpackb(raw)
+    assert reply["text"] == "mirror" and len(reply["embedding"]) == 512

@@ -7,11 +7,13 @@ the optional API key, and maps every failure to the one error shape.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import msgpack
@@ -26,11 +28,15 @@ from insight.errors import (
     BadRequest,
     InsightError,
     PayloadTooLarge,
+    RequestTimeout,
     Unauthorized,
     UnsupportedMediaType,
 )
+from insight.http.body import LARGE_KEY, Bodies
 from insight.http.dashboard import add_dashboard, is_public
+from insight.http.memory import keep_mmap_threshold
 from insight.http.openapi import DOCS_HTML, openapi_document
+from insight.http.server import bridge_runner
 from insight.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
 log = logging.getLogger("insight.http")
@@ -43,9 +49,16 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def reply_format(request: web.Request) -> Format:
-    """JSON only when the client asks for it (and not for msgpack too); msgpack otherwise."""
+    """What ``Accept`` names (JSON only when it names JSON and not msgpack); when it names
+    neither (absent, ``*/*``), the format of the request body: a JSON body gets a JSON reply,
+    so a JSON-only client (a generated one) works as is. A bare request gets msgpack."""
     accept = request.headers.get("Accept", "").lower()
-    return Format.JSON if "json" in accept and "msgpack" not in accept else Format.MSGPACK
+    if "msgpack" in accept:
+        return Format.MSGPACK
+    if "json" in accept:
+        return Format.JSON
+    ctype = request.headers.get("Content-Type", "").lower()
+    return Format.JSON if "json" in ctype and "msgpack" not in ctype else Format.MSGPACK
 
 
 def forward_payload(body: dict[str, Any]) -> bytes:
@@ -54,8 +67,34 @@ def forward_payload(body: dict[str, Any]) -> bytes:
     deep nesting) is the client's error."""
     try:
         return msgpack.packb(body, use_bin_type=True)
-    except (ValueError, OverflowError, TypeError) as exc:
+    except OverflowError:
+        where = _huge_int(body)
+        raise BadRequest(
+            f"invalid request: {where}: integer out of range (64 bits at most)"[:500]
+        ) from None
+    except (ValueError, TypeError) as exc:
         raise BadRequest(f"request body cannot be forwarded: {exc}"[:500]) from None
+
+
+def _huge_int(body: Any) -> str:
+    """Where in ``body`` the first integer msgpack cannot carry is (``field.0.sub``)."""
+    stack: list[tuple[str, Any]] = [("", body)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int) and not -(2**63) <= value < 2**64:
+            return path or "body"
+        items = (
+            value.items()
+            if isinstance(value, dict)
+            else enumerate(value)
+            if isinstance(value, list)
+            else ()
+        )
+        for key, item in reversed(list(items)):
+            stack.append((f"{path}.{key}" if path else str(key), item))
+    return "body"
 
 
 def _partly_accepted(status: int, body: bytes, fmt: Format, accepted: int) -> web.Response:
@@ -76,8 +115,21 @@ class Bridge:
         self.bus = bus
         self.settings = settings
         self.max_body = int(settings.max_body_mb * 1024 * 1024)
+        self.bodies = Bodies(self.max_body, settings.max_body_mb, settings.body_timeout_s)
+        self._sessions: dict[str, tuple[asyncio.Lock, int]] = {}
 
     # --- app ---------------------------------------------------------------------------
+
+    def runner(self) -> web.AppRunner:
+        """The app with the server options of ``http/server.py`` (timeouts, error shape)."""
+        keep_mmap_threshold()
+        app = self.build()
+
+        async def close_bodies(_: web.Application) -> None:
+            self.bodies.close()
+
+        app.on_cleanup.append(close_bodies)
+        return bridge_runner(app, self.settings)
 
     def build(self) -> web.Application:
         app = web.Application(
@@ -116,6 +168,9 @@ class Bridge:
         route = request.match_info.route.name or "unmatched"
         try:
             response = await handler(request)
+        except RequestTimeout as err:
+            response = error_response(err, fmt)
+            response.force_close()  # what was sent of the body is dropped with the connection
         except InsightError as err:
             response = error_response(err, fmt)
         except web.HTTPRequestEntityTooLarge:
@@ -138,6 +193,9 @@ class Bridge:
         except Exception:
             log.exception("bridge_crashed path=%s", request.path)
             response = error_response(InsightError("internal error in the HTTP bridge"), fmt)
+        finally:
+            if request.get(LARGE_KEY):
+                self.bodies.memory.large_body_done()
         HTTP_REQUESTS.labels(route=route, status=str(response.status)).inc()
         HTTP_LATENCY.labels(route=route).observe(time.perf_counter() - started)
         return response
@@ -174,11 +232,14 @@ class Bridge:
         async def route(request: web.Request) -> web.Response:
             fmt = reply_format(request)
             request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex[:12]
+            for name, value in request.match_info.items():
+                if "\x00" in value:
+                    raise BadRequest(f"{name}: must not contain a NUL character")
             if ep.body == "raw":
                 return await self._frames(ep, request, fmt, request_id)
-            body = await self._body(ep, request)
+            body, size = await self._body(ep, request)
             body.update(request.match_info)
-            payload = forward_payload(body)
+            payload: bytes = await self.bodies.off_loop(size, forward_payload, body)
             reply = await self.bus.request_raw(
                 ep.subject, payload, reply_format=fmt, request_id=request_id
             )
@@ -189,16 +250,28 @@ class Bridge:
 
         return route
 
-    async def _read(self, request: web.Request) -> bytes:
-        """The body; a declared Content-Length over the limit is refused before reading."""
-        if request.content_length is not None and request.content_length > self.max_body:
-            raise PayloadTooLarge(f"request body exceeds {self.settings.max_body_mb} MiB")
-        return await request.read()
+    @contextlib.asynccontextmanager
+    async def _serial(self, session_id: str) -> AsyncIterator[None]:
+        """Frames bodies of one session are sent one at a time: the chunks of a split body
+        stay together, and the first chunk's whole-body checks see every earlier body."""
+        lock, users = self._sessions.get(session_id, (asyncio.Lock(), 0))
+        self._sessions[session_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._sessions[session_id]
+            if users == 1:
+                del self._sessions[session_id]
+            else:
+                self._sessions[session_id] = (lock, users - 1)
 
-    async def _body(self, ep: Endpoint, request: web.Request) -> dict[str, Any]:
+    async def _body(self, ep: Endpoint, request: web.Request) -> tuple[dict[str, Any], int]:
+        """The decoded body with the query merged in, and the size of the raw body."""
         body: Any = {}
+        raw = b""
         if ep.body != "none" or request.can_read_body:
-            raw = await self._read(request)
+            raw = await self.bodies.read(request)
             if raw:
                 in_fmt = format_of(request.headers.get("Content-Type"))
                 if in_fmt is None:
@@ -206,12 +279,12 @@ class Bridge:
                         f"unsupported Content-Type {request.content_type!r}: "
                         "send application/msgpack or application/json"
                     )
-                body = unpack(raw, in_fmt)
+                body = await self.bodies.decode(raw, in_fmt)
         if not isinstance(body, dict):
             raise BadRequest(f"request body must be a map/object, got {type(body).__name__}")
         for key, value in request.query.items():
             body.setdefault(key, value)
-        return body
+        return body, len(raw)
 
     async def _frames(
         self, ep: Endpoint, request: web.Request, fmt: Format, request_id: str
@@ -223,8 +296,14 @@ class Bridge:
                 f"unsupported Content-Type {ctype!r} for frames: send raw PCM as "
                 "application/octet-stream"
             )
-        data = await self._read(request)
+        data = await self.bodies.read(request)
         session_id = request.match_info["session_id"]
+        async with self._serial(session_id):
+            return await self._send_frames(ep, session_id, data, fmt, request_id)
+
+    async def _send_frames(
+        self, ep: Endpoint, session_id: str, data: bytes, fmt: Format, request_id: str
+    ) -> web.Response:
         chunk = max(1024, self.bus.nc.max_payload - FRAME_OVERHEAD)
         chunk -= chunk % 24  # a whole number of sample frames for every format and layout
         reply = None

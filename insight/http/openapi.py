@@ -26,6 +26,7 @@ STATUS_TEXT = {
     400: "Bad input",
     401: "Missing or wrong API key",
     404: "Unknown resource",
+    408: "Body not received in time (INSIGHT_SERVER__BODY_TIMEOUT_S)",
     409: "Conflict",
     413: "Body too large",
     415: "Unsupported content type",
@@ -33,7 +34,14 @@ STATUS_TEXT = {
     503: "Not ready (no model, storage or worker)",
     504: "No reply from the bus in time",
 }
-COMMON_ERRORS = (400, 401, 404, 413, 415, 429, 503, 504)
+COMMON_ERRORS = (400, 401, 404, 408, 413, 415, 429, 503, 504)
+NEGOTIATION = (
+    "Bodies are MessagePack (application/msgpack) or JSON. The reply is in the format the "
+    "`Accept` header names; without one (or with `*/*`) it is in the format of the request "
+    "body, so a JSON body gets a JSON reply; a request with neither (a bare GET) gets "
+    "MessagePack, the default. A JSON-only client (one generated from this document) works "
+    "as is for requests with a body; for GET and DELETE it sends `Accept: application/json`."
+)
 
 
 def _content(schema: dict[str, Any]) -> dict[str, Any]:
@@ -111,9 +119,7 @@ def openapi_document(endpoints: list[Endpoint]) -> dict[str, Any]:
             "title": "insight",
             "version": __version__,
             "description": "CLAP embeddings, semantic search, mood, taste profiles and "
-            "recommendations for Music Assistant. Bodies are MessagePack "
-            "(application/msgpack, the default) or JSON; send `Accept: application/json` "
-            "for JSON replies.",
+            "recommendations for Music Assistant. " + NEGOTIATION,
         },
         "paths": paths,
         "components": {
@@ -129,7 +135,8 @@ DOCS_HTML = """<!doctype html>
 code{background:#f3f3f3;padding:0 .2rem}li{margin:.2rem 0}</style></head>
 <body><h1>insight API</h1>
 <p>The machine-readable document is <a href="openapi.json">openapi.json</a> (OpenAPI 3.1).
-Bodies are MessagePack by default; send <code>Accept: application/json</code> for JSON.</p>
+Bodies are MessagePack by default; a JSON body gets a JSON reply, and
+<code>Accept: application/json</code> asks for JSON anywhere.</p>
 <ul id="eps"></ul>
 <script>
 fetch('openapi.json').then(r => r.json()).then(doc => {

@@ -9,6 +9,7 @@ floor. Windowing is ours and deterministic (the extractor's random crop is never
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,18 +40,37 @@ def _parse_format(fmt: AudioFormat | str) -> AudioFormat:
         raise BadRequest(f"unsupported audio format {fmt!r}; use one of {allowed}") from None
 
 
-def decode_pcm(data: bytes, fmt: AudioFormat | str, channels: int) -> np.ndarray:
-    """Little-endian PCM → mono float32 in [-1, 1] (stereo is averaged)."""
+def pcm_frames(size: int, fmt: AudioFormat | str, channels: int) -> int:
+    """How many sample frames ``size`` bytes of PCM hold; a clear error when it is no whole
+    number of them, the format is unknown or the layout is neither mono nor stereo."""
     f = _parse_format(fmt)
     if channels not in (1, 2):
         raise BadRequest(f"channels must be 1 (mono) or 2 (stereo), got {channels}")
     width = _SAMPLE_BYTES[f]
     frame = width * channels
-    if len(data) % frame:
+    if size % frame:
         raise BadRequest(
-            f"PCM length {len(data)} bytes is not a multiple of the frame size {frame} "
+            f"PCM length {size} bytes is not a multiple of the frame size {frame} "
             f"({f.value}: {width} bytes per sample × {channels} channel(s))"
         )
+    return size // frame
+
+
+def iter_pcm(
+    data: bytes, fmt: AudioFormat | str, channels: int, frames_per_chunk: int
+) -> Iterator[np.ndarray]:
+    """``decode_pcm`` a chunk at a time, so a long body is never all float32 at once."""
+    frames = pcm_frames(len(data), fmt, channels)
+    step = max(1, frames_per_chunk) * (len(data) // frames if frames else 1)
+    view = memoryview(data)
+    for start in range(0, len(data), step):
+        yield decode_pcm(view[start : start + step], fmt, channels)
+
+
+def decode_pcm(data: bytes | memoryview, fmt: AudioFormat | str, channels: int) -> np.ndarray:
+    """Little-endian PCM → mono float32 in [-1, 1] (stereo is averaged)."""
+    f = _parse_format(fmt)
+    pcm_frames(len(data), f, channels)
     if f is AudioFormat.PCM_F32_LE:
         x = np.frombuffer(data, dtype="<f4").astype(np.float32)
         if x.size and not np.isfinite(x).all():
@@ -119,6 +139,11 @@ class StreamResampler:
         if self._stream is None:
             return x
         return np.asarray(self._stream.resample_chunk(x, last=last), dtype=np.float32)
+
+    def close(self) -> None:
+        """Free soxr's buffers now (they grow to 16 MB on a long stream); further input is
+        passed through unresampled."""
+        self._stream = None
 
 
 # --- windows ------------------------------------------------------------------------------

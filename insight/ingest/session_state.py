@@ -106,6 +106,13 @@ class LiveSession:
             self.processed_seq = msg.metadata.sequence.stream
             self.progress.notify_all()
 
+    def release(self) -> None:
+        """The session is over here: free its audio state now. (The bus client can keep this
+        object alive a while after unsubscribing; its resampler held 16 MB.)"""
+        self.error = self.error or "session closed"
+        self.resampler.close()
+        self.cutter = WindowCutter(self.cutter.window, self.cutter.hop)
+
     async def caught_up(self, seq: int, timeout: float = 60.0) -> None:
         async with self.progress:
             try:

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +72,23 @@ class SessionManager:
         self.kv: KeyValue | None = None
         self._subs: list[Any] = []
         self._sweeper: asyncio.Task[None] | None = None
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def _serial(self, session_id: str) -> AsyncIterator[None]:
+        """Frames, end and abort of one session run one at a time, in arrival order (an
+        asyncio lock is FIFO): concurrent posts no longer overwrite each other's count."""
+        lock, users = self._locks.get(session_id, (asyncio.Lock(), 0))
+        self._locks[session_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[session_id]
+            if users == 1:
+                del self._locks[session_id]
+            else:
+                self._locks[session_id] = (lock, users - 1)
 
     @property
     def js(self) -> JetStreamContext:
@@ -148,9 +166,11 @@ class SessionManager:
 
     async def _drop_local(self, session_id: str) -> None:
         live = self.live.pop(session_id, None)
-        if live is not None and live.sub is not None:
-            with contextlib.suppress(Exception):
-                await live.sub.unsubscribe()
+        if live is not None:
+            live.release()
+            if live.sub is not None:
+                with contextlib.suppress(Exception):
+                    await live.sub.unsubscribe()
         SESSIONS.set(len(self.live))
 
     async def _close(self, info: SessionInfo, status: SessionStatus) -> None:
@@ -205,6 +225,10 @@ class SessionManager:
         return StartStreamResponse(session_id=info.session_id, window_samples=live.cutter.window)
 
     async def frames(self, req: FramesRequest) -> tuple[float, int]:
+        async with self._serial(check_session_id(req.session_id)):
+            return await self._frames(req)
+
+    async def _frames(self, req: FramesRequest) -> tuple[float, int]:
         info = await self._require(req.session_id)
         # a body the bridge split is checked whole on its first chunk, so that it is refused
         # before any of it is stored
@@ -234,6 +258,10 @@ class SessionManager:
         return info.seconds, info.windows_completed
 
     async def end(self, req: EndStreamRequest) -> EndStreamResponse:
+        async with self._serial(check_session_id(req.session_id)):
+            return await self._end(req)
+
+    async def _end(self, req: EndStreamRequest) -> EndStreamResponse:
         info = await self._require(req.session_id)
         self.app.require_pool()
         if info.owner != self.app.worker_id and info.session_id not in self.live:
@@ -299,6 +327,10 @@ class SessionManager:
         )
 
     async def abort(self, req: SessionRef) -> AbortResponse:
+        async with self._serial(check_session_id(req.session_id)):
+            return await self._abort(req)
+
+    async def _abort(self, req: SessionRef) -> AbortResponse:
         info = await self._require(req.session_id, active=False)
         if info.status == SessionStatus.ACTIVE:
             await self._close(info, SessionStatus.ABORTED)
@@ -313,8 +345,9 @@ class SessionManager:
     async def _on_forwarded_end(self, msg: Msg) -> None:
         try:
             req = EndStreamRequest.model_validate(unpack(msg.data))
-            info = await self._require(req.session_id)
-            reply: Any = (await self._finish(info, req)).model_dump()
+            async with self._serial(check_session_id(req.session_id)):
+                info = await self._require(req.session_id)
+                reply: Any = (await self._finish(info, req)).model_dump()
         except InsightError as err:
             reply = {**err.body(), "status": err.status}
         await msg.respond(pack(reply))
