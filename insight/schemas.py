@@ -701,3 +701,36 @@ class FolderRef(Schema):
 
 class FoldersResponse(Schema):
     folders: list[WatchedFolder]
+
+
+class HistoryRequest(UserRef):
+    since: int = Field(default=0, ge=0, description="only plays that started at/after (unix s)")
+    limit: int = Field(default=1000, ge=1, le=10_000, description="newest plays first")
+
+
+class HistoryPlay(Schema):
+    track_id: str
+    started_at: int
+    seconds_played: float
+    duration: float
+    fully_played: bool
+    skipped: bool
+
+
+class CurrentListen(Schema):
+    track_id: str
+    started_at: int
+    position: float
+    playing: bool
+
+
+class HistoryResponse(Schema):
+    """What insight believes a user did: plays and skips (newest first), favorites, and the
+    listen still open (not booked until its item ends)."""
+
+    user_id: str
+    plays: list[HistoryPlay]
+    play_count: int
+    skip_count: int
+    favorites: list[str]
+    listening: CurrentListen | None = None
