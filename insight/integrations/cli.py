@@ -25,6 +25,7 @@ def add_commands(sub: Any) -> None:
         description="Follow a Music Assistant server's websocket API and publish its library "
         "and playback events to insight's JetStream subjects; backfill the library on "
         "connect and after every library sync.",
+        allow_abbrev=False,  # "--ma-token" must not be taken for --ma-token-file
     )
     p.add_argument(
         "--ma-url",

@@ -36,6 +36,7 @@ class MAError(Exception):
     def __init__(self, code: Any, details: str) -> None:
         super().__init__(f"Music Assistant error {code}: {details}")
         self.code = code
+        self.details = details
 
 
 class MAAuthError(MAError):
@@ -101,7 +102,7 @@ class MAConnection:
         try:
             ok = await asyncio.wait_for(self.command("auth", token=token), limit_s)
         except MAError as exc:
-            raise MAAuthError(exc.code, f"token rejected: {exc}") from None
+            raise MAAuthError(exc.code, f"token rejected ({exc.details})") from None
         if not ok:
             raise MAAuthError("auth", "token rejected")
 
