@@ -30,6 +30,7 @@ class FakeMusicAssistant:
         self.schema = schema
         self.user_id = user_id
         self.fail_page_at: int | None = None  # offset whose page answers an error
+        self.sent = 0  # events sent (to every client)
         self.port = free_port()
         self.clients: set[web.WebSocketResponse] = set()
         self.connects = 0
@@ -66,11 +67,13 @@ class FakeMusicAssistant:
         msg = {"event": event, "object_id": object_id, "data": data}
         for ws in list(self.clients):
             await ws.send_json(msg)
+            self.sent += 1
 
     async def emit_raw(self, text: str) -> None:
         """An event exactly as serialised elsewhere (e.g. ``MassEvent.to_json()``)."""
         for ws in list(self.clients):
             await ws.send_str(text)
+            self.sent += 1
 
     async def _ws(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()

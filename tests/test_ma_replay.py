@@ -1,0 +1,271 @@
+"""Replays of Music Assistant traces through ``insight ma-bridge`` into a real worker.
+
+Each trace is a sequence of real ``music-assistant-models`` objects serialised as MA sends them
+(tests/ma_traces.py), played by a loopback MA (tests/fake_music_assistant.py) whose library
+follows the trace, so a backfill reads what MA holds at that moment. After each trace the store
+and the listening history must be exactly what MA's own state says, with no event dead-lettered,
+also when the worker is SIGKILLed mid-trace and restarted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ma_traces as mt
+import nats
+import pytest
+import pytest_asyncio
+from fake_music_assistant import FakeMusicAssistant
+from music_assistant_models.enums import EventType
+from music_assistant_models.media_items import Track
+from nats.aio.client import Client as NATS
+
+from insight.bus import subjects
+from insight.bus.embedded import EmbeddedNats
+from insight.history import ListeningHistory
+from insight.integrations.music_assistant import BridgeOptions, MusicAssistantBridge
+from insight.storage.base import TRACKS_TEXT, VectorStore
+from tests.busutil import drained, in_process_worker
+
+pytestmark = pytest.mark.timeout(180)
+
+T = mt.recorded_tracks()
+ADDED, UPDATED, DELETED = (
+    EventType.MEDIA_ITEM_ADDED,
+    EventType.MEDIA_ITEM_UPDATED,
+    EventType.MEDIA_ITEM_DELETED,
+)
+USER = "user-a"  # the MA user of the bridge's token (auth/me): favorites are booked to it
+
+
+@dataclass
+class Ma:
+    """MA's side of a trace: library changes emit the event MA sends for them."""
+
+    fake: FakeMusicAssistant
+    bridge: MusicAssistantBridge
+    checkpoint: Callable[[], Awaitable[None]]
+
+    def _set(self, track: Track) -> None:
+        self.fake.library = [t for t in self.fake.library if t["uri"] != track.uri]
+        self.fake.library.append(track.to_dict())
+        self.fake.library.sort(key=lambda t: int(t["item_id"]))
+
+    async def add(self, track: Track, kind: EventType = ADDED) -> None:
+        self._set(track)
+        await self.fake.emit_raw(mt.event(kind, track))
+
+    async def update(self, track: Track) -> None:
+        await self.add(track, UPDATED)
+
+    async def delete(self, track: Track) -> None:
+        self.fake.library = [t for t in self.fake.library if t["uri"] != track.uri]
+        await self.fake.emit_raw(mt.event(DELETED, track))
+
+    async def send(self, raw: str) -> None:
+        await self.fake.emit_raw(raw)
+
+
+# --- traces ---------------------------------------------------------------------------------
+
+
+async def library_trace(ma: Ma) -> None:
+    """add / edit / toggle back and forth / delete / re-add, and a favorite toggled."""
+    t2, t3, t5 = T["library://track/2"], T["library://track/3"], T["library://track/5"]
+    drone, ambient = mt.edited(t2, genres=["Drone"]), mt.edited(t2, genres=["Ambient"])
+    for step in (ma.add(t2), ma.add(t3), ma.update(drone), ma.update(ambient), ma.update(drone)):
+        await step
+    await ma.checkpoint()
+    for step in (ma.delete(t3), ma.add(t3), ma.add(t5), ma.delete(t5), ma.add(t5), ma.delete(t5)):
+        await step
+    await ma.checkpoint()
+    for fav in (True, False, True):
+        await ma.update(mt.edited(drone, favorite=fav))
+
+
+LIBRARY_STORE = {
+    "library://track/2": ("Sine Morning", ["Drone"]),
+    "library://track/3": ("Classic Pure", ["Classical"]),
+}
+LIBRARY_HISTORY = {USER: {"plays": [], "favorites": ["library://track/2"]}}
+
+
+def long(track: Track, seconds: int = 240) -> Track:
+    return mt.edited(track, duration=seconds)
+
+
+async def playback_trace(ma: Ma) -> None:
+    """pause/resume/seek, skip, repeat-one, two users, provider-uri plays."""
+    t2, t3, t4 = long(T["library://track/2"]), long(T["library://track/3"]), T["library://track/4"]
+    t6 = mt.with_mapping(T["library://track/6"], "spotify--x1", "abc")
+    t9 = T["library://track/9"] if "library://track/9" in T else mt.edited(t4, item_id="9")
+    for track in (t2, t3, t4, t6):
+        await ma.add(track)
+    ma._set(mt.with_mapping(t9, "tidal--y2", "99"))  # in MA's library, no event seen yet
+    await ma.fake.emit_raw(mt.event(ADDED, t9))
+    r = mt.report
+    # alice: t2 played, paused at 45 s, resumed, sought forward, then the next item started.
+    for raw in (
+        r(t2, "alice", 30, playing=True),
+        r(t2, "alice", 45, playing=False),
+        r(t2, "alice", 45, playing=True),
+        r(t2, "bob", 100, playing=True),  # bob listens to the same track elsewhere
+        r(t2, "alice", 150, playing=True),
+        r(t2, "alice", 236, playing=False, is_current=False),
+    ):
+        await ma.send(raw)
+    await ma.checkpoint()
+    # alice skips t3 at 12 s; t4 plays with repeat-one (the same queue item starts over).
+    for raw in (
+        r(t3, "alice", 12, playing=False, is_current=False),
+        r(t4, "alice", 14, playing=True),
+        r(t4, "alice", 6, playing=True),
+        r(t4, "alice", 19, playing=False, is_current=False),
+    ):
+        await ma.send(raw)
+    await ma.checkpoint()
+    # bob leaves t2 at 100 s for provider items: one mapped by an event, one MA must resolve.
+    for raw in (
+        r(t2, "bob", 100, playing=False, is_current=False),
+        r(t6, "bob", 19, playing=False, is_current=False, uri="spotify--x1://track/abc"),
+        r(t9, "bob", 18, playing=False, is_current=False, uri="tidal--y2://track/99"),
+    ):
+        await ma.send(raw)
+
+
+PLAYBACK_HISTORY = {
+    "alice": {
+        "plays": sorted(
+            [
+                ("library://track/2", 236.0, True, False),
+                ("library://track/3", 12.0, False, True),
+                ("library://track/4", 14.0, True, False),
+                ("library://track/4", 19.0, True, False),
+            ]
+        ),
+        "favorites": [],
+    },
+    "bob": {
+        "plays": sorted(
+            [
+                ("library://track/2", 100.0, False, False),
+                ("library://track/6", 19.0, True, False),
+                ("library://track/9", 18.0, True, False),
+            ]
+        ),
+        "favorites": [],
+    },
+}
+
+
+# --- harness --------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def ma_bridge(
+    nc: NATS, checkpoint: Callable[[], Awaitable[None]], library: list[Track] | None = None
+) -> AsyncIterator[Ma]:
+    fake = FakeMusicAssistant(mt.library_dicts(library or []))
+    await fake.start()
+    opts = BridgeOptions(backoff_min_s=0.05, backoff_max_s=0.2, backfill_on_connect=bool(library))
+    bridge = MusicAssistantBridge(fake.url, fake.token, nc, opts)
+    task = asyncio.create_task(bridge.run())
+    try:
+        await asyncio.wait_for(fake.authed.wait(), 10)
+        await asyncio.wait_for(bridge.connected.wait(), 10)
+        yield Ma(fake, bridge, checkpoint)
+        await received(fake, bridge)
+    finally:
+        bridge.stop()
+        await asyncio.wait_for(task, 10)
+        await fake.stop()
+
+
+async def received(fake: FakeMusicAssistant, bridge: MusicAssistantBridge) -> None:
+    """Everything MA sent reached the bridge, was translated and acknowledged by JetStream."""
+    for _ in range(200):
+        if bridge.stats.events >= fake.sent:
+            break
+        await asyncio.sleep(0.05)
+    assert bridge.stats.events == fake.sent
+    await bridge.drained()
+
+
+async def settle(nc: NATS, instance_id: str | None = None) -> None:
+    js = nc.jetstream()
+    await drained(js, subjects.LIBRARY_CONSUMER)
+    if instance_id is not None:
+        await drained(js, subjects.playback_consumer(instance_id))
+
+
+async def store_state(store: VectorStore) -> dict[str, tuple[str, list[str]]]:
+    out, offset = {}, None
+    while True:
+        points, offset = await store.scroll(TRACKS_TEXT, offset=offset, limit=500)
+        out.update({p.key: (p.payload["name"], p.payload["genres"]) for p in points})
+        if offset is None:
+            return out
+
+
+async def history_state(history: ListeningHistory, users: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for user in users:
+        plays = await history.plays(user)
+        out[user] = {
+            "plays": sorted(
+                (p.track_id, p.seconds_played, p.fully_played, p.skipped) for p in plays
+            ),
+            "favorites": await history.favorite_ids(user),
+        }
+    return out
+
+
+async def dlq_count(nc: NATS) -> int:
+    info = await nc.jetstream().stream_info(subjects.DLQ_STREAM)
+    return int(info.state.messages)
+
+
+async def nothing() -> None:
+    return None
+
+
+# --- in-process worker ----------------------------------------------------------------------
+
+
+@pytest_asyncio.fixture
+async def worker_nc(
+    nats_server: EmbeddedNats, tmp_path: Path, tiny_model_dir: Path
+) -> AsyncIterator[tuple[Any, NATS]]:
+    worker = await in_process_worker(nats_server.url, tmp_path / "w", tiny_model_dir)
+    nc = await nats.connect(nats_server.url)
+    try:
+        yield worker, nc
+    finally:
+        await nc.drain()
+        await worker.stop()
+
+
+@pytest.mark.parametrize(
+    ("trace", "store", "history"),
+    [
+        (library_trace, LIBRARY_STORE, LIBRARY_HISTORY),
+        (playback_trace, None, PLAYBACK_HISTORY),
+    ],
+    ids=["library", "playback"],
+)
+async def test_trace_ends_as_ma_says(
+    worker_nc: tuple[Any, NATS], trace: Any, store: Any, history: Any
+) -> None:
+    worker, nc = worker_nc
+    async with ma_bridge(nc, nothing) as ma:
+        await trace(ma)
+    await settle(nc, worker.app.instance_id)
+    if store is not None:
+        assert await store_state(worker.app.require_store()) == store
+    assert await history_state(worker.app.services["history"], list(history)) == history
+    assert await dlq_count(nc) == 0
