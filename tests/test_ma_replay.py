@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,11 +169,19 @@ PLAYBACK_HISTORY = {
 
 @contextlib.asynccontextmanager
 async def ma_bridge(
-    nc: NATS, checkpoint: Callable[[], Awaitable[None]], library: list[Track] | None = None
+    nc: NATS,
+    checkpoint: Callable[[], Awaitable[None]],
+    library: list[Track] | None = None,
+    page_size: int = 500,
 ) -> AsyncIterator[Ma]:
     fake = FakeMusicAssistant(mt.library_dicts(library or []))
     await fake.start()
-    opts = BridgeOptions(backoff_min_s=0.05, backoff_max_s=0.2, backfill_on_connect=bool(library))
+    opts = BridgeOptions(
+        backoff_min_s=0.05,
+        backoff_max_s=0.2,
+        backfill_on_connect=bool(library),
+        page_size=page_size,
+    )
     bridge = MusicAssistantBridge(fake.url, fake.token, nc, opts)
     task = asyncio.create_task(bridge.run())
     try:
@@ -193,6 +202,12 @@ async def received(fake: FakeMusicAssistant, bridge: MusicAssistantBridge) -> No
             break
         await asyncio.sleep(0.05)
     assert bridge.stats.events == fake.sent
+    await bridge.drained()
+    for _ in range(200):  # a backfill the events started
+        task = bridge._backfill
+        if task is None or task.done():
+            break
+        await asyncio.sleep(0.05)
     await bridge.drained()
 
 
@@ -268,4 +283,100 @@ async def test_trace_ends_as_ma_says(
     if store is not None:
         assert await store_state(worker.app.require_store()) == store
     assert await history_state(worker.app.services["history"], list(history)) == history
+    assert await dlq_count(nc) == 0
+
+
+async def wait_until(cond: Callable[[], bool], what: str, limit_s: float = 20) -> None:
+    for _ in range(int(limit_s / 0.05)):
+        if cond():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def test_deletions_and_unfavorites_while_disconnected(worker_nc: tuple[Any, NATS]) -> None:
+    """MA changes while the bridge is away; a failed backfill deletes nothing, a complete one
+    (after a sync that ends the schema-29 way: ``sync_tasks_updated`` with no task) does."""
+    worker, nc = worker_nc
+    history = worker.app.services["history"]
+    uris = [f"library://track/{n}" for n in range(1, 9)]
+    lib = [mt.edited(T[u], favorite=u in (uris[1], uris[5])) for u in uris]
+    async with ma_bridge(nc, nothing, library=lib, page_size=3) as ma:
+        await wait_until(lambda: ma.bridge.stats.backfills == 1, "the first backfill")
+        await received(ma.fake, ma.bridge)
+        await settle(nc, worker.app.instance_id)
+        assert sorted(await store_state(worker.app.require_store())) == uris
+        assert await history.favorite_ids(USER) == [uris[1], uris[5]]
+
+        await ma.fake.drop()  # MA restarts; meanwhile tracks 1 and 8 go, 6 is unfavorited
+        ma.fake.library = [t for t in ma.fake.library if t["uri"] not in (uris[0], uris[7])]
+        for t in ma.fake.library:
+            t["favorite"] = t["favorite"] and t["uri"] != uris[5]
+        ma.fake.fail_page_at = 3  # ... and the catch-up listing fails on its 2nd page
+
+        def pages_at_3() -> int:
+            return sum(
+                c["command"] == "music/tracks/library_items" and c["args"]["offset"] == 3
+                for c in ma.fake.commands
+            )
+
+        await wait_until(lambda: pages_at_3() == 2 and ma.bridge.connected.is_set(), "page 2")
+        await received(ma.fake, ma.bridge)
+        await settle(nc, worker.app.instance_id)
+        assert sorted(await store_state(worker.app.require_store())) == uris
+        assert await history.favorite_ids(USER) == [uris[1], uris[5]]
+
+        ma.fake.fail_page_at = None
+        await ma.send(mt.sync_tasks(1))
+        await ma.send(mt.sync_tasks(0))
+        await wait_until(lambda: ma.bridge.stats.backfills == 2, "the sync's backfill")
+    await settle(nc, worker.app.instance_id)
+    assert sorted(await store_state(worker.app.require_store())) == uris[1:7]
+    assert await history.favorite_ids(USER) == [uris[1]]
+    assert await dlq_count(nc) == 0
+
+
+def recorded_event(line: dict[str, Any]) -> str:
+    """A recorded line back as the message MA sent (tracks exactly; others as shapes)."""
+    data: Any = line.get("full")
+    if data is None and isinstance(line.get("data"), str) and line["data"].startswith("list["):
+        n = int(line["data"][5:-1])
+        data = [{"provider_domain": "filesystem_local", "media_types": ["track"]}] * n
+    elif data is None:
+        data = {k: line[k] for k in ("media_type", "name", "uri", "favorite") if k in line}
+    return json.dumps({"event": line["event"], "object_id": line["object_id"], "data": data})
+
+
+async def test_recorded_real_ma_session_replays_exactly(worker_nc: tuple[Any, NATS]) -> None:
+    """Both recordings of a real MA server (sync, edit, favorite, remove, file changes, restart,
+    squeezelite playback), with MA's library following them for the backfills its syncs start."""
+    worker, nc = worker_nc
+    lines = mt.recorded_lines("library-sync-edit-delete.jsonl")
+    lines += mt.recorded_lines("restart-favorite-playback.jsonl")
+    async with ma_bridge(nc, nothing) as ma:
+        for line in lines:
+            full = line.get("full")
+            if full and line["event"] != "media_item_played":
+                track = Track.from_dict(full)
+                if line["event"] == "media_item_deleted":
+                    ma.fake.library = [t for t in ma.fake.library if t["uri"] != track.uri]
+                else:
+                    ma._set(track)
+            await ma.send(recorded_event(line))
+    assert ma.bridge.stats.backfills >= 1  # finished syncs start backfills (coalesced)
+    await settle(nc, worker.app.instance_id)
+    names = {k: v[0] for k, v in (await store_state(worker.app.require_store())).items()}
+    assert names == {
+        "library://track/2": "Sine Morning",
+        "library://track/3": "Classic Pure (Edited)",
+        "library://track/4": "Square Dance (Offline Edit)",
+        "library://track/5": "Folk Hum v2",
+        "library://track/6": "Sine Noon",
+        "library://track/9": "New Arrival",
+    }
+    player = "TCkFBNkBC9hUHoGpUuLcWKr5RrsPquB12gt7TlPUfYg"
+    assert await history_state(worker.app.services["history"], [player, USER]) == {
+        player: {"plays": [("library://track/6", 14.0, True, False)], "favorites": []},
+        USER: {"plays": [], "favorites": []},
+    }
     assert await dlq_count(nc) == 0
