@@ -28,10 +28,13 @@ from nats.aio.client import Client as NATS
 
 from insight.bus import subjects
 from insight.bus.embedded import EmbeddedNats
+from insight.bus.streams import ensure_streams
+from insight.config import StorageSettings
 from insight.history import ListeningHistory
 from insight.integrations.music_assistant import BridgeOptions, MusicAssistantBridge
 from insight.storage.base import TRACKS_TEXT, VectorStore
-from tests.busutil import drained, in_process_worker
+from insight.storage.factory import open_store
+from tests.busutil import WorkerProcess, drained, in_process_worker
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -380,3 +383,62 @@ async def test_recorded_real_ma_session_replays_exactly(worker_nc: tuple[Any, NA
         USER: {"plays": [], "favorites": []},
     }
     assert await dlq_count(nc) == 0
+
+
+# --- a worker process, SIGKILLed at every checkpoint -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("trace", "store", "history"),
+    [
+        (library_trace, LIBRARY_STORE, LIBRARY_HISTORY),
+        (playback_trace, None, PLAYBACK_HISTORY),
+    ],
+    ids=["library", "playback"],
+)
+async def test_trace_survives_sigkilled_workers(
+    nats_server: EmbeddedNats,
+    tmp_path: Path,
+    tiny_model_dir: Path,
+    trace: Any,
+    store: Any,
+    history: Any,
+) -> None:
+    nc = await nats.connect(nats_server.url)
+    await ensure_streams(nc.jetstream())
+    data_dir = tmp_path / "worker"
+    procs = [WorkerProcess(nats_server.url, data_dir, tiny_model_dir).start()]
+    await procs[-1].ready(nc)
+    kills = 0
+
+    async def kill_and_restart() -> None:
+        nonlocal kills
+        await asyncio.sleep(0.05 * (kills + 1))  # let it be in the middle of the work
+        procs[-1].kill()
+        kills += 1
+        procs.append(WorkerProcess(nats_server.url, data_dir, tiny_model_dir).start())
+        await procs[-1].ready(nc)
+
+    try:
+        async with ma_bridge(nc, kill_and_restart) as ma:
+            await trace(ma)
+        instance = (data_dir / "instance-id").read_text().strip()
+        await settle(nc, instance)
+    finally:
+        procs[-1].stop()
+    assert kills == 2
+    if store is not None:
+        db = await open_store(StorageSettings(data_dir=data_dir), dim=512)
+        try:
+            assert await store_state(db) == store
+            assert await db.count(TRACKS_TEXT) == len(store)
+        finally:
+            await db.close()
+    listening = ListeningHistory(data_dir / "history.db")
+    await listening.open()
+    try:
+        assert await history_state(listening, list(history)) == history
+    finally:
+        await listening.close()
+    assert await dlq_count(nc) == 0
+    await nc.drain()
