@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import msgpack
 import nats
+import pytest
 import pytest_asyncio
 from nats.aio.client import Client as NATS
+from pydantic import TypeAdapter, ValidationError
 
 from insight.bus import subjects
 from insight.bus.connection import flush_subscriptions
 from insight.bus.embedded import EmbeddedNats
 from insight.bus.streams import ensure_streams
 from insight.config import StorageSettings
+from insight.ingest.parse import MAX_ID_CHARS
 from insight.runtime import Worker
+from insight.schemas import TrackId
 from insight.storage.base import TRACKS_TEXT
 from insight.storage.factory import open_store
 from tests.busutil import WorkerProcess, drained, in_process_worker, track_event
@@ -261,3 +266,65 @@ async def test_sync_completed_asks_for_a_backfill(bus: NATS, worker: Worker) -> 
     await js.publish(subjects.SYNC_COMPLETED, msgpack.packb({"event": "music_sync_completed"}))
     note = msgpack.unpackb((await sub.next_msg(timeout=10)).data)
     assert note["collections"]["tracks_text"] == 1 and note["timestamp"] > 0
+
+
+async def test_json_and_msgpack_events_by_content_type(bus: NATS, worker: Worker) -> None:
+    """Events follow the codec rules of requests: msgpack by default, JSON when the
+    Content-Type says so; another content type, or an id over the API's limit, is
+    dead-lettered with its reason."""
+    js = bus.jetstream()
+    as_json = {"Content-Type": "application/json"}
+    body = msgpack.unpackb(track_event("library://track/j", "Jay"))
+    await js.publish(subjects.TRACK_ADDED, json.dumps(body).encode(), headers=as_json)
+    await js.publish(
+        subjects.TRACK_ADDED,
+        track_event("library://track/m", "Em"),
+        headers={"Content-Type": "application/msgpack"},
+    )
+    report = {
+        "event": "media_item_played",
+        "object_id": "library://track/j",
+        "data": {
+            "uri": "library://track/j",
+            "duration": 200,
+            "seconds_played": 198,
+            "fully_played": True,
+            "is_playing": False,
+            "userid": "jo",
+        },
+        "timestamp": 1_700_000_000,
+    }
+    await js.publish(subjects.PLAYED, json.dumps(report).encode(), headers=as_json)
+    fav = {"user_id": "jo", "track_id": "library://track/m", "timestamp": 1_700_000_001}
+    await js.publish(subjects.FAVORITE, json.dumps(fav).encode(), headers=as_json)
+    bad = {
+        "text/plain": (json.dumps(body).encode(), {"Content-Type": "text/plain"}),
+        "json said, msgpack sent": (track_event("library://track/x", "X"), as_json),
+        "id too long": (track_event("library://track/" + "9" * 4096, "Long"), {}),
+    }
+    for payload, headers in bad.values():
+        await js.publish(subjects.TRACK_ADDED, payload, headers=headers or None)
+    await drained(js, subjects.LIBRARY_CONSUMER)
+    await drained(js, subjects.playback_consumer(worker.app.instance_id))
+
+    assert await stored_names(worker) == {"library://track/j": "Jay", "library://track/m": "Em"}
+    history = worker.app.services["history"]
+    [play] = await history.plays("jo")
+    assert (play.track_id, play.seconds_played, play.fully_played) == (
+        "library://track/j",
+        198.0,
+        True,
+    )
+    assert play.ts == 1_700_000_000 - 198  # the listen started when it was 198 s shorter
+    assert await history.favorite_ids("jo") == ["library://track/m"]
+    dlq = await js.pull_subscribe(subjects.DLQ_ALL, durable="test-dlq2", stream=subjects.DLQ_STREAM)
+    msgs = await dlq.fetch(10, timeout=2)
+    reasons = sorted(m.headers["Insight-Dlq-Reason"] for m in msgs)  # type: ignore[index]
+    assert len(reasons) == len(bad)
+    assert any("unsupported Content-Type 'text/plain'" in r for r in reasons)
+    assert any("Failed to deserialize json" in r for r in reasons)
+    assert any("4112 characters long; the limit is 4096" in r for r in reasons)
+    api_ids = TypeAdapter(TrackId)  # one limit for the API and for events
+    api_ids.validate_python("x" * MAX_ID_CHARS)
+    with pytest.raises(ValidationError):
+        api_ids.validate_python("x" * (MAX_ID_CHARS + 1))
