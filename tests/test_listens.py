@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from insight.history import ListeningHistory
 from insight.ingest.listens import Listen, Report, fold
 
 
-def run(reports: list[tuple[str, float, float, bool, bool]], duration: float = 200.0) -> tuple[
-    list[Listen], Listen | None
-]:
+def run(
+    reports: list[tuple[str, float, float, bool, bool]], duration: float = 200.0
+) -> tuple[list[Listen], Listen | None]:
     """(track, ts, position, fully_played, is_playing) for one user → booked, still open."""
     booked: list[Listen] = []
     open_: Listen | None = None
@@ -73,3 +76,29 @@ def test_idle_listen_is_booked_and_the_next_report_starts_a_new_one() -> None:
     booked, open_ = run([("a", 1045, 45, False, False), ("a", 1045 + 4000, 45, False, True)])
     assert [(b.position, b.started) for b in booked] == [(45, 1000)]
     assert open_ is not None and open_.started == 5000
+
+
+async def test_history_books_an_idle_listen_once_and_applies_each_event_once(
+    tmp_path: Path,
+) -> None:
+    history = ListeningHistory(tmp_path / "h.db")
+    await history.open()
+    try:
+        paused = Report("u", "a", 1045.0, 45.0, 200.0, False, False)
+        assert await history.apply_event("c", 7, ListeningHistory.report_writer(paused))
+        assert not await history.apply_event("c", 7, ListeningHistory.report_writer(paused))
+        assert await history.plays("u") == []  # a pause is not a play
+        assert await history.sweep(now=1045.0 + 100, idle_s=1800) == 0
+        assert await history.sweep(now=1045.0 + 1801, idle_s=1800) == 1
+        [play] = await history.plays("u")
+        assert (play.track_id, play.ts, play.seconds_played, play.skipped) == (
+            "a",
+            1000,
+            45.0,
+            False,
+        )
+        assert await history.open_listen("u") is None
+        assert await history.sweep(now=1e10, idle_s=1800) == 0  # booked once
+        assert len(await history.plays("u")) == 1
+    finally:
+        await history.close()

@@ -17,9 +17,14 @@ from nats.aio.client import Client as NATS
 from insight.bus import subjects
 from insight.bus.embedded import EmbeddedNats
 from insight.bus.streams import ensure_streams
+from insight.codec import unpack
 from insight.integrations import ma_events
 from insight.integrations.ma_client import MAAuthError, websocket_url
-from insight.integrations.music_assistant import BridgeOptions, MusicAssistantBridge
+from insight.integrations.music_assistant import (
+    PER_USER_FAVORITES_SCHEMA,
+    BridgeOptions,
+    MusicAssistantBridge,
+)
 
 Event = tuple[str, str | None, Any]
 
@@ -209,6 +214,43 @@ async def test_waits_for_the_stream_and_stops_on_a_refused_token(
     finally:
         await fake.stop()
         await client.drain()
+
+
+async def test_per_user_favorites_from_newer_ma(nc: NATS) -> None:
+    """From the schema with ``favorite_updated``, favorites are per MA user; the ``favorite``
+    flag of a broadcast item update (the acting user's state) is not booked to anyone."""
+    await ensure_streams(nc.jetstream())
+    fake = FakeMusicAssistant([ma_track(1), ma_track(2)], schema=PER_USER_FAVORITES_SCHEMA)
+    await fake.start()
+    try:
+        async with bridge_running(fake, nc) as bridge:
+            await wait_for(lambda: _true(bridge.stats.backfills == 1), 10, "the backfill")
+            assert bridge.per_user_favorites
+
+            def fav(user: str, n: int, state: bool | None) -> dict[str, Any]:
+                uri = f"library://track/{n}"
+                data = {"user_id": user, "media_type": "track", "item_id": str(n), "uri": uri}
+                return {**data, "favorite": state}
+
+            await fake.emit("favorite_updated", "library://track/1", fav("user-b", 1, True))
+            await fake.emit("favorite_updated", "library://track/2", fav("user-a", 2, True))
+            await fake.emit("media_item_updated", "library://track/1", ma_track(1, favorite=True))
+            await fake.emit("favorite_updated", "library://track/1", fav("user-b", 1, None))
+            await wait_for(lambda: _true(bridge.stats.events == 4), 10, "4 events")
+            await bridge.drained()
+    finally:
+        await fake.stop()
+    msgs = await stream_messages(nc)
+    favs = [
+        (m.subject.rsplit(".", 1)[-1], unpack(m.data)["user_id"], unpack(m.data)["track_id"])
+        for m in msgs
+        if m.subject in (subjects.FAVORITE, subjects.UNFAVORITE)
+    ]
+    assert favs == [
+        ("favorite", "user-b", "library://track/1"),
+        ("favorite", "user-a", "library://track/2"),
+        ("unfavorite", "user-b", "library://track/1"),
+    ]
 
 
 async def _true(value: bool) -> bool:

@@ -248,6 +248,10 @@ class FavoriteTracker:
     def forget(self, uri: str) -> None:
         self._state.pop(uri, None)
 
+    def set(self, uri: str, favorite: bool) -> None:
+        """The user's own state, from a per-user ``favorite_updated``."""
+        self._state[uri] = favorite
+
     def favorites(self) -> list[str]:
         return sorted(uri for uri, fav in self._state.items() if fav)
 

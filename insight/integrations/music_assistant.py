@@ -229,6 +229,8 @@ class MusicAssistantBridge:
             message = await self._resolved(message, data)
         if event == FAVORITE_UPDATED:
             fav = favorite_updated(message, self.ids.next(), now, self.resolver.mapping)
+            if fav is not None and fav.payload["user_id"] == self.favorites.user_id:
+                self.favorites.set(fav.payload["track_id"], fav.subject == subjects.FAVORITE)
             await self._put_or_ignore(fav)
             return
         out = translate(message, self.ids.next(), now)
@@ -340,19 +342,18 @@ class MusicAssistantBridge:
                         )
                     )
                     count += 1
-            if not self.per_user_favorites:
-                for fav in self.favorites.observe(tracks, now, self.ids):
-                    await self.queue.put(fav)
+            # A listing carries the token's user's favorite state (per-user MA too).
+            for fav in self.favorites.observe(tracks, now, self.ids):
+                await self.queue.put(fav)
             if len(page) < size:
                 break
             offset += size
         payload = {"backfill_id": backfill_id, "tracks": count}
         await self.queue.put(Outgoing(BACKFILL_COMPLETED, payload, self.ids.next()))
-        if not self.per_user_favorites:
-            snapshot = favorites_snapshot(
-                self.favorites.user_id, self.favorites.favorites(), time.time(), self.ids.next()
-            )
-            await self.queue.put(snapshot)
+        snapshot = favorites_snapshot(
+            self.favorites.user_id, self.favorites.favorites(), time.time(), self.ids.next()
+        )
+        await self.queue.put(snapshot)
         self._last_backfill = time.monotonic()
         self.stats.backfills += 1
         self.stats.backfilled_tracks += count
