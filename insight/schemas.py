@@ -115,6 +115,12 @@ class TrackMetadata(Schema):
     metadata_hash: str | None = None
     source: str | None = None
     model_id: str | None = None
+    version: str | None = None
+    year: int | None = None
+    mbid: str | None = None
+    external_ids: dict[str, str] | None = None
+    bpm: float | None = None
+    key: str | None = None
 
 
 class SearchFilter(Schema):
@@ -131,6 +137,11 @@ class SearchFilter(Schema):
     model_id: str | None = Field(
         default=None,
         description="Only vectors made by this model; search pins it to the loaded model",
+    )
+    min_bpm: float | None = Field(default=None, ge=0, le=1000)
+    max_bpm: float | None = Field(default=None, ge=0, le=1000)
+    keys: list[str] | None = Field(
+        default=None, max_length=64, description="Musical key, any of (case-insensitive)"
     )
 
 
@@ -734,3 +745,16 @@ class HistoryResponse(Schema):
     skip_count: int
     favorites: list[str]
     listening: CurrentListen | None = None
+
+
+class EventTrackMetadata(HashedMetadata):
+    """What a Music Assistant track adds to the text and the payload: its ``version`` (a
+    "Live" take is another text), album year, MusicBrainz recording id and all external ids,
+    and ``audio_metadata`` bpm / musical key (filterable)."""
+
+    version: str | None = Field(default=None, max_length=4096)
+    year: int | None = Field(default=None, ge=0, le=9999)
+    mbid: str | None = Field(default=None, max_length=256)
+    external_ids: dict[str, str] | None = None
+    bpm: float | None = Field(default=None, ge=0, le=1000)
+    key: str | None = Field(default=None, max_length=64)

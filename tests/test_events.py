@@ -10,6 +10,7 @@ from pathlib import Path
 
 import msgpack
 import nats
+import numpy as np
 import pytest
 import pytest_asyncio
 from nats.aio.client import Client as NATS
@@ -22,8 +23,8 @@ from insight.bus.streams import ensure_streams
 from insight.config import StorageSettings
 from insight.ingest.parse import MAX_ID_CHARS
 from insight.runtime import Worker
-from insight.schemas import TrackId
-from insight.storage.base import TRACKS_TEXT
+from insight.schemas import IngestMetadata, SearchFilter, TrackId
+from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT
 from insight.storage.factory import open_store
 from tests.busutil import WorkerProcess, drained, in_process_worker, track_event
 
@@ -328,3 +329,57 @@ async def test_json_and_msgpack_events_by_content_type(bus: NATS, worker: Worker
     api_ids.validate_python("x" * MAX_ID_CHARS)
     with pytest.raises(ValidationError):
         api_ids.validate_python("x" * (MAX_ID_CHARS + 1))
+
+
+async def test_ma_track_fields_and_the_watched_file_of_the_same_recording(
+    bus: NATS, worker: Worker
+) -> None:
+    """version is in the text, album year / external ids / bpm / key on the payload (bpm and
+    key filterable), and a watched file with the track's MusicBrainz recording id lends the
+    MA track its audio vector."""
+    library, store = worker.app.services["library"], worker.app.require_store()
+    heard = np.zeros(512, dtype=np.float32)
+    heard[3] = 1.0
+    await library.ingest_analysis(
+        "mb:0a1b-rec", IngestMetadata(name="Song"), heard, source="watcher", file_path="/m/s.flac"
+    )
+    js = bus.jetstream()
+    live = track_event(
+        "library://track/live",
+        "Song",
+        version="Live",
+        external_ids=[["musicbrainz_recordingid", "0A1B-rec"], ["isrc", "US1234"]],
+        album={"name": "Album", "year": 1977},
+        audio_metadata={"bpm": 128.0, "musical_key": "A minor"},
+    )
+    studio = track_event("library://track/studio", "Song", version="")
+    await js.publish(subjects.TRACK_ADDED, live)
+    await js.publish(subjects.TRACK_ADDED, studio)
+    await drained(js, subjects.LIBRARY_CONSUMER)
+
+    got = {
+        p.key: p
+        for p in await store.get(
+            TRACKS_TEXT, ["library://track/live", "library://track/studio"], with_vectors=True
+        )
+    }
+    p = got["library://track/live"].payload
+    assert (p["version"], p["year"], p["mbid"], p["bpm"], p["key"]) == (
+        "Live",
+        1977,
+        "0a1b-rec",
+        128.0,
+        "A minor",
+    )
+    assert p["external_ids"] == {"musicbrainz_recordingid": "0A1B-rec", "isrc": "US1234"}
+    assert "version" not in got["library://track/studio"].payload
+    a, b = (got[k].vector for k in ("library://track/live", "library://track/studio"))
+    assert a is not None and b is not None and float(np.dot(a, b)) < 0.9999  # another text
+    [linked] = await store.get(TRACKS_AUDIO, ["library://track/live"], with_vectors=True)
+    assert linked.vector is not None and np.allclose(linked.vector, heard)
+    assert linked.payload["linked_from"] == "mb:0a1b-rec"
+    assert linked.payload["file_path"] == "/m/s.flac" and linked.payload["bpm"] == 128.0
+    assert not await store.exists(TRACKS_AUDIO, "library://track/studio")
+    flt = SearchFilter(min_bpm=120, keys=["a MINOR"])
+    hits = await store.search(TRACKS_TEXT, b, 10, flt)
+    assert [h.key for h in hits] == ["library://track/live"]

@@ -31,6 +31,7 @@ from insight.codec import format_of, pack, unpack
 from insight.errors import InsightError
 from insight.history import ListeningHistory
 from insight.ingest.backfill import BackfillReconciler
+from insight.ingest.links import link_audio
 from insight.ingest.listens import IDLE_S
 from insight.ingest.parse import PlaybackEvent, Poison, TrackEvent, parse_library, parse_playback
 from insight.library import TextItem
@@ -87,6 +88,16 @@ class _Pending:
     msg: Msg
     event: TrackEvent
     seq: int
+
+
+def _recordings(pending: list[_Pending]) -> dict[str, str]:
+    """MA track id → MusicBrainz recording id, for the upserts that carry one."""
+    out = {}
+    for p in pending:
+        mbid = getattr(p.event.metadata, "mbid", None)
+        if mbid:
+            out[p.event.track_id] = str(mbid)
+    return out
 
 
 class EventConsumers:
@@ -265,6 +276,7 @@ class EventConsumers:
                 )
             for p in deletes:
                 await library.delete_track(p.event.track_id)
+            await link_audio(self.app, _recordings(upserts))
         except Exception as exc:
             log.warning("library_batch_failed size=%d error=%s", len(pending), exc)
             for p in pending:

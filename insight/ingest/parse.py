@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from insight.bus import subjects
 from insight.ingest.listens import Report
 from insight.integrations.ma_events import BACKFILL_COMPLETED, BACKFILL_STARTED, FAVORITES_SNAPSHOT
-from insight.schemas import HashedMetadata
+from insight.schemas import EventTrackMetadata, HashedMetadata
 
 # Longest id, as the API's TrackId (insight.schemas) and insight.limits.MAX_ID_CHARS.
 MAX_ID_CHARS = 4096
@@ -89,6 +89,44 @@ def _body(obj: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     return obj, data
 
 
+MB_RECORDING = "musicbrainz_recordingid"
+
+
+def external_ids(value: Any) -> dict[str, str]:
+    """MA's ``external_ids``: a set of ``(ExternalID, value)`` pairs, serialised as lists."""
+    out: dict[str, str] = {}
+    for pair in value if isinstance(value, list | tuple) else ():
+        if isinstance(pair, list | tuple) and len(pair) == 2 and all(pair):
+            out.setdefault(str(pair[0]), str(pair[1]))
+    return out
+
+
+def track_extras(data: dict[str, Any]) -> dict[str, Any]:
+    """version, album year, external ids (MusicBrainz recording id), audio_metadata bpm/key.
+    Extras that are not what MA sends are left out, never a reason to refuse the track."""
+    ids = external_ids(data.get("external_ids"))
+    album = data.get("album")
+    audio = data.get("audio_metadata")
+    audio = audio if isinstance(audio, dict) else {}
+    year = album.get("year") if isinstance(album, dict) else None
+    bpm = _float(audio.get("bpm"))
+    mbid = ids.get(MB_RECORDING)
+    return {
+        "version": _text(data.get("version"), 4096),
+        "year": year
+        if isinstance(year, int) and not isinstance(year, bool) and 0 < year < 10_000
+        else None,
+        "mbid": mbid.lower() if mbid and len(mbid) <= 256 else None,
+        "external_ids": {k: v for k, v in ids.items() if len(k) + len(v) <= 512} or None,
+        "bpm": bpm if bpm is not None and 0 < bpm <= 1000 else None,
+        "key": _text(audio.get("musical_key") or audio.get("key"), 64),
+    }
+
+
+def _text(value: Any, limit: int) -> str | None:
+    return value if isinstance(value, str) and 0 < len(value) <= limit else None
+
+
 def parse_library(subject: str, obj: Any) -> TrackEvent:
     if subject == subjects.SYNC_COMPLETED:
         return TrackEvent("sync")
@@ -107,12 +145,13 @@ def parse_library(subject: str, obj: Any) -> TrackEvent:
     meta = meta if isinstance(meta, dict) else {}
     genres = data.get("genres") or meta.get("genres") or []
     try:
-        metadata = HashedMetadata(
+        metadata = EventTrackMetadata(
             name=data.get("name"),
             artists=_names(data.get("artists")),
             album=_name(data.get("album")),
             genres=sorted(_names(list(genres) if isinstance(genres, set) else genres)),
             metadata_hash=data.get("metadata_hash") or body.get("metadata_hash"),
+            **track_extras(data),
         )
     except ValidationError as exc:
         first = exc.errors()[0]
