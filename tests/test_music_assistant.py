@@ -276,5 +276,40 @@ def test_ma_bridge_command_line(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) 
     assert read_token(args.ma_token_file) == "s3cret"
     monkeypatch.setenv("MA_TOKEN", "from-env")
     assert read_token(None) == "from-env"
-    with pytest.raises(SystemExit):  # the token never goes on the command line (ps shows it)
-        parser.parse_args(["ma-bridge", "--ma-token", "t"])
+    # Not taken for --ma-token-file; still accepted (deprecated: ps shows it).
+    assert parser.parse_args(["ma-bridge", "--ma-token", "t"]).ma_token_file is None
+
+
+async def test_cli_stops_with_a_clear_error_on_a_refused_token(
+    nats_server: EmbeddedNats, tmp_path: Any
+) -> None:
+    """The command a user runs: env config, a token file, exit code 3 instead of retrying."""
+    import os
+    import sys
+
+    fake = FakeMusicAssistant([ma_track(1)])
+    await fake.start()
+    token_file = tmp_path / "token"
+    token_file.write_text("stale\n")
+    env = {
+        **os.environ,
+        "MA_URL": fake.url,
+        "MA_TOKEN_FILE": str(token_file),
+        "INSIGHT_NATS__URL": nats_server.url,
+    }
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "insight.cli",
+            "ma-bridge",
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        await fake.stop()
+    assert proc.returncode == 3, err.decode()[-2000:]
+    assert "refused the connection" in err.decode() and "MA_TOKEN" in err.decode()
+    assert fake.auths == 1 and [c["args"] for c in fake.commands] == [{"token": "stale"}]

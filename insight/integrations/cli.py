@@ -39,6 +39,11 @@ def add_commands(sub: Any) -> None:
         "the token itself in env MA_TOKEN. Needed from MA schema 28 on; never on the "
         "command line, where ps shows it",
     )
+    p.add_argument(
+        "--ma-token",
+        help="deprecated: the token on the command line is visible to every user in ps; "
+        "use MA_TOKEN or --ma-token-file",
+    )
     p.add_argument("--nats-url", help="NATS to publish to (default INSIGHT_NATS__URL)")
     p.add_argument(
         "--user-id",
@@ -65,8 +70,14 @@ def cmd_ma_bridge(args: argparse.Namespace) -> int:
     if not nats_url:
         print("insight ma-bridge: --nats-url (or INSIGHT_NATS__URL) is required", file=sys.stderr)
         return 2
+    if args.ma_token:
+        print(
+            "insight ma-bridge: warning: --ma-token shows the token to every user in ps; "
+            "set MA_TOKEN or MA_TOKEN_FILE instead",
+            file=sys.stderr,
+        )
     try:
-        token = read_token(args.ma_token_file)
+        token = args.ma_token or read_token(args.ma_token_file)
     except OSError as exc:
         print(f"insight ma-bridge: cannot read the token file: {exc}", file=sys.stderr)
         return 2
