@@ -190,7 +190,8 @@ class ListeningHistory:
         self, consumer: str, seq: int, apply: Callable[[sqlite3.Connection], None]
     ) -> bool:
         """Apply one playback event unless ``seq`` was applied already (a redelivery after a
-        crash between the write and the ack); the write and the sequence commit together."""
+        crash between the write and the ack); the write and the sequence commit together.
+        ``consumer`` names the consumer and the user: one user's events apply in order."""
 
         def run(db: sqlite3.Connection) -> bool:
             row = db.execute("SELECT seq FROM applied WHERE consumer = ?", (consumer,)).fetchone()
@@ -239,18 +240,26 @@ class ListeningHistory:
     def favorite_writer(
         user_id: str, track_ids: list[str], favorite: bool, timestamp: float, exact: bool = False
     ) -> Callable[[sqlite3.Connection], None]:
-        """Set favorites; ``exact``: ``track_ids`` is the user's whole favorite set."""
+        """Set favorites; ``exact``: ``track_ids`` is the user's whole favorite set. Only what
+        changes is written (a backfill's unchanged set leaves the user's profiles fresh)."""
 
         def write(db: sqlite3.Connection) -> None:
-            ts = int(timestamp)
+            rows = db.execute(
+                "SELECT track_id FROM favorites WHERE user_id = ? AND favorite = 1", (user_id,)
+            ).fetchall()
+            now_on = {str(r[0]) for r in rows}
+            wanted = set(track_ids)
             if exact:
-                db.execute(
-                    "UPDATE favorites SET favorite = 0, ts = ? WHERE user_id = ? AND favorite = 1",
-                    (ts, user_id),
-                )
+                changes = [(t, False) for t in now_on - wanted] + [
+                    (t, True) for t in wanted - now_on
+                ]
+            else:
+                changes = [(t, favorite) for t in wanted if (t in now_on) != favorite]
+            if not changes:
+                return
             db.executemany(
                 "INSERT OR REPLACE INTO favorites VALUES (?, ?, ?, ?)",
-                [(user_id, t, int(favorite), ts) for t in track_ids],
+                [(user_id, t, int(on), int(timestamp)) for t, on in sorted(changes)],
             )
             db.execute("INSERT OR IGNORE INTO stale VALUES (?, ?)", (user_id, int(time.time())))
 

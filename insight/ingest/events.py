@@ -25,7 +25,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
-from insight.bus import subjects
+from insight.bus import subjects, wire
 from insight.bus.streams import versions_bucket
 from insight.codec import format_of, pack, unpack
 from insight.errors import InsightError
@@ -76,7 +76,7 @@ def _header(value: str) -> str:
 
 def decode(msg: Msg) -> Any:
     """The body by its ``Content-Type`` (msgpack when absent), as requests are decoded."""
-    ctype = (msg.headers or {}).get("Content-Type")
+    ctype = (msg.headers or {}).get(wire.CONTENT_TYPE)
     fmt = format_of(ctype)
     if fmt is None:
         raise Poison(f"unsupported Content-Type {ctype!r}: use application/msgpack or JSON")
@@ -314,7 +314,9 @@ class EventConsumers:
             seen = msg.metadata.timestamp.timestamp()
             try:
                 await history.apply_event(
-                    consumer, msg.metadata.sequence.stream, self._writer(event, seen)
+                    f"{consumer}:{event.user_id}",
+                    msg.metadata.sequence.stream,
+                    self._writer(event, seen),
                 )
             except Exception as exc:
                 await self.retry_or_dead_letter(msg, exc)

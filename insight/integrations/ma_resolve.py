@@ -10,6 +10,7 @@ asks MA (``music/get_library_item``) for a provider uri it has not seen.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -22,6 +23,7 @@ Command = Callable[..., Awaitable[Any]]
 
 LIBRARY = "library"
 MAX_ENTRIES = 200_000
+ASK_TIMEOUT_S = 10.0
 
 
 class UriResolver:
@@ -58,18 +60,23 @@ class UriResolver:
             return uri
         provider, media_type, item_id = parts
         try:
-            item = await command(
-                "music/get_library_item",
-                media_type=media_type,
-                item_id=item_id,
-                provider_instance_id_or_domain=provider,
+            item = await asyncio.wait_for(
+                command(
+                    "music/get_library_item",
+                    media_type=media_type,
+                    item_id=item_id,
+                    provider_instance_id_or_domain=provider,
+                ),
+                ASK_TIMEOUT_S,
             )
-        except Exception as exc:  # MA down, unknown provider: keep the provider uri
+        except Exception as exc:  # MA down or slow, unknown provider: keep the provider uri
             log.info("ma_resolve_failed uri=%s error=%s", uri, exc)
             return uri
         if isinstance(item, dict) and isinstance(item.get("uri"), str):
             self.learn(item)
             self._map[uri] = item["uri"]
             return str(item["uri"])
+        if len(self._unknown) > MAX_ENTRIES:
+            self._unknown.clear()
         self._unknown.add(uri)
         return uri
