@@ -21,6 +21,7 @@ from insight.bus.connection import flush_subscriptions
 from insight.bus.embedded import EmbeddedNats
 from insight.bus.streams import ensure_streams
 from insight.config import StorageSettings
+from insight.ingest.events import consumer_config
 from insight.ingest.parse import MAX_ID_CHARS
 from insight.runtime import Worker
 from insight.schemas import IngestMetadata, SearchFilter, TrackId
@@ -383,3 +384,27 @@ async def test_ma_track_fields_and_the_watched_file_of_the_same_recording(
     flt = SearchFilter(min_bpm=120, keys=["a MINOR"])
     hits = await store.search(TRACKS_TEXT, b, 10, flt)
     assert [h.key for h in hits] == ["library://track/live"]
+
+
+async def test_playback_is_delivered_one_at_a_time_also_for_an_older_consumer(
+    bus: NATS, nats_server: EmbeddedNats, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """Listens fold reports in order: a crash's redelivery must come before anything newer,
+    so the playback consumer has one message in flight, even one an older version created."""
+    js = bus.jetstream()
+    data_dir = tmp_path / "older"
+    data_dir.mkdir()
+    (data_dir / "instance-id").write_text("olderdir0001")
+    name = subjects.playback_consumer("olderdir0001")
+    await js.add_consumer(
+        subjects.EVENTS_STREAM, consumer_config(name, subjects.PLAYBACK_EVENTS, 30 * 86400.0)
+    )
+    assert (await js.consumer_info(subjects.EVENTS_STREAM, name)).config.max_ack_pending == 256
+    w = await in_process_worker(nats_server.url, data_dir, tiny_model_dir)
+    try:
+        info = await js.consumer_info(subjects.EVENTS_STREAM, name)
+        assert info.config.max_ack_pending == 1
+        library = await js.consumer_info(subjects.EVENTS_STREAM, subjects.LIBRARY_CONSUMER)
+        assert library.config.max_ack_pending == 256  # the version guard orders library events
+    finally:
+        await w.stop()

@@ -53,7 +53,7 @@ class Ma:
 
     fake: FakeMusicAssistant
     bridge: MusicAssistantBridge
-    checkpoint: Callable[[], Awaitable[None]]
+    checkpoint: Callable[[str], Awaitable[None]]
 
     def _set(self, track: Track) -> None:
         self.fake.library = [t for t in self.fake.library if t["uri"] != track.uri]
@@ -84,10 +84,10 @@ async def library_trace(ma: Ma) -> None:
     drone, ambient = mt.edited(t2, genres=["Drone"]), mt.edited(t2, genres=["Ambient"])
     for step in (ma.add(t2), ma.add(t3), ma.update(drone), ma.update(ambient), ma.update(drone)):
         await step
-    await ma.checkpoint()
+    await ma.checkpoint("")
     for step in (ma.delete(t3), ma.add(t3), ma.add(t5), ma.delete(t5), ma.add(t5), ma.delete(t5)):
         await step
-    await ma.checkpoint()
+    await ma.checkpoint("")
     for fav in (True, False, True):
         await ma.update(mt.edited(drone, favorite=fav))
 
@@ -123,7 +123,7 @@ async def playback_trace(ma: Ma) -> None:
         r(t2, "alice", 236, playing=False, is_current=False),
     ):
         await ma.send(raw)
-    await ma.checkpoint()
+    await ma.checkpoint("")
     # alice skips t3 at 12 s; t4 plays with repeat-one (the same queue item starts over).
     for raw in (
         r(t3, "alice", 12, playing=False, is_current=False),
@@ -132,7 +132,7 @@ async def playback_trace(ma: Ma) -> None:
         r(t4, "alice", 19, playing=False, is_current=False),
     ):
         await ma.send(raw)
-    await ma.checkpoint()
+    await ma.checkpoint("")
     # bob leaves t2 at 100 s for provider items: one mapped by an event, one MA must resolve.
     for raw in (
         r(t2, "bob", 100, playing=False, is_current=False),
@@ -173,7 +173,7 @@ PLAYBACK_HISTORY = {
 @contextlib.asynccontextmanager
 async def ma_bridge(
     nc: NATS,
-    checkpoint: Callable[[], Awaitable[None]],
+    checkpoint: Callable[[str], Awaitable[None]],
     library: list[Track] | None = None,
     page_size: int = 500,
 ) -> AsyncIterator[Ma]:
@@ -248,7 +248,7 @@ async def dlq_count(nc: NATS) -> int:
     return int(info.state.messages)
 
 
-async def nothing() -> None:
+async def nothing(label: str) -> None:
     return None
 
 
@@ -268,27 +268,6 @@ async def worker_nc(
         await worker.stop()
 
 
-@pytest.mark.parametrize(
-    ("trace", "store", "history"),
-    [
-        (library_trace, LIBRARY_STORE, LIBRARY_HISTORY),
-        (playback_trace, None, PLAYBACK_HISTORY),
-    ],
-    ids=["library", "playback"],
-)
-async def test_trace_ends_as_ma_says(
-    worker_nc: tuple[Any, NATS], trace: Any, store: Any, history: Any
-) -> None:
-    worker, nc = worker_nc
-    async with ma_bridge(nc, nothing) as ma:
-        await trace(ma)
-    await settle(nc, worker.app.instance_id)
-    if store is not None:
-        assert await store_state(worker.app.require_store()) == store
-    assert await history_state(worker.app.services["history"], list(history)) == history
-    assert await dlq_count(nc) == 0
-
-
 async def wait_until(cond: Callable[[], bool], what: str, limit_s: float = 20) -> None:
     for _ in range(int(limit_s / 0.05)):
         if cond():
@@ -297,46 +276,42 @@ async def wait_until(cond: Callable[[], bool], what: str, limit_s: float = 20) -
     raise AssertionError(f"timed out waiting for {what}")
 
 
-async def test_deletions_and_unfavorites_while_disconnected(worker_nc: tuple[Any, NATS]) -> None:
+URIS = [f"library://track/{n}" for n in range(1, 9)]
+
+
+async def disconnect_trace(ma: Ma) -> None:
     """MA changes while the bridge is away; a failed backfill deletes nothing, a complete one
     (after a sync that ends the schema-29 way: ``sync_tasks_updated`` with no task) does."""
-    worker, nc = worker_nc
-    history = worker.app.services["history"]
-    uris = [f"library://track/{n}" for n in range(1, 9)]
-    lib = [mt.edited(T[u], favorite=u in (uris[1], uris[5])) for u in uris]
-    async with ma_bridge(nc, nothing, library=lib, page_size=3) as ma:
-        await wait_until(lambda: ma.bridge.stats.backfills == 1, "the first backfill")
-        await received(ma.fake, ma.bridge)
-        await settle(nc, worker.app.instance_id)
-        assert sorted(await store_state(worker.app.require_store())) == uris
-        assert await history.favorite_ids(USER) == [uris[1], uris[5]]
+    await wait_until(lambda: ma.bridge.stats.backfills == 1, "the first backfill")
+    await received(ma.fake, ma.bridge)
+    await ma.checkpoint("listed")
+    await ma.fake.drop()  # MA restarts; meanwhile tracks 1 and 8 go, 6 is unfavorited
+    ma.fake.library = [t for t in ma.fake.library if t["uri"] not in (URIS[0], URIS[7])]
+    for t in ma.fake.library:
+        t["favorite"] = t["favorite"] and t["uri"] != URIS[5]
+    ma.fake.fail_page_at = 3  # ... and the catch-up listing fails on its 2nd page
 
-        await ma.fake.drop()  # MA restarts; meanwhile tracks 1 and 8 go, 6 is unfavorited
-        ma.fake.library = [t for t in ma.fake.library if t["uri"] not in (uris[0], uris[7])]
-        for t in ma.fake.library:
-            t["favorite"] = t["favorite"] and t["uri"] != uris[5]
-        ma.fake.fail_page_at = 3  # ... and the catch-up listing fails on its 2nd page
+    def pages_at_3() -> int:
+        return sum(
+            c["command"] == "music/tracks/library_items" and c["args"]["offset"] == 3
+            for c in ma.fake.commands
+        )
 
-        def pages_at_3() -> int:
-            return sum(
-                c["command"] == "music/tracks/library_items" and c["args"]["offset"] == 3
-                for c in ma.fake.commands
-            )
+    await wait_until(lambda: pages_at_3() == 2 and ma.bridge.connected.is_set(), "page 2")
+    await received(ma.fake, ma.bridge)
+    await ma.checkpoint("partial")
+    ma.fake.fail_page_at = None
+    await ma.send(mt.sync_tasks(1))
+    await ma.send(mt.sync_tasks(0))
+    await wait_until(lambda: ma.bridge.stats.backfills == 2, "the sync's backfill")
 
-        await wait_until(lambda: pages_at_3() == 2 and ma.bridge.connected.is_set(), "page 2")
-        await received(ma.fake, ma.bridge)
-        await settle(nc, worker.app.instance_id)
-        assert sorted(await store_state(worker.app.require_store())) == uris
-        assert await history.favorite_ids(USER) == [uris[1], uris[5]]
 
-        ma.fake.fail_page_at = None
-        await ma.send(mt.sync_tasks(1))
-        await ma.send(mt.sync_tasks(0))
-        await wait_until(lambda: ma.bridge.stats.backfills == 2, "the sync's backfill")
-    await settle(nc, worker.app.instance_id)
-    assert sorted(await store_state(worker.app.require_store())) == uris[1:7]
-    assert await history.favorite_ids(USER) == [uris[1]]
-    assert await dlq_count(nc) == 0
+DISCONNECT_LIBRARY = [mt.edited(T[u], favorite=u in (URIS[1], URIS[5])) for u in URIS]
+# At both checkpoints nothing is deleted yet (the partial listing deletes nothing).
+DISCONNECT_CHECKS = {
+    "listed": (URIS, [URIS[1], URIS[5]]),
+    "partial": (URIS, [URIS[1], URIS[5]]),
+}
 
 
 def recorded_event(line: dict[str, Any]) -> str:
@@ -350,60 +325,106 @@ def recorded_event(line: dict[str, Any]) -> str:
     return json.dumps({"event": line["event"], "object_id": line["object_id"], "data": data})
 
 
-async def test_recorded_real_ma_session_replays_exactly(worker_nc: tuple[Any, NATS]) -> None:
+async def recorded_trace(ma: Ma) -> None:
     """Both recordings of a real MA server (sync, edit, favorite, remove, file changes, restart,
     squeezelite playback), with MA's library following them for the backfills its syncs start."""
-    worker, nc = worker_nc
     lines = mt.recorded_lines("library-sync-edit-delete.jsonl")
     lines += mt.recorded_lines("restart-favorite-playback.jsonl")
-    async with ma_bridge(nc, nothing) as ma:
-        for line in lines:
-            full = line.get("full")
-            if full and line["event"] != "media_item_played":
-                track = Track.from_dict(full)
-                if line["event"] == "media_item_deleted":
-                    ma.fake.library = [t for t in ma.fake.library if t["uri"] != track.uri]
-                else:
-                    ma._set(track)
-            await ma.send(recorded_event(line))
-    assert ma.bridge.stats.backfills >= 1  # finished syncs start backfills (coalesced)
+    for i, line in enumerate(lines):
+        full = line.get("full")
+        if full and line["event"] != "media_item_played":
+            track = Track.from_dict(full)
+            if line["event"] == "media_item_deleted":
+                ma.fake.library = [t for t in ma.fake.library if t["uri"] != track.uri]
+            else:
+                ma._set(track)
+        await ma.send(recorded_event(line))
+        if i in (40, 80):
+            await ma.checkpoint("")
+
+
+PLAYER = "TCkFBNkBC9hUHoGpUuLcWKr5RrsPquB12gt7TlPUfYg"  # the real server's user id
+
+
+@dataclass(frozen=True)
+class Trace:
+    run: Callable[[Ma], Awaitable[None]]
+    store: dict[str, tuple[str, list[str] | None]] | None  # uri → (name, genres or unchecked)
+    history: dict[str, Any]
+    library: list[Track] | None = None
+    page_size: int = 500
+
+
+TRACES = {
+    "library": Trace(
+        library_trace, {k: (n, g) for k, (n, g) in LIBRARY_STORE.items()}, LIBRARY_HISTORY
+    ),
+    "playback": Trace(playback_trace, None, PLAYBACK_HISTORY),
+    "disconnect": Trace(
+        disconnect_trace,
+        {u: (T[u].name, None) for u in URIS[1:7]},
+        {USER: {"plays": [], "favorites": [URIS[1]]}},
+        DISCONNECT_LIBRARY,
+        3,
+    ),
+    "recorded": Trace(
+        recorded_trace,
+        {
+            "library://track/2": ("Sine Morning", None),
+            "library://track/3": ("Classic Pure (Edited)", ["Baroque", "Classical"]),
+            "library://track/4": ("Square Dance (Offline Edit)", None),
+            "library://track/5": ("Folk Hum v2", ["Acoustic"]),
+            "library://track/6": ("Sine Noon", None),
+            "library://track/9": ("New Arrival", None),
+        },
+        {
+            PLAYER: {"plays": [("library://track/6", 14.0, True, False)], "favorites": []},
+            USER: {"plays": [], "favorites": []},
+        },
+    ),
+}
+
+
+def same_store(got: dict[str, tuple[str, list[str]]], want: dict[str, Any]) -> bool:
+    if set(got) != set(want):
+        return False
+    return all(
+        got[k][0] == name and (genres is None or got[k][1] == genres)
+        for k, (name, genres) in want.items()
+    )
+
+
+@pytest.mark.parametrize("name", list(TRACES))
+async def test_trace_ends_as_ma_says(worker_nc: tuple[Any, NATS], name: str) -> None:
+    worker, nc = worker_nc
+    trace = TRACES[name]
+    history = worker.app.services["history"]
+
+    async def check(label: str) -> None:
+        if label in DISCONNECT_CHECKS:  # what the store holds while MA's changes are missed
+            await settle(nc, worker.app.instance_id)
+            uris, favorites = DISCONNECT_CHECKS[label]
+            assert sorted(await store_state(worker.app.require_store())) == uris
+            assert await history.favorite_ids(USER) == favorites
+
+    async with ma_bridge(nc, check, trace.library, trace.page_size) as ma:
+        await trace.run(ma)
     await settle(nc, worker.app.instance_id)
-    names = {k: v[0] for k, v in (await store_state(worker.app.require_store())).items()}
-    assert names == {
-        "library://track/2": "Sine Morning",
-        "library://track/3": "Classic Pure (Edited)",
-        "library://track/4": "Square Dance (Offline Edit)",
-        "library://track/5": "Folk Hum v2",
-        "library://track/6": "Sine Noon",
-        "library://track/9": "New Arrival",
-    }
-    player = "TCkFBNkBC9hUHoGpUuLcWKr5RrsPquB12gt7TlPUfYg"
-    assert await history_state(worker.app.services["history"], [player, USER]) == {
-        player: {"plays": [("library://track/6", 14.0, True, False)], "favorites": []},
-        USER: {"plays": [], "favorites": []},
-    }
+    if trace.store is not None:
+        got = await store_state(worker.app.require_store())
+        assert same_store(got, trace.store), got
+    assert await history_state(history, list(trace.history)) == trace.history
     assert await dlq_count(nc) == 0
 
 
 # --- a worker process, SIGKILLed at every checkpoint -----------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("trace", "store", "history"),
-    [
-        (library_trace, LIBRARY_STORE, LIBRARY_HISTORY),
-        (playback_trace, None, PLAYBACK_HISTORY),
-    ],
-    ids=["library", "playback"],
-)
+@pytest.mark.parametrize("name", list(TRACES))
 async def test_trace_survives_sigkilled_workers(
-    nats_server: EmbeddedNats,
-    tmp_path: Path,
-    tiny_model_dir: Path,
-    trace: Any,
-    store: Any,
-    history: Any,
+    nats_server: EmbeddedNats, tmp_path: Path, tiny_model_dir: Path, name: str
 ) -> None:
+    trace = TRACES[name]
     nc = await nats.connect(nats_server.url)
     await ensure_streams(nc.jetstream())
     data_dir = tmp_path / "worker"
@@ -411,7 +432,7 @@ async def test_trace_survives_sigkilled_workers(
     await procs[-1].ready(nc)
     kills = 0
 
-    async def kill_and_restart() -> None:
+    async def kill_and_restart(label: str) -> None:
         nonlocal kills
         await asyncio.sleep(0.05 * (kills + 1))  # let it be in the middle of the work
         procs[-1].kill()
@@ -420,24 +441,25 @@ async def test_trace_survives_sigkilled_workers(
         await procs[-1].ready(nc)
 
     try:
-        async with ma_bridge(nc, kill_and_restart) as ma:
-            await trace(ma)
+        async with ma_bridge(nc, kill_and_restart, trace.library, trace.page_size) as ma:
+            await trace.run(ma)
         instance = (data_dir / "instance-id").read_text().strip()
         await settle(nc, instance)
     finally:
         procs[-1].stop()
     assert kills == 2
-    if store is not None:
+    if trace.store is not None:
         db = await open_store(StorageSettings(data_dir=data_dir), dim=512)
         try:
-            assert await store_state(db) == store
-            assert await db.count(TRACKS_TEXT) == len(store)
+            got = await store_state(db)
+            assert same_store(got, trace.store), got
+            assert await db.count(TRACKS_TEXT) == len(trace.store)
         finally:
             await db.close()
     listening = ListeningHistory(data_dir / "history.db")
     await listening.open()
     try:
-        assert await history_state(listening, list(history)) == history
+        assert await history_state(listening, list(trace.history)) == trace.history
     finally:
         await listening.close()
     assert await dlq_count(nc) == 0

@@ -51,7 +51,10 @@ BATCH = 64
 
 
 def consumer_config(
-    name: str, filter_subject: str, inactive_threshold: float | None = None
+    name: str,
+    filter_subject: str,
+    inactive_threshold: float | None = None,
+    max_ack_pending: int = BATCH * 4,
 ) -> ConsumerConfig:
     return ConsumerConfig(
         durable_name=name,
@@ -61,7 +64,7 @@ def consumer_config(
         ack_wait=BACKOFF[0],
         max_deliver=MAX_DELIVER,
         backoff=BACKOFF,
-        max_ack_pending=BATCH * 4,
+        max_ack_pending=max_ack_pending,
         inactive_threshold=inactive_threshold,
     )
 
@@ -118,22 +121,28 @@ class EventConsumers:
     async def start(self) -> None:
         self.versions = await versions_bucket(self.js)
         self.backfills = BackfillReconciler(self.app, self.versions, self._version_key)
-        # Library events: one shared consumer, each event applied once to the shared store.
+        # Library events: one shared consumer, each event applied once to the shared store
+        # (out of order after a crash is fine: the per-track version guard keeps the newest).
         # Playback: history lives in each data dir, so each data dir has its own consumer
-        # (dropped by the server after 30 idle days when that data dir is gone).
+        # (dropped by the server after 30 idle days when that data dir is gone). Listens fold
+        # reports in order, so one message at a time: a redelivery after a crash comes before
+        # anything newer (created or updated so, also for a consumer an older version made).
         playback = subjects.playback_consumer(self.app.instance_id)
-        for name, filt, handler, idle in (
-            (subjects.LIBRARY_CONSUMER, subjects.LIBRARY_EVENTS, self._library_batch, None),
-            (playback, subjects.PLAYBACK_EVENTS, self._playback_batch, 30 * 86400.0),
+        library_cfg = consumer_config(subjects.LIBRARY_CONSUMER, subjects.LIBRARY_EVENTS)
+        playback_cfg = consumer_config(
+            playback, subjects.PLAYBACK_EVENTS, 30 * 86400.0, max_ack_pending=1
+        )
+        await self.js.add_consumer(subjects.EVENTS_STREAM, config=playback_cfg)
+        for cfg, handler, batch in (
+            (library_cfg, self._library_batch, BATCH),
+            (playback_cfg, self._playback_batch, 1),
         ):
+            name, filt = str(cfg.durable_name), str(cfg.filter_subject)
             psub = await self.js.pull_subscribe(
-                filt,
-                durable=name,
-                stream=subjects.EVENTS_STREAM,
-                config=consumer_config(name, filt, idle),
+                filt, durable=name, stream=subjects.EVENTS_STREAM, config=cfg
             )
             self._subs.append(psub)
-            self._tasks.append(asyncio.create_task(self._loop(psub, handler), name=name))
+            self._tasks.append(asyncio.create_task(self._loop(psub, handler, batch), name=name))
         self._tasks.append(asyncio.create_task(self._sweep_loop(), name="listen-sweep"))
 
     async def stop(self) -> None:
@@ -146,13 +155,13 @@ class EventConsumers:
             with contextlib.suppress(Exception):
                 await psub.unsubscribe()
 
-    async def _loop(self, psub: Any, handler: Any) -> None:
+    async def _loop(self, psub: Any, handler: Any, batch: int) -> None:
         while not self._stopping.is_set():
             if self.app.pool is None or self.app.store is None:
                 await asyncio.sleep(0.5)  # nothing can be written yet: leave events queued
                 continue
             try:
-                msgs = await psub.fetch(BATCH, timeout=1)
+                msgs = await psub.fetch(batch, timeout=1)
             except NatsTimeout:
                 continue
             except Exception as exc:
