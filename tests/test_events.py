@@ -408,3 +408,41 @@ async def test_playback_is_delivered_one_at_a_time_also_for_an_older_consumer(
         assert library.config.max_ack_pending == 256  # the version guard orders library events
     finally:
         await w.stop()
+
+
+async def test_backfill_end_waits_for_listings_a_crash_left_unacknowledged(
+    bus: NATS, nats_server: EmbeddedNats, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """A worker died holding a backfill's tracks unacknowledged: they come back after the ack
+    wait, later than the backfill's end marker. The end waits for them (no listed track is
+    deleted), then deletes the one MA no longer has."""
+    js = bus.jetstream()
+    data_dir = tmp_path / "w"
+    first = await in_process_worker(nats_server.url, data_dir, tiny_model_dir)
+    await js.publish(subjects.TRACK_ADDED, track_event("library://track/gone", "Gone"))
+    await js.publish(subjects.TRACK_ADDED, track_event("library://track/kept", "Kept"))
+    await drained(js, subjects.LIBRARY_CONSUMER)
+    await first.stop()
+
+    await js.publish(subjects.BACKFILL_STARTED, msgpack.packb({"backfill_id": "b1"}))
+    for uri, name in (("library://track/kept", "Kept"), ("library://track/new", "New")):
+        body = msgpack.unpackb(track_event(uri, name, kind="updated"))
+        await js.publish(subjects.TRACK_UPDATED, msgpack.packb({**body, "backfill": "b1"}))
+    await js.publish(subjects.BACKFILL_COMPLETED, msgpack.packb({"backfill_id": "b1", "tracks": 2}))
+    crashed = await js.pull_subscribe(
+        subjects.LIBRARY_EVENTS, durable=subjects.LIBRARY_CONSUMER, stream=subjects.EVENTS_STREAM
+    )
+    held = await crashed.fetch(3, timeout=5)  # the start and both tracks, never acknowledged
+    assert [m.subject for m in held] == [subjects.BACKFILL_STARTED] + [subjects.TRACK_UPDATED] * 2
+    await crashed.unsubscribe()
+
+    second = await in_process_worker(nats_server.url, data_dir, tiny_model_dir)
+    try:
+        await drained(js, subjects.LIBRARY_CONSUMER, timeout=90)
+        assert await stored_names(second) == {
+            "library://track/kept": "Kept",
+            "library://track/new": "New",
+        }
+    finally:
+        await second.stop()
+    assert (await js.stream_info(subjects.DLQ_STREAM)).state.messages == 0

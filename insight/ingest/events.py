@@ -258,6 +258,11 @@ class EventConsumers:
             await self._sync_completed(msg)
             return
         assert self.backfills is not None and event.backfill is not None
+        if event.kind == "backfill_completed" and not await self._all_before_acked(seq):
+            # After a crash, older messages come back only after their ack wait, later than
+            # this marker: reconciling now would delete tracks whose listing is still to come.
+            await self.retry_or_dead_letter(msg, RuntimeError("earlier events still pending"))
+            return
         try:
             if event.kind == "backfill_started":
                 await self.backfills.started(event.backfill, seq)
@@ -297,6 +302,16 @@ class EventConsumers:
             await self._mark_listed(p.event)
             await p.msg.ack()
             EVENTS.labels(kind=p.event.kind, outcome="processed").inc()
+
+    async def _all_before_acked(self, seq: int, tries: int = 20) -> bool:
+        """Every library event before stream sequence ``seq`` is acknowledged (the consumer's
+        ack floor, which passes over other subjects' messages, reached ``seq - 1``)."""
+        for _ in range(tries):
+            info = await self.js.consumer_info(subjects.EVENTS_STREAM, subjects.LIBRARY_CONSUMER)
+            if info.ack_floor is not None and (info.ack_floor.stream_seq or 0) >= seq - 1:
+                return True
+            await asyncio.sleep(0.05)  # our own acks of this batch may still be in flight
+        return False
 
     async def _sync_completed(self, msg: Msg) -> None:
         """A library sync finished: announce what we hold so the publisher can backfill."""
