@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -31,6 +32,9 @@ class FakeMusicAssistant:
         self.user_id = user_id
         self.fail_page_at: int | None = None  # offset whose page answers an error
         self.sent = 0  # events sent (to every client)
+        # Runs once when a page is asked for, after the page is read and before it is sent (MA
+        # read its database, then an edit's event went out first).
+        self.before_page: Callable[[], Awaitable[None]] | None = None
         self.port = free_port()
         self.clients: set[web.WebSocketResponse] = set()
         self.connects = 0
@@ -146,7 +150,10 @@ class FakeMusicAssistant:
         self.authed.set()
 
     async def _page(self, ws: web.WebSocketResponse, mid: str, offset: int, limit: int) -> None:
-        items = self.library[offset : offset + limit]
+        items = [dict(t) for t in self.library[offset : offset + limit]]
+        hook, self.before_page = self.before_page, None
+        if hook is not None:
+            await hook()
         half = len(items) // 2
         if half:
             await ws.send_json({"message_id": mid, "result": items[:half], "partial": True})

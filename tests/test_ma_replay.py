@@ -343,6 +343,20 @@ async def recorded_trace(ma: Ma) -> None:
             await ma.checkpoint("")
 
 
+async def edit_during_backfill_trace(ma: Ma) -> None:
+    """An edit and a favorite whose events arrive before the answer to a page MA read earlier:
+    the page's older state must not win."""
+    await wait_until(lambda: ma.bridge.stats.backfills == 1, "the first backfill")
+    await received(ma.fake, ma.bridge)
+    await ma.checkpoint("")
+    t2 = T["library://track/2"]
+    ma.fake.before_page = lambda: ma.update(mt.edited(t2, genres=["Drone"], favorite=True))
+    await ma.send(mt.sync_tasks(1))
+    await ma.send(mt.sync_tasks(0))
+    await wait_until(lambda: ma.bridge.stats.backfills == 2, "the sync's backfill")
+    await ma.checkpoint("")
+
+
 PLAYER = "TCkFBNkBC9hUHoGpUuLcWKr5RrsPquB12gt7TlPUfYg"  # the real server's user id
 
 
@@ -366,6 +380,15 @@ TRACES = {
         {USER: {"plays": [], "favorites": [URIS[1]]}},
         DISCONNECT_LIBRARY,
         3,
+    ),
+    "edit-during-backfill": Trace(
+        edit_during_backfill_trace,
+        {
+            "library://track/2": ("Sine Morning", ["Drone"]),
+            "library://track/3": ("Classic Pure", ["Classical"]),
+        },
+        {USER: {"plays": [], "favorites": ["library://track/2"]}},
+        [T["library://track/2"], T["library://track/3"]],
     ),
     "recorded": Trace(
         recorded_trace,

@@ -60,6 +60,8 @@ from insight.tasks import cancel_and_wait
 
 log = logging.getLogger("insight.ma")
 
+TRACK_EVENTS = (MEDIA_ITEM_ADDED, MEDIA_ITEM_UPDATED, MEDIA_ITEM_DELETED)
+
 LIBRARY_TRACKS = "music/tracks/library_items"
 
 
@@ -76,7 +78,7 @@ class MusicAssistantBridge:
     def __post_init__(self) -> None:
         self.js = self.nc.jetstream()
         self.queue: asyncio.Queue[Outgoing] = asyncio.Queue(self.options.queue_size)
-        self.inbox: asyncio.Queue[tuple[dict[str, Any], float]] = asyncio.Queue(
+        self.inbox: asyncio.Queue[tuple[dict[str, Any], float, int]] = asyncio.Queue(
             self.options.queue_size
         )
         self.ids = Observations()
@@ -91,6 +93,8 @@ class MusicAssistantBridge:
         self._backfill_again = False
         self._last_backfill = -1e9
         self._backfill_n = 0
+        self._touched: dict[str, int] = {}  # uri → arrival number of its last item event
+        self._fav_touched: dict[str, int] = {}  # same, of its last favorite_updated
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -187,12 +191,17 @@ class MusicAssistantBridge:
     async def _on_event(self, message: dict[str, Any]) -> None:
         """Called by the websocket reader: queue in arrival order (back-pressure when full)."""
         self.stats.events += 1
-        await self.inbox.put((message, time.time()))
+        await self.inbox.put((message, time.time(), self.stats.events))
 
     async def _translate_loop(self) -> None:
         while True:
-            message, seen = await self.inbox.get()
+            message, seen, number = await self.inbox.get()
             try:
+                uri, kind = message.get("object_id"), message.get("event")
+                if isinstance(uri, str) and kind in TRACK_EVENTS:
+                    self._touched[uri] = number  # a listing requested before is older
+                elif isinstance(uri, str) and kind == FAVORITE_UPDATED:
+                    self._fav_touched[uri] = number
                 await self._translate(message, seen)
             except Exception:
                 log.exception("ma_event_failed event=%s", message.get("event"))
@@ -305,9 +314,16 @@ class MusicAssistantBridge:
             Outgoing(BACKFILL_STARTED, {"backfill_id": backfill_id}, self.ids.next())
         )
         while True:
+            asked = self.stats.events  # item events arriving from now on are newer than the page
             page = await conn.command(LIBRARY_TRACKS, limit=size, offset=offset)
             page = page if isinstance(page, list) else (page or {}).get("items", [])
-            tracks = [t for t in page if isinstance(t, dict) and is_track(t.get("uri"), t)]
+            tracks = [
+                t
+                for t in page
+                if isinstance(t, dict)
+                and is_track(t.get("uri"), t)
+                and self._touched.get(str(t.get("uri")), 0) <= asked
+            ]
             now = time.time()
             for track in tracks:
                 if track.get("uri"):
@@ -319,11 +335,14 @@ class MusicAssistantBridge:
                     )
                     count += 1
             # A listing carries the token's user's favorite state (per-user MA too).
-            for fav in self.favorites.observe(tracks, now, self.ids):
+            current = [t for t in tracks if self._fav_touched.get(str(t["uri"]), 0) <= asked]
+            for fav in self.favorites.observe(current, now, self.ids):
                 await self.queue.put(fav)
             if len(page) < size:
                 break
             offset += size
+        self._touched.clear()  # every later page request is newer than what they hold
+        self._fav_touched.clear()
         payload = {"backfill_id": backfill_id, "tracks": count}
         await self.queue.put(Outgoing(BACKFILL_COMPLETED, payload, self.ids.next()))
         snapshot = favorites_snapshot(
