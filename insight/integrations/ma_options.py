@@ -21,6 +21,7 @@ class BridgeStats:
     backfills: int = 0
     backfilled_tracks: int = 0
     resolved_uris: int = 0
+    too_large: int = 0  # messages over NATS' max payload, dropped (logged)
 
 
 @dataclass

@@ -221,8 +221,6 @@ class MusicAssistantBridge:
         out = translate(message, self.ids.next(), now)
         await self._put_or_ignore(out)
         if out is None:
-            if sync_finished(event, data):
-                self.request_backfill()
             return
         if event in (MEDIA_ITEM_ADDED, MEDIA_ITEM_UPDATED) and isinstance(data, dict):
             self.resolver.learn(data)
@@ -368,6 +366,10 @@ class MusicAssistantBridge:
     async def _publish(self, out: Outgoing) -> None:
         delay = self.options.backoff_min_s
         body = pack(out.payload)
+        if len(body) > self.nc.max_payload:  # would fail forever and stall everything behind
+            self.stats.too_large += 1
+            log.error("ma_message_too_large subject=%s bytes=%d", out.subject, len(body))
+            return
         while True:
             try:
                 ack = await self.js.publish(
