@@ -253,6 +253,23 @@ async def test_per_user_favorites_from_newer_ma(nc: NATS) -> None:
     ]
 
 
+async def test_a_message_over_the_max_payload_does_not_stall_the_rest(nc: NATS) -> None:
+    await ensure_streams(nc.jetstream())
+    huge = ma_track(1)
+    huge["metadata"] = {**huge["metadata"], "lyrics": "la " * (nc.max_payload // 3 + 1)}
+    fake = FakeMusicAssistant([huge, ma_track(2)])
+    await fake.start()
+    try:
+        async with bridge_running(fake, nc) as bridge:
+            await wait_for(lambda: _true(bridge.stats.backfills == 1), 10, "the backfill")
+            await bridge.drained()
+    finally:
+        await fake.stop()
+    assert bridge.stats.too_large == 1
+    updated = [unpack(m.data).get("object_id") for m in await stream_messages(nc)]
+    assert "library://track/2" in updated and "library://track/1" not in updated
+
+
 async def _true(value: bool) -> bool:
     return value
 
