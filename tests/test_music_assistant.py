@@ -256,8 +256,10 @@ async def test_per_user_favorites_from_newer_ma(nc: NATS) -> None:
 async def test_a_message_over_the_max_payload_does_not_stall_the_rest(nc: NATS) -> None:
     await ensure_streams(nc.jetstream())
     huge = ma_track(1)
-    huge["metadata"] = {**huge["metadata"], "lyrics": "la " * (nc.max_payload // 3 + 1)}
-    fake = FakeMusicAssistant([huge, ma_track(2)])
+    huge["metadata"] = {**huge["metadata"], "style": "la " * (nc.max_payload // 3 + 1)}
+    lyrics = ma_track(3)  # long lyrics are not sent (insight never reads them)
+    lyrics["metadata"] = {**lyrics["metadata"], "lyrics": "la " * (nc.max_payload // 3 + 1)}
+    fake = FakeMusicAssistant([huge, ma_track(2), lyrics])
     await fake.start()
     try:
         async with bridge_running(fake, nc) as bridge:
@@ -268,6 +270,7 @@ async def test_a_message_over_the_max_payload_does_not_stall_the_rest(nc: NATS) 
     assert bridge.stats.too_large == 1
     updated = [unpack(m.data).get("object_id") for m in await stream_messages(nc)]
     assert "library://track/2" in updated and "library://track/1" not in updated
+    assert "library://track/3" in updated
 
 
 async def _true(value: bool) -> bool:

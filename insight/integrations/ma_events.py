@@ -134,6 +134,7 @@ def track_message(
 ) -> Outgoing:
     """A track added/updated (or backfilled) as the library subject's message."""
     uri = object_id or str(track.get("uri") or "")
+    track = slim(track)
     payload = {
         "event": event,
         "object_id": uri,
@@ -143,6 +144,18 @@ def track_message(
     if backfill is not None:
         payload["backfill"] = backfill
     return Outgoing(LIBRARY_SUBJECTS[event], payload, msg_id)
+
+
+HEAVY_METADATA = ("lyrics", "lrc_lyrics", "description", "review")
+
+
+def slim(track: dict[str, Any]) -> dict[str, Any]:
+    """The track without the long texts insight never reads (lyrics, description, review),
+    so a track with long lyrics still fits in a NATS message."""
+    meta = track.get("metadata")
+    if not isinstance(meta, dict) or not any(meta.get(k) for k in HEAVY_METADATA):
+        return track
+    return {**track, "metadata": {k: v for k, v in meta.items() if k not in HEAVY_METADATA}}
 
 
 def sync_finished(event: Any, data: Any) -> bool:
