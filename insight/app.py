@@ -174,10 +174,9 @@ class App:
     def configured_model_id(self) -> str:
         """The id recorded with every vector: the configured name, or for a local folder given
         without a name, ``local/<folder>`` (not the default hub id it may not be)."""
-        m = self.settings.model
-        if m.path is not None and "name" not in m.model_fields_set:
-            return f"local/{m.path.resolve().name}"
-        return m.name
+        from insight.inference.model_dir import local_model_id
+
+        return local_model_id(self.settings.model) or self.settings.model.name
 
     async def load_configured_model(self) -> None:
         model_dir = self.configured_model_dir()

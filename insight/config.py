@@ -9,12 +9,22 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path("~/.local/share/insight-sidecar")
 DEFAULT_MODEL = "Xenova/clap-htsat-unfused"
+AUTH_FILE_NAME = "auth.env"
 
 
 class StorageMode(StrEnum):
@@ -92,6 +102,9 @@ class ServerSettings(BaseModel):
     cors_origins: list[str] = Field(default_factory=list)
     max_body_mb: float = Field(default=16.0, gt=0)
     request_timeout_s: float = Field(default=30.0, gt=0)
+    expose_file_paths: bool = Field(
+        default=False, description="Show tracks' file_path in search/get results"
+    )
 
 
 class NatsSettings(BaseModel):
@@ -105,6 +118,18 @@ class NatsSettings(BaseModel):
     tls_ca: Path | None = None
     port: int = Field(default=0, ge=0, le=65535, description="Embedded server port; 0 = free")
     max_payload_mb: float = Field(default=8.0, gt=0, le=64)
+    auth_file: Path | None = Field(
+        default=None,
+        description="User/password file of the embedded server; default <data_dir>/nats/auth.env",
+    )
+    _data_dir: Path | None = PrivateAttr(default=None)
+
+    @property
+    def auth_path(self) -> Path | None:
+        """Where the embedded server keeps its generated credentials (and clients read them)."""
+        if self.auth_file is not None:
+            return self.auth_file.expanduser()
+        return self._data_dir / "nats" / AUTH_FILE_NAME if self._data_dir is not None else None
 
 
 class StreamSettings(BaseModel):
@@ -132,6 +157,22 @@ class WatcherSettings(BaseModel):
     sampled_windows: int = Field(default=3, ge=1)
     debounce_s: float = Field(default=2.0, ge=0, description="Quiet time before a changed file")
     scan_on_start: bool = True
+    max_file_mb: float = Field(default=1024.0, gt=0, description="Larger files are skipped")
+    max_decode_s: float = Field(default=300.0, gt=0, description="Decode time budget per file")
+    max_audio_s: float = Field(
+        default=1800.0, gt=0, description="Audio decoded per file in full mode (bounds memory)"
+    )
+
+    @field_validator("folders")
+    @classmethod
+    def _no_system_folders(cls, v: list[Path]) -> list[Path]:
+        from insight.watcher.roots import folder_refusal, resolved
+
+        for raw in v:
+            why = folder_refusal(resolved(raw))
+            if why is not None:
+                raise ValueError(f"watch folder {raw} is refused: {why}")
+        return v
 
 
 class Settings(BaseSettings):
@@ -153,9 +194,33 @@ class Settings(BaseSettings):
     watcher: WatcherSettings = Field(default_factory=WatcherSettings)
     log_level: str = "INFO"
 
+    @model_validator(mode="after")
+    def _link_sections(self) -> Settings:
+        self.nats._data_dir = self.storage.data_dir  # the default place of nats.auth_file
+        return self
+
     @property
     def models_dir(self) -> Path:
         return self.storage.data_dir / "models"
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its secrets: the password (or a lone user, often a token) of the userinfo
+    and every query value become ``***``; a URL that does not parse is ``***`` as a whole."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "***"
+    if not parts.netloc and "@" in url:  # no scheme: "user:pass@host:6334"
+        return "***@" + url.rpartition("@")[2]
+    userinfo, at, netloc = parts.netloc.rpartition("@")
+    if at:
+        user, colon, _ = userinfo.partition(":")
+        netloc = f"{user}:***@{netloc}" if colon else f"***@{netloc}"
+    query = "&".join(
+        f"{k.partition('=')[0]}=***" if "=" in k else "***" for k in parts.query.split("&") if k
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
 class ConfigError(Exception):

@@ -52,8 +52,17 @@ def metadata_text(m: IngestMetadata) -> str:
     return format_track_text(name, m.artists, m.album, m.genres)
 
 
-def track_metadata(payload: dict[str, Any]) -> TrackMetadata:
+def track_metadata(payload: dict[str, Any], *, file_paths: bool = False) -> TrackMetadata:
+    """A stored payload as a result's metadata. ``file_path`` stays null unless ``file_paths``
+    (``INSIGHT_SERVER__EXPOSE_FILE_PATHS``): where the server keeps its files is not for
+    everyone who may search; the watcher's own endpoints show paths to its operator."""
+    if not file_paths and payload.get("file_path") is not None:
+        payload = {k: v for k, v in payload.items() if k != "file_path"}
     return TrackMetadata.model_validate(payload)
+
+
+def file_paths_visible(app: App) -> bool:
+    return app.settings.server.expose_file_paths
 
 
 def as_vector(values: list[float] | np.ndarray, dim: int, what: str) -> np.ndarray:

@@ -22,6 +22,7 @@ from insight.inference.download import (
     cached_size,
     delete_cached,
 )
+from insight.inference.model_dir import local_model_id
 from insight.inference.registry import KNOWN_MODELS, known_model, validate_model_id
 from insight.schemas import (
     DownloadResponse,
@@ -73,11 +74,17 @@ class ModelsService:
     def current_id(self) -> str | None:
         return self.app.pool.model.model_id if self.app.pool is not None else None
 
+    @property
+    def local_id(self) -> str | None:
+        """Id of the INSIGHT_MODEL__PATH folder (``local/<folder>`` unless NAME is set too)."""
+        return local_model_id(self.app.settings.model)
+
     def model_dir(self, model_id: str) -> Path | None:
-        """Where ``model_id`` is on disk: verified cache, or INSIGHT_MODEL__PATH for its name."""
-        m = self.app.settings.model
-        if model_id == m.name and m.path is not None and m.path.is_dir():
-            return m.path
+        """Where ``model_id`` is on disk: the INSIGHT_MODEL__PATH folder for its own id, the
+        verified hub cache for any other (a hub id never means the local folder)."""
+        path = self.app.settings.model.path
+        if model_id == self.local_id and path is not None:
+            return path if path.is_dir() else None
         if self.app.pool is not None and self.app.pool.model.model_id == model_id:
             return self.app.pool.model.model_dir
         return cached_model_dir(model_id, self.models_dir)
@@ -110,10 +117,14 @@ class ModelsService:
         if status == ModelStatus.FAILED and last is not None:
             note = last.error
         is_current = status == ModelStatus.LOADED
+        local = model_id == self.local_id
+        description = known.description if known else None
+        if local:
+            description = f"Local model folder {self.app.settings.model.path} (INSIGHT_MODEL__PATH)"
         return ModelDetail(
             model_id=model_id,
             name=known.name if known else model_id,
-            description=known.description if known else None,
+            description=description,
             status=status,
             estimated_size_bytes=known.estimated_size_bytes if known else None,
             actual_size_bytes=size,
@@ -131,6 +142,8 @@ class ModelsService:
         extra = [*cached_model_ids(self.models_dir), *(j.model_id for j in self.downloads.list())]
         if self.current_id:
             extra.append(self.current_id)
+        if self.local_id:
+            extra.append(self.local_id)
         ids += sorted({i for i in extra if i not in ids})
         return ModelsResponse(models=[self.detail(i) for i in ids], current_model=self.current_id)
 
@@ -138,6 +151,12 @@ class ModelsService:
 
     def start_download(self, model_id: str) -> DownloadResponse:
         validate_model_id(model_id)
+        if model_id == self.local_id and self.model_dir(model_id) is not None:
+            return DownloadResponse(
+                model_id=model_id,
+                message="Model is the local folder INSIGHT_MODEL__PATH: nothing to download",
+                already_exists=True,
+            )
         known = known_model(model_id)
         if known is not None and not known.onnx_on_hub:
             raise BadRequest(
@@ -192,6 +211,12 @@ class ModelsService:
             raise Conflict(f"model {model_id} is loaded: load another model before deleting it")
         if self.downloads.active_for(model_id) is not None:
             raise Conflict(f"model {model_id} is being downloaded: cancel the download first")
+        if model_id == self.local_id:
+            raise BadRequest(
+                f"model {model_id} is the local folder {self.app.settings.model.path} "
+                "(INSIGHT_MODEL__PATH): insight never deletes it",
+                code="LOCAL_MODEL",
+            )
         if not delete_cached(model_id, self.models_dir):
             raise NotFound(f"model {model_id} is not cached")
         return ModelActionResponse(model_id=model_id, success=True, message="Model deleted")

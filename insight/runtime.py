@@ -18,11 +18,12 @@ from aiohttp import web
 from nats.aio.client import Client as NATS
 
 from insight.app import App
+from insight.bus.auth import embedded_auth
 from insight.bus.client import BusClient
 from insight.bus.connection import connect
 from insight.bus.embedded import EmbeddedNats
 from insight.bus.service import BusService
-from insight.config import Settings
+from insight.config import Settings, redact_url
 from insight.http.bridge import Bridge
 
 log = logging.getLogger("insight.runtime")
@@ -47,7 +48,7 @@ class Worker:
         self.components = await start_components(self.app)
         self.service = BusService(self.app)
         await self.service.start()
-        log.info("worker_started nats=%s", nats_url)
+        log.info("worker_started nats=%s", ",".join(map(redact_url, nats_url.split(","))))
 
     async def stop(self) -> None:
         if self.service is not None:
@@ -104,14 +105,15 @@ class Stack:
     def nats_url(self) -> str:
         return self.embedded.url if self.embedded else self.settings.nats.url
 
+    def client_options(self) -> dict[str, str]:
+        """``nats.connect`` credentials for another client of the embedded server (tests)."""
+        return self.embedded.client_options() if self.embedded else {}
+
     async def start(self, *, worker: bool = True, bridge: bool = True) -> None:
         if not self.settings.nats.url:
-            self.embedded = EmbeddedNats(
-                self.settings.storage.data_dir / "nats",
-                port=self.settings.nats.port,
-                max_payload_mb=self.settings.nats.max_payload_mb,
-            )
+            self.embedded = embedded_server(self.settings)
             await self.embedded.start()
+            log_how_to_connect(self.embedded, self.settings)
         try:
             if worker:
                 self.worker = Worker(self.settings)
@@ -130,6 +132,33 @@ class Stack:
             await self.worker.stop()
         if self.embedded is not None:
             self.embedded.stop()
+
+
+def embedded_server(settings: Settings) -> EmbeddedNats:
+    """The embedded nats-server of ``serve``, never open: the user's or the stored credentials."""
+    auth_file = settings.nats.auth_path
+    assert auth_file is not None, "Settings links nats.auth_file to the data dir"
+    return EmbeddedNats(
+        settings.storage.data_dir / "nats",
+        port=settings.nats.port,
+        max_payload_mb=settings.nats.max_payload_mb,
+        auth=embedded_auth(settings.nats, auth_file),
+    )
+
+
+def log_how_to_connect(server: EmbeddedNats, settings: Settings) -> None:
+    """Tell the operator how another local client joins this bus (never the secret itself)."""
+    auth = server.auth
+    if auth is None:
+        return
+    if auth.source.startswith("INSIGHT_NATS__"):
+        how = f"with the credentials of {auth.source}"
+    else:
+        how = (
+            f"as user {auth.user} with the password in {auth.source} (mode 0600; insight worker "
+            f"and ma-bridge read it with INSIGHT_STORAGE__DATA_DIR={settings.storage.data_dir})"
+        )
+    log.info("nats_embedded_auth url=%s clients_connect=%r", server.url, how)
 
 
 async def run_until_signal(settings: Settings, *, worker: bool, bridge: bool) -> None:

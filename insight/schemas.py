@@ -685,6 +685,11 @@ class WatchedFolder(Schema):
     enabled: bool = True
 
 
+class WatcherFailure(Schema):
+    path: str
+    error: str
+
+
 class WatcherStatus(Schema):
     state: Literal["stopped", "scanning", "watching", "paused", "disabled"]
     folders: list[WatchedFolder]
@@ -695,6 +700,9 @@ class WatcherStatus(Schema):
     rate_per_min: float = 0.0
     eta_s: float | None = None
     mode: str = "full"
+    recent_failures: list[WatcherFailure] = Field(
+        default_factory=list, description="The last failed or skipped files, with the reason"
+    )
 
 
 class WatcherActionResponse(Schema):

@@ -21,7 +21,8 @@ END = "<!-- config:end -->"
 
 DESCRIPTIONS = {
     "INSIGHT_MODEL__NAME": "Hugging Face model id to load (see `GET /api/v1/models`)",
-    "INSIGHT_MODEL__PATH": "Local model folder (ONNX + tokenizer.json); skips the hub",
+    "INSIGHT_MODEL__PATH": "Local model folder (ONNX + tokenizer.json), model id "
+    "`local/<folder>` unless NAME is set too; skips the hub",
     "INSIGHT_MODEL__ENABLE_CUDA": "Use the CUDA execution provider (needs `insight[gpu]`)",
     "INSIGHT_MODEL__ENABLE_ROCM": "Use the ROCm execution provider when available",
     "INSIGHT_MODEL__ENABLE_COREML": "Use the CoreML execution provider (Apple Silicon)",
@@ -47,16 +48,20 @@ DESCRIPTIONS = {
     "INSIGHT_SERVER__CORS_ORIGINS": 'Allowed CORS origins (JSON list; `["*"]` for any)',
     "INSIGHT_SERVER__MAX_BODY_MB": "Largest request body (`413` beyond)",
     "INSIGHT_SERVER__REQUEST_TIMEOUT_S": "How long the bridge waits for the bus (`504` beyond)",
+    "INSIGHT_SERVER__EXPOSE_FILE_PATHS": "Show tracks' `file_path` in search, similar, "
+    "recommend and get results (else null)",
     "INSIGHT_NATS__URL": "NATS to join; empty = start the embedded nats-server",
-    "INSIGHT_NATS__USER": "NATS user",
-    "INSIGHT_NATS__PASSWORD": "NATS password",
-    "INSIGHT_NATS__TOKEN": "NATS token",
+    "INSIGHT_NATS__USER": "NATS user (also required by the embedded server when set)",
+    "INSIGHT_NATS__PASSWORD": "NATS password (goes with USER)",
+    "INSIGHT_NATS__TOKEN": "NATS token (instead of USER/PASSWORD; also for the embedded server)",
     "INSIGHT_NATS__CREDS_FILE": "NATS credentials file (JWT + nkey)",
     "INSIGHT_NATS__TLS_CERT": "Client certificate for NATS TLS",
     "INSIGHT_NATS__TLS_KEY": "Client key for NATS TLS",
     "INSIGHT_NATS__TLS_CA": "CA bundle for NATS TLS",
     "INSIGHT_NATS__PORT": "Port of the embedded nats-server; 0 = a free one",
     "INSIGHT_NATS__MAX_PAYLOAD_MB": "Max message size of the embedded nats-server",
+    "INSIGHT_NATS__AUTH_FILE": "Generated user/password of the embedded nats-server (0600; "
+    "local clients read it); default `<DATA_DIR>/nats/auth.env`",
     "INSIGHT_STREAM__MAX_SESSIONS": "Streaming sessions open at once",
     "INSIGHT_STREAM__MAX_BUFFERED_S": "Most audio one streaming session may carry, seconds",
     "INSIGHT_STREAM__IDLE_TIMEOUT_S": "A session without frames this long is aborted",
@@ -65,7 +70,7 @@ DESCRIPTIONS = {
     "INSIGHT_TASTE__CUTOFF_DAYS": "Plays older than this are ignored (favorites are kept)",
     "INSIGHT_TASTE__RECENT_EXCLUDE_DAYS": "Tracks played this recently are not recommended",
     "INSIGHT_WATCHER__ENABLED": "Start the folder watcher with the worker",
-    "INSIGHT_WATCHER__FOLDERS": "Folders to analyse (JSON list)",
+    "INSIGHT_WATCHER__FOLDERS": "Folders to analyse (JSON list); system folders are refused",
     "INSIGHT_WATCHER__EXTENSIONS": "File extensions the watcher picks up",
     "INSIGHT_WATCHER__SCAN_INTERVAL_S": "Full rescan interval; 0 = only at start and on events",
     "INSIGHT_WATCHER__WORKERS": "Files analysed in parallel",
@@ -73,6 +78,10 @@ DESCRIPTIONS = {
     "INSIGHT_WATCHER__SAMPLED_WINDOWS": "Windows per track in `sampled` mode",
     "INSIGHT_WATCHER__DEBOUNCE_S": "Quiet time after a file changes before it is analysed",
     "INSIGHT_WATCHER__SCAN_ON_START": "Scan the folders when the watcher starts",
+    "INSIGHT_WATCHER__MAX_FILE_MB": "Files larger than this are skipped (state says why)",
+    "INSIGHT_WATCHER__MAX_DECODE_S": "Decode time budget per file; a file over it fails",
+    "INSIGHT_WATCHER__MAX_AUDIO_S": "Audio decoded per file in `full` mode (bounds memory); "
+    "a longer file is embedded from its start",
     "INSIGHT_LOG_LEVEL": "DEBUG, INFO, WARNING or ERROR",
 }
 

@@ -103,7 +103,8 @@ async def service_instances(nc: Any, wait: float = 0.3) -> set[str]:
 async def in_process_worker(
     nats_url: str, data_dir: Path, model_dir: Path, **sections: dict[str, Any]
 ) -> Worker:
-    settings: Settings = make_settings(data_dir, model_dir, nats={"url": nats_url}, **sections)
+    nats = {"url": nats_url, **sections.pop("nats", {})}
+    settings: Settings = make_settings(data_dir, model_dir, nats=nats, **sections)
     worker = Worker(settings)
     await worker.start(nats_url)
     return worker

@@ -278,7 +278,12 @@ async def test_two_workers_share_requests(
 ) -> None:
     from tests.busutil import in_process_worker, service_instances
 
-    other = await in_process_worker(running.stack.nats_url, tmp_path / "second", tiny_model_dir)
+    other = await in_process_worker(
+        running.stack.nats_url,
+        tmp_path / "second",
+        tiny_model_dir,
+        nats={"auth_file": running.stack.settings.nats.auth_path},
+    )
     try:
         nc = running.bus.nc
         assert len(await service_instances(nc)) == 2

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import nats
+import pytest
 
 from insight.bus.embedded import EmbeddedNats, free_port
 from tests.conftest import start_serve, wait_for_health
@@ -72,3 +73,15 @@ def test_serve_answers_health_and_stops_cleanly(tmp_path: Path, tiny_model_dir: 
     assert "bridge_listening" in logs and "nats_embedded_started" in logs
     assert "worker_stopped" in logs
     assert not children & nats_server_pids()
+
+
+async def test_a_taken_port_is_an_error_not_someone_elses_server(tmp_path: Path) -> None:
+    first = EmbeddedNats(tmp_path / "a")
+    await first.start()
+    try:
+        second = EmbeddedNats(tmp_path / "b", port=first.port)
+        with pytest.raises(RuntimeError, match="address already in use"):
+            await second.start()
+        assert second.proc is not None and second.proc.poll() is not None
+    finally:
+        first.stop()

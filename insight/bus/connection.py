@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import ssl
 from typing import Any
 
-import nats
 from nats.aio.client import Client as NATS
 
-from insight.config import NatsSettings
+from insight.bus.auth import local_auth
+from insight.config import ConfigError, NatsSettings, redact_url
 
 log = logging.getLogger("insight.bus")
 
 
-def connect_options(cfg: NatsSettings, name: str) -> dict[str, Any]:
+def connect_options(cfg: NatsSettings, name: str, url: str = "") -> dict[str, Any]:
+    """``nats.connect`` options; with no credentials configured, a loopback URL gets the local
+    embedded server's stored ones (``INSIGHT_NATS__AUTH_FILE``, see ``insight.bus.auth``)."""
     opts: dict[str, Any] = {"name": name, "max_reconnect_attempts": -1, "connect_timeout": 5}
+    stored = local_auth(cfg, url) if url else None
+    if stored is not None:
+        opts.update(stored.client_options())
     if cfg.user:
         opts["user"] = cfg.user
     if cfg.password:
@@ -32,8 +38,22 @@ def connect_options(cfg: NatsSettings, name: str) -> dict[str, Any]:
     return opts
 
 
+class NatsAuthError(ConfigError):
+    """The server refused our credentials at the first connect: retrying cannot help."""
+
+
 async def connect(url: str, cfg: NatsSettings, name: str) -> NATS:
+    """Connect, retrying while the server is unreachable; fail at once if it refuses us."""
+    nc = NATS()
+
     async def on_error(exc: Exception) -> None:
+        refused = "authorization violation" in str(exc).lower()
+        if refused and not connected:
+            raise NatsAuthError(
+                f"NATS at {redact_url(url)} refused {name}'s credentials: set "
+                "INSIGHT_NATS__USER/PASSWORD (or TOKEN); next to `insight serve` leave them empty "
+                "and use its INSIGHT_STORAGE__DATA_DIR (or INSIGHT_NATS__AUTH_FILE)"
+            ) from exc
         log.warning("nats_error name=%s error=%r", name, exc)
 
     async def on_disconnect() -> None:
@@ -42,13 +62,21 @@ async def connect(url: str, cfg: NatsSettings, name: str) -> NATS:
     async def on_reconnect() -> None:
         log.info("nats_reconnected name=%s", name)
 
-    return await nats.connect(
-        servers=[u.strip() for u in url.split(",") if u.strip()],
-        error_cb=on_error,
-        disconnected_cb=on_disconnect,
-        reconnected_cb=on_reconnect,
-        **connect_options(cfg, name),
-    )
+    connected = False
+    try:
+        await nc.connect(
+            servers=[u.strip() for u in url.split(",") if u.strip()],
+            error_cb=on_error,
+            disconnected_cb=on_disconnect,
+            reconnected_cb=on_reconnect,
+            **connect_options(cfg, name, url),
+        )
+    except NatsAuthError:
+        with contextlib.suppress(Exception):
+            await nc.close()
+        raise
+    connected = True
+    return nc
 
 
 async def flush_subscriptions(nc: NATS) -> None:

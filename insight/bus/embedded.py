@@ -2,19 +2,24 @@
 
 Used by ``insight serve`` when ``INSIGHT_NATS__URL`` is empty, and by the test fixtures. It
 listens on loopback only, keeps its JetStream store under the data dir, and is stopped (and
-waited for) on exit so no process is left behind.
+waited for) on exit so no process is left behind. ``insight serve`` always gives it credentials
+(``insight.bus.auth``); without ``auth`` it is open, which only the tests' own bus uses. Its log
+is drained into ours (``insight.bus.serverlog``) so a full pipe never blocks it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import json
 import logging
 import shutil
 import socket
 import subprocess
 import sys
 from pathlib import Path
+
+from insight.bus.auth import BusAuth, write_private
+from insight.bus.serverlog import ServerLogDrain
 
 log = logging.getLogger("insight.bus.embedded")
 
@@ -39,44 +44,66 @@ def free_port() -> int:
 
 
 class EmbeddedNats:
-    def __init__(self, store_dir: Path, port: int = 0, max_payload_mb: float = 8.0) -> None:
+    def __init__(
+        self,
+        store_dir: Path,
+        port: int = 0,
+        max_payload_mb: float = 8.0,
+        auth: BusAuth | None = None,
+    ) -> None:
         self.store_dir = store_dir
         self.port = port or free_port()
         self.max_payload = int(max_payload_mb * 1024 * 1024)
+        self.auth = auth
         self.proc: subprocess.Popen[bytes] | None = None
+        self.drain: ServerLogDrain | None = None
 
     @property
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
     def _config(self) -> Path:
-        self.store_dir.mkdir(parents=True, exist_ok=True)
+        self.store_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         conf = self.store_dir / "nats-embedded.conf"
-        conf.write_text(
+        write_private(  # 0600: it holds the password
+            conf,
             f"listen: 127.0.0.1:{self.port}\n"
             f"max_payload: {self.max_payload}\n"
-            f'jetstream {{ store_dir: "{self.store_dir}" }}\n'
+            f"jetstream {{ store_dir: {json.dumps(str(self.store_dir))} }}\n"
+            + (self.auth.server_block() if self.auth is not None else ""),
         )
         return conf
+
+    def client_options(self) -> dict[str, str]:
+        """``nats.connect`` keyword arguments that authenticate to this server."""
+        return self.auth.client_options() if self.auth is not None else {}
 
     async def start(self, timeout: float = 10.0) -> None:
         conf = self._config()
         self.proc = subprocess.Popen(  # noqa: ASYNC220 (fork+exec, returns at once)
             [str(nats_server_binary()), "-c", str(conf)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # a Ctrl-C reaches us, and we stop it after draining
         )
+        assert self.proc.stdout is not None
+        self.drain = ServerLogDrain(self.proc.stdout).start()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while loop.time() < deadline:
-            if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
-                raise RuntimeError(f"nats-server exited at start: {err.strip()[-500:]}")
-            with contextlib.suppress(OSError):
-                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-                writer.close()
-                log.info("nats_embedded_started url=%s store=%s", self.url, self.store_dir)
+            # its own "ready" line, not a connect probe: another server on the port answers too
+            if self.drain.ready.is_set():
+                log.info(
+                    "nats_embedded_started url=%s store=%s auth=%s",
+                    self.url,
+                    self.store_dir,
+                    self.auth.source if self.auth is not None else "none",
+                )
                 return
+            if self.proc.poll() is not None:
+                self.drain.join(timeout=2)
+                err = " | ".join(list(self.drain.tail)[-3:])
+                raise RuntimeError(f"nats-server exited at start: {err[-1000:]}")
             await asyncio.sleep(0.02)
         self.stop()
         raise TimeoutError(f"nats-server did not listen on {self.url} within {timeout}s")
@@ -90,4 +117,6 @@ class EmbeddedNats:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        if self.drain is not None:
+            self.drain.join(timeout=2)
         log.info("nats_embedded_stopped url=%s", self.url)

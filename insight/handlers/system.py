@@ -6,6 +6,7 @@ import time
 from typing import TYPE_CHECKING
 
 from insight.api import Router
+from insight.config import redact_url
 from insight.schemas import (
     AudioConfigInfo,
     ConfigResponse,
@@ -95,7 +96,7 @@ async def config(app: App, req: Empty) -> ConfigResponse:
         audio=AudioConfigInfo(window_size_s=s.audio.window_size_s, hop_size_s=s.audio.hop_size_s),
         server=ServerConfigInfo(host=s.server.host, port=s.server.port),
         storage=StorageConfigInfo(
-            url=s.storage.url,
+            url=redact_url(s.storage.url),
             enabled=s.storage.enabled,
             connected=app.store is not None,
             mode=s.storage.mode.value,

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from insight.api import Router
 from insight.errors import InsightError, NotFound
-from insight.library import Library, TextItem, as_vector, track_metadata
+from insight.library import Library, TextItem, as_vector, file_paths_visible, track_metadata
 from insight.schemas import (
     BatchEmbedTextRequest,
     BatchItemResult,
@@ -43,9 +43,11 @@ def library(app: App) -> Library:
     return lib
 
 
-def results(hits: list[ScoredPoint]) -> SearchResponse:
+def results(hits: list[ScoredPoint], file_paths: bool = False) -> SearchResponse:
     out = [
-        SearchResult(track_id=h.key, score=h.score, metadata=track_metadata(h.payload))
+        SearchResult(
+            track_id=h.key, score=h.score, metadata=track_metadata(h.payload, file_paths=file_paths)
+        )
         for h in hits
     ]
     return SearchResponse(results=out, count=len(out))
@@ -62,7 +64,7 @@ async def get_track(app: App, req: GetTrackRequest) -> TrackResponse:
     payload = (text or audio)[0].payload
     return TrackResponse(
         track_id=req.track_id,
-        metadata=track_metadata(payload),
+        metadata=track_metadata(payload, file_paths=file_paths_visible(app)),
         has_text=bool(text),
         has_audio=bool(audio),
         text_embedding=text[0].vector.tolist() if text and text[0].vector is not None else None,
@@ -154,7 +156,7 @@ async def search(app: App, req: SearchRequest) -> SearchResponse:
     hits = await app.require_store().search(
         COLLECTIONS[req.collection], vector, req.limit, app.in_model_space(req.filter)
     )
-    return results(hits)
+    return results(hits, file_paths_visible(app))
 
 
 @router.endpoint("tracks.search-text", "POST", "/tracks/search-text")
@@ -171,4 +173,4 @@ async def search_text(app: App, req: TextSearchRequest) -> SearchResponse:
         if h.key not in best or boosted.score > best[h.key].score:
             best[h.key] = boosted
     ranked = sorted(best.values(), key=lambda h: h.score, reverse=True)[: req.limit]
-    return results(ranked)
+    return results(ranked, file_paths_visible(app))

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from insight.errors import NotReady
+from insight.errors import InsightError, NotReady
+
+if TYPE_CHECKING:
+    from insight.config import ModelSettings
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +31,27 @@ class ModelFiles:
     @property
     def dim(self) -> int:
         return int(self.config.get("projection_dim", DEFAULT_DIM))
+
+
+def local_model_id(m: ModelSettings) -> str | None:
+    """The model id of the ``INSIGHT_MODEL__PATH`` folder (None without one).
+
+    ``INSIGHT_MODEL__NAME`` when it is set too (the user names the folder), else
+    ``local/<folder name>``: never the default hub id, which the folder may well not be.
+    The hub id keeps its own state (the hub cache), so both can be loaded in turn.
+    """
+    if m.path is None:
+        return None
+    if "name" in m.model_fields_set:
+        return m.name
+    from insight.inference.registry import validate_model_id
+
+    name = m.path.resolve().name or "model"
+    try:
+        return validate_model_id(f"local/{name}")
+    except InsightError:  # e.g. spaces in the folder name: a loadable id all the same
+        clean = re.sub(r"[^A-Za-z0-9._]+", "-", name).strip("-._") or "model"
+        return f"local/{re.sub(r'[.]{2,}', '.', clean)}"
 
 
 def _first(root: Path, names: list[str]) -> Path | None:

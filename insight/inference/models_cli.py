@@ -30,24 +30,32 @@ def _human(n: int | None) -> str:
 def cmd_list(args: argparse.Namespace) -> int:
     """Known and cached models with their local status (no network needed)."""
     from insight.inference.download import cached_model_dir, cached_model_ids, cached_size
+    from insight.inference.model_dir import local_model_id
     from insight.inference.registry import KNOWN_MODELS
 
     settings = load_settings()
+    local = local_model_id(settings.model)
+    configured = local or settings.model.name
     ids = [m.model_id for m in KNOWN_MODELS]
     ids += [i for i in cached_model_ids(settings.models_dir) if i not in ids]
     print(f"{'model':<34} {'status':<15} {'size':>9}  note")
     for model_id in ids:
+        if model_id == local:
+            continue  # listed below, as the local folder it is
         path = cached_model_dir(model_id, settings.models_dir)
         status = "downloaded" if path else "not_downloaded"
-        if model_id == settings.model.name:
+        if model_id == configured:
             status += " *"
         known = next((m for m in KNOWN_MODELS if m.model_id == model_id), None)
         note = known.note if known and known.note else (known.description if known else "")
         size = cached_size(model_id, settings.models_dir) if path else None
         print(f"{model_id:<34} {status:<15} {_human(size):>9}  {note}")
-    if settings.model.path:
-        print(f"INSIGHT_MODEL__PATH={settings.model.path} (used instead of the cache)")
-    print("* = configured model (INSIGHT_MODEL__NAME)")
+    if local is not None and settings.model.path is not None:
+        folder = settings.model.path
+        size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+        status = ("local" if folder.is_dir() else "missing") + (" *" if local == configured else "")
+        print(f"{local:<34} {status:<15} {_human(size):>9}  INSIGHT_MODEL__PATH={folder}")
+    print("* = configured model (INSIGHT_MODEL__PATH, else INSIGHT_MODEL__NAME)")
     return 0
 
 

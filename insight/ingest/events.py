@@ -162,7 +162,7 @@ class EventConsumers:
                 continue
             try:
                 msgs = await psub.fetch(batch, timeout=1)
-            except NatsTimeout:
+            except (NatsTimeout, TimeoutError):  # nats-py raises both for an empty fetch
                 continue
             except Exception as exc:
                 if self._stopping.is_set():

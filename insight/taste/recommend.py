@@ -13,6 +13,7 @@ import time
 from typing import TYPE_CHECKING
 
 from insight.errors import NotFound
+from insight.library import file_paths_visible
 from insight.schemas import RecommendRequest, RecommendResponse, SearchResult
 from insight.taste import store as profiles
 from insight.taste.rank import Query, Ranked, find
@@ -30,11 +31,11 @@ def reason(r: Ranked, kind: str) -> str:
     return "matches your taste profile"
 
 
-def as_result(r: Ranked, why: str) -> SearchResult:
+def as_result(r: Ranked, why: str, paths: bool = False) -> SearchResult:
     return SearchResult(
         track_id=r.view.track_id,
         score=r.score,
-        metadata=metadata_of(r.view.track_id, r.view.payload),
+        metadata=metadata_of(r.view.track_id, r.view.payload, file_paths=paths),
         reason=why,
     )
 
@@ -70,6 +71,6 @@ async def recommend(app: App, req: RecommendRequest) -> RecommendResponse:
     )
     ranked = await find(store, q, req.limit, 1.0 - req.diversity, req.max_per_artist)
     return RecommendResponse(
-        tracks=[as_result(r, reason(r, kind)) for r in ranked],
+        tracks=[as_result(r, reason(r, kind), file_paths_visible(app)) for r in ranked],
         profile_confidence=prof.confidence,
     )

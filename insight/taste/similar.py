@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from insight.errors import BadRequest, NotFound
+from insight.library import file_paths_visible
 from insight.schemas import (
     MultiSimilarRequest,
     RadioRequest,
@@ -33,11 +34,11 @@ def _response(results: list[SearchResult]) -> SearchResponse:
     return SearchResponse(results=results, count=len(results))
 
 
-def _result(r: Ranked, why: str) -> SearchResult:
+def _result(r: Ranked, why: str, paths: bool) -> SearchResult:
     return SearchResult(
         track_id=r.view.track_id,
         score=r.score,
-        metadata=metadata_of(r.view.track_id, r.view.payload),
+        metadata=metadata_of(r.view.track_id, r.view.payload, file_paths=paths),
         reason=why,
     )
 
@@ -60,7 +61,10 @@ async def similar(app: App, req: SimilarRequest) -> SearchResponse:
     return _response(
         [
             SearchResult(
-                track_id=h.key, score=h.score, metadata=metadata_of(h.key, h.payload), reason=why
+                track_id=h.key,
+                score=h.score,
+                metadata=metadata_of(h.key, h.payload, file_paths=file_paths_visible(app)),
+                reason=why,
             )
             for h in hits
         ]
@@ -102,7 +106,10 @@ async def similar_multi(app: App, req: MultiSimilarRequest) -> SearchResponse:
         filter=req.filter,
     )
     ranked = await find(app.require_store(), q, req.limit, 1.0, None)
-    return _response([_result(r, f"like {r.anchor.label()}" if r.anchor else "") for r in ranked])
+    paths = file_paths_visible(app)
+    return _response(
+        [_result(r, f"like {r.anchor.label()}" if r.anchor else "", paths) for r in ranked]
+    )
 
 
 async def radio(app: App, req: RadioRequest) -> SearchResponse:
@@ -138,4 +145,7 @@ async def radio(app: App, req: RadioRequest) -> SearchResponse:
     ranked = await find(store, q, req.count, lam, req.max_per_artist, rested)
     if len(ranked) < req.count and rested:  # a small library: repeat an artist, not a track
         ranked = await find(store, q, req.count, lam, req.max_per_artist)
-    return _response([_result(r, f"after {r.anchor.label()}" if r.anchor else "") for r in ranked])
+    paths = file_paths_visible(app)
+    return _response(
+        [_result(r, f"after {r.anchor.label()}" if r.anchor else "", paths) for r in ranked]
+    )

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from insight.library import track_metadata
 from insight.schemas import TrackMetadata
 from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT, VectorStore
 
@@ -75,5 +76,8 @@ async def track_views(
     return out
 
 
-def metadata_of(track_id: str, payload: dict[str, Any]) -> TrackMetadata:
-    return TrackMetadata.model_validate({**payload, "track_id": track_id})
+def metadata_of(
+    track_id: str, payload: dict[str, Any], *, file_paths: bool = False
+) -> TrackMetadata:
+    """A result's metadata; ``file_path`` only when exposed (see ``library.track_metadata``)."""
+    return track_metadata({**payload, "track_id": track_id}, file_paths=file_paths)

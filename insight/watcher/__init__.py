@@ -9,7 +9,11 @@
 - ``state``: SQLite under the data dir (path, size, mtime, content hash, track id, status,
   error) so restarts skip finished files and moved files keep their vectors.
 - ``live``: watchdog events, debounced.
-- ``service``: the queue, workers, pause/resume, status, rescans.
+- ``guard``: regular files only (never a FIFO, socket or device, also behind a symlink), opened
+  without blocking; size budget; the decode time budget and the stop flag of shutdown.
+- ``roots``: folders refused (system roots and folders, pseudo filesystems by mount type).
+- ``files``: one file through checks, fingerprint, move detection, analysis and its state row.
+- ``service``: the queue, workers, folders, pause/resume, status, rescans.
 
 Track ids (stable across restarts): ``mb:<MusicBrainz recording id>`` when the file has a
 MusicBrainz track id tag; otherwise ``file:<first 32 hex of sha256(path relative to the watched

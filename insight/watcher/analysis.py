@@ -13,7 +13,7 @@ import numpy as np
 
 from insight.inference.clap import ClapModel
 from insight.schemas import IngestMetadata
-from insight.watcher.decode import decode_full, decode_sampled
+from insight.watcher.decode import Limits, decode_full, decode_sampled
 from insight.watcher.tags import TrackTags, read_tags
 
 if TYPE_CHECKING:
@@ -35,16 +35,20 @@ def metadata_hash(tags: TrackTags) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-async def analyze_file(app: App, path: Path, mode: str, sampled_windows: int) -> Analysis:
+async def analyze_file(
+    app: App, path: Path, mode: str, sampled_windows: int, limits: Limits | None = None
+) -> Analysis:
     """Decode (``full`` or ``sampled``), read tags, embed the windows; nothing is stored."""
     pool = app.require_pool()
     audio = app.settings.audio
     if mode == "sampled":
         decoded = await asyncio.to_thread(
-            decode_sampled, path, sampled_windows, audio.window_size_s
+            decode_sampled, path, sampled_windows, audio.window_size_s, limits
         )
     else:
-        decoded = await asyncio.to_thread(decode_full, path, audio.window_size_s, audio.hop_size_s)
+        decoded = await asyncio.to_thread(
+            decode_full, path, audio.window_size_s, audio.hop_size_s, limits
+        )
     tags = await asyncio.to_thread(read_tags, path, decoded.metadata)
     vector = ClapModel.track_vector(await pool.embed_windows(decoded.windows))
     return Analysis(tags, vector, int(decoded.windows.shape[0]), decoded.duration_s)

@@ -62,10 +62,15 @@ async def _open_app(settings: Settings) -> Any:
 
 
 async def run_scan(settings: Settings, folder: Path, force: bool) -> int:
+    from insight.errors import BadRequest
     from insight.schemas import WatchedFolder
     from insight.watcher.service import WatcherService, normalise_folder
 
-    root = normalise_folder(str(folder))
+    try:
+        root = normalise_folder(str(folder))
+    except BadRequest as exc:
+        print(f"insight: {exc.message}", file=sys.stderr)
+        return 2
     app = await _open_app(settings)
     svc = app.services.get("watcher")
     own = svc is None
@@ -81,14 +86,15 @@ async def run_scan(settings: Settings, folder: Path, force: bool) -> int:
             scanning = svc._scan_task is not None and not svc._scan_task.done()
             st = svc.status()
             done = sum(svc.outcomes.values()) - base
-            progress.show(done, done + st.pending, svc.outcomes["failed"], st.current_file)
+            failed = svc.outcomes["failed"] + svc.outcomes["refused"]
+            progress.show(done, done + st.pending, failed, st.current_file)
             if not scanning and st.pending == 0:
                 break
             await asyncio.sleep(0.5)
         sys.stderr.write("\n")
         o = svc.outcomes
         print(
-            f"analysed {o['analyzed']}, failed {o['failed']}, moved {o['moved']}, "
+            f"analysed {o['analyzed']}, failed {o['failed'] + o['refused']}, moved {o['moved']}, "
             f"unchanged {o['unchanged'] + o['skipped']} in {root}"
         )
         for f in svc.failures():

@@ -1,4 +1,8 @@
-"""Audio files → mono 48 kHz float32 with PyAV (ffmpeg inside the wheel, no system ffmpeg)."""
+"""Audio files → mono 48 kHz float32 with PyAV (ffmpeg inside the wheel, no system ffmpeg).
+
+Files are opened by ``guard.open_regular`` (regular files only, never blocking) and handed to
+PyAV as file objects; ``Limits`` bound each decode in time (``Budget``) and in audio kept.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import av
 import numpy as np
 
 from insight.inference.audio import downmix, repeat_pad, resample, split_windows
+from insight.watcher.guard import Budget, open_regular
 
 log = logging.getLogger("insight.watcher.decode")
 
@@ -23,6 +28,15 @@ class DecodeFailed(Exception):
 
 
 @dataclass
+class Limits:
+    """Budgets of one file: size on disk, seconds of audio kept (full mode), decode time."""
+
+    max_bytes: int | None = None
+    max_audio_s: float | None = None
+    budget: Budget = field(default_factory=Budget)
+
+
+@dataclass
 class Decoded:
     windows: np.ndarray  # [n, window_samples]
     duration_s: float
@@ -30,17 +44,28 @@ class Decoded:
     audio: np.ndarray | None = None  # the whole track (full mode only)
 
 
-def _open(path: Path) -> tuple[Any, Any]:
-    try:
-        container = av.open(str(path), metadata_errors="ignore")
-    except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
-        raise DecodeFailed(f"cannot open: {exc}") from exc
-    stream = next((s for s in container.streams if s.type == "audio"), None)
-    if stream is None:
-        container.close()
-        raise DecodeFailed("no audio stream")
-    stream.thread_type = "AUTO"  # type: ignore[attr-defined]
-    return container, stream
+class _Source:
+    """An opened audio file: the checked file object and PyAV's container on it."""
+
+    def __init__(self, path: Path, limits: Limits) -> None:
+        self.fh = open_regular(path, limits.max_bytes)  # Refused / OSError go to the caller
+        try:
+            self.container: Any = av.open(self.fh, metadata_errors="ignore")
+        except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
+            self.fh.close()
+            raise DecodeFailed(f"cannot open: {exc}") from exc
+        stream = next((s for s in self.container.streams if s.type == "audio"), None)
+        if stream is None:
+            self.close()
+            raise DecodeFailed("no audio stream")
+        stream.thread_type = "AUTO"  # type: ignore[attr-defined]
+        self.stream: Any = stream
+
+    def close(self) -> None:
+        try:
+            self.container.close()
+        finally:
+            self.fh.close()
 
 
 def _metadata(container: Any, stream: Any) -> dict[str, Any]:
@@ -140,8 +165,10 @@ def _decode(
     stream: Any,
     start_s: float = 0.0,
     max_samples: int | None = None,
+    budget: Budget | None = None,
 ) -> np.ndarray:
-    """Decode from ``start_s`` (after a seek) until ``max_samples`` mono 48 kHz samples."""
+    """Decode from ``start_s`` (after a seek) until ``max_samples`` mono 48 kHz samples;
+    ``budget`` is checked per packet (time limit, shutdown)."""
     to_float: Any = None  # ffmpeg's converter, only for sample formats _planes does not read
     runs = _Runs()
     bad = 0
@@ -169,6 +196,8 @@ def _decode(
         runs.add(planes, rate, fmt, channels)
 
     for packet in container.demux(stream):
+        if budget is not None:
+            budget.check()
         try:
             frames = packet.decode()
         except av.FFmpegError as exc:
@@ -203,46 +232,55 @@ def spread(x: np.ndarray, n: int, window: int) -> np.ndarray:
     return np.stack([x[s : s + window] for s in starts])
 
 
-def decode_full(path: Path, window_s: float, hop_s: float) -> Decoded:
-    container, stream = _open(path)
+def decode_full(path: Path, window_s: float, hop_s: float, limits: Limits | None = None) -> Decoded:
+    """Every window of the track (its first ``max_audio_s`` seconds when it is longer)."""
+    limits = limits or Limits()
+    cap = int(limits.max_audio_s * SR) if limits.max_audio_s is not None else None
+    src = _Source(path, limits)
     try:
-        meta = _metadata(container, stream)
+        meta = _metadata(src.container, src.stream)
         try:
-            x = _decode(container, stream)
+            x = _decode(src.container, src.stream, max_samples=cap, budget=limits.budget)
         except av.FFmpegError as exc:
             raise DecodeFailed(str(exc)) from exc
     finally:
-        container.close()
+        src.close()
+    if cap is not None and x.shape[0] >= cap:
+        log.info("audio_capped path=%s kept_s=%.0f", path, limits.max_audio_s)
     windows = split_windows(x, int(window_s * SR), int(hop_s * SR))
     return Decoded(windows=windows, duration_s=x.shape[0] / SR, metadata=meta, audio=x)
 
 
-def decode_sampled(path: Path, n: int, window_s: float) -> Decoded:
+def decode_sampled(path: Path, n: int, window_s: float, limits: Limits | None = None) -> Decoded:
     """``n`` windows spread over the track, decoding only around them (seek per window)."""
+    limits = limits or Limits()
+    budget = limits.budget
+    cap = int(limits.max_audio_s * SR) if limits.max_audio_s is not None else None
     window = int(window_s * SR)
-    container, stream = _open(path)
+    src = _Source(path, limits)
+    container, stream = src.container, src.stream
     try:
         meta = _metadata(container, stream)
         duration = duration_of(container, stream)
         if duration is None or duration <= window_s * (n + 1):
-            x = _decode(container, stream)
+            x = _decode(container, stream, max_samples=cap, budget=budget)
             return Decoded(spread(x, n, window), x.shape[0] / SR, meta)
         out = []
         for i in range(n):
             start = (duration - window_s) * (i + 1) / (n + 1)
             try:
                 container.seek(int(start / stream.time_base), stream=stream, backward=True)
-                seg = _decode(container, stream, start_s=start, max_samples=window)
+                seg = _decode(container, stream, start_s=start, max_samples=window, budget=budget)
             except (av.FFmpegError, DecodeFailed) as exc:
                 log.debug("seek_failed path=%s at=%.1f error=%s", path, start, exc)
                 continue
             out.append(repeat_pad(seg, window) if seg.shape[0] < window else seg)
         if not out:  # seeking failed everywhere: decode it all
             container.seek(0)
-            x = _decode(container, stream)
+            x = _decode(container, stream, max_samples=cap, budget=budget)
             return Decoded(spread(x, n, window), x.shape[0] / SR, meta)
         return Decoded(np.stack(out), duration, meta)
     except av.FFmpegError as exc:
         raise DecodeFailed(str(exc)) from exc
     finally:
-        container.close()
+        src.close()

@@ -11,41 +11,30 @@ import asyncio
 import contextlib
 import logging
 import os
+import threading
 import time
-from collections import Counter, deque
-from dataclasses import dataclass
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from insight.errors import BadRequest, Conflict, NotFound, NotReady
-from insight.schemas import WatchedFolder, WatcherStatus
-from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT
+from insight.errors import BadRequest, Conflict, NotFound
+from insight.schemas import WatchedFolder, WatcherFailure, WatcherStatus
 from insight.tasks import cancel_and_wait
-from insight.watcher.analysis import Analysis, analyze_file, store_analysis
-from insight.watcher.decode import DecodeFailed
+from insight.watcher.analysis import Analysis
+from insight.watcher.files import FileWork, Job
 from insight.watcher.live import Change, LiveWatch
-from insight.watcher.scanner import (
-    fingerprint,
-    is_audio,
-    normalise_extensions,
-    track_id_for,
-    walk,
-)
-from insight.watcher.state import DONE, FAILED, PENDING, FileRow, WatcherState
+from insight.watcher.roots import folder_refusal, normalise_folder, resolved
+from insight.watcher.scanner import is_audio, normalise_extensions, survey, walk
+from insight.watcher.state import DONE, FAILED, WatcherState
 
 if TYPE_CHECKING:
     from insight.app import App
 
+__all__ = ["Job", "WatcherService", "normalise_folder"]
+
 log = logging.getLogger("insight.watcher")
 
-RATE_WINDOW = 200
-
-
-@dataclass
-class Job:
-    path: Path
-    folder: Path
-    force: bool = False
+RECENT_FAILURES = 20
 
 
 def _exists(path: str | Path) -> bool:
@@ -58,17 +47,6 @@ def _is_file(path: Path) -> bool:
 
 def _is_dir(path: Path) -> bool:
     return path.is_dir()
-
-
-def normalise_folder(path: str) -> Path:
-    """Absolute, resolved, existing directory; ``BadRequest`` otherwise."""
-    p = Path(os.path.expanduser(path))
-    if not p.is_absolute():
-        raise BadRequest(f"watch folder {path!r} must be an absolute path")
-    p = p.resolve()
-    if not p.is_dir():
-        raise BadRequest(f"watch folder {p} does not exist or is not a directory")
-    return p
 
 
 class WatcherService:
@@ -90,8 +68,9 @@ class WatcherService:
         self._scan_task: asyncio.Task[None] | None = None
         self._periodic: asyncio.Task[None] | None = None
         self._live: LiveWatch | None = None
-        self._done_at: deque[float] = deque(maxlen=RATE_WINDOW)
         self.outcomes: Counter[str] = Counter()  # what process() did, since start
+        self._stopping = threading.Event()  # ends decodes in threads at close()
+        self.files = FileWork(app, self.state, self.cfg, self._stopping)
         self._load_folders()
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -103,6 +82,11 @@ class WatcherService:
             p = p.resolve() if p.exists() else p
             self.folders[str(p)] = WatchedFolder(path=str(p))
         for key, (recursive, label, enabled) in saved.items():
+            why = folder_refusal(resolved(key))
+            if why is not None:  # saved by a version that did not check
+                log.warning("watch_folder_refused path=%s reason=%s", key, why)
+                self.folders.pop(key, None)
+                continue
             self.folders[key] = WatchedFolder(
                 path=key, recursive=recursive, label=label, enabled=enabled
             )
@@ -150,6 +134,7 @@ class WatcherService:
         log.info("watcher_stopped")
 
     async def close(self) -> None:
+        self._stopping.set()  # a decode in a thread stops at its next packet
         await self.stop()
         await cancel_and_wait(self._workers)
         self._workers = []
@@ -204,9 +189,11 @@ class WatcherService:
         return folder
 
     def remove_folder(self, path: str) -> WatchedFolder:
+        if "\0" in path:
+            raise BadRequest("watch folder path contains a NUL byte")
         raw = path if path.startswith(("/", "~")) else "/" + path
         p = Path(os.path.expanduser(raw))
-        key = str(p.resolve()) if str(p.resolve()) in self.folders else str(p)
+        key = str(resolved(p)) if str(resolved(p)) in self.folders else str(p)
         folder = self.folders.get(key)
         if folder is None or not folder.enabled:
             raise NotFound(f"folder {path} is not watched")
@@ -256,56 +243,18 @@ class WatcherService:
             if not _is_dir(root):
                 log.warning("watch_folder_missing path=%s", root)
                 continue
-            todo, moves, gone = await asyncio.to_thread(self._survey, root, f.recursive, force)
+            todo, moves, gone = await asyncio.to_thread(
+                survey, self.state, root, self.exts, f.recursive, force, self._stopping
+            )
             for old, new, mtime_ns in moves:
-                await self._apply_move(old, new, root, mtime_ns)
+                await self.files.apply_move(old, new, root, mtime_ns)
             for row in gone:
-                await self._forget(row)
+                await self.files.forget(row)
             for p in todo:
                 queued += self._enqueue(Job(p, root, force))
         log.info(
             "scan_queued files=%d force=%s took_s=%.2f", queued, force, time.monotonic() - started
         )
-
-    def _survey(
-        self, root: Path, recursive: bool, force: bool
-    ) -> tuple[list[Path], list[tuple[str, str, int]], list[FileRow]]:
-        """(files to analyse, moves (old, new, mtime), rows whose file is gone) — in a thread."""
-        known = {r.path: r for r in self.state.under(str(root))}
-        seen: set[str] = set()
-        new: list[tuple[Path, os.stat_result]] = []
-        todo: list[Path] = []
-        for p in walk(root, self.exts, recursive):
-            key = str(p)
-            seen.add(key)
-            try:
-                st = p.stat()
-            except OSError:
-                continue
-            row = known.get(key)
-            if row is None:
-                new.append((p, st))
-            elif (
-                force
-                or row.status == PENDING
-                or (row.size, row.mtime_ns) != (st.st_size, st.st_mtime_ns)
-            ):
-                todo.append(p)
-        missing = {k: r for k, r in known.items() if k not in seen and r.status == DONE}
-        by_fp = {(r.size, r.content_hash): r for r in missing.values() if r.content_hash}
-        moves: list[tuple[str, str, int]] = []
-        for p, st in new:
-            old = None
-            if by_fp and not force:
-                with contextlib.suppress(OSError):
-                    old = by_fp.pop((st.st_size, fingerprint(p, st.st_size)), None)
-            if old is not None:
-                moves.append((old.path, str(p), st.st_mtime_ns))
-                missing.pop(old.path, None)
-            else:
-                todo.append(p)
-        gone = [r for k, r in known.items() if k not in seen and k not in {m[0] for m in moves}]
-        return todo, moves, gone
 
     def _enqueue(self, job: Job) -> int:
         key = str(job.path)
@@ -328,7 +277,7 @@ class WatcherService:
                 if folder is not None and is_audio(p, self.exts) and _is_file(p):
                     self._enqueue(Job(p, folder))
             elif c.kind == "deleted":
-                await self._deleted(Path(c.path))
+                await self.files.deleted(Path(c.path))
 
     async def _moved(self, src: Path, dest: Path, is_dir: bool) -> None:
         rows = (
@@ -342,10 +291,10 @@ class WatcherService:
             new = dest / Path(row.path).relative_to(src) if is_dir else dest
             folder = self.folder_of(new)
             if folder is None or not is_audio(new, self.exts):
-                await self._forget(row)
+                await self.files.forget(row)
                 continue
             with contextlib.suppress(OSError):
-                await self._apply_move(row.path, str(new), folder, new.stat().st_mtime_ns)
+                await self.files.apply_move(row.path, str(new), folder, new.stat().st_mtime_ns)
         if (
             not is_dir
             and not rows
@@ -353,44 +302,6 @@ class WatcherService:
             and is_audio(dest, self.exts)
         ):
             self._enqueue(Job(dest, folder))
-
-    async def _deleted(self, path: Path) -> None:
-        rows = self.state.under(str(path)) + [r for r in [self.state.get(str(path))] if r]
-        for row in rows:
-            if not _exists(row.path):
-                await self._forget(row)
-
-    async def _apply_move(self, old: str, new: str, folder: Path, mtime_ns: int) -> None:
-        """A known file at a new path: same track id and vectors, new ``file_path``."""
-        row = self.state.get(old)
-        self.state.move(old, new, str(folder), mtime_ns)
-        log.info("file_moved old=%s new=%s", old, new)
-        if row is None or not row.track_id or self.app.store is None:
-            return
-        for collection in (TRACKS_TEXT, TRACKS_AUDIO):
-            points = await self.app.store.get(collection, [row.track_id], with_vectors=True)
-            for p in points:
-                p.payload["file_path"] = new
-            if points:
-                await self.app.store.upsert(collection, points)
-
-    async def _forget(self, row: FileRow) -> None:
-        """A file that is gone: its row, and its track unless another file has the same id."""
-        self.state.delete(row.path)
-        if not row.track_id or row.status != DONE:
-            return
-        if any(r.path != row.path for r in self.state.by_track(row.track_id)):
-            return
-        await self._delete_track(row.track_id)
-        log.info("file_deleted path=%s track=%s", row.path, row.track_id)
-
-    async def _delete_track(self, track_id: str) -> None:
-        library = self.app.services.get("library")
-        if library is not None:
-            await library.delete_track(track_id)
-        elif self.app.store is not None:
-            await self.app.store.delete(TRACKS_TEXT, [track_id])
-            await self.app.store.delete(TRACKS_AUDIO, [track_id])
 
     # --- re-analysis for re-embedding -----------------------------------------------------
 
@@ -432,92 +343,17 @@ class WatcherService:
 
     async def process(self, job: Job) -> str:
         """Analyse one file unless the state says it is done; returns what happened."""
-        path, key = job.path, str(job.path)
-        try:
-            st = await asyncio.to_thread(path.stat)
-        except FileNotFoundError:
-            await self._deleted(path)
-            return "gone"
-        row = self.state.get(key)
-        if (
-            not job.force
-            and row is not None
-            and row.status in (DONE, FAILED)
-            and (row.size, row.mtime_ns) == (st.st_size, st.st_mtime_ns)
-        ):
-            return "skipped"
-        try:
-            fp = await asyncio.to_thread(fingerprint, path, st.st_size)
-        except OSError as exc:
-            self._record(key, job.folder, row, st, None, FAILED, f"cannot read: {exc}")
-            return "failed"
-        if not job.force and row is not None and row.status == DONE and row.content_hash == fp:
-            self._record(key, job.folder, row, st, fp, DONE, None, row.track_id)
-            return "unchanged"
-        if not job.force and row is None:
-            for old in self.state.by_hash(st.st_size, fp):
-                if old.status == DONE and not _exists(old.path):
-                    await self._apply_move(old.path, key, job.folder, st.st_mtime_ns)
-                    return "moved"
-        try:
-            result = await self.analyze(path)
-        except DecodeFailed as exc:
-            self._record(key, job.folder, row, st, fp, FAILED, f"undecodable: {exc}")
-            log.warning("file_failed path=%s error=%s", path, exc)
-            return "failed"
-        except NotReady as exc:  # no model / store: try again on the next scan
-            self._record(key, job.folder, row, st, fp, PENDING, exc.message)
-            return "pending"
-        except Exception as exc:
-            self._record(key, job.folder, row, st, fp, FAILED, f"{type(exc).__name__}: {exc}")
-            log.exception("file_failed path=%s", path)
-            return "failed"
-        track_id = track_id_for(job.folder, path, result.tags.musicbrainz_track_id)
-        if row is not None and row.track_id and not result.tags.musicbrainz_track_id:
-            track_id = row.track_id  # a file keeps its id (e.g. after a move)
-        if row is not None and row.track_id and row.track_id != track_id:
-            await self._delete_track(row.track_id)
-        await store_analysis(self.app, track_id, result, key)
-        self._record(key, job.folder, row, st, fp, DONE, None, track_id)
-        self._done_at.append(time.monotonic())
-        return "analyzed"
-
-    def _record(
-        self,
-        key: str,
-        folder: Path,
-        row: FileRow | None,
-        st: os.stat_result,
-        fp: str | None,
-        status: str,
-        error: str | None,
-        track_id: str | None = None,
-    ) -> None:
-        self.state.put(
-            FileRow(
-                path=key,
-                folder=str(folder),
-                track_id=track_id or (row.track_id if row else None),
-                size=st.st_size,
-                mtime_ns=st.st_mtime_ns,
-                content_hash=fp,
-                status=status,
-                error=error,
-                mode=self.mode,
-            )
-        )
-        if status == FAILED:
-            self._done_at.append(time.monotonic())
+        return await self.files.process(job)
 
     async def analyze(self, path: Path) -> Analysis:
         """Decode (in the watcher's mode), read tags, embed the windows; nothing is stored."""
-        return await analyze_file(self.app, path, self.mode, self.cfg.sampled_windows)
+        return await self.files.analyze(path)
 
     # --- status -------------------------------------------------------------------------
 
     def rate_per_min(self) -> float:
         now = time.monotonic()
-        recent = [t for t in self._done_at if now - t <= 600]
+        recent = [t for t in self.files.done_at if now - t <= 600]
         if len(recent) < 2:
             return 0.0
         span = max(now - recent[0], 1e-6)
@@ -544,6 +380,10 @@ class WatcherService:
             rate_per_min=round(rate, 2),
             eta_s=round(pending / rate * 60.0, 1) if rate > 0 and pending else None,
             mode=self.mode,
+            recent_failures=[
+                WatcherFailure(path=r.path, error=r.error or "")
+                for r in self.state.failed(RECENT_FAILURES)
+            ],
         )
 
     def failures(self) -> list[dict[str, Any]]:

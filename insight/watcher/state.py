@@ -88,6 +88,10 @@ class WatcherState:
     def all(self) -> list[FileRow]:
         return self._rows("")
 
+    def failed(self, limit: int) -> list[FileRow]:
+        """The ``limit`` most recent failures, newest first."""
+        return self._rows("WHERE status = ? ORDER BY updated_at DESC LIMIT ?", (FAILED, limit))
+
     def put(self, row: FileRow) -> None:
         with self._lock:
             self._db.execute(

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from insight.watcher.guard import open_regular
+
 log = logging.getLogger("insight.watcher.tags")
 
 
@@ -37,7 +39,8 @@ def _easy(path: Path) -> dict[str, list[str]]:
     import mutagen
 
     try:
-        f = mutagen.File(path, easy=True)  # type: ignore[attr-defined]
+        with open_regular(path) as fh:  # never a FIFO or a device (see guard)
+            f = mutagen.File(fh, easy=True)  # type: ignore[attr-defined]
     except Exception as exc:  # mutagen raises many kinds on odd files
         log.debug("tags_unreadable path=%s error=%s", path, exc)
         return {}

@@ -7,6 +7,7 @@ never an in-process stack: what matters is what a hostile neighbour can do to th
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -48,6 +49,20 @@ class Served:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def nats_url(self) -> str:
+        """The embedded bus's URL, as the start log gives it."""
+        found = re.search(r"nats_embedded_started url=(\S+)", self.log())
+        assert found, "no embedded nats-server in the log"
+        return found.group(1)
+
+    def bus_credentials(self) -> dict[str, str]:
+        """``nats.connect`` keyword arguments for the embedded bus (its generated auth.env)."""
+        from insight.bus.auth import read_auth_file
+
+        auth = read_auth_file(self.data_dir / "nats" / "auth.env")
+        assert auth is not None, "no generated credentials (user-given ones in the env?)"
+        return auth.client_options()
 
     def stop(self) -> float:
         """SIGTERM, wait for exit; returns the seconds shutdown took (fails past the bound)."""

@@ -1,0 +1,211 @@
+"""One file through the watcher: checks, fingerprint, moves, analysis, and its state row.
+
+``process`` decides what a queued file needs (nothing, a move, an analysis) and records the
+outcome with its reason in the watcher state; the service around it owns the queue, folders,
+scans and status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from insight.config import WatcherSettings
+from insight.errors import NotReady
+from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT
+from insight.watcher.analysis import Analysis, analyze_file, store_analysis
+from insight.watcher.decode import DecodeFailed, Limits
+from insight.watcher.guard import MB, Budget, Interrupted, OverBudget, Refused, check_regular
+from insight.watcher.scanner import fingerprint, track_id_for
+from insight.watcher.state import DONE, FAILED, PENDING, FileRow, WatcherState
+
+if TYPE_CHECKING:
+    from insight.app import App
+
+log = logging.getLogger("insight.watcher")
+
+RATE_WINDOW = 200
+
+
+@dataclass
+class Job:
+    path: Path
+    folder: Path
+    force: bool = False
+
+
+def _exists(path: str | Path) -> bool:
+    return os.path.exists(path)
+
+
+class FileWork:
+    """What happens to one file, against the watcher state and the library."""
+
+    def __init__(
+        self,
+        app: App,
+        state: WatcherState,
+        cfg: WatcherSettings,
+        stopping: threading.Event,
+    ) -> None:
+        self.app, self.state, self.cfg, self.mode = app, state, cfg, cfg.mode
+        self.stopping = stopping  # set at close: a decode in a thread stops at its next packet
+        self.limits = Limits(int(cfg.max_file_mb * MB), cfg.max_audio_s)
+        self.done_at: deque[float] = deque(maxlen=RATE_WINDOW)
+
+    async def deleted(self, path: Path) -> None:
+        rows = self.state.under(str(path)) + [r for r in [self.state.get(str(path))] if r]
+        for row in rows:
+            if not _exists(row.path):
+                await self.forget(row)
+
+    async def apply_move(self, old: str, new: str, folder: Path, mtime_ns: int) -> None:
+        """A known file at a new path: same track id and vectors, new ``file_path``."""
+        row = self.state.get(old)
+        self.state.move(old, new, str(folder), mtime_ns)
+        log.info("file_moved old=%s new=%s", old, new)
+        if row is None or not row.track_id or self.app.store is None:
+            return
+        for collection in (TRACKS_TEXT, TRACKS_AUDIO):
+            points = await self.app.store.get(collection, [row.track_id], with_vectors=True)
+            for p in points:
+                p.payload["file_path"] = new
+            if points:
+                await self.app.store.upsert(collection, points)
+
+    async def forget(self, row: FileRow) -> None:
+        """A file that is gone: its row, and its track unless another file has the same id."""
+        self.state.delete(row.path)
+        if not row.track_id or row.status != DONE:
+            return
+        if any(r.path != row.path for r in self.state.by_track(row.track_id)):
+            return
+        await self.delete_track(row.track_id)
+        log.info("file_deleted path=%s track=%s", row.path, row.track_id)
+
+    async def delete_track(self, track_id: str) -> None:
+        library = self.app.services.get("library")
+        if library is not None:
+            await library.delete_track(track_id)
+        elif self.app.store is not None:
+            await self.app.store.delete(TRACKS_TEXT, [track_id])
+            await self.app.store.delete(TRACKS_AUDIO, [track_id])
+
+    async def process(self, job: Job) -> str:
+        """Analyse one file unless the state says it is done; returns what happened."""
+        path, key = job.path, str(job.path)
+        try:
+            st = await asyncio.to_thread(path.stat)
+        except FileNotFoundError:
+            await self.deleted(path)
+            return "gone"
+        except OSError as exc:  # a symlink loop, no permission
+            return await self._unreadable(job, exc)
+        row = self.state.get(key)
+        if (
+            not job.force
+            and row is not None
+            and row.status in (DONE, FAILED)
+            and (row.size, row.mtime_ns) == (st.st_size, st.st_mtime_ns)
+        ):
+            return "skipped"
+        try:
+            check_regular(st, self.limits.max_bytes)
+            fp = await asyncio.to_thread(fingerprint, path, st.st_size)
+        except Refused as exc:  # a FIFO, a device (also behind a symlink), too large
+            return self._refused(job, row, st, exc)
+        except OSError as exc:
+            self.record(key, job.folder, row, st, None, FAILED, f"cannot read: {exc}")
+            return "failed"
+        if not job.force and row is not None and row.status == DONE and row.content_hash == fp:
+            self.record(key, job.folder, row, st, fp, DONE, None, row.track_id)
+            return "unchanged"
+        if not job.force and row is None:
+            for old in self.state.by_hash(st.st_size, fp):
+                if old.status == DONE and not _exists(old.path):
+                    await self.apply_move(old.path, key, job.folder, st.st_mtime_ns)
+                    return "moved"
+        try:
+            result = await self.analyze(path)
+        except Interrupted:  # shutting down: the file is not at fault, try it next time
+            return "interrupted"
+        except Refused as exc:  # swapped for a FIFO or device after the check
+            return self._refused(job, row, st, exc)
+        except (DecodeFailed, OverBudget) as exc:
+            what = "over budget" if isinstance(exc, OverBudget) else "undecodable"
+            self.record(key, job.folder, row, st, fp, FAILED, f"{what}: {exc}")
+            log.warning("file_failed path=%s error=%s", path, exc)
+            return "failed"
+        except NotReady as exc:  # no model / store: try again on the next scan
+            self.record(key, job.folder, row, st, fp, PENDING, exc.message)
+            return "pending"
+        except Exception as exc:
+            self.record(key, job.folder, row, st, fp, FAILED, f"{type(exc).__name__}: {exc}")
+            log.exception("file_failed path=%s", path)
+            return "failed"
+        track_id = track_id_for(job.folder, path, result.tags.musicbrainz_track_id)
+        if row is not None and row.track_id and not result.tags.musicbrainz_track_id:
+            track_id = row.track_id  # a file keeps its id (e.g. after a move)
+        if row is not None and row.track_id and row.track_id != track_id:
+            await self.delete_track(row.track_id)
+        await store_analysis(self.app, track_id, result, key)
+        self.record(key, job.folder, row, st, fp, DONE, None, track_id)
+        self.done_at.append(time.monotonic())
+        return "analyzed"
+
+    def _refused(self, job: Job, row: FileRow | None, st: os.stat_result, exc: Refused) -> str:
+        self.record(str(job.path), job.folder, row, st, None, FAILED, f"skipped: {exc}")
+        log.warning("file_skipped path=%s reason=%s", job.path, exc)
+        return "refused"
+
+    async def _unreadable(self, job: Job, exc: OSError) -> str:
+        try:
+            st = await asyncio.to_thread(os.lstat, job.path)
+        except OSError:
+            return "gone"
+        row = self.state.get(str(job.path))
+        self.record(str(job.path), job.folder, row, st, None, FAILED, f"cannot read: {exc}")
+        return "failed"
+
+    def record(
+        self,
+        key: str,
+        folder: Path,
+        row: FileRow | None,
+        st: os.stat_result,
+        fp: str | None,
+        status: str,
+        error: str | None,
+        track_id: str | None = None,
+    ) -> None:
+        self.state.put(
+            FileRow(
+                path=key,
+                folder=str(folder),
+                track_id=track_id or (row.track_id if row else None),
+                size=st.st_size,
+                mtime_ns=st.st_mtime_ns,
+                content_hash=fp,
+                status=status,
+                error=error,
+                mode=self.mode,
+            )
+        )
+        if status == FAILED:
+            self.done_at.append(time.monotonic())
+
+    async def analyze(self, path: Path) -> Analysis:
+        """Decode (in the watcher's mode), read tags, embed the windows; nothing is stored."""
+        limits = Limits(
+            self.limits.max_bytes,
+            self.limits.max_audio_s,
+            Budget(self.cfg.max_decode_s, self.stopping),
+        )
+        return await analyze_file(self.app, path, self.mode, self.cfg.sampled_windows, limits)
