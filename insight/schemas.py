@@ -749,8 +749,8 @@ class HistoryResponse(Schema):
 
     user_id: str
     plays: list[HistoryPlay]
-    play_count: int
-    skip_count: int
+    play_count: int = Field(description="plays among those returned (not skips)")
+    skip_count: int = Field(description="skips among those returned")
     favorites: list[str]
     listening: CurrentListen | None = None
 
