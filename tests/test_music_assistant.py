@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -271,6 +272,36 @@ async def test_a_message_over_the_max_payload_does_not_stall_the_rest(nc: NATS) 
     updated = [unpack(m.data).get("object_id") for m in await stream_messages(nc)]
     assert "library://track/2" in updated and "library://track/1" not in updated
     assert "library://track/3" in updated
+
+
+async def test_garbage_from_ma_is_skipped_and_the_bridge_goes_on(nc: NATS) -> None:
+    await ensure_streams(nc.jetstream())
+    fake = FakeMusicAssistant([])
+    await fake.start()
+    garbage: list[Any] = [
+        [1, 2],
+        {"event": "media_item_added", "object_id": 5, "data": "x"},
+        {"event": "media_item_added", "object_id": "library://track/1", "data": {"media_type": 3}},
+        {"event": "media_item_played", "object_id": None, "data": {"uri": 7}},
+        {"event": "media_item_played", "object_id": "x://track/1", "data": {"userid": []}},
+        {"event": "favorite_updated", "object_id": None, "data": {"user_id": "u", "uri": None}},
+        {"event": "sync_tasks_updated", "object_id": None, "data": "x"},
+        {"event": "media_item_deleted", "object_id": {"a": 1}, "data": None},
+    ]
+    try:
+        async with bridge_running(fake, nc, backfill_on_connect=False) as bridge:
+            await asyncio.wait_for(fake.authed.wait(), 5)
+            await fake.emit_raw("not json {")
+            for item in garbage:
+                await fake.emit_raw(json.dumps(item))
+            await fake.emit("media_item_added", "library://track/9", ma_track(9))
+            await wait_for(lambda: _true(bridge.stats.published >= 1), 10, "the valid event")
+            await bridge.drained()
+            assert bridge.connected.is_set() and bridge.stats.connections == 1
+    finally:
+        await fake.stop()
+    subjects_seen = [m.subject for m in await stream_messages(nc)]
+    assert subjects_seen[-1] == subjects.TRACK_ADDED
 
 
 async def _true(value: bool) -> bool:
