@@ -32,6 +32,7 @@ class FakeMusicAssistant:
         self.user_id = user_id
         self.fail_page_at: int | None = None  # offset whose page answers an error
         self.sent = 0  # events sent (to every client)
+        self.auth_names_user = True
         # Runs once when a page is asked for, after the page is read and before it is sent (MA
         # read its database, then an edit's event went out first).
         self.before_page: Callable[[], Awaitable[None]] | None = None
@@ -107,7 +108,10 @@ class FakeMusicAssistant:
                 self.auths += 1
                 if args.get("token") == self.token:
                     authed = True
-                    await ws.send_json({"message_id": mid, "result": {"authenticated": True}})
+                    result: dict[str, Any] = {"authenticated": True}
+                    if self.auth_names_user:  # as MA does (webserver/websocket_client.py)
+                        result["user"] = {"user_id": self.user_id, "username": "a"}
+                    await ws.send_json({"message_id": mid, "result": result})
                     self._authed(ws)
                 else:
                     await ws.send_json(

@@ -179,6 +179,7 @@ async def test_dropped_websocket_reconnects_and_resumes(
         await wait_for(lambda: _true(bridge.stats.backfills == 2), 10, "a catch-up backfill")
         await bridge.drained()
     assert bridge.stats.connections == 2 and bridge.favorites.user_id == "user-a"
+    assert not [c for c in fake_ma.commands if c["command"] == "auth/me"]  # auth named it
     msgs = await stream_messages(nc)
     # Two complete listings (45 tracks, framed by markers, + a favorites snapshot) + 2 events.
     assert Counter(m.subject for m in msgs) == {
@@ -222,11 +223,13 @@ async def test_per_user_favorites_from_newer_ma(nc: NATS) -> None:
     flag of a broadcast item update (the acting user's state) is not booked to anyone."""
     await ensure_streams(nc.jetstream())
     fake = FakeMusicAssistant([ma_track(1), ma_track(2)], schema=PER_USER_FAVORITES_SCHEMA)
+    fake.auth_names_user = False  # then the bridge asks auth/me
     await fake.start()
     try:
         async with bridge_running(fake, nc) as bridge:
             await wait_for(lambda: _true(bridge.stats.backfills == 1), 10, "the backfill")
-            assert bridge.per_user_favorites
+            assert bridge.per_user_favorites and bridge.favorites.user_id == "user-a"
+            assert [c["command"] for c in fake.commands][:2] == ["auth", "auth/me"]
 
             def fav(user: str, n: int, state: bool | None) -> dict[str, Any]:
                 uri = f"library://track/{n}"

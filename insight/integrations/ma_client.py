@@ -64,6 +64,7 @@ class MAConnection:
         self.ws = ws
         self.on_event = on_event
         self.server_info: dict[str, Any] = {}
+        self.user: dict[str, Any] = {}  # the token's MA user, as the auth result names it
         self._ids = itertools.count(1)
         self._pending: dict[str, asyncio.Future[Any]] = {}
         self._partial: dict[str, list[Any]] = {}
@@ -105,6 +106,8 @@ class MAConnection:
             raise MAAuthError(exc.code, f"token rejected ({exc.details})") from None
         if not ok:
             raise MAAuthError("auth", "token rejected")
+        user = ok.get("user") if isinstance(ok, dict) else None
+        self.user = user if isinstance(user, dict) else {}
 
     @property
     def schema(self) -> int:

@@ -80,3 +80,17 @@ class UriResolver:
             self._unknown.clear()
         self._unknown.add(uri)
         return uri
+
+    async def report(
+        self, message: dict[str, Any], data: dict[str, Any], command: Command | None
+    ) -> dict[str, Any]:
+        """A progress report naming the library uri of the provider item it played (the same
+        message when there is nothing to resolve; the provider uri kept as ``provider_uri``)."""
+        uri = message.get("object_id") or data.get("uri")
+        if not isinstance(uri, str):
+            return message
+        library_uri = await self.resolve(uri, command)
+        if library_uri == uri:
+            return message
+        data = {**data, "uri": library_uri, "provider_uri": uri}
+        return {**message, "object_id": library_uri, "data": data}

@@ -169,7 +169,12 @@ class MusicAssistantBridge:
         info = conn.server_info
         self.per_user_favorites = conn.schema >= PER_USER_FAVORITES_SCHEMA
         if self.options.user_id is None and conn.schema >= 28:
-            me = await asyncio.wait_for(conn.command("auth/me"), 10)
+            me = conn.user
+            if not me.get("user_id"):
+                try:
+                    me = await asyncio.wait_for(conn.command("auth/me"), 10) or {}
+                except MAError as exc:  # keep the last known user rather than loop
+                    log.warning("ma_user_unknown error=%s user=%s", exc, self.favorites.user_id)
             if isinstance(me, dict) and me.get("user_id"):
                 self.favorites.user_id = str(me["user_id"])
         log.info(
@@ -211,7 +216,10 @@ class MusicAssistantBridge:
     async def _translate(self, message: dict[str, Any], now: float) -> None:
         event, data = message.get("event"), message.get("data")
         if event == MEDIA_ITEM_PLAYED and isinstance(data, dict):
-            message = await self._resolved(message, data)
+            conn = self._conn
+            resolved = await self.resolver.report(message, data, conn.command if conn else None)
+            self.stats.resolved_uris += resolved is not message
+            message = resolved
         if event == FAVORITE_UPDATED:
             fav = favorite_updated(message, self.ids.next(), now, self.resolver.mapping)
             if fav is not None and fav.payload["user_id"] == self.favorites.user_id:
@@ -238,19 +246,6 @@ class MusicAssistantBridge:
             self.stats.ignored += 1
         else:
             await self.queue.put(out)
-
-    async def _resolved(self, message: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
-        """A progress report naming the library uri of a provider item it played."""
-        uri = message.get("object_id") or data.get("uri")
-        if not isinstance(uri, str):
-            return message
-        conn = self._conn
-        library_uri = await self.resolver.resolve(uri, conn.command if conn else None)
-        if library_uri == uri:
-            return message
-        self.stats.resolved_uris += 1
-        data = {**data, "uri": library_uri, "provider_uri": uri}
-        return {**message, "object_id": library_uri, "data": data}
 
     async def _on_backfill_request(self, msg: Msg) -> None:
         # A worker answers every sync.completed with this request; the sync event itself
