@@ -722,12 +722,12 @@ class FoldersResponse(Schema):
     folders: list[WatchedFolder]
 
 
-class HistoryRequest(UserRef):
+class ListensRequest(UserRef):
     since: int = Field(default=0, ge=0, description="only plays that started at/after (unix s)")
     limit: int = Field(default=1000, ge=1, le=10_000, description="newest plays first")
 
 
-class HistoryPlay(Schema):
+class ListenedPlay(Schema):
     track_id: str
     started_at: int
     seconds_played: float
@@ -736,23 +736,23 @@ class HistoryPlay(Schema):
     skipped: bool
 
 
-class CurrentListen(Schema):
+class OpenListen(Schema):
     track_id: str
     started_at: int
     position: float
     playing: bool
 
 
-class HistoryResponse(Schema):
+class ListensResponse(Schema):
     """What insight believes a user did: plays and skips (newest first), favorites, and the
     listen still open (not booked until its item ends)."""
 
     user_id: str
-    plays: list[HistoryPlay]
+    plays: list[ListenedPlay]
     play_count: int = Field(description="plays among those returned (not skips)")
     skip_count: int = Field(description="skips among those returned")
     favorites: list[str]
-    listening: CurrentListen | None = None
+    listening: OpenListen | None = None
 
 
 class EventTrackMetadata(HashedMetadata):

@@ -1,4 +1,4 @@
-"""``users.history``: what insight recorded for a user, on the bus and over HTTP."""
+"""``users.listens``: what insight recorded for a user, on the bus and over HTTP."""
 
 from __future__ import annotations
 
@@ -77,12 +77,12 @@ async def test_history_of_plays_skips_favorites_and_the_open_listen(running: Any
             "playing": True,
         },
     }
-    status, body = await running.api.call("GET", "/users/ann/history", fmt=Format.JSON)
+    status, body = await running.api.call("GET", "/users/ann/listens", fmt=Format.JSON)
     assert status == 200 and body == expected
-    assert await running.bus.call("insight.v1.users.history", {"user_id": "ann"}) == expected
-    status, body = await running.api.call("GET", f"/users/ann/history?since={t0 + 1}&limit=5")
+    assert await running.bus.call("insight.v1.users.listens", {"user_id": "ann"}) == expected
+    status, body = await running.api.call("GET", f"/users/ann/listens?since={t0 + 1}&limit=5")
     assert status == 200 and [p["track_id"] for p in body["plays"]] == ["library://track/2"]
-    status, body = await running.api.call("GET", "/users/nobody/history")
+    status, body = await running.api.call("GET", "/users/nobody/listens")
     assert status == 200 and body["plays"] == [] and body["listening"] is None
-    status, body = await running.api.call("GET", "/users/ann/history?limit=0")
+    status, body = await running.api.call("GET", "/users/ann/listens?limit=0")
     assert status == 400 and "limit" in str(body)

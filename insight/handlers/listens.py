@@ -1,4 +1,5 @@
-"""A user's listening history as insight recorded it from playback events."""
+"""A user's listens as insight recorded them from playback events: each play or skip with its
+seconds, the favorites, and the listen still open (``users.history`` shows per-track totals)."""
 
 from __future__ import annotations
 
@@ -6,27 +7,27 @@ from typing import TYPE_CHECKING
 
 from insight.api import Router
 from insight.errors import NotReady
-from insight.schemas import CurrentListen, HistoryPlay, HistoryRequest, HistoryResponse
+from insight.schemas import ListenedPlay, ListensRequest, ListensResponse, OpenListen
 
 if TYPE_CHECKING:
     from insight.app import App
     from insight.history import ListeningHistory
 
-router = Router(tag="history")
+router = Router(tag="listens")
 
 
-@router.endpoint("users.history", "GET", "/users/{user_id}/history", errors=(400, 503))
-async def history(app: App, req: HistoryRequest) -> HistoryResponse:
-    """A user's plays, skips and favorites (query ``since``, ``limit``)."""
+@router.endpoint("users.listens", "GET", "/users/{user_id}/listens", errors=(400, 503))
+async def listens(app: App, req: ListensRequest) -> ListensResponse:
+    """A user's plays and skips one by one, favorites, open listen (query since, limit)."""
     store: ListeningHistory | None = app.services.get("history")
     if store is None:
         raise NotReady("no listening history in this process")
     plays = await store.plays(req.user_id, req.since, req.limit)
     listen = await store.open_listen(req.user_id)
-    return HistoryResponse(
+    return ListensResponse(
         user_id=req.user_id,
         plays=[
-            HistoryPlay(
+            ListenedPlay(
                 track_id=p.track_id,
                 started_at=p.ts,
                 seconds_played=p.seconds_played,
@@ -41,7 +42,7 @@ async def history(app: App, req: HistoryRequest) -> HistoryResponse:
         favorites=await store.favorite_ids(req.user_id),
         listening=None
         if listen is None
-        else CurrentListen(
+        else OpenListen(
             track_id=listen.track_id,
             started_at=listen.started,
             position=listen.position,
