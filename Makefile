@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP_RUN  := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
 
-.PHONY: run test lint typecheck pytest bench clean
+.PHONY: run test lint typecheck pytest bench clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,15 @@ $(STAMP_TEST): pyproject.toml | $(BIN)/python
 run: $(STAMP_RUN)
 	$(BIN)/insight serve
 
-test: $(STAMP_TEST) lint typecheck pytest
+test: $(STAMP_TEST) browser lint typecheck pytest
+
+# The dashboard's browser tests drive Debian's Chromium and its driver (never a downloaded one).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver; \
+	fi
 
 lint: $(STAMP_TEST)
 	$(BIN)/ruff check insight tests bench
@@ -31,7 +39,7 @@ lint: $(STAMP_TEST)
 typecheck: $(STAMP_TEST)
 	$(BIN)/mypy insight
 
-pytest: $(STAMP_TEST)
+pytest: $(STAMP_TEST) browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: $(STAMP_TEST)

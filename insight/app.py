@@ -53,12 +53,14 @@ class App:
         from insight.library import Library
         from insight.models_service import ModelsService
         from insight.mood import create as create_mood
+        from insight.playlists.service import get_playlists
 
         await self.open_store()
         history = ListeningHistory(self.settings.storage.data_dir / "history.db")
         await history.open()
         self.services["history"] = history
         self.services["library"] = Library(self)
+        await get_playlists(self)
         await create_mood(self)  # before the model: its load hook caches the prompts
         await self.load_configured_model()
         self.services["models"] = ModelsService(self)

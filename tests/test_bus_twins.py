@@ -181,6 +181,17 @@ CASES: dict[str, Case] = {
     "watcher.folders": Case(),
     "watcher.folders.add": Case({"path": "/definitely/not/here"}),
     "watcher.folders.remove": Case({"path": "/not/watched"}),
+    "tracks.path": Case({"start_id": "t1", "end_id": "t2", "steps": 4}),
+    "mixes.build": Case({"user_id": "u1", "size": 3}, setup=computed),
+    "playlists.cluster": Case(
+        {"clusters": 2}, setup=call("insight.v1.playlists.cluster", {"clusters": 2})
+    ),
+    "playlists.list": Case(),
+    "playlists.get": Case({"playlist_id": "nope"}),
+    "playlists.delete": Case({"playlist_id": "nope"}),
+    "playlists.m3u8": Case({"playlist_id": "nope"}),
+    "map.get": Case({"limit": 5}),
+    "users.history": Case({"user_id": "u1"}),
 }
 
 

@@ -10,6 +10,7 @@ from enum import Enum
 from typing import Any
 
 import msgpack
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -103,6 +104,27 @@ def test_vectors_are_msgpack_float32_arrays() -> None:
 def test_float32_vectors_survive_exactly(values: list[float]) -> None:
     back = decode(schemas.SearchRequest, pack({"embedding": values}))
     assert back.embedding == values
+
+
+@given(st.floats(1.0e9, 4.0e9, allow_nan=False))
+@settings(max_examples=50, deadline=None)
+def test_timestamps_survive_msgpack_exactly(ts: float) -> None:
+    """An epoch time beside a vector: the vector stays float32, the time is not rounded."""
+    body = pack({"timestamp": ts, "seconds": 12.5, "embedding": [0.25] * 4, "nested": [{"t": ts}]})
+    back = unpack(body)
+    assert back["timestamp"] == ts and back["nested"][0]["t"] == ts
+    assert back["seconds"] == 12.5 and back["embedding"] == [0.25] * 4
+    # the vector and the seconds stay float32 (5 bytes each); each timestamp takes 9
+    wide = pack({"timestamp": ts, "embedding": [0.25] * 512})
+    assert len(wide) == len(pack({"timestamp": 1.0, "embedding": [0.25] * 512})) + 4
+
+
+def test_a_play_time_is_not_rounded_to_128_seconds() -> None:
+    """float32 has a 128 s step at today's epoch: two plays 40 s apart used to pack equal."""
+    a, b = 1796000010.5, 1796000050.25
+    assert unpack(pack({"ts": a}))["ts"] == a
+    assert unpack(pack({"ts": b}))["ts"] == b
+    assert np.float32(a) == np.float32(b)  # what the old float32-only packing sent
 
 
 @pytest.mark.parametrize(

@@ -34,6 +34,7 @@ SESSIONS_BUCKET = "insight_sessions"
 # Core NATS: what insight announces.
 TRACK_ANALYZED = "insight.notify.track.analyzed"
 BACKFILL_NEEDED = "insight.notify.library.backfill"
+PLAYLIST_UPDATED = "insight.notify.playlist.updated"
 
 
 def playback_consumer(instance_id: str) -> str:

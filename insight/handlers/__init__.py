@@ -1,6 +1,6 @@
 """Request handlers, one module per capability; ``ROUTERS`` is the endpoint table."""
 
-from insight.handlers import embed, mood, similar, stream, system, taste, tracks
+from insight.handlers import embed, mood, playlists, similar, stream, system, taste, tracks, views
 from insight.handlers import listens as listens_handlers
 from insight.handlers import models as models_handlers
 from insight.handlers import watcher as watcher_handlers
@@ -16,4 +16,6 @@ ROUTERS = [
     similar.router,
     models_handlers.router,
     watcher_handlers.router,
+    playlists.router,
+    views.router,
 ]

@@ -29,6 +29,7 @@ from insight.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
+from insight.http.dashboard import add_dashboard, is_public
 from insight.http.openapi import DOCS_HTML, openapi_document
 from insight.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
@@ -100,6 +101,7 @@ class Bridge:
         app.router.add_get(f"{API}/openapi.json", openapi_json)
         app.router.add_get(f"{API}/docs", docs)
         app.router.add_get("/metrics", self.metrics)
+        add_dashboard(app, auth=self.settings.api_key is not None)
         return app
 
     async def metrics(self, request: web.Request) -> web.Response:
@@ -143,7 +145,8 @@ class Bridge:
     @web.middleware
     async def auth_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         key = self.settings.api_key
-        if key is not None and request.path not in PUBLIC_PATHS and request.method != "OPTIONS":
+        public = request.path in PUBLIC_PATHS or is_public(request.path)
+        if key is not None and not public and request.method != "OPTIONS":
             given = request.headers.get("Authorization", "")
             expected = f"Bearer {key.get_secret_value()}"
             if not hmac.compare_digest(given.encode(), expected.encode()):

@@ -1,0 +1,1 @@
+"""Song paths, trait mixes and cluster playlists, with their SQLite store and service."""
