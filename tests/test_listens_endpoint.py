@@ -27,7 +27,7 @@ def report(uri: str, seconds: int, *, playing: bool, full: bool, ts: float) -> b
     )
 
 
-async def test_history_of_plays_skips_favorites_and_the_open_listen(running: Any) -> None:
+async def test_listens_plays_skips_favorites_and_the_open_listen(running: Any) -> None:
     nc = await nats.connect(running.stack.nats_url, **running.stack.client_options())
     js = nc.jetstream()
     try:
