@@ -10,8 +10,14 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
+
+from insight.ingest.listens import IDLE_S, Listen, Report, fold
+
+T = TypeVar("T")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS plays (
@@ -24,6 +30,12 @@ CREATE TABLE IF NOT EXISTS favorites (
     PRIMARY KEY (user_id, track_id)
 );
 CREATE TABLE IF NOT EXISTS stale (user_id TEXT PRIMARY KEY, since INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS listens (
+    user_id TEXT PRIMARY KEY, track_id TEXT NOT NULL, started INTEGER NOT NULL,
+    last_ts REAL NOT NULL, position REAL NOT NULL, duration REAL NOT NULL,
+    fully_played INTEGER NOT NULL, playing INTEGER NOT NULL, booked INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS applied (consumer TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 """
 
 # A play shorter than this share of the track (and under 30 s) counts as a skip.
@@ -74,6 +86,24 @@ class ListeningHistory:
         db = self._db
         async with self._lock:
             return await asyncio.to_thread(lambda: db.execute(sql, args).fetchall())
+
+    async def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in one transaction (all of it or nothing survives a crash)."""
+        assert self._db is not None, "history not opened"
+        db = self._db
+
+        def run() -> T:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                out = fn(db)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return out
+
+        async with self._lock:
+            return await asyncio.to_thread(run)
 
     async def record_play(
         self,
@@ -153,3 +183,164 @@ class ListeningHistory:
             "SELECT DISTINCT track_id FROM plays WHERE user_id = ? AND ts >= ?", (user_id, since)
         )
         return {str(r[0]) for r in rows}
+
+    # --- playback events, exactly once per stream sequence ------------------------------
+
+    async def apply_event(
+        self, consumer: str, seq: int, apply: Callable[[sqlite3.Connection], None]
+    ) -> bool:
+        """Apply one playback event unless ``seq`` was applied already (a redelivery after a
+        crash between the write and the ack); the write and the sequence commit together.
+        ``consumer`` names the consumer and the user: one user's events apply in order."""
+
+        def run(db: sqlite3.Connection) -> bool:
+            row = db.execute("SELECT seq FROM applied WHERE consumer = ?", (consumer,)).fetchone()
+            if row is not None and int(row[0]) >= seq:
+                return False
+            apply(db)
+            db.execute("INSERT OR REPLACE INTO applied VALUES (?, ?)", (consumer, seq))
+            return True
+
+        return await self._tx(run)
+
+    @staticmethod
+    def report_writer(r: Report, idle_s: float = IDLE_S) -> Callable[[sqlite3.Connection], None]:
+        """Fold one progress report into the user's open listen; book the listens it ends."""
+
+        def write(db: sqlite3.Connection) -> None:
+            row = db.execute(
+                "SELECT track_id, started, last_ts, position, duration, fully_played, playing, "
+                "booked FROM listens WHERE user_id = ?",
+                (r.user_id,),
+            ).fetchone()
+            open_ = (
+                Listen(row[0], int(row[1]), *row[2:5], *(bool(v) for v in row[5:])) if row else None
+            )
+            book, current = fold(open_, r, idle_s)
+            for listen in book:
+                _book(db, r.user_id, listen)
+            db.execute(
+                "INSERT OR REPLACE INTO listens VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    r.user_id,
+                    current.track_id,
+                    current.started,
+                    current.last_ts,
+                    current.position,
+                    current.duration,
+                    int(current.fully_played),
+                    int(current.playing),
+                    int(current.booked),
+                ),
+            )
+
+        return write
+
+    @staticmethod
+    def favorite_writer(
+        user_id: str, track_ids: list[str], favorite: bool, timestamp: float, exact: bool = False
+    ) -> Callable[[sqlite3.Connection], None]:
+        """Set favorites; ``exact``: ``track_ids`` is the user's whole favorite set. Only what
+        changes is written (a backfill's unchanged set leaves the user's profiles fresh)."""
+
+        def write(db: sqlite3.Connection) -> None:
+            rows = db.execute(
+                "SELECT track_id FROM favorites WHERE user_id = ? AND favorite = 1", (user_id,)
+            ).fetchall()
+            now_on = {str(r[0]) for r in rows}
+            wanted = set(track_ids)
+            if exact:
+                changes = [(t, False) for t in now_on - wanted] + [
+                    (t, True) for t in wanted - now_on
+                ]
+            else:
+                changes = [(t, favorite) for t in wanted if (t in now_on) != favorite]
+            if not changes:
+                return
+            db.executemany(
+                "INSERT OR REPLACE INTO favorites VALUES (?, ?, ?, ?)",
+                [(user_id, t, int(on), int(timestamp)) for t, on in sorted(changes)],
+            )
+            db.execute("INSERT OR IGNORE INTO stale VALUES (?, ?)", (user_id, int(time.time())))
+
+        return write
+
+    async def sweep(self, now: float | None = None, idle_s: float = IDLE_S) -> int:
+        """Book the open listens nothing was reported for in ``idle_s`` (stopped, gone)."""
+        cutoff = (now if now is not None else time.time()) - idle_s
+
+        def run(db: sqlite3.Connection) -> int:
+            rows = db.execute(
+                "SELECT user_id, track_id, started, last_ts, position, duration, fully_played, "
+                "playing, booked FROM listens WHERE last_ts < ?",
+                (cutoff,),
+            ).fetchall()
+            for row in rows:
+                if not row[8]:
+                    listen = Listen(row[1], int(row[2]), *row[3:6], *(bool(v) for v in row[6:]))
+                    _book(db, str(row[0]), listen)
+            db.execute("DELETE FROM listens WHERE last_ts < ?", (cutoff,))
+            return len(rows)
+
+        return await self._tx(run)
+
+    # --- reading ---------------------------------------------------------------------------
+
+    async def plays(self, user_id: str, since: int = 0, limit: int = 1000) -> list[Play]:
+        """A user's plays and skips, newest first."""
+        rows = await self._run(
+            "SELECT track_id, ts, seconds_played, duration, fully_played FROM plays "
+            "WHERE user_id = ? AND ts >= ? ORDER BY ts DESC, track_id LIMIT ?",
+            (user_id, since, limit),
+        )
+        return [_play(row) for row in rows]
+
+    async def favorite_ids(self, user_id: str) -> list[str]:
+        rows = await self._run(
+            "SELECT track_id FROM favorites WHERE user_id = ? AND favorite = 1 ORDER BY track_id",
+            (user_id,),
+        )
+        return [str(r[0]) for r in rows]
+
+    async def open_listen(self, user_id: str) -> Listen | None:
+        rows = await self._run(
+            "SELECT track_id, started, last_ts, position, duration, fully_played, playing, "
+            "booked FROM listens WHERE user_id = ?",
+            (user_id,),
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        return Listen(str(row[0]), int(row[1]), *row[2:5], *(bool(v) for v in row[5:]))  # type: ignore[arg-type, call-overload]
+
+
+@dataclass(slots=True)
+class Play:
+    track_id: str
+    ts: int
+    seconds_played: float
+    duration: float
+    fully_played: bool
+    skipped: bool
+
+
+def _play(row: Any) -> Play:
+    track_id, ts, secs, dur, full = row
+    secs, dur, full = float(secs), float(dur), bool(full)
+    return Play(str(track_id), int(ts), secs, dur, full, is_skip(secs, dur, full))
+
+
+def _book(db: sqlite3.Connection, user_id: str, listen: Listen) -> None:
+    """One listen as one play, keyed by its start: re-booking the same listen replaces it."""
+    db.execute(
+        "INSERT OR REPLACE INTO plays VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            user_id,
+            listen.track_id,
+            listen.started,
+            listen.position,
+            listen.duration,
+            int(listen.fully_played),
+        ),
+    )
+    db.execute("INSERT OR IGNORE INTO stale VALUES (?, ?)", (user_id, int(time.time())))

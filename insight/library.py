@@ -47,7 +47,9 @@ class Stored:
 
 
 def metadata_text(m: IngestMetadata) -> str:
-    return format_track_text(m.name, m.artists, m.album, m.genres)
+    version = getattr(m, "version", None)  # a "Live" or "Remix" take reads differently
+    name = f"{m.name} ({version})" if version else m.name
+    return format_track_text(name, m.artists, m.album, m.genres)
 
 
 def track_metadata(payload: dict[str, Any], *, file_paths: bool = False) -> TrackMetadata:
@@ -71,6 +73,15 @@ def as_vector(values: list[float] | np.ndarray, dim: int, what: str) -> np.ndarr
     if not np.all(np.isfinite(vec)):
         raise BadRequest(f"{what} embedding contains NaN or infinite values")
     return vec
+
+
+EXTRA_FIELDS = ("version", "year", "mbid", "external_ids", "bpm", "key")
+
+
+def extra_fields(meta: IngestMetadata) -> dict[str, Any]:
+    """Music Assistant's extra track fields (``EventTrackMetadata``) that are set."""
+    out = {f: getattr(meta, f, None) for f in EXTRA_FIELDS}
+    return {k: v for k, v in out.items() if v not in (None, "", {})}
 
 
 class Library:
@@ -98,6 +109,7 @@ class Library:
             "model_id": pool.model.model_id if pool is not None else None,
             "updated_at": int(time.time()),
             **(mood or {}),
+            **extra_fields(meta),
         }
 
     async def mood_fields(self, vector: np.ndarray) -> dict[str, Any]:

@@ -122,6 +122,12 @@ class TrackMetadata(Schema):
     metadata_hash: str | None = None
     source: str | None = None
     model_id: str | None = None
+    version: str | None = None
+    year: int | None = None
+    mbid: str | None = None
+    external_ids: dict[str, str] | None = None
+    bpm: float | None = None
+    key: str | None = None
 
 
 class SearchFilter(Schema):
@@ -138,6 +144,11 @@ class SearchFilter(Schema):
     model_id: str | None = Field(
         default=None,
         description="Only vectors made by this model; search pins it to the loaded model",
+    )
+    min_bpm: float | None = Field(default=None, ge=0, le=1000)
+    max_bpm: float | None = Field(default=None, ge=0, le=1000)
+    keys: list[str] | None = Field(
+        default=None, max_length=64, description="Musical key, any of (case-insensitive)"
     )
 
 
@@ -716,3 +727,49 @@ class FolderRef(Schema):
 
 class FoldersResponse(Schema):
     folders: list[WatchedFolder]
+
+
+class ListensRequest(UserRef):
+    since: int = Field(default=0, ge=0, description="only plays that started at/after (unix s)")
+    limit: int = Field(default=1000, ge=1, le=10_000, description="newest plays first")
+
+
+class ListenedPlay(Schema):
+    track_id: str
+    started_at: int
+    seconds_played: float
+    duration: float
+    fully_played: bool
+    skipped: bool
+
+
+class OpenListen(Schema):
+    track_id: str
+    started_at: int
+    position: float
+    playing: bool
+
+
+class ListensResponse(Schema):
+    """What insight believes a user did: plays and skips (newest first), favorites, and the
+    listen still open (not booked until its item ends)."""
+
+    user_id: str
+    plays: list[ListenedPlay]
+    play_count: int = Field(description="plays among those returned (not skips)")
+    skip_count: int = Field(description="skips among those returned")
+    favorites: list[str]
+    listening: OpenListen | None = None
+
+
+class EventTrackMetadata(HashedMetadata):
+    """What a Music Assistant track adds to the text and the payload: its ``version`` (a
+    "Live" take is another text), album year, MusicBrainz recording id and all external ids,
+    and ``audio_metadata`` bpm / musical key (filterable)."""
+
+    version: str | None = Field(default=None, max_length=4096)
+    year: int | None = Field(default=None, ge=0, le=9999)
+    mbid: str | None = Field(default=None, max_length=256)
+    external_ids: dict[str, str] | None = None
+    bpm: float | None = Field(default=None, ge=0, le=1000)
+    key: str | None = Field(default=None, max_length=64)

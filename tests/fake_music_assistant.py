@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -19,11 +20,22 @@ from insight.bus.embedded import free_port
 
 class FakeMusicAssistant:
     def __init__(
-        self, library: list[dict[str, Any]], token: str = "secret", schema: int = 28
+        self,
+        library: list[dict[str, Any]],
+        token: str = "secret",
+        schema: int = 28,
+        user_id: str = "user-a",
     ) -> None:
         self.library = library
         self.token = token
         self.schema = schema
+        self.user_id = user_id
+        self.fail_page_at: int | None = None  # offset whose page answers an error
+        self.sent = 0  # events sent (to every client)
+        self.auth_names_user = True
+        # Runs once when a page is asked for, after the page is read and before it is sent (MA
+        # read its database, then an edit's event went out first).
+        self.before_page: Callable[[], Awaitable[None]] | None = None
         self.port = free_port()
         self.clients: set[web.WebSocketResponse] = set()
         self.connects = 0
@@ -60,6 +72,13 @@ class FakeMusicAssistant:
         msg = {"event": event, "object_id": object_id, "data": data}
         for ws in list(self.clients):
             await ws.send_json(msg)
+            self.sent += 1
+
+    async def emit_raw(self, text: str) -> None:
+        """An event exactly as serialised elsewhere (e.g. ``MassEvent.to_json()``)."""
+        for ws in list(self.clients):
+            await ws.send_str(text)
+            self.sent += 1
 
     async def _ws(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
@@ -89,7 +108,10 @@ class FakeMusicAssistant:
                 self.auths += 1
                 if args.get("token") == self.token:
                     authed = True
-                    await ws.send_json({"message_id": mid, "result": {"authenticated": True}})
+                    result: dict[str, Any] = {"authenticated": True}
+                    if self.auth_names_user:  # as MA does (webserver/websocket_client.py)
+                        result["user"] = {"user_id": self.user_id, "username": "a"}
+                    await ws.send_json({"message_id": mid, "result": result})
                     self._authed(ws)
                 else:
                     await ws.send_json(
@@ -100,7 +122,15 @@ class FakeMusicAssistant:
                     {"message_id": mid, "error_code": 6, "details": "Authentication required"}
                 )
             elif name == "music/tracks/library_items":
-                await self._page(ws, mid, int(args.get("offset", 0)), int(args.get("limit", 500)))
+                offset = int(args.get("offset", 0))
+                if offset == self.fail_page_at:
+                    await ws.send_json({"message_id": mid, "error_code": 999, "details": "boom"})
+                    continue
+                await self._page(ws, mid, offset, int(args.get("limit", 500)))
+            elif name == "auth/me":
+                await ws.send_json({"message_id": mid, "result": {"user_id": self.user_id}})
+            elif name == "music/get_library_item":
+                await ws.send_json({"message_id": mid, "result": self._by_mapping(args)})
             else:
                 await ws.send_json(
                     {"message_id": mid, "error_code": 1, "details": f"unknown command {name}"}
@@ -108,12 +138,26 @@ class FakeMusicAssistant:
         self.clients.discard(ws)
         return ws
 
+    def _by_mapping(self, args: dict[str, Any]) -> dict[str, Any] | None:
+        prov, item_id = args.get("provider_instance_id_or_domain"), args.get("item_id")
+        for track in self.library:
+            for m in track.get("provider_mappings") or []:
+                if m.get("item_id") == item_id and prov in (
+                    m.get("provider_instance"),
+                    m.get("provider_domain"),
+                ):
+                    return track
+        return None
+
     def _authed(self, ws: web.WebSocketResponse) -> None:
         self.clients.add(ws)
         self.authed.set()
 
     async def _page(self, ws: web.WebSocketResponse, mid: str, offset: int, limit: int) -> None:
-        items = self.library[offset : offset + limit]
+        items = [dict(t) for t in self.library[offset : offset + limit]]
+        hook, self.before_page = self.before_page, None
+        if hook is not None:
+            await hook()
         half = len(items) // 2
         if half:
             await ws.send_json({"message_id": mid, "result": items[:half], "partial": True})

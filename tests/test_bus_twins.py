@@ -158,6 +158,7 @@ CASES: dict[str, Case] = {
     "users.profile.vector": Case({"user_id": "u1"}, setup=computed),
     "users.profile.delete": Case({"user_id": "u1", "profile_type": "global"}, setup=computed),
     "users.profiles.delete": Case({"user_id": "u1"}, setup=computed),
+    "users.listens": Case({"user_id": "u1", "limit": 10}),
     "tracks.similar": Case({"track_id": "t1", "limit": 3}),
     "tracks.similar-filtered": Case(
         {"track_id": "t1", "limit": 3, "filter": {"artists": ["band 2"]}}

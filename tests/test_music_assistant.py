@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -19,98 +20,14 @@ from insight.bus.embedded import EmbeddedNats
 from insight.bus.streams import ensure_streams
 from insight.codec import unpack
 from insight.integrations import ma_events
-from insight.integrations.ma_client import websocket_url
-from insight.integrations.music_assistant import BridgeOptions, MusicAssistantBridge
+from insight.integrations.ma_client import MAAuthError, websocket_url
+from insight.integrations.music_assistant import (
+    PER_USER_FAVORITES_SCHEMA,
+    BridgeOptions,
+    MusicAssistantBridge,
+)
 
 Event = tuple[str, str | None, Any]
-
-
-def hundred_events() -> list[Event]:
-    """100 MA-shaped events: the mix a real library and a few listeners produce."""
-    ev: list[Event] = []
-    ev += [("media_item_added", f"library://track/{n}", ma_track(n)) for n in range(1, 51)]
-    ev += [("media_item_added", f"library://track/{n}", ma_track(n)) for n in range(1, 5)]
-    ev += [
-        ("media_item_updated", f"library://track/{n}", ma_track(n, genre="jazz", favorite=n <= 5))
-        for n in range(1, 16)
-    ]
-    ev += [("media_item_deleted", f"library://track/{n}", ma_track(n)) for n in range(46, 51)]
-    for n in range(1, 11):
-        user, full = ("alice", True) if n <= 5 else ("bob", False)
-        seconds = float(180 + n) if full else 10.0
-        ev.append(
-            (
-                "media_item_played",
-                f"library://track/{n}",
-                ma_played(n, user, seconds=seconds / 2, is_playing=True),
-            )
-        )
-        ev.append(
-            (
-                "media_item_played",
-                f"library://track/{n}",
-                ma_played(n, user, seconds=seconds, is_playing=False),
-            )
-        )
-    ev += [
-        (
-            "media_item_added",
-            "library://album/1",
-            {
-                "item_id": "1",
-                "provider": "library",
-                "name": "Album 1",
-                "media_type": "album",
-                "uri": "library://album/1",
-            },
-        ),
-        ("player_updated", "player-1", {"player_id": "player-1", "state": "playing"}),
-        ("queue_time_updated", "player-1", 42),
-        (
-            "media_item_updated",
-            "library://artist/1",
-            {
-                "item_id": "1",
-                "name": "Artist 1",
-                "media_type": "artist",
-                "uri": "library://artist/1",
-            },
-        ),
-        (
-            "media_item_played",
-            "library://radio/1",
-            {
-                "uri": "library://radio/1",
-                "media_type": "radio",
-                "name": "Radio",
-                "duration": 0,
-                "seconds_played": 300,
-                "fully_played": False,
-                "is_playing": False,
-                "userid": "alice",
-            },
-        ),
-    ]
-    ev.append(("music_sync_completed", None, {"providers": ["filesystem_local--abc"]}))
-    assert len(ev) == 100
-    return ev
-
-
-def library_after_events() -> list[dict[str, Any]]:
-    """What MA's library holds once the 100 events happened (the backfill reads it)."""
-    return [ma_track(n, genre="jazz", favorite=n <= 5) for n in range(1, 16)] + [
-        ma_track(n) for n in range(16, 46)
-    ]
-
-
-EXPECTED_SUBJECTS = {
-    subjects.TRACK_ADDED: 50,  # 4 exact repeats deduped
-    subjects.TRACK_UPDATED: 45,  # 15 events + 30 backfilled (the other 15 dedupe)
-    subjects.TRACK_DELETED: 5,
-    subjects.PLAYED: 10,  # final reports only
-    subjects.SYNC_COMPLETED: 1,
-    subjects.FAVORITE: 5,
-}
 
 
 async def wait_for(cond: Callable[[], Awaitable[bool]], limit_s: float, what: str) -> None:
@@ -139,7 +56,7 @@ async def bridge_running(
 
 @pytest_asyncio.fixture
 async def fake_ma() -> AsyncIterator[FakeMusicAssistant]:
-    fake = FakeMusicAssistant(library_after_events())
+    fake = FakeMusicAssistant([ma_track(n) for n in range(1, 46)])
     await fake.start()
     yield fake
     await fake.stop()
@@ -176,120 +93,75 @@ def test_websocket_url() -> None:
     assert websocket_url("ws://ma:8095/ws") == "ws://ma:8095/ws"
 
 
-def test_translate_shapes_and_ids() -> None:
+def test_msg_ids_name_observations_not_content() -> None:
     track = ma_track(7)
-    out = ma_events.translate(
-        {"event": "media_item_added", "object_id": track["uri"], "data": track}
-    )
-    assert out is not None and out.subject == subjects.TRACK_ADDED
-    assert out.payload["object_id"] == "library://track/7" and out.payload["data"] is track
-    assert out.payload["metadata_hash"] == ma_events.metadata_hash(track)
-    # Same content → same id; a changed genre → another id and another hash.
-    again = ma_events.translate(
-        {"event": "media_item_added", "object_id": track["uri"], "data": ma_track(7)}
-    )
-    changed = ma_events.translate(
-        {"event": "media_item_added", "object_id": track["uri"], "data": ma_track(7, genre="jazz")}
-    )
-    assert again is not None and changed is not None
-    assert again.msg_id == out.msg_id != changed.msg_id
-    # Artist objects and plain names hash alike.
-    named = {**track, "artists": [a["name"] for a in track["artists"]]}
-    assert ma_events.metadata_hash(named) == ma_events.metadata_hash(track)
-    # Only tracks, only final plays.
-    assert (
-        ma_events.translate(
-            {
-                "event": "media_item_added",
-                "object_id": "library://album/1",
-                "data": {"media_type": "album"},
-            }
-        )
-        is None
-    )
+    ids = ma_events.Observations("run1")
+    msg = {"event": "media_item_updated", "object_id": track["uri"], "data": track}
+    first, again = ma_events.translate(msg, ids.next()), ma_events.translate(msg, ids.next())
+    assert first is not None and again is not None and first.subject == subjects.TRACK_UPDATED
+    assert (first.msg_id, again.msg_id) == ("ma-run1-1", "ma-run1-2")  # A→B→A applies
+    assert first.payload["metadata_hash"] == again.payload["metadata_hash"]
+    assert first.headers["Content-Type"] == "application/msgpack"
+    assert ma_events.Observations().run != ma_events.Observations().run
+
+
+def test_every_progress_report_and_both_sync_endings_are_forwarded() -> None:
+    ids = ma_events.Observations("r")
     playing = ma_played(7, "alice", seconds=20, is_playing=True)
-    assert (
-        ma_events.translate(
-            {"event": "media_item_played", "object_id": playing["uri"], "data": playing}
-        )
-        is None
+    out = ma_events.translate(
+        {"event": "media_item_played", "object_id": playing["uri"], "data": playing},
+        ids.next(),
+        5.0,
     )
-    done = ma_played(7, "alice", seconds=187, is_playing=False)
-    played = ma_events.translate(
-        {"event": "media_item_played", "object_id": done["uri"], "data": done}, now=123
+    assert out is not None and out.subject == subjects.PLAYED and out.payload["timestamp"] == 5.0
+    assert ma_events.sync_finished("sync_tasks_updated", [])
+    assert not ma_events.sync_finished("sync_tasks_updated", [{"provider_domain": "x"}])
+    assert ma_events.sync_finished("music_sync_completed", None)
+    done = ma_events.translate({"event": "sync_tasks_updated", "data": []}, ids.next())
+    assert done is not None and done.subject == subjects.SYNC_COMPLETED
+    album = {
+        "event": "media_item_added",
+        "object_id": "library://album/1",
+        "data": {"media_type": "album"},
+    }
+    assert ma_events.translate(album, ids.next()) is None
+    fav = ma_events.favorite_updated(
+        {
+            "event": "favorite_updated",
+            "object_id": "spotify://track/x",
+            "data": {
+                "user_id": "bob",
+                "media_type": "track",
+                "item_id": "x",
+                "uri": "spotify://track/x",
+                "favorite": None,
+            },
+        },
+        "id",
+        1.0,
+        {"spotify://track/x": "library://track/3"},
     )
-    assert played is not None and played.subject == subjects.PLAYED
-    assert played.payload["timestamp"] == 123 and played.payload["data"]["userid"] == "alice"
+    assert fav is not None and fav.subject == subjects.UNFAVORITE
+    assert fav.payload["user_id"] == "bob" and fav.payload["track_id"] == "library://track/3"
 
 
 def test_favorite_tracker() -> None:
-    fav = ma_events.FavoriteTracker("default")
+    fav = ma_events.FavoriteTracker("user-a")
+    ids = ma_events.Observations("r")
     a, b = ma_track(1, favorite=True), ma_track(2)
-    first = fav.observe([a, b], 10)
+    first = fav.observe([a, b], 10, ids)
     assert [(o.subject, o.payload["track_id"]) for o in first] == [
         (subjects.FAVORITE, "library://track/1")
     ]
-    assert fav.observe([a, b], 11) == []
-    flipped = fav.observe([ma_track(1)], 12)
+    assert fav.observe([a, b], 11, ids) == []
+    flipped = fav.observe([ma_track(1)], 12, ids)
     assert [o.subject for o in flipped] == [subjects.UNFAVORITE]
     assert flipped[0].payload == {
-        "user_id": "default",
+        "user_id": "user-a",
         "track_id": "library://track/1",
         "timestamp": 12,
     }
-
-
-# --- against the bus ----------------------------------------------------------------------
-
-
-async def test_hundred_events_reach_the_stream_deduped(
-    fake_ma: FakeMusicAssistant, nc: NATS
-) -> None:
-    await ensure_streams(nc.jetstream())
-    async with bridge_running(fake_ma, nc, backfill_on_connect=False, page_size=20) as bridge:
-        await asyncio.wait_for(fake_ma.authed.wait(), 5)
-        for event, object_id, data in hundred_events():
-            await fake_ma.emit(event, object_id, data)
-
-        async def settled() -> bool:
-            return (
-                bridge.stats.events == 100
-                and bridge.stats.backfills == 1
-                and bridge.queue.empty()
-                and await stream_count(nc) >= sum(EXPECTED_SUBJECTS.values())
-            )
-
-        await wait_for(settled, 20, "100 events + backfill on the stream")
-        await bridge.drained()
-
-    msgs = await stream_messages(nc)
-    assert Counter(m.subject for m in msgs) == EXPECTED_SUBJECTS
-    assert bridge.stats.ignored == 15  # 10 progress reports + 5 non-track events
-    assert bridge.stats.duplicates == 19  # 4 repeats + 15 backfilled unchanged tracks
-    assert bridge.stats.backfilled_tracks == 45
-    pages = [c for c in fake_ma.commands if c["command"] == "music/tracks/library_items"]
-    assert [c["args"] for c in pages] == [
-        {"limit": 20, "offset": 0},
-        {"limit": 20, "offset": 20},
-        {"limit": 20, "offset": 40},
-    ]
-    ids = [m.headers["Nats-Msg-Id"] for m in msgs if m.headers]
-    assert len(ids) == len(msgs) == len(set(ids))
-    by_subject: dict[str, list[Any]] = {}
-    for m in msgs:
-        by_subject.setdefault(m.subject, []).append(unpack(m.data))
-    added = by_subject[subjects.TRACK_ADDED][0]
-    assert added["event"] == "media_item_added" and added["object_id"] == "library://track/1"
-    assert added["data"]["name"] == "Song 1" and len(added["metadata_hash"]) == 32
-    updated = {p["object_id"]: p for p in by_subject[subjects.TRACK_UPDATED]}
-    assert updated["library://track/3"]["data"]["metadata"]["genres"] == ["jazz"]
-    assert updated["library://track/30"]["event"] == "media_item_updated"
-    played = by_subject[subjects.PLAYED]
-    assert {p["data"]["userid"] for p in played} == {"alice", "bob"}
-    assert all(p["data"]["is_playing"] is False for p in played)
-    favs = by_subject[subjects.FAVORITE]
-    assert sorted(f["track_id"] for f in favs) == [f"library://track/{n}" for n in range(1, 6)]
-    assert by_subject[subjects.SYNC_COMPLETED][0]["event"] == "music_sync_completed"
+    assert fav.favorites() == []
 
 
 async def test_dropped_websocket_reconnects_and_resumes(
@@ -300,33 +172,31 @@ async def test_dropped_websocket_reconnects_and_resumes(
         await asyncio.wait_for(fake_ma.authed.wait(), 5)
         await wait_for(lambda: _true(bridge.stats.backfills == 1), 10, "initial backfill")
         await fake_ma.emit("media_item_added", "library://track/100", ma_track(100))
-
         await fake_ma.drop()  # MA restarts: the socket closes under the bridge
         await asyncio.wait_for(fake_ma.authed.wait(), 10)
         assert fake_ma.connects == 2 and fake_ma.auths == 2
         await fake_ma.emit("media_item_added", "library://track/101", ma_track(101))
-
-        async def resumed() -> bool:
-            # The library, its 5 favorites, and the 2 events around the drop.
-            expected = 45 + 5 + 2
-            return (
-                bridge.stats.backfills == 2
-                and bridge.queue.empty()
-                and await stream_count(nc) == expected
-            )
-
-        await wait_for(resumed, 10, "events after the reconnect and a catch-up backfill")
+        await wait_for(lambda: _true(bridge.stats.backfills == 2), 10, "a catch-up backfill")
         await bridge.drained()
+    assert bridge.stats.connections == 2 and bridge.favorites.user_id == "user-a"
+    assert not [c for c in fake_ma.commands if c["command"] == "auth/me"]  # auth named it
+    msgs = await stream_messages(nc)
+    # Two complete listings (45 tracks, framed by markers, + a favorites snapshot) + 2 events.
+    assert Counter(m.subject for m in msgs) == {
+        subjects.TRACK_UPDATED: 90,
+        subjects.TRACK_ADDED: 2,
+        subjects.BACKFILL_STARTED: 2,
+        subjects.BACKFILL_COMPLETED: 2,
+        subjects.FAVORITES_SNAPSHOT: 2,
+    }
+    ids = [m.headers["Nats-Msg-Id"] for m in msgs if m.headers]
+    assert len(ids) == len(msgs) == len(set(ids))
 
-    assert bridge.stats.connections == 2
-    # The catch-up backfill republished the library; JetStream kept none of it twice.
-    assert bridge.stats.duplicates == 45
-    uris = {unpack(m.data).get("object_id") for m in await stream_messages(nc)}
-    assert {"library://track/100", "library://track/101"} <= uris
 
-
-async def test_waits_for_the_stream_and_rejected_token(nats_server: EmbeddedNats) -> None:
-    """No stream yet (no worker): publishing retries until it exists. A bad token: retries."""
+async def test_waits_for_the_stream_and_stops_on_a_refused_token(
+    nats_server: EmbeddedNats,
+) -> None:
+    """No stream yet (no worker): publishing retries until it exists. A bad token: stops."""
     client = await nats.connect(nats_server.url)
     fake = FakeMusicAssistant([ma_track(1)])
     await fake.start()
@@ -334,80 +204,166 @@ async def test_waits_for_the_stream_and_rejected_token(nats_server: EmbeddedNats
         async with bridge_running(fake, client) as bridge:
             await wait_for(lambda: _true(bridge.stats.publish_errors > 0), 10, "a failed publish")
             await ensure_streams(client.jetstream())
-            await wait_for(lambda: _true(bridge.stats.published == 1), 10, "publish after retry")
-        async with bridge_running(fake, client, token="stale") as bridge:
-            await wait_for(lambda: _true(fake.auths >= 3), 10, "auth retries")
+            await wait_for(lambda: _true(bridge.stats.backfills == 1), 10, "publish after retry")
+        for token in ("stale", ""):
+            bridge = MusicAssistantBridge(
+                fake.url, token, client, BridgeOptions(backoff_min_s=0.05)
+            )
+            with pytest.raises(MAAuthError, match="token"):
+                await asyncio.wait_for(bridge.run(), 10)
             assert bridge.stats.connections == 0
+        assert fake.auths == 2  # the good one, the stale one once; the missing one never sent
     finally:
         await fake.stop()
         await client.drain()
+
+
+async def test_per_user_favorites_from_newer_ma(nc: NATS) -> None:
+    """From the schema with ``favorite_updated``, favorites are per MA user; the ``favorite``
+    flag of a broadcast item update (the acting user's state) is not booked to anyone."""
+    await ensure_streams(nc.jetstream())
+    fake = FakeMusicAssistant([ma_track(1), ma_track(2)], schema=PER_USER_FAVORITES_SCHEMA)
+    fake.auth_names_user = False  # then the bridge asks auth/me
+    await fake.start()
+    try:
+        async with bridge_running(fake, nc) as bridge:
+            await wait_for(lambda: _true(bridge.stats.backfills == 1), 10, "the backfill")
+            assert bridge.per_user_favorites and bridge.favorites.user_id == "user-a"
+            assert [c["command"] for c in fake.commands][:2] == ["auth", "auth/me"]
+
+            def fav(user: str, n: int, state: bool | None) -> dict[str, Any]:
+                uri = f"library://track/{n}"
+                data = {"user_id": user, "media_type": "track", "item_id": str(n), "uri": uri}
+                return {**data, "favorite": state}
+
+            await fake.emit("favorite_updated", "library://track/1", fav("user-b", 1, True))
+            await fake.emit("favorite_updated", "library://track/2", fav("user-a", 2, True))
+            await fake.emit("media_item_updated", "library://track/1", ma_track(1, favorite=True))
+            await fake.emit("favorite_updated", "library://track/1", fav("user-b", 1, None))
+            await wait_for(lambda: _true(bridge.stats.events == 4), 10, "4 events")
+            await bridge.drained()
+    finally:
+        await fake.stop()
+    msgs = await stream_messages(nc)
+    favs = [
+        (m.subject.rsplit(".", 1)[-1], unpack(m.data)["user_id"], unpack(m.data)["track_id"])
+        for m in msgs
+        if m.subject in (subjects.FAVORITE, subjects.UNFAVORITE)
+    ]
+    assert favs == [
+        ("favorite", "user-b", "library://track/1"),
+        ("favorite", "user-a", "library://track/2"),
+        ("unfavorite", "user-b", "library://track/1"),
+    ]
+
+
+async def test_a_message_over_the_max_payload_does_not_stall_the_rest(nc: NATS) -> None:
+    await ensure_streams(nc.jetstream())
+    huge = ma_track(1)
+    huge["metadata"] = {**huge["metadata"], "style": "la " * (nc.max_payload // 3 + 1)}
+    lyrics = ma_track(3)  # long lyrics are not sent (insight never reads them)
+    lyrics["metadata"] = {**lyrics["metadata"], "lyrics": "la " * (nc.max_payload // 3 + 1)}
+    fake = FakeMusicAssistant([huge, ma_track(2), lyrics])
+    await fake.start()
+    try:
+        async with bridge_running(fake, nc) as bridge:
+            await wait_for(lambda: _true(bridge.stats.backfills == 1), 10, "the backfill")
+            await bridge.drained()
+    finally:
+        await fake.stop()
+    assert bridge.stats.too_large == 1
+    updated = [unpack(m.data).get("object_id") for m in await stream_messages(nc)]
+    assert "library://track/2" in updated and "library://track/1" not in updated
+    assert "library://track/3" in updated
+
+
+async def test_garbage_from_ma_is_skipped_and_the_bridge_goes_on(nc: NATS) -> None:
+    await ensure_streams(nc.jetstream())
+    fake = FakeMusicAssistant([])
+    await fake.start()
+    garbage: list[Any] = [
+        [1, 2],
+        {"event": "media_item_added", "object_id": 5, "data": "x"},
+        {"event": "media_item_added", "object_id": "library://track/1", "data": {"media_type": 3}},
+        {"event": "media_item_played", "object_id": None, "data": {"uri": 7}},
+        {"event": "media_item_played", "object_id": "x://track/1", "data": {"userid": []}},
+        {"event": "favorite_updated", "object_id": None, "data": {"user_id": "u", "uri": None}},
+        {"event": "sync_tasks_updated", "object_id": None, "data": "x"},
+        {"event": "media_item_deleted", "object_id": {"a": 1}, "data": None},
+    ]
+    try:
+        async with bridge_running(fake, nc, backfill_on_connect=False) as bridge:
+            await asyncio.wait_for(fake.authed.wait(), 5)
+            await fake.emit_raw("not json {")
+            for item in garbage:
+                await fake.emit_raw(json.dumps(item))
+            await fake.emit("media_item_added", "library://track/9", ma_track(9))
+            await wait_for(lambda: _true(bridge.stats.published >= 1), 10, "the valid event")
+            await bridge.drained()
+            assert bridge.connected.is_set() and bridge.stats.connections == 1
+    finally:
+        await fake.stop()
+    subjects_seen = [m.subject for m in await stream_messages(nc)]
+    assert subjects_seen[-1] == subjects.TRACK_ADDED
 
 
 async def _true(value: bool) -> bool:
     return value
 
 
-# --- into a running worker ----------------------------------------------------------------
-
-
-async def test_hundred_events_into_the_store_and_history(
-    running: Any, fake_ma: FakeMusicAssistant
-) -> None:
-    client = await nats.connect(running.stack.nats_url, **running.stack.client_options())
-    store, history = running.app.require_store(), running.app.services["history"]
-    try:
-        async with bridge_running(fake_ma, client, backfill_on_connect=False) as bridge:
-            await asyncio.wait_for(fake_ma.authed.wait(), 5)
-            for event, object_id, data in hundred_events():
-                await fake_ma.emit(event, object_id, data)
-            await wait_for(lambda: _true(bridge.stats.backfills >= 1), 20, "the sync backfill")
-            await bridge.drained()
-
-            async def applied() -> bool:
-                alice = await history.tracks("alice")
-                return await store.count("tracks_text") == 45 and len(alice) == 5
-
-            await wait_for(applied, 60, "the worker to apply the events")
-    finally:
-        await client.drain()
-
-    assert not await store.exists("tracks_text", "library://track/48")
-    [p] = await store.get("tracks_text", ["library://track/3"])
-    assert p.payload["genres"] == ["jazz"] and p.payload["name"] == "Song 3"
-    alice = {t.track_id: t for t in await history.tracks("alice")}
-    assert all(t.play_count == 1 and t.skip_count == 0 for t in alice.values())
-    bob = {t.track_id: t for t in await history.tracks("bob")}
-    assert len(bob) == 5
-    assert all(t.skip_count == 1 for t in bob.values())
-    default = {t.track_id for t in await history.tracks("default") if t.is_favorite}
-    assert default == {f"library://track/{n}" for n in range(1, 6)}
-
-
 pytestmark = pytest.mark.timeout(120)
 
 
-def test_ma_bridge_command_line() -> None:
+def test_ma_bridge_command_line(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     import argparse
 
-    from insight.integrations.cli import add_commands, cmd_ma_bridge
+    from insight.integrations.cli import add_commands, cmd_ma_bridge, read_token
 
     parser = argparse.ArgumentParser()
     add_commands(parser.add_subparsers(dest="command"))
+    token_file = tmp_path / "token"
+    token_file.write_text("s3cret\n")
     args = parser.parse_args(
-        [
+        ["ma-bridge", "--ma-url", "http://ma:8095", "--ma-token-file", str(token_file)]
+    )
+    assert args.func is cmd_ma_bridge and args.user_id is None
+    assert read_token(args.ma_token_file) == "s3cret"
+    monkeypatch.setenv("MA_TOKEN", "from-env")
+    assert read_token(None) == "from-env"
+    # Not taken for --ma-token-file; still accepted (deprecated: ps shows it).
+    assert parser.parse_args(["ma-bridge", "--ma-token", "t"]).ma_token_file is None
+
+
+async def test_cli_stops_with_a_clear_error_on_a_refused_token(
+    nats_server: EmbeddedNats, tmp_path: Any
+) -> None:
+    """The command a user runs: env config, a token file, exit code 3 instead of retrying."""
+    import os
+    import sys
+
+    fake = FakeMusicAssistant([ma_track(1)])
+    await fake.start()
+    token_file = tmp_path / "token"
+    token_file.write_text("stale\n")
+    env = {
+        **os.environ,
+        "MA_URL": fake.url,
+        "MA_TOKEN_FILE": str(token_file),
+        "INSIGHT_NATS__URL": nats_server.url,
+    }
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "insight.cli",
             "ma-bridge",
-            "--ma-url",
-            "http://ma:8095",
-            "--ma-token",
-            "t",
-            "--nats-url",
-            "nats://n:4222",
-        ]
-    )
-    assert args.func is cmd_ma_bridge
-    assert (args.ma_url, args.ma_token, args.nats_url, args.page_size) == (
-        "http://ma:8095",
-        "t",
-        "nats://n:4222",
-        500,
-    )
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        await fake.stop()
+    assert proc.returncode == 3, err.decode()[-2000:]
+    assert "refused the connection" in err.decode() and "MA_TOKEN" in err.decode()
+    assert fake.auths == 1 and [c["args"] for c in fake.commands] == [{"token": "stale"}]

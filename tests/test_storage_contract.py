@@ -62,13 +62,13 @@ def cos(a: np.ndarray, b: np.ndarray) -> float:
 LIBRARY: list[dict[str, Any]] = [
     {"track_id": "t0", "artists": ["Daft Punk"], "genres": ["House", "Electronic"],
      "album": "Discovery", "moods": ["happy", "energetic"], "primary_mood": "happy",
-     "valence": 0.9, "arousal": 0.8},
+     "valence": 0.9, "arousal": 0.8, "bpm": 124, "key": "A minor"},
     {"track_id": "t1", "artists": ["daft punk", "Pharrell"], "genres": ["Disco"],
      "album": "Random Access Memories", "moods": ["happy"], "primary_mood": "happy",
-     "valence": 0.7, "arousal": 0.5},
+     "valence": 0.7, "arousal": 0.5, "bpm": 110.0, "key": "C major"},
     {"track_id": "t2", "artists": ["Radiohead"], "genres": ["Rock", "alternative"],
      "album": "OK Computer", "moods": ["sad", "calm"], "primary_mood": "sad",
-     "valence": 0.2, "arousal": 0.3},
+     "valence": 0.2, "arousal": 0.3, "bpm": 80.5, "key": "a minor"},
     {"track_id": "t3", "artists": ["Björk"], "genres": ["electronic"], "album": "Homogenic",
      "moods": ["dark"], "primary_mood": "dark", "valence": 0.3, "arousal": 0.6},
     {"track_id": "t4", "artists": ["Nobody"], "genres": [], "album": None},
@@ -238,6 +238,10 @@ FILTER_CASES: list[tuple[dict[str, Any], set[str]]] = [
     ({"genres": ["rock"], "moods": ["calm"], "min_valence": 0.3}, {"t5"}),
     ({"artists": [], "genres": [], "moods": []}, {f"t{i}" for i in range(8)}),
     ({"genres": ["electronic"], "exclude_ids": ["t7"], "max_arousal": 0.7}, {"t3"}),
+    ({"min_bpm": 120}, {"t0"}),  # a track without a bpm never matches a bpm bound
+    ({"min_bpm": 80.5, "max_bpm": 110}, {"t1", "t2"}),
+    ({"keys": ["A MINOR"]}, {"t0", "t2"}),
+    ({"keys": ["c major", "f minor"], "max_bpm": 200}, {"t1"}),
 ]
 
 

@@ -1,6 +1,7 @@
 """Request handlers, one module per capability; ``ROUTERS`` is the endpoint table."""
 
 from insight.handlers import embed, mood, playlists, similar, stream, system, taste, tracks, views
+from insight.handlers import listens as listens_handlers
 from insight.handlers import models as models_handlers
 from insight.handlers import watcher as watcher_handlers
 
@@ -11,6 +12,7 @@ ROUTERS = [
     stream.router,
     mood.router,
     taste.router,
+    listens_handlers.router,
     similar.router,
     models_handlers.router,
     watcher_handlers.router,

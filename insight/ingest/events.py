@@ -2,9 +2,12 @@
 
 Durable pull consumers, explicit ack after the write, bounded redelivery with backoff. Poison
 messages (undecodable, invalid) are terminated and copied with their reason to the dead-letter
-stream. Library events are applied in stream order per track: a per-track "last applied
+stream. A body is msgpack, or JSON when its ``Content-Type`` header says so (the rules of
+requests). Library events are applied in stream order per track: a per-track "last applied
 sequence" in KV makes a late redelivery of an older event a no-op, so the store ends in the
-state of the newest event whatever crashes happen in between.
+state of the newest event whatever crashes happen in between. A complete backfill (framed by
+the bridge's markers) deletes the MA tracks it did not list. Playback events are applied to the
+listening history exactly once per stream sequence (see ``ListeningHistory.apply_event``).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from nats.errors import TimeoutError as NatsTimeout
@@ -22,10 +25,14 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
-from insight.bus import subjects
+from insight.bus import subjects, wire
 from insight.bus.streams import versions_bucket
-from insight.codec import pack, unpack
+from insight.codec import format_of, pack, unpack
 from insight.errors import InsightError
+from insight.history import ListeningHistory
+from insight.ingest.backfill import BackfillReconciler
+from insight.ingest.links import link_audio
+from insight.ingest.listens import IDLE_S
 from insight.ingest.parse import PlaybackEvent, Poison, TrackEvent, parse_library, parse_playback
 from insight.library import TextItem
 from insight.metrics import EVENTS
@@ -44,7 +51,10 @@ BATCH = 64
 
 
 def consumer_config(
-    name: str, filter_subject: str, inactive_threshold: float | None = None
+    name: str,
+    filter_subject: str,
+    inactive_threshold: float | None = None,
+    max_ack_pending: int = BATCH * 4,
 ) -> ConsumerConfig:
     return ConsumerConfig(
         durable_name=name,
@@ -54,7 +64,7 @@ def consumer_config(
         ack_wait=BACKOFF[0],
         max_deliver=MAX_DELIVER,
         backoff=BACKOFF,
-        max_ack_pending=BATCH * 4,
+        max_ack_pending=max_ack_pending,
         inactive_threshold=inactive_threshold,
     )
 
@@ -67,11 +77,30 @@ def _header(value: str) -> str:
     return " ".join(value.split())[:500]
 
 
+def decode(msg: Msg) -> Any:
+    """The body by its ``Content-Type`` (msgpack when absent), as requests are decoded."""
+    ctype = (msg.headers or {}).get(wire.CONTENT_TYPE)
+    fmt = format_of(ctype)
+    if fmt is None:
+        raise Poison(f"unsupported Content-Type {ctype!r}: use application/msgpack or JSON")
+    return unpack(msg.data, fmt)
+
+
 @dataclass
 class _Pending:
     msg: Msg
     event: TrackEvent
     seq: int
+
+
+def _recordings(pending: list[_Pending]) -> dict[str, str]:
+    """MA track id → MusicBrainz recording id, for the upserts that carry one."""
+    out = {}
+    for p in pending:
+        mbid = getattr(p.event.metadata, "mbid", None)
+        if mbid:
+            out[p.event.track_id] = str(mbid)
+    return out
 
 
 class EventConsumers:
@@ -81,6 +110,8 @@ class EventConsumers:
         self._tasks: list[asyncio.Task[None]] = []
         self._subs: list[Any] = []
         self._stopping = asyncio.Event()
+        self.idle_s = IDLE_S
+        self.backfills: BackfillReconciler | None = None
 
     @property
     def js(self) -> JetStreamContext:
@@ -89,22 +120,30 @@ class EventConsumers:
 
     async def start(self) -> None:
         self.versions = await versions_bucket(self.js)
-        # Library events: one shared consumer, each event applied once to the shared store.
+        self.backfills = BackfillReconciler(self.app, self.versions, self._version_key)
+        # Library events: one shared consumer, each event applied once to the shared store
+        # (out of order after a crash is fine: the per-track version guard keeps the newest).
         # Playback: history lives in each data dir, so each data dir has its own consumer
-        # (dropped by the server after 30 idle days when that data dir is gone).
+        # (dropped by the server after 30 idle days when that data dir is gone). Listens fold
+        # reports in order, so one message at a time: a redelivery after a crash comes before
+        # anything newer (created or updated so, also for a consumer an older version made).
         playback = subjects.playback_consumer(self.app.instance_id)
-        for name, filt, handler, idle in (
-            (subjects.LIBRARY_CONSUMER, subjects.LIBRARY_EVENTS, self._library_batch, None),
-            (playback, subjects.PLAYBACK_EVENTS, self._playback_batch, 30 * 86400.0),
+        library_cfg = consumer_config(subjects.LIBRARY_CONSUMER, subjects.LIBRARY_EVENTS)
+        playback_cfg = consumer_config(
+            playback, subjects.PLAYBACK_EVENTS, 30 * 86400.0, max_ack_pending=1
+        )
+        await self.js.add_consumer(subjects.EVENTS_STREAM, config=playback_cfg)
+        for cfg, handler, batch in (
+            (library_cfg, self._library_batch, BATCH),
+            (playback_cfg, self._playback_batch, 1),
         ):
+            name, filt = str(cfg.durable_name), str(cfg.filter_subject)
             psub = await self.js.pull_subscribe(
-                filt,
-                durable=name,
-                stream=subjects.EVENTS_STREAM,
-                config=consumer_config(name, filt, idle),
+                filt, durable=name, stream=subjects.EVENTS_STREAM, config=cfg
             )
             self._subs.append(psub)
-            self._tasks.append(asyncio.create_task(self._loop(psub, handler), name=name))
+            self._tasks.append(asyncio.create_task(self._loop(psub, handler, batch), name=name))
+        self._tasks.append(asyncio.create_task(self._sweep_loop(), name="listen-sweep"))
 
     async def stop(self) -> None:
         """Stop fetching; a batch in progress finishes (or is redelivered after ack_wait)."""
@@ -116,13 +155,13 @@ class EventConsumers:
             with contextlib.suppress(Exception):
                 await psub.unsubscribe()
 
-    async def _loop(self, psub: Any, handler: Any) -> None:
+    async def _loop(self, psub: Any, handler: Any, batch: int) -> None:
         while not self._stopping.is_set():
             if self.app.pool is None or self.app.store is None:
                 await asyncio.sleep(0.5)  # nothing can be written yet: leave events queued
                 continue
             try:
-                msgs = await psub.fetch(BATCH, timeout=1)
+                msgs = await psub.fetch(batch, timeout=1)
             except (NatsTimeout, TimeoutError):  # nats-py raises both for an empty fetch
                 continue
             except Exception as exc:
@@ -182,26 +221,58 @@ class EventConsumers:
         stale: list[Msg] = []
         for msg in msgs:
             try:
-                event = parse_library(msg.subject, unpack(msg.data))
+                event = parse_library(msg.subject, decode(msg))
             except (Poison, InsightError) as exc:
                 await self.dead_letter(msg, str(exc))
                 continue
-            if event.kind == "sync":
-                await self._sync_completed(msg)
-                continue
             seq = msg.metadata.sequence.stream
+            if event.kind in ("sync", "backfill_started", "backfill_completed"):
+                await self._flush_library(latest, stale)  # everything before it first
+                latest, stale = {}, []
+                await self._library_marker(msg, event, seq)
+                continue
             prev = latest.get(event.track_id)
             if prev is not None:  # an older event of the same batch is superseded
                 stale.append(prev.msg)
+                await self._mark_listed(prev.event)
             latest[event.track_id] = _Pending(msg, event, seq)
+        await self._flush_library(latest, stale)
+
+    async def _mark_listed(self, event: TrackEvent) -> None:
+        if event.backfill and self.backfills is not None:
+            await self.backfills.listed(event.track_id, event.backfill)
+
+    async def _flush_library(self, latest: dict[str, _Pending], stale: list[Msg]) -> None:
         for p in list(latest.values()):
             if await self._applied_seq(p.event.track_id) >= p.seq:
+                await self._mark_listed(p.event)
                 stale.append(latest.pop(p.event.track_id).msg)
         for msg in stale:
             await msg.ack()
             EVENTS.labels(kind="library", outcome="superseded").inc()
         if latest:
             await self._apply(list(latest.values()))
+
+    async def _library_marker(self, msg: Msg, event: TrackEvent, seq: int) -> None:
+        if event.kind == "sync":
+            await self._sync_completed(msg)
+            return
+        assert self.backfills is not None and event.backfill is not None
+        if event.kind == "backfill_completed" and not await self._all_before_acked(seq):
+            # After a crash, older messages come back only after their ack wait, later than
+            # this marker: reconciling now would delete tracks whose listing is still to come.
+            await self.retry_or_dead_letter(msg, RuntimeError("earlier events still pending"))
+            return
+        try:
+            if event.kind == "backfill_started":
+                await self.backfills.started(event.backfill, seq)
+            else:
+                await self.backfills.completed(event.backfill, seq, self._applied_seq)
+        except Exception as exc:
+            await self.retry_or_dead_letter(msg, exc)
+            return
+        await msg.ack()
+        EVENTS.labels(kind=event.kind, outcome="processed").inc()
 
     async def _apply(self, pending: list[_Pending]) -> None:
         library = self.app.services["library"]
@@ -219,6 +290,7 @@ class EventConsumers:
                 )
             for p in deletes:
                 await library.delete_track(p.event.track_id)
+            await link_audio(self.app, _recordings(upserts))
         except Exception as exc:
             log.warning("library_batch_failed size=%d error=%s", len(pending), exc)
             for p in pending:
@@ -227,8 +299,19 @@ class EventConsumers:
         assert self.versions is not None
         for p in pending:
             await self.versions.put(self._version_key(p.event.track_id), str(p.seq).encode())
+            await self._mark_listed(p.event)
             await p.msg.ack()
             EVENTS.labels(kind=p.event.kind, outcome="processed").inc()
+
+    async def _all_before_acked(self, seq: int, tries: int = 20) -> bool:
+        """Every library event before stream sequence ``seq`` is acknowledged (the consumer's
+        ack floor, which passes over other subjects' messages, reached ``seq - 1``)."""
+        for _ in range(tries):
+            info = await self.js.consumer_info(subjects.EVENTS_STREAM, subjects.LIBRARY_CONSUMER)
+            if info.ack_floor is not None and (info.ack_floor.stream_seq or 0) >= seq - 1:
+                return True
+            await asyncio.sleep(0.05)  # our own acks of this batch may still be in flight
+        return False
 
     async def _sync_completed(self, msg: Msg) -> None:
         """A library sync finished: announce what we hold so the publisher can backfill."""
@@ -244,29 +327,48 @@ class EventConsumers:
     # --- playback ------------------------------------------------------------------------
 
     async def _playback_batch(self, msgs: list[Msg]) -> None:
-        history = self.app.services["history"]
+        history: ListeningHistory = self.app.services["history"]
+        consumer = subjects.playback_consumer(self.app.instance_id)
         for msg in msgs:
             try:
-                event: PlaybackEvent | None = parse_playback(msg.subject, unpack(msg.data))
+                event = parse_playback(msg.subject, decode(msg))
             except (Poison, InsightError) as exc:
                 await self.dead_letter(msg, str(exc))
                 continue
+            seen = msg.metadata.timestamp.timestamp()
             try:
-                if event is not None and event.kind == "played":
-                    await history.record_play(
-                        event.user_id,
-                        event.track_id,
-                        event.seconds_played,
-                        event.duration,
-                        event.fully_played,
-                        event.timestamp or int(msg.metadata.timestamp.timestamp()),
-                    )
-                elif event is not None:
-                    await history.set_favorite(
-                        event.user_id, event.track_id, event.kind == "favorite", event.timestamp
-                    )
+                await history.apply_event(
+                    f"{consumer}:{event.user_id}",
+                    msg.metadata.sequence.stream,
+                    self._writer(event, seen),
+                )
             except Exception as exc:
                 await self.retry_or_dead_letter(msg, exc)
                 continue
             await msg.ack()
-            EVENTS.labels(kind="playback", outcome="processed" if event else "ignored").inc()
+            EVENTS.labels(kind="playback", outcome="processed").inc()
+
+    def _writer(self, event: PlaybackEvent, seen: float) -> Any:
+        ts = event.timestamp if event.timestamp is not None else seen
+        if event.report is not None:
+            report = event.report if event.report.ts >= 0 else replace(event.report, ts=seen)
+            return ListeningHistory.report_writer(report, self.idle_s)
+        return ListeningHistory.favorite_writer(
+            event.user_id,
+            event.track_ids,
+            event.kind != "unfavorite",
+            ts,
+            exact=event.kind == "favorites",
+        )
+
+    async def _sweep_loop(self) -> None:
+        """Book listens nothing was reported for in ``idle_s`` (stopped players)."""
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), min(60.0, self.idle_s / 4))
+            history = self.app.services.get("history")
+            if history is not None and not self._stopping.is_set():
+                try:
+                    await history.sweep(idle_s=self.idle_s)
+                except Exception as exc:
+                    log.warning("listen_sweep_failed error=%r", exc)

@@ -25,6 +25,7 @@ def add_commands(sub: Any) -> None:
         description="Follow a Music Assistant server's websocket API and publish its library "
         "and playback events to insight's JetStream subjects; backfill the library on "
         "connect and after every library sync.",
+        allow_abbrev=False,  # "--ma-token" must not be taken for --ma-token-file
     )
     p.add_argument(
         "--ma-url",
@@ -32,12 +33,24 @@ def add_commands(sub: Any) -> None:
         help="Music Assistant base or websocket URL, e.g. http://music-assistant:8095 (env MA_URL)",
     )
     p.add_argument(
+        "--ma-token-file",
+        default=os.environ.get("MA_TOKEN_FILE"),
+        help="file holding the long-lived Music Assistant token (env MA_TOKEN_FILE); or set "
+        "the token itself in env MA_TOKEN. Needed from MA schema 28 on; never on the "
+        "command line, where ps shows it",
+    )
+    p.add_argument(
         "--ma-token",
-        default=os.environ.get("MA_TOKEN"),
-        help="long-lived Music Assistant token, needed from MA schema 28 on (env MA_TOKEN)",
+        help="deprecated: the token on the command line is visible to every user in ps; "
+        "use MA_TOKEN or --ma-token-file",
     )
     p.add_argument("--nats-url", help="NATS to publish to (default INSIGHT_NATS__URL)")
-    p.add_argument("--user-id", default="default", help="user id for MA favorites")
+    p.add_argument(
+        "--user-id",
+        default=None,
+        help="user id for favorites of MA's global favorite flag (default: the MA user the "
+        "token belongs to, the same id MA puts in its play reports)",
+    )
     p.add_argument("--page-size", type=int, default=500, help="tracks per backfill page")
     p.add_argument(
         "--no-initial-backfill",
@@ -57,11 +70,42 @@ def cmd_ma_bridge(args: argparse.Namespace) -> int:
     if not nats_url:
         print("insight ma-bridge: --nats-url (or INSIGHT_NATS__URL) is required", file=sys.stderr)
         return 2
-    asyncio.run(run_ma_bridge(settings, nats_url, args))
+    if args.ma_token:
+        print(
+            "insight ma-bridge: warning: --ma-token shows the token to every user in ps; "
+            "set MA_TOKEN or MA_TOKEN_FILE instead",
+            file=sys.stderr,
+        )
+    try:
+        token = args.ma_token or read_token(args.ma_token_file)
+    except OSError as exc:
+        print(f"insight ma-bridge: cannot read the token file: {exc}", file=sys.stderr)
+        return 2
+    from insight.integrations.ma_client import MAAuthError
+
+    try:
+        asyncio.run(run_ma_bridge(settings, nats_url, args, token))
+    except MAAuthError as exc:
+        print(
+            f"insight ma-bridge: Music Assistant refused the connection: {exc}. Create a "
+            "long-lived token in MA (settings → profile) and set MA_TOKEN or MA_TOKEN_FILE.",
+            file=sys.stderr,
+        )
+        return 3
     return 0
 
 
-async def run_ma_bridge(settings: Settings, nats_url: str, args: argparse.Namespace) -> None:
+def read_token(path: str | None) -> str | None:
+    """The MA token: from the file when one is named, else env ``MA_TOKEN`` (None if neither)."""
+    if path:
+        with open(path, encoding="utf-8") as f:
+            return f.read().strip() or None
+    return os.environ.get("MA_TOKEN") or None
+
+
+async def run_ma_bridge(
+    settings: Settings, nats_url: str, args: argparse.Namespace, token: str | None
+) -> None:
     from insight.bus.connection import connect
     from insight.integrations.music_assistant import BridgeOptions, MusicAssistantBridge
 
@@ -71,7 +115,7 @@ async def run_ma_bridge(settings: Settings, nats_url: str, args: argparse.Namesp
         user_id=args.user_id,
         backfill_on_connect=not args.no_initial_backfill,
     )
-    bridge = MusicAssistantBridge(args.ma_url, args.ma_token, nc, options)
+    bridge = MusicAssistantBridge(args.ma_url, token, nc, options)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, bridge.stop)

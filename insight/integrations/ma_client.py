@@ -36,6 +36,11 @@ class MAError(Exception):
     def __init__(self, code: Any, details: str) -> None:
         super().__init__(f"Music Assistant error {code}: {details}")
         self.code = code
+        self.details = details
+
+
+class MAAuthError(MAError):
+    """MA refused (or needs) the token: retrying cannot help, the bridge stops."""
 
 
 class MAConnectionClosed(ConnectionError):
@@ -59,6 +64,7 @@ class MAConnection:
         self.ws = ws
         self.on_event = on_event
         self.server_info: dict[str, Any] = {}
+        self.user: dict[str, Any] = {}  # the token's MA user, as the auth result names it
         self._ids = itertools.count(1)
         self._pending: dict[str, asyncio.Future[Any]] = {}
         self._partial: dict[str, list[Any]] = {}
@@ -83,14 +89,29 @@ class MAConnection:
             conn._reader = asyncio.create_task(conn._read(), name="ma-ws-reader")
             schema = int(conn.server_info.get("schema_version") or 0)
             if schema >= AUTH_SCHEMA:
-                if not token:
-                    raise MAError("auth", f"schema {schema} needs a token (--ma-token / MA_TOKEN)")
-                if not await asyncio.wait_for(conn.command("auth", token=token), handshake_s):
-                    raise MAError("auth", "token rejected")
+                await conn._auth(token, schema, handshake_s)
         except BaseException:
             await conn.close()
             raise
         return conn
+
+    async def _auth(self, token: str | None, schema: int, limit_s: float) -> None:
+        if not token:
+            raise MAAuthError(
+                "auth", f"MA schema {schema} needs a token (MA_TOKEN or --ma-token-file)"
+            )
+        try:
+            ok = await asyncio.wait_for(self.command("auth", token=token), limit_s)
+        except MAError as exc:
+            raise MAAuthError(exc.code, f"token rejected ({exc.details})") from None
+        if not ok:
+            raise MAAuthError("auth", "token rejected")
+        user = ok.get("user") if isinstance(ok, dict) else None
+        self.user = user if isinstance(user, dict) else {}
+
+    @property
+    def schema(self) -> int:
+        return int(self.server_info.get("schema_version") or 0)
 
     @property
     def closed(self) -> bool:

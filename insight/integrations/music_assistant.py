@@ -1,11 +1,13 @@
 """Music Assistant → insight: follow an MA server's websocket API (``ma_client``) and publish
 to JetStream.
 
-The bridge forwards track library events, final playback reports and sync completions (see
-``ma_events``), backfills the library (``music/tracks/library_items`` paged with limit/offset)
-on every (re)connect, after each ``music_sync_completed`` (MA sends no added/updated events
-while it syncs) and when the worker asks on ``insight.notify.library.backfill``. The websocket
-reconnects with exponential backoff; publishing retries until JetStream acknowledges.
+The bridge forwards track library events, every playback progress report, favorites and sync
+completions (see ``ma_events``), and backfills the library (``music/tracks/library_items`` paged
+with limit/offset) on every (re)connect, after each finished library sync and when the worker
+asks on ``insight.notify.library.backfill``. A complete backfill is framed by markers so the
+worker can delete what MA no longer has. Events are translated in arrival order by one task
+(it may ask MA to resolve a provider uri); the websocket reconnects with exponential backoff;
+publishing retries until JetStream acknowledges; a refused token stops the bridge.
 """
 
 from __future__ import annotations
@@ -24,47 +26,43 @@ from nats.aio.msg import Msg
 
 from insight.bus import subjects
 from insight.codec import pack
-from insight.integrations.ma_client import MAConnection, MAConnectionClosed, MAError
+from insight.integrations.ma_client import (
+    MAAuthError,
+    MAConnection,
+    MAConnectionClosed,
+    MAError,
+)
 from insight.integrations.ma_events import (
+    BACKFILL_COMPLETED,
+    BACKFILL_STARTED,
+    FAVORITE_UPDATED,
     MEDIA_ITEM_ADDED,
     MEDIA_ITEM_DELETED,
+    MEDIA_ITEM_PLAYED,
     MEDIA_ITEM_UPDATED,
-    MUSIC_SYNC_COMPLETED,
     FavoriteTracker,
+    Observations,
     Outgoing,
+    favorite_updated,
+    favorites_snapshot,
     is_track,
+    sync_finished,
     track_message,
     translate,
 )
+from insight.integrations.ma_options import (
+    PER_USER_FAVORITES_SCHEMA,
+    BridgeOptions,
+    BridgeStats,
+)
+from insight.integrations.ma_resolve import UriResolver
 from insight.tasks import cancel_and_wait
 
 log = logging.getLogger("insight.ma")
 
+TRACK_EVENTS = (MEDIA_ITEM_ADDED, MEDIA_ITEM_UPDATED, MEDIA_ITEM_DELETED)
+
 LIBRARY_TRACKS = "music/tracks/library_items"
-
-
-@dataclass
-class BridgeStats:
-    connections: int = 0
-    events: int = 0
-    ignored: int = 0
-    published: int = 0
-    duplicates: int = 0
-    publish_errors: int = 0
-    backfills: int = 0
-    backfilled_tracks: int = 0
-
-
-@dataclass
-class BridgeOptions:
-    page_size: int = 500
-    user_id: str = "default"
-    backfill_on_connect: bool = True
-    backoff_min_s: float = 1.0
-    backoff_max_s: float = 60.0
-    queue_size: int = 10_000
-    publish_timeout_s: float = 5.0
-    backfill_coalesce_s: float = 60.0
 
 
 @dataclass
@@ -80,19 +78,33 @@ class MusicAssistantBridge:
     def __post_init__(self) -> None:
         self.js = self.nc.jetstream()
         self.queue: asyncio.Queue[Outgoing] = asyncio.Queue(self.options.queue_size)
-        self.favorites = FavoriteTracker(self.options.user_id)
+        self.inbox: asyncio.Queue[tuple[dict[str, Any], float, int]] = asyncio.Queue(
+            self.options.queue_size
+        )
+        self.ids = Observations()
+        self.favorites = FavoriteTracker(self.options.user_id or "default")
+        self.resolver = UriResolver()
+        self.per_user_favorites = False
         self.connected = asyncio.Event()
+        self.auth_error: MAAuthError | None = None
         self._stop = asyncio.Event()
         self._conn: MAConnection | None = None
         self._backfill: asyncio.Task[None] | None = None
         self._backfill_again = False
         self._last_backfill = -1e9
+        self._backfill_n = 0
+        self._touched: dict[str, int] = {}  # uri → arrival number of its last item event
+        self._fav_touched: dict[str, int] = {}  # same, of its last favorite_updated
 
     # --- lifecycle ---------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Connect, forward, reconnect with backoff; returns after ``stop()``."""
+        """Connect, forward, reconnect with backoff; returns after ``stop()``.
+
+        Raises ``MAAuthError`` when MA refuses the token (or needs one): retrying cannot help.
+        """
         publisher = asyncio.create_task(self._publish_loop(), name="ma-publisher")
+        translator = asyncio.create_task(self._translate_loop(), name="ma-translator")
         sub = await self.nc.subscribe(subjects.BACKFILL_NEEDED, cb=self._on_backfill_request)
         delay = self.options.backoff_min_s
         try:
@@ -107,7 +119,9 @@ class MusicAssistantBridge:
         finally:
             await sub.unsubscribe()
             await self._flush(self.options.publish_timeout_s)
-            await cancel_and_wait([publisher])
+            await cancel_and_wait([translator, publisher])
+        if self.auth_error is not None:
+            raise self.auth_error
 
     def stop(self) -> None:
         self._stop.set()
@@ -116,20 +130,23 @@ class MusicAssistantBridge:
         """One websocket session; True when it connected (resets the backoff)."""
         try:
             conn = await MAConnection.open(session, self.ma_url, self.token, self._on_event)
+        except MAAuthError as exc:
+            log.error("ma_auth_failed url=%s error=%s (stopping)", self.ma_url, exc)
+            self.auth_error = exc
+            self.stop()
+            return False
         except (OSError, aiohttp.ClientError, TimeoutError, MAError, ValueError) as exc:
             log.warning("ma_connect_failed url=%s error=%s", self.ma_url, exc)
+            return False
+        try:
+            await self._identify(conn)
+        except (MAError, MAConnectionClosed, TimeoutError) as exc:
+            log.warning("ma_identify_failed url=%s error=%s", self.ma_url, exc)
+            await conn.close()
             return False
         self._conn = conn
         self.stats.connections += 1
         self.connected.set()
-        info = conn.server_info
-        log.info(
-            "ma_connected url=%s server=%s version=%s schema=%s",
-            self.ma_url,
-            info.get("server_id"),
-            info.get("server_version"),
-            info.get("schema_version"),
-        )
         if self.options.backfill_on_connect:
             self.request_backfill()
         stopper = asyncio.create_task(self._stop.wait())
@@ -147,6 +164,29 @@ class MusicAssistantBridge:
             log.warning("ma_disconnected url=%s reconnecting", self.ma_url)
         return True
 
+    async def _identify(self, conn: MAConnection) -> None:
+        """Which model of MA's streams applies (from the server info), and whose favorites."""
+        info = conn.server_info
+        self.per_user_favorites = conn.schema >= PER_USER_FAVORITES_SCHEMA
+        if self.options.user_id is None and conn.schema >= 28:
+            me = conn.user
+            if not me.get("user_id"):
+                try:
+                    me = await asyncio.wait_for(conn.command("auth/me"), 10) or {}
+                except MAError as exc:  # keep the last known user rather than loop
+                    log.warning("ma_user_unknown error=%s user=%s", exc, self.favorites.user_id)
+            if isinstance(me, dict) and me.get("user_id"):
+                self.favorites.user_id = str(me["user_id"])
+        log.info(
+            "ma_connected url=%s server=%s version=%s schema=%s favorites=%s user=%s",
+            self.ma_url,
+            info.get("server_id"),
+            info.get("server_version"),
+            conn.schema,
+            "per-user" if self.per_user_favorites else "global-flag",
+            self.favorites.user_id,
+        )
+
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stop.wait(), seconds)
@@ -154,21 +194,58 @@ class MusicAssistantBridge:
     # --- events ------------------------------------------------------------------------
 
     async def _on_event(self, message: dict[str, Any]) -> None:
+        """Called by the websocket reader: queue in arrival order (back-pressure when full)."""
         self.stats.events += 1
+        await self.inbox.put((message, time.time(), self.stats.events))
+
+    async def _translate_loop(self) -> None:
+        while True:
+            message, seen, number = await self.inbox.get()
+            try:
+                uri, kind = message.get("object_id"), message.get("event")
+                if isinstance(uri, str) and kind in TRACK_EVENTS:
+                    self._touched[uri] = number  # a listing requested before is older
+                elif isinstance(uri, str) and kind == FAVORITE_UPDATED:
+                    self._fav_touched[uri] = number
+                await self._translate(message, seen)
+            except Exception:
+                log.exception("ma_event_failed event=%s", message.get("event"))
+            finally:
+                self.inbox.task_done()
+
+    async def _translate(self, message: dict[str, Any], now: float) -> None:
         event, data = message.get("event"), message.get("data")
-        now = int(time.time())
-        out = translate(message, now)
+        if event == MEDIA_ITEM_PLAYED and isinstance(data, dict):
+            conn = self._conn
+            resolved = await self.resolver.report(message, data, conn.command if conn else None)
+            self.stats.resolved_uris += resolved is not message
+            message = resolved
+        if event == FAVORITE_UPDATED:
+            fav = favorite_updated(message, self.ids.next(), now, self.resolver.mapping)
+            if fav is not None and fav.payload["user_id"] == self.favorites.user_id:
+                self.favorites.set(fav.payload["track_id"], fav.subject == subjects.FAVORITE)
+            await self._put_or_ignore(fav)
+            return
+        out = translate(message, self.ids.next(), now)
+        await self._put_or_ignore(out)
+        if out is None:
+            return
+        if event in (MEDIA_ITEM_ADDED, MEDIA_ITEM_UPDATED) and isinstance(data, dict):
+            self.resolver.learn(data)
+            if not self.per_user_favorites:
+                for fav in self.favorites.observe([data], now, self.ids):
+                    await self.queue.put(fav)
+        elif event == MEDIA_ITEM_DELETED:
+            self.favorites.forget(str(message.get("object_id")))
+            self.resolver.forget(str(message.get("object_id")))
+        elif sync_finished(event, data):
+            self.request_backfill()
+
+    async def _put_or_ignore(self, out: Outgoing | None) -> None:
         if out is None:
             self.stats.ignored += 1
         else:
             await self.queue.put(out)
-        if event in (MEDIA_ITEM_ADDED, MEDIA_ITEM_UPDATED) and isinstance(data, dict) and out:
-            for fav in self.favorites.observe([data], now):
-                await self.queue.put(fav)
-        elif event == MEDIA_ITEM_DELETED and out is not None:
-            self.favorites.forget(str(message.get("object_id")))
-        elif event == MUSIC_SYNC_COMPLETED:
-            self.request_backfill()
 
     async def _on_backfill_request(self, msg: Msg) -> None:
         # A worker answers every sync.completed with this request; the sync event itself
@@ -209,29 +286,62 @@ class MusicAssistantBridge:
             try:
                 await self.backfill(conn)
             except (MAError, MAConnectionClosed) as exc:
-                log.warning("ma_backfill_failed error=%s", exc)
+                log.warning("ma_backfill_failed error=%s (nothing deleted)", exc)
                 return
             if not self._backfill_again:
                 return
 
     async def backfill(self, conn: MAConnection) -> int:
-        """Publish every library track as ``track.updated``; returns how many."""
+        """Publish every library track as ``track.updated``, framed by backfill markers.
+
+        Only a listing that reached its last page ends with ``backfill.completed`` (the worker
+        then deletes the tracks MA no longer has) and a favorites snapshot; a failed or
+        cancelled one ends with nothing, and the worker deletes nothing.
+        """
+        await self.inbox.join()  # events that arrived before the listing are queued first
+        self._backfill_n += 1
+        backfill_id = f"{self.ids.run}-{self._backfill_n}"
         size, offset, count = self.options.page_size, 0, 0
         started = time.monotonic()
+        await self.queue.put(
+            Outgoing(BACKFILL_STARTED, {"backfill_id": backfill_id}, self.ids.next())
+        )
         while True:
+            asked = self.stats.events  # item events arriving from now on are newer than the page
             page = await conn.command(LIBRARY_TRACKS, limit=size, offset=offset)
             page = page if isinstance(page, list) else (page or {}).get("items", [])
-            tracks = [t for t in page if isinstance(t, dict) and is_track(t.get("uri"), t)]
-            now = int(time.time())
+            tracks = [
+                t
+                for t in page
+                if isinstance(t, dict)
+                and is_track(t.get("uri"), t)
+                and self._touched.get(str(t.get("uri")), 0) <= asked
+            ]
+            now = time.time()
             for track in tracks:
                 if track.get("uri"):
-                    await self.queue.put(track_message(MEDIA_ITEM_UPDATED, track))
+                    self.resolver.learn(track)
+                    await self.queue.put(
+                        track_message(
+                            MEDIA_ITEM_UPDATED, track, self.ids.next(), backfill=backfill_id
+                        )
+                    )
                     count += 1
-            for fav in self.favorites.observe(tracks, now):
+            # A listing carries the token's user's favorite state (per-user MA too).
+            current = [t for t in tracks if self._fav_touched.get(str(t["uri"]), 0) <= asked]
+            for fav in self.favorites.observe(current, now, self.ids):
                 await self.queue.put(fav)
             if len(page) < size:
                 break
             offset += size
+        self._touched.clear()  # every later page request is newer than what they hold
+        self._fav_touched.clear()
+        payload = {"backfill_id": backfill_id, "tracks": count}
+        await self.queue.put(Outgoing(BACKFILL_COMPLETED, payload, self.ids.next()))
+        snapshot = favorites_snapshot(
+            self.favorites.user_id, self.favorites.favorites(), time.time(), self.ids.next()
+        )
+        await self.queue.put(snapshot)
         self._last_backfill = time.monotonic()
         self.stats.backfills += 1
         self.stats.backfilled_tracks += count
@@ -251,6 +361,10 @@ class MusicAssistantBridge:
     async def _publish(self, out: Outgoing) -> None:
         delay = self.options.backoff_min_s
         body = pack(out.payload)
+        if len(body) > self.nc.max_payload:  # would fail forever and stall everything behind
+            self.stats.too_large += 1
+            log.error("ma_message_too_large subject=%s bytes=%d", out.subject, len(body))
+            return
         while True:
             try:
                 ack = await self.js.publish(
@@ -275,5 +389,6 @@ class MusicAssistantBridge:
             await asyncio.wait_for(self.queue.join(), limit_s)
 
     async def drained(self) -> None:
-        """Wait until everything queued so far is acknowledged by JetStream."""
+        """Wait until everything received so far is translated and acknowledged by JetStream."""
+        await self.inbox.join()
         await self.queue.join()

@@ -10,7 +10,9 @@ Qdrant filter (:func:`to_qdrant`). Semantics:
 - moods: the track's ``moods`` list contains any of them (exact);
 - exclude_moods: neither ``moods`` nor ``primary_mood`` contain any of them;
 - min/max valence/arousal: inclusive; a track without a numeric value is excluded;
-- model_id: the payload's ``model_id`` equals it (vectors of one model's space only).
+- model_id: the payload's ``model_id`` equals it (vectors of one model's space only);
+- min/max bpm: inclusive; a track without a bpm is excluded;
+- keys: the track's musical ``key`` is any of them, case-insensitive.
 
 An empty list means "no constraint" (as ``None``).
 """
@@ -32,7 +34,8 @@ KEY_FIELD = "_key"
 ARTISTS_LC = "artists_lc"
 GENRES_LC = "genres_lc"
 ALBUM_LC = "album_lc"
-INTERNAL_FIELDS = frozenset({KEY_FIELD, ARTISTS_LC, GENRES_LC, ALBUM_LC})
+MUSICAL_KEY_LC = "key_lc"
+INTERNAL_FIELDS = frozenset({KEY_FIELD, ARTISTS_LC, GENRES_LC, ALBUM_LC, MUSICAL_KEY_LC})
 
 
 def fold(value: str) -> str:
@@ -61,11 +64,12 @@ def number(value: Any) -> float | None:
 
 def folded_fields(payload: dict[str, Any]) -> dict[str, Any]:
     """Lower-cased copies of the case-insensitive fields (stored next to the payload)."""
-    album = payload.get("album")
+    album, key = payload.get("album"), payload.get("key")
     return {
         ARTISTS_LC: [fold(a) for a in str_list(payload.get("artists"))],
         GENRES_LC: [fold(g) for g in str_list(payload.get("genres"))],
         ALBUM_LC: fold(album) if isinstance(album, str) else None,
+        MUSICAL_KEY_LC: fold(key) if isinstance(key, str) else None,
     }
 
 
@@ -86,6 +90,8 @@ class Criteria:
     valence: tuple[float | None, float | None] | None = None
     arousal: tuple[float | None, float | None] | None = None
     model_id: str | None = None
+    bpm: tuple[float | None, float | None] | None = None
+    keys: frozenset[str] | None = None
 
 
 def _set(values: Iterable[str] | None, folded: bool = False) -> frozenset[str] | None:
@@ -112,6 +118,8 @@ def criteria(f: SearchFilter | None) -> Criteria | None:
         valence=_range(f.min_valence, f.max_valence),
         arousal=_range(f.min_arousal, f.max_arousal),
         model_id=f.model_id,
+        bpm=_range(f.min_bpm, f.max_bpm),
+        keys=_set(f.keys, folded=True),
     )
     return None if c == Criteria() else c
 
@@ -154,6 +162,12 @@ def matches(key: str, payload: dict[str, Any], c: Criteria | None) -> bool:
         return False
     if c.model_id is not None and payload.get("model_id") != c.model_id:
         return False
+    if c.bpm is not None and not _in_range(payload.get("bpm"), c.bpm):
+        return False
+    if c.keys is not None:
+        musical_key = payload.get("key")
+        if not isinstance(musical_key, str) or fold(musical_key) not in c.keys:
+            return False
     return c.arousal is None or _in_range(payload.get("arousal"), c.arousal)
 
 
@@ -189,7 +203,9 @@ def to_qdrant(c: Criteria | None, point_id: Any) -> models.Filter | None:
         must.append(m.FieldCondition(key="moods", match=m.MatchAny(any=sorted(c.moods))))
     if c.model_id is not None:
         must.append(m.FieldCondition(key="model_id", match=m.MatchValue(value=c.model_id)))
-    for field, bounds in (("valence", c.valence), ("arousal", c.arousal)):
+    if c.keys is not None:
+        must.append(m.FieldCondition(key=MUSICAL_KEY_LC, match=m.MatchAny(any=sorted(c.keys))))
+    for field, bounds in (("valence", c.valence), ("arousal", c.arousal), ("bpm", c.bpm)):
         if bounds is not None:
             must.append(m.FieldCondition(key=field, range=m.Range(gte=bounds[0], lte=bounds[1])))
     if c.exclude_ids:

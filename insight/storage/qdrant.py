@@ -26,6 +26,7 @@ from insight.storage.filters import (
     ARTISTS_LC,
     GENRES_LC,
     KEY_FIELD,
+    MUSICAL_KEY_LC,
     criteria,
     folded_fields,
     public_payload,
@@ -46,8 +47,9 @@ KEYWORD_INDEXES: tuple[str, ...] = (
     "primary_mood",
     "user_id",
     "model_id",
+    MUSICAL_KEY_LC,
 )
-FLOAT_INDEXES = ("valence", "arousal")
+FLOAT_INDEXES = ("valence", "arousal", "bpm")
 
 
 def _key_of(payload: dict[str, Any] | None, pid: Any) -> str | None:
