@@ -20,7 +20,7 @@ from insight.bus import subjects
 from insight.bus.embedded import EmbeddedNats
 from insight.bus.streams import ensure_streams
 from insight.ingest.events import consumer_config
-from insight.ingest.parse import MAX_ID_CHARS
+from insight.limits import MAX_ID_CHARS
 from insight.runtime import Worker
 from insight.schemas import IngestMetadata, SearchFilter, TrackId
 from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT

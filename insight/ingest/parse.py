@@ -18,10 +18,8 @@ from pydantic import ValidationError
 from insight.bus import subjects
 from insight.ingest.listens import Report
 from insight.integrations.ma_events import BACKFILL_COMPLETED, BACKFILL_STARTED, FAVORITES_SNAPSHOT
+from insight.limits import id_problem
 from insight.schemas import EventTrackMetadata, HashedMetadata
-
-# Longest id, as the API's TrackId (insight.schemas) and insight.limits.MAX_ID_CHARS.
-MAX_ID_CHARS = 4096
 
 
 class Poison(ValueError):
@@ -46,13 +44,11 @@ class PlaybackEvent:
 
 
 def check_id(value: Any, what: str = "track id") -> str:
-    if not isinstance(value, str) or not value:
-        raise Poison(f"{what} must be a non-empty string")
-    if len(value) > MAX_ID_CHARS:
-        raise Poison(f"{what} is {len(value)} characters long; the limit is {MAX_ID_CHARS}")
-    if "\x00" in value:
-        raise Poison(f"{what} must not contain a NUL character")
-    return value
+    """An id valid for the API too (insight.limits), or the event is poison."""
+    problem = id_problem(value, what)
+    if problem is not None:
+        raise Poison(problem)
+    return str(value)
 
 
 def _name(value: Any) -> str | None:
