@@ -187,7 +187,7 @@ def build_cache(
         try:
             rewritten, rep = rewrite(original, by_batch[1], by_batch[2], by_batch[3])
             report["rewrite"] = rep.as_dict()
-            why = refusal(original, rewritten, checks)
+            why = refusal(original, rewritten, checks, rep.checkpoints)
         except Exception as exc:
             why = f"rewrite failed: {type(exc).__name__}: {exc}"
         if why is None:

@@ -27,6 +27,7 @@ class Graph:
                     self.consumers[inp].append(node)
         self.initializers = {t.name: t for t in graph.initializer}
         self.outputs = {o.name for o in graph.output}
+        self.checkpoints: list[str] = []  # outputs of nodes that now read a rewritten tensor
         self._n = 0
 
     def constant(self, name: str) -> np.ndarray | None:

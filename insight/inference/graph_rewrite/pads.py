@@ -42,5 +42,6 @@ def drop_zero_pads(
             for k, name in enumerate(other.input):
                 if name == old:
                     other.input[k] = new
+                    gr.checkpoints.append(other.output[0])
         dropped += 1
     return dropped

@@ -236,4 +236,5 @@ def rewrite_region(
             for k, name in enumerate(node.input):
                 if name == old:
                     node.input[k] = new
+                    gr.checkpoints.append(node.output[0])
     return None

@@ -108,4 +108,5 @@ def rewrite_resize(
         for k, name in enumerate(other.input):
             if name == old:
                 other.input[k] = summed
+                gr.checkpoints.append(other.output[0])
     return None

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import onnx
+from onnx import TensorProto
 
 from insight.inference.graph_rewrite import fold, pads, regions, resize
 from insight.inference.graph_rewrite.graph import Graph, prune, topological_sort
@@ -25,12 +26,13 @@ class RewriteReport:
     resizes: int = 0
     zero_pads: int = 0
     folded: int = 0
+    checkpoints: list[str] = field(default_factory=list)
     nodes_before: int = 0
     nodes_after: int = 0
     skipped: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k != "checkpoints"}
 
 
 def _opset(model: onnx.ModelProto) -> int:
@@ -82,6 +84,10 @@ def rewrite_graph(
     report.zero_pads = pads.drop_zero_pads(gr, pad_nodes, one, two)
     topological_sort(g)
     prune(g)
+    made = {o for n in g.node for o in n.output}
+    report.checkpoints = [
+        c for c in dict.fromkeys(gr.checkpoints) if c in made and types.get(c) == TensorProto.FLOAT
+    ]
     gr = Graph(g)
     shaped = fold.shape_tensors(gr, data_dependent(g))
     types = elem_types(out)
