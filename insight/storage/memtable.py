@@ -1,8 +1,10 @@
 """The live rows of one file-store collection in memory.
 
 Slots are the usearch labels: key ↔ slot, payloads, a float32 matrix of the vectors (exact
-rescoring and exact scans of filtered subsets) and small inverted indexes so a filter becomes a
-boolean mask over slots without looking at every payload. Not thread-safe by itself: the file
+rescoring and exact scans of small filtered subsets), an int8 copy of the unit vectors (scans of
+large filtered subsets: a quarter of the memory to gather, the top candidates then rescored in
+float32) and small inverted indexes so a filter becomes a boolean mask over slots without
+looking at every payload. Not thread-safe by itself: the file
 store guards it with a readers/writer lock.
 """
 
@@ -12,10 +14,24 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
+import onnxruntime  # noqa: F401  (must load before usearch: the reverse order segfaults)
+from usearch.index import MetricKind
+from usearch.index import search as exact_search
 
 from insight.storage.filters import Criteria, fold, number, str_list
 
 _INVERTED = ("artists", "genres", "album", "moods", "primary_mood", "model_id")
+# int8 scan: candidates per wanted result rescored in float32 (recall@10 1.000 measured at 4)
+CODE_CANDIDATES = 4
+CODE_MIN_ROWS = 2048  # below this, float32 directly is as fast
+
+
+def int8_codes(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled so their largest component is ±127 (the direction is what a cosine sees)."""
+    v = np.atleast_2d(np.asarray(vectors, np.float32))
+    peak = np.max(np.abs(v), axis=1, keepdims=True)
+    scale = np.divide(127.0, peak, out=np.zeros_like(peak), where=peak > 0)
+    return np.clip(np.rint(v * scale), -127, 127).astype(np.int8)
 
 
 def _terms(payload: dict[str, Any]) -> dict[str, list[str]]:
@@ -38,6 +54,7 @@ class MemTable:
         self.payloads: list[dict[str, Any] | None] = []
         self.free: set[int] = set()
         self.vectors = np.zeros((0, dim), np.float32)
+        self.codes = np.zeros((0, dim), np.int8)
         self.norms = np.zeros(0, np.float32)
         self.alive = np.zeros(0, np.bool_)
         self.valence = np.zeros(0, np.float64)
@@ -70,6 +87,7 @@ class MemTable:
             return out
 
         self.vectors = grown(self.vectors, 0.0)
+        self.codes = grown(self.codes, 0)
         self.norms = grown(self.norms, 0.0)
         self.alive = grown(self.alive, False)
         self.valence = grown(self.valence, np.nan)
@@ -91,6 +109,7 @@ class MemTable:
         self.slot_of[key] = slot
         self.payloads[slot] = payload
         self.vectors[slot] = vector
+        self.codes[slot] = int8_codes(vector)[0]
         self.norms[slot] = float(np.linalg.norm(vector))
         self.alive[slot] = True
         v, a = number(payload.get("valence")), number(payload.get("arousal"))
@@ -129,6 +148,7 @@ class MemTable:
                 for t in terms:
                     inv.setdefault(t, set()).add(slot)
         self.vectors[idx] = vectors
+        self.codes[idx] = int8_codes(vectors)
         self.norms[idx] = np.linalg.norm(vectors, axis=1)
         self.alive[idx] = True
 
@@ -247,3 +267,14 @@ class MemTable:
             slots, s = slots[part], s[part]
         order = np.lexsort((slots, -s))
         return [(int(slots[i]), float(s[i])) for i in order]
+
+    def scan(self, slots: np.ndarray, query: np.ndarray, limit: int) -> list[tuple[int, float]]:
+        """Exact top ``limit`` of ``slots``, for large subsets through the int8 copy: its best
+        ``CODE_CANDIDATES * limit`` are rescored in float32."""
+        want = CODE_CANDIDATES * limit + 8
+        if slots.size <= max(CODE_MIN_ROWS, want):
+            return self.top(slots, query, limit)
+        found = exact_search(
+            self.codes[slots], int8_codes(query)[0], want, MetricKind.Cos, exact=True, threads=1
+        )
+        return self.top(slots[np.asarray(found.keys, np.int64)], query, limit)
