@@ -160,3 +160,15 @@ def test_our_export_is_not_rewritten(tiny_model_dir: Path, tmp_path: Path) -> No
     m = ClapModel.load(tiny_model_dir, ModelSettings(threads=1), "tiny", tmp_path / "graphs")
     assert m.towers.how == "export" and not m.quantized
     assert not (tmp_path / "graphs").exists()
+
+
+def test_an_unusable_cache_dir_runs_the_files_as_found(
+    legacy_small: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "graphs"
+    blocker.write_text("not a folder")
+    m = ClapModel.load(legacy_small, ModelSettings(threads=1, quantized=False), "x", blocker)
+    assert m.towers.how == "as found"
+    assert m.towers.audio == find_model_files(legacy_small).audio_model
+    assert "graph_cache_unavailable" in caplog.text
+    assert m.embed_text(["rock"]).shape == (1, m.dim)

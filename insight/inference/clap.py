@@ -214,7 +214,10 @@ class ClapModel:
         if export is not None:
             model.use(fast_graph.for_export(files, settings.quantized, export))
         elif rewrite and cache_dir is not None:
-            model.use(model._cached_towers(files, cache_dir))
+            try:
+                model.use(model._cached_towers(files, cache_dir))
+            except Exception as exc:  # a read-only data dir, a full disk: run the files as is
+                log.warning("graph_cache_unavailable dir=%s error=%s", cache_dir, exc)
         log.info(
             "model_towers dir=%s how=%s text=%s audio=%s",
             root,
