@@ -34,6 +34,7 @@ from insight.inference.audio import split_windows
 from insight.inference.clap import ClapModel
 
 ISA_FLAGS = (
+    "avx512_bf16",
     "avx2",
     "fma",
     "avx512f",
