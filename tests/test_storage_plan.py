@@ -79,3 +79,20 @@ async def test_filtered_search_through_the_store_is_exact(tmp_path: Path) -> Non
             assert all(h.payload["genres"] == ["g3"] for h in hits)
     finally:
         await store.close()
+
+
+def test_term_slots_follow_updates_and_removals() -> None:
+    t = MemTable(4)
+    v = np.eye(4, dtype=np.float32)
+    c = Criteria(genres=frozenset({"rock"}))
+    t.put(0, "a", {"genres": ["Rock"]}, v[0])
+    t.put(1, "b", {"genres": ["Jazz"]}, v[1])
+    assert np.flatnonzero(t.mask(c)).tolist() == [0]  # the term's slots are now cached
+    t.put(1, "b", {"genres": ["rock"]}, v[1])  # b joins
+    assert np.flatnonzero(t.mask(c)).tolist() == [0, 1]
+    t.put(0, "a", {"genres": ["pop"]}, v[0])  # a leaves
+    assert np.flatnonzero(t.mask(c)).tolist() == [1]
+    t.remove("b")
+    assert np.flatnonzero(t.mask(c)).tolist() == []
+    t.put(2, "c", {"genres": ["rock"]}, v[2])
+    assert np.flatnonzero(t.mask(c)).tolist() == [2]
