@@ -6,8 +6,9 @@ the best few rescored in float32). A filtered HNSW walk must fetch enough neighb
 ``limit``-th match, each fetched neighbour costing ``CANDIDATE_COST`` units. Both constants are
 measured with ``bench/storage.py`` (100 k clustered 512-d vectors, 2 cores): HNSW at 3× the
 depth kept only 97 % of the true top 10 at 10 % selectivity, at 8× 99.2 %; one fetched
-candidate took as long as ~40 scanned rows. The plan takes the cheaper; at 100 k rows the
-scan wins below ~18 % selectivity, where it is also exact.
+candidate took as long as ~40 scanned rows (before rows were gathered with ``np.take``, which
+made the scan ~3× cheaper again: the constant errs towards the walk). The plan takes the
+cheaper; at 100 k rows the scan wins below ~18 % selectivity, where it is also exact.
 """
 
 from __future__ import annotations
