@@ -121,6 +121,25 @@ def file_digest(paths: list[Path], memo_file: Path) -> str:
     return h.hexdigest()[:24]
 
 
+class _QuietQuantizer(logging.Filter):
+    """ONNX Runtime's quantizer logs one INFO line per tensor on the root logger; a filter on
+    the root logger itself sees only such direct records, never ours (they propagate)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR
+
+
+def _quantize_quietly(src: Path, dst: Path) -> None:
+    from insight.inference.export import quantize_int8
+
+    root, quiet = logging.getLogger(), _QuietQuantizer()
+    root.addFilter(quiet)
+    try:
+        quantize_int8(src, dst)
+    finally:
+        root.removeFilter(quiet)
+
+
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     a = a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), 1e-12)
     b = b / np.maximum(np.linalg.norm(b, axis=-1, keepdims=True), 1e-12)
@@ -166,7 +185,6 @@ def build_cache(
     """Rewrite, verify and quantize into ``out`` (made atomically); returns its report."""
     import onnx
 
-    from insight.inference.export import quantize_int8
     from insight.inference.graph_rewrite import REWRITER_VERSION, rewrite_graph
     from insight.inference.graph_rewrite.verify import refusal
 
@@ -207,7 +225,7 @@ def build_cache(
                 continue  # the folder only has int8 files: nothing to quantize from
             dst = tmp / f"{tower}_model_int8.onnx"
             try:
-                quantize_int8(src, dst)
+                _quantize_quietly(src, dst)
                 cos = min(_cosine(_first_output(dst, f), _first_output(src, f)) for f in feeds)
                 report[f"{tower}_int8_min_cosine"] = round(cos, 6)
             except Exception as exc:
