@@ -119,12 +119,16 @@ def test_clap_load_runs_the_cached_rewrite(legacy_small: Path, tmp_path: Path) -
     (out,) = [d for d in cache.iterdir() if d.is_dir()]
     report = json.loads((out / "report.json").read_text())
     assert report["rewriter_version"] >= 1 and report["rewrite"]["regions"] >= 9
+    # fp32 asked for: nothing quantized (the text tower's quantizing is the first load's peak)
+    assert report["int8_built"] is False and not list(out.glob("*_int8.onnx"))
     rng = np.random.default_rng(3)
     windows = (0.1 * rng.standard_normal((3, 480_000))).astype(np.float32)
     want = fp32.embed_windows(windows)
     np.testing.assert_allclose(fast.embed_windows(windows), want, atol=1e-5)
     # unset: int8 per tower where the measured cosine to fp32 reaches the bar
     auto = ClapModel.load(legacy_small, ModelSettings(threads=1), "x", cache)
+    report = json.loads((out / "report.json").read_text())  # made again, with int8
+    assert report["int8_built"] is True
     for tower, used in (("audio", auto.quantized), ("text", auto.text_quantized)):
         assert used == (report[f"{tower}_int8_min_cosine"] >= fast_graph.INT8_MIN_COSINE)
     forced = ClapModel.load(legacy_small, ModelSettings(threads=1, quantized=True), "x", cache)
