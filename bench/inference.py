@@ -2,8 +2,11 @@
 
 Random weights with the architecture of laion/clap-htsat-unfused (RoBERTa-base text tower,
 HTSAT depths [2, 2, 6, 2], embed 96, window 8, spec 256, no fusion, projection 512), exported
-with our exporter (fp32 and int8). Everything runs in this process with the same thread count;
-RSS of our loaded model is measured in a fresh subprocess. Not a test: run it by hand.
+with our exporter (fp32 and int8), and the same weights exported as the hub's default model was
+(legacy ``torch.onnx.export(dynamo=False)``, Xenova layout): that folder is loaded the way the
+service loads the default model (load-time rewrite + int8 where accurate, cached), and also as
+found. Everything runs in this process with the same thread count; RSS of our loaded model is
+measured in a fresh subprocess. Prints the CPU and its ISA flags. Not a test: run it by hand.
 
     .venv/bin/python bench/inference.py [--threads N] [--work-dir DIR]
 """
@@ -29,6 +32,40 @@ from bench.common import cpu_model, timeit, to_48k_mono, tone_pcm, track_texts
 from insight.config import ModelSettings
 from insight.inference.audio import split_windows
 from insight.inference.clap import ClapModel
+
+ISA_FLAGS = (
+    "avx512_bf16",
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512bw",
+    "avx512_vnni",
+    "avx_vnni",
+    "amx_tile",
+    "amx_int8",
+)
+
+
+def cpu_isa() -> list[str]:
+    """The ISA flags that matter to ONNX Runtime's kernels, as /proc/cpuinfo (lscpu) names them."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                return [f for f in ISA_FLAGS if f in have]
+    except OSError:
+        pass
+    return []
+
+
+def build_hub(src: Path, work: Path) -> Path:
+    """The same weights in the hub's layout, exported as the hub's files were (built once)."""
+    from insight.testing.legacy_clap import export_legacy
+
+    hub = work / "hub"
+    if not (hub / "onnx" / "audio_model.onnx").exists():
+        export_legacy(src, hub)
+    return hub
 
 
 def build_source(work: Path) -> Path:
@@ -104,12 +141,30 @@ def main() -> None:
     export_report = json.loads((onnx_dir / "export.json").read_text())
     print(f"source + export ready in {time.perf_counter() - t0:.0f} s: {export_report}")
 
+    hub_dir = build_hub(src, work)
+    t0 = time.perf_counter()
+    graphs = work / "graphs"
+    hub_default = ClapModel.load(hub_dir, ModelSettings(threads=args.threads), "hub", graphs)
+    print(
+        f"hub folder rewritten/quantized (or read from cache) in {time.perf_counter() - t0:.0f} s:"
+        f" {hub_default.towers}"
+    )
+    hub_fp32 = ClapModel.load(
+        hub_dir, ModelSettings(threads=args.threads, quantized=False), "hub", graphs
+    )
+    hub_asis = ClapModel.load(hub_dir, ModelSettings(threads=args.threads, quantized=False), "hub")
+
     hf = HFClap.from_pretrained(src).eval()
     proc = ClapProcessor.from_pretrained(src)
-    fp32 = ClapModel.load(onnx_dir, ModelSettings(threads=args.threads), "bench")
+    fp32 = ClapModel.load(onnx_dir, ModelSettings(threads=args.threads, quantized=False), "bench")
     int8 = ClapModel.load(onnx_dir, ModelSettings(threads=args.threads, quantized=True), "bench")
-    fp32.warmup()
-    int8.warmup()
+    for m in (fp32, int8, hub_default, hub_fp32, hub_asis):
+        m.warmup()
+    hubs = {
+        "hub_default": hub_default,
+        "hub_rewritten_fp32": hub_fp32,
+        "hub_as_found_fp32": hub_asis,
+    }
 
     rng = np.random.default_rng(0)
 
@@ -138,20 +193,22 @@ def main() -> None:
         # torch alone first (no ONNX Runtime threads spinning into its turn), one window only:
         # the interleaved ratio below swings with torch's speed on a shared VM
         alone = timeit({"t": partial(theirs, data)}, reps, block=reps)["t"] if seconds <= 10 else 0
-        r: dict[str, float] = timeit(
-            {
-                "transformers_ms": partial(theirs, data),
-                "ours_fp32_ms": partial(ours, fp32, data),
-                "ours_int8_ms": partial(ours, int8, data),
-            },
-            reps,
-            block=min(reps, 3),
-        )
+        cands = {
+            "transformers_ms": partial(theirs, data),
+            "ours_fp32_ms": partial(ours, fp32, data),
+            "ours_int8_ms": partial(ours, int8, data),
+        }
+        if seconds <= 10:  # the hub rows: one window (the 4-minute track would double the run)
+            cands.update({f"{k}_ms": partial(ours, m, data) for k, m in hubs.items()})
+        r: dict[str, float] = timeit(cands, reps, block=min(reps, 3))
         if alone:
             r["transformers_alone_ms"] = alone
         v_hf, v32, v8 = theirs(data), ours(fp32, data), ours(int8, data)
         r["cos_fp32_vs_transformers"] = float(v_hf @ v32)
         r["cos_int8_vs_fp32"] = float(v32 @ v8)
+        if seconds <= 10:
+            for k, m in hubs.items():
+                r[f"cos_{k}_vs_transformers"] = float(v_hf @ ours(m, data))
         results[label] = r
 
     texts = track_texts()
@@ -170,6 +227,7 @@ def main() -> None:
                 "transformers_ms": partial(hf_text, batch),
                 "ours_fp32_ms": partial(fp32.embed_text, batch),
                 "ours_int8_ms": partial(int8.embed_text, batch),
+                "hub_default_ms": partial(hub_default.embed_text, batch),
             },
             reps,
         )
@@ -188,6 +246,8 @@ def main() -> None:
 
     machine = {
         "cpu": cpu_model(),
+        "isa": cpu_isa(),
+        "load_avg": os.getloadavg(),
         "cores": os.cpu_count(),
         "threads": args.threads,
         "python": platform.python_version(),
@@ -212,6 +272,37 @@ def main() -> None:
             f"{r['cos_fp32_vs_transformers']:>13.6f}{r['cos_int8_vs_fp32']:>15.5f}"
         )
     one = results["audio_10s"]
+    print(f"\none 10 s window, {one['transformers_ms']:.1f} ms transformers (interleaved):")
+    print(f"{'graph':<44}{'ms':>9}{'x':>7}{'cos vs hf':>11}")
+    rows = [
+        (
+            f"hub default ({hub_default.towers.how}, audio int8={hub_default.quantized})",
+            "hub_default",
+            "cos_hub_default_vs_transformers",
+        ),
+        ("hub rewritten fp32", "hub_rewritten_fp32", "cos_hub_rewritten_fp32_vs_transformers"),
+        (
+            "hub as found fp32 (legacy graph)",
+            "hub_as_found_fp32",
+            "cos_hub_as_found_fp32_vs_transformers",
+        ),
+        ("ours fp32 (exporter v3)", "ours_fp32", "cos_fp32_vs_transformers"),
+        ("ours int8", "ours_int8", None),
+    ]
+    for name, key, cos_key in rows:
+        ms = one[f"{key}_ms"]
+        ratios[f"audio_10s_{key}_speedup"] = round(one["transformers_ms"] / ms, 2)
+        cos = f"{one[cos_key]:>11.6f}" if cos_key else f"{'-':>11}"
+        print(f"{name:<44}{ms:>9.1f}{one['transformers_ms'] / ms:>7.2f}{cos}")
+    tb1 = results["text_b1"]
+    ratios["text_b1_hub_default_ms"] = round(tb1["hub_default_ms"], 1)
+    ratios["text_b32_hub_default_speedup"] = round(
+        results["text_b32"]["transformers_ms"] / results["text_b32"]["hub_default_ms"], 2
+    )
+    print(
+        f"hub default text b1 {tb1['hub_default_ms']:.1f} ms "
+        f"(text int8={hub_default.text_quantized})"
+    )
     for name in ("fp32", "int8"):
         ratios[f"audio_10s_{name}_speedup_vs_torch_alone"] = round(
             one["transformers_alone_ms"] / one[f"ours_{name}_ms"], 2

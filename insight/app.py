@@ -199,7 +199,11 @@ class App:
         from insight.inference.pool import InferencePool
 
         model = await asyncio.to_thread(
-            ClapModel.load, model_dir, self.settings.model, model_id or self.settings.model.name
+            ClapModel.load,
+            model_dir,
+            self.settings.model,
+            model_id or self.settings.model.name,
+            self.settings.storage.data_dir / "graphs",
         )
         if self.store is not None and model.dim != self.store.dim:
             raise Conflict(

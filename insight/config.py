@@ -41,7 +41,11 @@ class ModelSettings(BaseModel):
     enable_directml: bool = False
     enable_openvino: bool = False
     threads: int = Field(default=0, ge=0, description="ONNX intra-op threads; 0 = all cores")
-    quantized: bool = Field(default=False, description="Prefer *_quantized.onnx when present")
+    quantized: bool | None = Field(
+        default=None,
+        description="int8 towers: unset = each tower where int8 is within cosine 0.999 of fp32; "
+        "true = int8 everywhere; false = fp32 everywhere",
+    )
     audio_batch: int = Field(
         default=0,
         ge=0,

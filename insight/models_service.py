@@ -64,7 +64,9 @@ class ModelsService:
         self.app = app
         s = app.settings
         self.models_dir = s.models_dir
-        self.downloads = DownloadManager(self.models_dir, s.model.hub_endpoint, s.model.quantized)
+        self.downloads = DownloadManager(
+            self.models_dir, s.model.hub_endpoint, s.model.quantized is True
+        )
         self._load_lock = asyncio.Lock()
         self._stale: tuple[float, str | None, int] | None = None
 

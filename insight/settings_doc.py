@@ -29,7 +29,8 @@ DESCRIPTIONS = {
     "INSIGHT_MODEL__ENABLE_DIRECTML": "Use the DirectML execution provider (Windows)",
     "INSIGHT_MODEL__ENABLE_OPENVINO": "Use the OpenVINO execution provider (Intel)",
     "INSIGHT_MODEL__THREADS": "ONNX Runtime threads (one pool per process); 0 = one per core",
-    "INSIGHT_MODEL__QUANTIZED": "Prefer the int8 `*_quantized.onnx` files when present",
+    "INSIGHT_MODEL__QUANTIZED": "int8 towers; unset = each tower where int8 keeps cosine ≥ 0.999 "
+    "to fp32, `true` = int8 everywhere, `false` = fp32",
     "INSIGHT_MODEL__AUTO_DOWNLOAD": "Download the configured model at start when missing",
     "INSIGHT_AUDIO__WINDOW_SIZE_S": "Audio window per embedding, seconds (the model takes ≤ 10)",
     "INSIGHT_AUDIO__HOP_SIZE_S": "Hop between windows, seconds (5.0 = 50 % overlap)",

@@ -48,7 +48,7 @@ def hf(exported: tuple[Path, Path]) -> tuple[Any, Any]:
 
 @pytest.fixture(scope="session")
 def ours(exported: tuple[Path, Path]) -> ClapModel:
-    return ClapModel.load(exported[1], ModelSettings(threads=2), "parity")
+    return ClapModel.load(exported[1], ModelSettings(threads=2, quantized=False), "parity")
 
 
 def _norm(v: np.ndarray) -> np.ndarray:

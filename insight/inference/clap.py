@@ -13,6 +13,7 @@ from threadpoolctl import threadpool_limits
 
 from insight.config import ModelSettings
 from insight.errors import BadRequest, NotReady
+from insight.inference import fast_graph
 from insight.inference.audio import MelConfig, MelExtractor, split_windows
 from insight.inference.model_dir import ModelFiles, find_model_files
 from insight.inference.text import Tokenizer
@@ -28,6 +29,13 @@ PROVIDERS = (
     ("enable_openvino", "OpenVINOExecutionProvider", "OpenVINO"),
 )
 TEXT_BATCH = 32
+# Fixed inputs on which a rewritten graph and int8 towers are checked against the originals.
+CHECK_TEXTS = [
+    "Queen - Bohemian Rhapsody. Album: A Night at the Opera. Genres: Rock, Progressive Rock",
+    "calm piano",
+    "Unknown Artist - Track",
+]
+CHECK_WINDOWS = 8  # the fp32 audio batch, so the check covers the batch size that runs
 
 
 def auto_audio_batch(device: str, quantized: bool) -> int:
@@ -161,23 +169,73 @@ class ClapModel:
         self.model_dir = files.root
         self.model_id = model_id or files.root.name
         self.dim = files.dim
-        self.quantized = files.quantized
         self.providers, self.device = select_providers(settings)
-        self.audio_batch = settings.audio_batch or auto_audio_batch(self.device, self.quantized)
         self.tokenizer = Tokenizer.from_model_dir(files.root)
         self.mel_config = MelConfig.from_model_dir(files.root)
         self.mel = MelExtractor(self.mel_config)
-        opts = session_options(settings.threads)
-        self._text = _LazySession(files.text_model, self.providers, opts, self.dim)
-        self._audio = _LazySession(files.audio_model, self.providers, opts, self.dim)
+        self._settings = settings
+        self._options = session_options(settings.threads)
+        q = files.quantized
+        self.use(fast_graph.Towers(files.text_model, files.audio_model, q, q, "as found"))
+
+    def use(self, towers: fast_graph.Towers) -> None:
+        """Run ``towers`` (before the first inference: sessions are made lazily)."""
+        self.towers = towers
+        self.quantized = towers.audio_int8
+        self.text_quantized = towers.text_int8
+        self.audio_batch = self._settings.audio_batch or auto_audio_batch(
+            self.device, self.quantized
+        )
+        self._text = _LazySession(towers.text, self.providers, self._options, self.dim)
+        self._audio = _LazySession(towers.audio, self.providers, self._options, self.dim)
 
     @classmethod
     def load(
-        cls, model_dir: Path, settings: ModelSettings, model_id: str | None = None
+        cls,
+        model_dir: Path,
+        settings: ModelSettings,
+        model_id: str | None = None,
+        cache_dir: Path | None = None,
     ) -> ClapModel:
-        files = find_model_files(Path(model_dir), quantized=settings.quantized)
+        """The model in ``model_dir``. With ``cache_dir``, a folder we did not export runs its
+        rewritten graph and int8 where accurate (:mod:`insight.inference.fast_graph`)."""
         single_threaded_blas()
-        return cls(files, settings, model_id)
+        root = Path(model_dir)
+        rewrite = cache_dir is not None and fast_graph.onnx_available()
+        if settings.quantized is True and not rewrite:
+            files = find_model_files(root, quantized=True)
+        else:
+            try:
+                files = find_model_files(root, quantized=False)
+            except NotReady:  # only the int8 files are there
+                files = find_model_files(root, quantized=True)
+        model = cls(files, settings, model_id)
+        export = fast_graph.export_report(root, files.config)
+        if export is not None:
+            model.use(fast_graph.for_export(files, settings.quantized, export))
+        elif rewrite and cache_dir is not None:
+            try:
+                model.use(model._cached_towers(files, cache_dir))
+            except Exception as exc:  # a read-only data dir, a full disk: run the files as is
+                log.warning("graph_cache_unavailable dir=%s error=%s", cache_dir, exc)
+        log.info(
+            "model_towers dir=%s how=%s text=%s audio=%s",
+            root,
+            model.towers.how,
+            model.towers.text.name,
+            model.towers.audio.name,
+        )
+        return model
+
+    def _cached_towers(self, files: ModelFiles, cache_dir: Path) -> fast_graph.Towers:
+        ids, mask = self.tokenizer.encode_batch(CHECK_TEXTS)
+        text_feed = {"input_ids": ids, "attention_mask": mask}
+        from insight.inference.export import _synthetic_audio
+
+        sr = self.mel_config.sampling_rate
+        clips = _synthetic_audio(sr, self.mel_config.nb_max_samples / sr, CHECK_WINDOWS)
+        feats = self.mel(np.stack(clips))
+        return fast_graph.cached(files, cache_dir, self._settings.quantized, text_feed, feats)
 
     @property
     def loaded(self) -> bool:

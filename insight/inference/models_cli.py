@@ -85,7 +85,7 @@ def cmd_download(args: argparse.Namespace) -> int:
             model_id,
             settings.models_dir,
             endpoint=endpoint,
-            quantized=settings.model.quantized,
+            quantized=settings.model.quantized is True,
             job=job,
         )
     except BaseException as exc:

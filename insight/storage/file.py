@@ -26,7 +26,6 @@ import copy
 import fcntl
 import json
 import logging
-import math
 import os
 import sqlite3
 import threading
@@ -45,6 +44,7 @@ from insight.storage.base import COLLECTIONS, Point, ScoredPoint, StoreStats
 from insight.storage.common import check_key, check_limit, check_vector, full_name
 from insight.storage.filters import criteria, matches, where_matches
 from insight.storage.memtable import MemTable
+from insight.storage.plan import ann_depth, prefer_scan
 from insight.storage.rwlock import RWLock
 from insight.storage.snapshot import IndexSpec, load_snapshot, save_snapshot
 
@@ -492,8 +492,8 @@ class FileStore:
             else:
                 mask = t.mask(c)
                 n = int(np.count_nonzero(mask))
-                if n <= self.exact_max:
-                    hits = t.top(np.flatnonzero(mask), q, limit)
+                if n <= self.exact_max or prefer_scan(limit, len(coll.index), n):
+                    hits = t.scan(np.flatnonzero(mask), q, limit)
                 else:
                     hits = self._ann(coll, q, limit, mask, n)
             out = []
@@ -510,16 +510,14 @@ class FileStore:
     ) -> list[tuple[int, float]]:
         """HNSW candidates (over-fetched for a filter, growing k), rescored exactly.
 
-        Falls back to an exact scan when the filter is so selective that k would get large.
+        Falls back to an exact scan when too few candidates pass (storage/plan.py).
         """
         t = coll.table
         total = len(coll.index)
         want = min(limit, n)
         k = limit * self._oversample
         if mask is not None:
-            # ~3x the expected depth of the limit-th match: the approximate top-k then holds
-            # the true filtered top-limit with high probability (recall@10 >= 0.99 measured)
-            k = math.ceil(3 * limit * total / n) + 16
+            k = ann_depth(limit, total, n)
         while True:
             k = min(k, total)
             labels = np.asarray(coll.index.search(q, k).keys, np.int64)
@@ -531,7 +529,7 @@ class FileStore:
             k *= 2
             if k * 4 > total or (mask is not None and k > 8 * self.exact_max):
                 rows = np.flatnonzero(t.alive[: t.high_water] if mask is None else mask)
-                return t.top(rows, q, limit)
+                return t.scan(rows, q, limit)
 
     # --- stats and checks -------------------------------------------------------------------
 

@@ -1,8 +1,10 @@
 """The live rows of one file-store collection in memory.
 
 Slots are the usearch labels: key ↔ slot, payloads, a float32 matrix of the vectors (exact
-rescoring and exact scans of filtered subsets) and small inverted indexes so a filter becomes a
-boolean mask over slots without looking at every payload. Not thread-safe by itself: the file
+rescoring and exact scans of small filtered subsets), an int8 copy of the unit vectors (scans of
+large filtered subsets: a quarter of the memory to gather, the top candidates then rescored in
+float32) and small inverted indexes so a filter becomes a boolean mask over slots without
+looking at every payload. Not thread-safe by itself: the file
 store guards it with a readers/writer lock.
 """
 
@@ -12,10 +14,24 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
+import onnxruntime  # noqa: F401  (must load before usearch: the reverse order segfaults)
+from usearch.index import MetricKind
+from usearch.index import search as exact_search
 
 from insight.storage.filters import Criteria, fold, number, str_list
 
 _INVERTED = ("artists", "genres", "album", "moods", "primary_mood", "model_id")
+# int8 scan: candidates per wanted result rescored in float32 (recall@10 1.000 measured at 4)
+CODE_CANDIDATES = 4
+CODE_MIN_ROWS = 2048  # below this, float32 directly is as fast
+
+
+def int8_codes(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled so their largest component is ±127 (the direction is what a cosine sees)."""
+    v = np.atleast_2d(np.asarray(vectors, np.float32))
+    peak = np.max(np.abs(v), axis=1, keepdims=True)
+    scale = np.divide(127.0, peak, out=np.zeros_like(peak), where=peak > 0)
+    return np.clip(np.rint(v * scale), -127, 127).astype(np.int8)
 
 
 def _terms(payload: dict[str, Any]) -> dict[str, list[str]]:
@@ -38,11 +54,15 @@ class MemTable:
         self.payloads: list[dict[str, Any] | None] = []
         self.free: set[int] = set()
         self.vectors = np.zeros((0, dim), np.float32)
+        self.codes = np.zeros((0, dim), np.int8)
         self.norms = np.zeros(0, np.float32)
         self.alive = np.zeros(0, np.bool_)
         self.valence = np.zeros(0, np.float64)
         self.arousal = np.zeros(0, np.float64)
         self.inv: dict[str, dict[str, set[int]]] = {f: {} for f in _INVERTED}
+        # the slots of a term as an array, made on first use and dropped when the term changes
+        # (np.fromiter over a 10 k set took ~1 ms of a filtered search)
+        self._slot_arrays: dict[tuple[str, str], np.ndarray] = {}
         self._sorted_keys: list[str] | None = None
 
     def __len__(self) -> int:
@@ -70,6 +90,7 @@ class MemTable:
             return out
 
         self.vectors = grown(self.vectors, 0.0)
+        self.codes = grown(self.codes, 0)
         self.norms = grown(self.norms, 0.0)
         self.alive = grown(self.alive, False)
         self.valence = grown(self.valence, np.nan)
@@ -91,6 +112,7 @@ class MemTable:
         self.slot_of[key] = slot
         self.payloads[slot] = payload
         self.vectors[slot] = vector
+        self.codes[slot] = int8_codes(vector)[0]
         self.norms[slot] = float(np.linalg.norm(vector))
         self.alive[slot] = True
         v, a = number(payload.get("valence")), number(payload.get("arousal"))
@@ -100,6 +122,7 @@ class MemTable:
             inv = self.inv[field]
             for t in terms:
                 inv.setdefault(t, set()).add(slot)
+                self._slot_arrays.pop((field, t), None)
         if old != key:
             self._sorted_keys = None
 
@@ -129,6 +152,7 @@ class MemTable:
                 for t in terms:
                     inv.setdefault(t, set()).add(slot)
         self.vectors[idx] = vectors
+        self.codes[idx] = int8_codes(vectors)
         self.norms[idx] = np.linalg.norm(vectors, axis=1)
         self.alive[idx] = True
 
@@ -139,6 +163,7 @@ class MemTable:
         self.valence[idx] = col("valence")
         self.arousal[idx] = col("arousal")
         self.free = set(range(hw)) - set(self.slot_of.values())
+        self._slot_arrays.clear()
         self._sorted_keys = None
 
     def remove(self, key: str) -> int | None:
@@ -160,6 +185,7 @@ class MemTable:
         for field, terms in _terms(payload).items():
             inv = self.inv[field]
             for t in terms:
+                self._slot_arrays.pop((field, t), None)
                 s = inv.get(t)
                 if s is not None:
                     s.discard(slot)
@@ -178,9 +204,13 @@ class MemTable:
         out = np.zeros(self.high_water, np.bool_)
         inv = self.inv[field]
         for v in values:
-            slots = inv.get(v)
-            if slots:
-                out[np.fromiter(slots, np.int64, len(slots))] = True
+            arr = self._slot_arrays.get((field, v))
+            if arr is None:
+                slots = inv.get(v)
+                if not slots:
+                    continue
+                arr = self._slot_arrays[(field, v)] = np.fromiter(slots, np.int64, len(slots))
+            out[arr] = True
         return out
 
     @staticmethod
@@ -233,7 +263,9 @@ class MemTable:
     def scores(self, slots: np.ndarray, query: np.ndarray) -> np.ndarray:
         """Exact cosine similarity of ``query`` (unit length) with the rows at ``slots``."""
         # einsum, not BLAS: OpenBLAS threads make small mat-vecs 10x slower on a busy box
-        dots = np.einsum("ij,j->i", self.vectors[slots], query)
+        # np.take, not fancy indexing: the same rows ~5x faster (one copy loop, no index checks
+        # per element)
+        dots = np.einsum("ij,j->i", np.take(self.vectors, slots, axis=0), query)
         norms = self.norms[slots]
         return np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0)
 
@@ -247,3 +279,19 @@ class MemTable:
             slots, s = slots[part], s[part]
         order = np.lexsort((slots, -s))
         return [(int(slots[i]), float(s[i])) for i in order]
+
+    def scan(self, slots: np.ndarray, query: np.ndarray, limit: int) -> list[tuple[int, float]]:
+        """Exact top ``limit`` of ``slots``, for large subsets through the int8 copy: its best
+        ``CODE_CANDIDATES * limit`` are rescored in float32."""
+        want = CODE_CANDIDATES * limit + 8
+        if slots.size <= max(CODE_MIN_ROWS, want):
+            return self.top(slots, query, limit)
+        found = exact_search(
+            np.take(self.codes, slots, axis=0),
+            int8_codes(query)[0],
+            want,
+            MetricKind.Cos,
+            exact=True,
+            threads=1,
+        )
+        return self.top(slots[np.asarray(found.keys, np.int64)], query, limit)
