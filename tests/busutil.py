@@ -17,6 +17,7 @@ from nats.js import JetStreamContext
 from insight.bus import subjects
 from insight.config import Settings
 from insight.runtime import Worker
+from insight.storage.base import TRACKS_TEXT
 from tests.conftest import make_settings
 
 
@@ -144,3 +145,14 @@ def track_event(uri: str, name: str, *, kind: str = "added", **data: Any) -> byt
             },
         }
     )
+
+
+async def stored_names(w: Worker) -> dict[str, str]:
+    """key → name of every text vector a worker's store holds."""
+    store = w.app.require_store()
+    out, offset = {}, None
+    while True:
+        points, offset = await store.scroll(TRACKS_TEXT, offset=offset, limit=500)
+        out.update({p.key: p.payload["name"] for p in points})
+        if offset is None:
+            return out
