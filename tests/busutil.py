@@ -17,7 +17,7 @@ from nats.js import JetStreamContext
 from insight.bus import subjects
 from insight.config import Settings
 from insight.runtime import Worker
-from insight.storage.base import TRACKS_TEXT
+from insight.storage.base import TRACKS_TEXT, scroll_pages
 from tests.conftest import make_settings
 
 
@@ -149,10 +149,7 @@ def track_event(uri: str, name: str, *, kind: str = "added", **data: Any) -> byt
 
 async def stored_names(w: Worker) -> dict[str, str]:
     """key → name of every text vector a worker's store holds."""
-    store = w.app.require_store()
-    out, offset = {}, None
-    while True:
-        points, offset = await store.scroll(TRACKS_TEXT, offset=offset, limit=500)
+    out: dict[str, str] = {}
+    async for points in scroll_pages(w.app.require_store(), TRACKS_TEXT, limit=500):
         out.update({p.key: p.payload["name"] for p in points})
-        if offset is None:
-            return out
+    return out
