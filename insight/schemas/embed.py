@@ -4,18 +4,10 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from insight.schema_types import (
-    Pcm,
-    SampleRate,
-    Vector,
-)
+from insight.schema_types import Pcm, SampleRate, Vector
 from insight.schemas.base import Schema
-from insight.schemas.enums import (
-    AudioFormat,
-)
-from insight.schemas.shapes import (
-    IngestMetadata,
-)
+from insight.schemas.enums import AudioFormat
+from insight.schemas.shapes import IngestMetadata
 
 
 class TextEmbedRequest(Schema):

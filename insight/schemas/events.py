@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from insight.schemas.shapes import (
-    HashedMetadata,
-)
+from insight.schemas.shapes import HashedMetadata
 
 
 class EventTrackMetadata(HashedMetadata):

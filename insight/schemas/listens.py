@@ -5,9 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from insight.schemas.base import Schema
-from insight.schemas.shapes import (
-    UserRef,
-)
+from insight.schemas.shapes import UserRef
 
 
 class ListensRequest(UserRef):

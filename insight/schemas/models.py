@@ -7,9 +7,7 @@ from typing import Annotated
 from pydantic import Field
 
 from insight.schemas.base import Schema
-from insight.schemas.enums import (
-    DownloadStatus,
-)
+from insight.schemas.enums import DownloadStatus
 from insight.schemas.system import ModelDetail
 
 

@@ -4,14 +4,9 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from insight.schema_types import (
-    Id,
-    Vector,
-)
+from insight.schema_types import Id, Vector
 from insight.schemas.base import Schema
-from insight.schemas.enums import (
-    MoodTier,
-)
+from insight.schemas.enums import MoodTier
 
 
 class MoodClassifyRequest(Schema):

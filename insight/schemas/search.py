@@ -6,19 +6,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from insight.schema_types import (
-    TrackId,
-    Vector,
-)
+from insight.schema_types import TrackId, Vector
 from insight.schemas.base import Schema
-from insight.schemas.enums import (
-    Collection,
-)
-from insight.schemas.shapes import (
-    SearchFilter,
-    TrackMetadata,
-    TrackRef,
-)
+from insight.schemas.enums import Collection
+from insight.schemas.shapes import SearchFilter, TrackMetadata, TrackRef
 
 
 class SearchRequest(Schema):

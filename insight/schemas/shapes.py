@@ -4,11 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from insight.schema_types import (
-    Finite,
-    Id,
-    TrackId,
-)
+from insight.schema_types import Finite, Id, TrackId
 from insight.schemas.base import Schema
 
 

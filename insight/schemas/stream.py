@@ -6,19 +6,10 @@ from typing import Annotated
 
 from pydantic import Field
 
-from insight.schema_types import (
-    Pcm,
-    SampleRate,
-    TrackId,
-)
+from insight.schema_types import Pcm, SampleRate, TrackId
 from insight.schemas.base import Schema
-from insight.schemas.enums import (
-    AudioFormat,
-    SessionStatus,
-)
-from insight.schemas.shapes import (
-    IngestMetadata,
-)
+from insight.schemas.enums import AudioFormat, SessionStatus
+from insight.schemas.shapes import IngestMetadata
 
 
 class StartStreamRequest(Schema):

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 from insight.schemas.base import Schema
-from insight.schemas.enums import (
-    HealthStatus,
-    ModelStatus,
-)
+from insight.schemas.enums import HealthStatus, ModelStatus
 
 
 class HealthResponse(Schema):

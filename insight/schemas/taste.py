@@ -6,21 +6,11 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from insight.schema_types import (
-    Finite,
-    Id,
-    TrackId,
-    Vector,
-)
+from insight.schema_types import Finite, Id, TrackId, Vector
 from insight.schemas.base import Schema
-from insight.schemas.enums import (
-    SignalType,
-)
+from insight.schemas.enums import SignalType
 from insight.schemas.search import SearchResult
-from insight.schemas.shapes import (
-    SearchFilter,
-    UserRef,
-)
+from insight.schemas.shapes import SearchFilter, UserRef
 
 
 class UserInteraction(Schema):

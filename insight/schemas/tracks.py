@@ -4,17 +4,9 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from insight.schema_types import (
-    TrackId,
-    Vector,
-)
+from insight.schema_types import TrackId, Vector
 from insight.schemas.base import Schema
-from insight.schemas.shapes import (
-    HashedMetadata,
-    IngestMetadata,
-    TrackMetadata,
-    TrackRef,
-)
+from insight.schemas.shapes import HashedMetadata, IngestMetadata, TrackMetadata, TrackRef
 
 
 class GetTrackRequest(TrackRef):

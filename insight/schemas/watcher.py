@@ -6,9 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from insight.schema_types import (
-    FolderPath,
-)
+from insight.schema_types import FolderPath
 from insight.schemas.base import Schema
 
 
