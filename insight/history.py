@@ -7,15 +7,14 @@ local to the worker's data dir, and never needed by search.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 from insight.ingest.listens import IDLE_S, Listen, Report, fold
+from insight.sqlite_file import SqliteFile
 
 T = TypeVar("T")
 
@@ -62,48 +61,10 @@ def is_skip(seconds_played: float, duration: float, fully_played: bool) -> bool:
     return seconds_played < SKIP_SECONDS or duration <= 0
 
 
-class ListeningHistory:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._db: sqlite3.Connection | None = None
-        self._lock = asyncio.Lock()
-
-    async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.executescript(SCHEMA)
-        self._db = db
-
-    async def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
-
-    async def _run(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
-        assert self._db is not None, "history not opened"
-        db = self._db
-        async with self._lock:
-            return await asyncio.to_thread(lambda: db.execute(sql, args).fetchall())
-
-    async def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` in one transaction (all of it or nothing survives a crash)."""
-        assert self._db is not None, "history not opened"
-        db = self._db
-
-        def run() -> T:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                out = fn(db)
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-            return out
-
-        async with self._lock:
-            return await asyncio.to_thread(run)
+class ListeningHistory(SqliteFile):
+    SCHEMA = SCHEMA
+    SYNCHRONOUS = "NORMAL"
+    WHAT = "history"
 
     async def record_play(
         self,

@@ -34,7 +34,7 @@ from insight.schemas import (
     ModelStatus,
     ReembedResponse,
 )
-from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT
+from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT, scroll_pages
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -233,12 +233,8 @@ class ModelsService:
         if current is None or store is None:
             return out
         for collection, bucket in ((TRACKS_TEXT, out.text), (TRACKS_AUDIO, out.audio)):
-            offset: str | None = None
-            while True:
-                points, offset = await store.scroll(collection, offset=offset, limit=512)
+            async for points in scroll_pages(store, collection, limit=512):
                 bucket.extend(p for p in points if p.payload.get("model_id") != current)
-                if offset is None:
-                    break
         return out
 
     async def stale_count(self) -> int:

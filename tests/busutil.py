@@ -17,6 +17,7 @@ from nats.js import JetStreamContext
 from insight.bus import subjects
 from insight.config import Settings
 from insight.runtime import Worker
+from insight.storage.base import TRACKS_TEXT, scroll_pages
 from tests.conftest import make_settings
 
 
@@ -144,3 +145,11 @@ def track_event(uri: str, name: str, *, kind: str = "added", **data: Any) -> byt
             },
         }
     )
+
+
+async def stored_names(w: Worker) -> dict[str, str]:
+    """key → name of every text vector a worker's store holds."""
+    out: dict[str, str] = {}
+    async for points in scroll_pages(w.app.require_store(), TRACKS_TEXT, limit=500):
+        out.update({p.key: p.payload["name"] for p in points})
+    return out

@@ -1,4 +1,5 @@
-"""Shared fixtures: a real nats-server, the tiny CLAP model, a running stack (bus + bridge)."""
+"""Shared fixtures: a real nats-server, the tiny CLAP model, a running stack (bus + bridge),
+an events-ready bus client and an in-process worker."""
 
 from __future__ import annotations
 
@@ -13,14 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import nats
 import pytest
 import pytest_asyncio
+from nats.aio.client import Client as NATS
 
 from insight.bus.client import BusClient
 from insight.bus.embedded import EmbeddedNats
+from insight.bus.streams import ensure_streams
 from insight.codec import Format, pack, unpack
 from insight.config import Settings
-from insight.runtime import Stack
+from insight.runtime import Stack, Worker
 
 
 @pytest.fixture(scope="session")
@@ -153,3 +157,24 @@ async def running_no_model(tmp_path: Path) -> AsyncIterator[Running]:
     r = await start_running(make_settings(tmp_path / "data", tmp_path / "no-model"))
     yield r
     await stop_running(r)
+
+
+@pytest_asyncio.fixture
+async def bus(nats_server: EmbeddedNats) -> AsyncIterator[NATS]:
+    """A client of the test server with insight's JetStream streams in place."""
+    nc = await nats.connect(nats_server.url)
+    await ensure_streams(nc.jetstream())
+    yield nc
+    await nc.close()
+
+
+@pytest_asyncio.fixture
+async def worker(
+    nats_server: EmbeddedNats, tmp_path: Path, tiny_model_dir: Path
+) -> AsyncIterator[Worker]:
+    """An in-process worker on the test server, its data under ``tmp_path / "w"``."""
+    from tests.busutil import in_process_worker  # busutil imports this module
+
+    w = await in_process_worker(nats_server.url, tmp_path / "w", tiny_model_dir)
+    yield w
+    await w.stop()

@@ -23,7 +23,7 @@ from insight.errors import BadRequest, DecodeError
 ALL_SCHEMAS = [
     cls
     for _, cls in inspect.getmembers(schemas, inspect.isclass)
-    if issubclass(cls, schemas.Schema) and cls.__module__ == schemas.__name__
+    if issubclass(cls, schemas.Schema) and cls.__module__.startswith(schemas.__name__ + ".")
 ]
 
 # Values that satisfy the constraints of the fields they are used for.

@@ -5,53 +5,22 @@ delivered in order, and a backfill's end that waits for what a crash left unackn
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import msgpack
-import nats
 import numpy as np
 import pytest
-import pytest_asyncio
 from nats.aio.client import Client as NATS
 from pydantic import TypeAdapter, ValidationError
 
 from insight.bus import subjects
 from insight.bus.embedded import EmbeddedNats
-from insight.bus.streams import ensure_streams
 from insight.ingest.events import consumer_config
 from insight.limits import MAX_ID_CHARS
 from insight.runtime import Worker
 from insight.schemas import IngestMetadata, SearchFilter, TrackId
 from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT
-from tests.busutil import drained, in_process_worker, track_event
-
-
-@pytest_asyncio.fixture
-async def bus(nats_server: EmbeddedNats) -> AsyncIterator[NATS]:
-    nc = await nats.connect(nats_server.url)
-    await ensure_streams(nc.jetstream())
-    yield nc
-    await nc.close()
-
-
-@pytest_asyncio.fixture
-async def worker(
-    nats_server: EmbeddedNats, tmp_path: Path, tiny_model_dir: Path
-) -> AsyncIterator[Worker]:
-    w = await in_process_worker(nats_server.url, tmp_path / "w", tiny_model_dir)
-    yield w
-    await w.stop()
-
-
-async def stored_names(w: Worker) -> dict[str, str]:
-    store = w.app.require_store()
-    out, offset = {}, None
-    while True:
-        points, offset = await store.scroll(TRACKS_TEXT, offset=offset, limit=500)
-        out.update({p.key: p.payload["name"] for p in points})
-        if offset is None:
-            return out
+from tests.busutil import drained, in_process_worker, stored_names, track_event
 
 
 async def test_json_and_msgpack_events_by_content_type(bus: NATS, worker: Worker) -> None:

@@ -4,50 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import msgpack
-import nats
-import pytest_asyncio
 from nats.aio.client import Client as NATS
 
 from insight.bus import subjects
 from insight.bus.connection import flush_subscriptions
 from insight.bus.embedded import EmbeddedNats
-from insight.bus.streams import ensure_streams
 from insight.config import StorageSettings
 from insight.runtime import Worker
 from insight.storage.base import TRACKS_TEXT
 from insight.storage.factory import open_store
-from tests.busutil import WorkerProcess, drained, in_process_worker, track_event
-
-
-@pytest_asyncio.fixture
-async def bus(nats_server: EmbeddedNats) -> AsyncIterator[NATS]:
-    nc = await nats.connect(nats_server.url)
-    await ensure_streams(nc.jetstream())
-    yield nc
-    await nc.close()
-
-
-@pytest_asyncio.fixture
-async def worker(
-    nats_server: EmbeddedNats, tmp_path: Path, tiny_model_dir: Path
-) -> AsyncIterator[Worker]:
-    w = await in_process_worker(nats_server.url, tmp_path / "w", tiny_model_dir)
-    yield w
-    await w.stop()
-
-
-async def stored_names(w: Worker) -> dict[str, str]:
-    store = w.app.require_store()
-    out, offset = {}, None
-    while True:
-        points, offset = await store.scroll(TRACKS_TEXT, offset=offset, limit=500)
-        out.update({p.key: p.payload["name"] for p in points})
-        if offset is None:
-            return out
+from tests.busutil import WorkerProcess, drained, in_process_worker, stored_names, track_event
 
 
 async def test_added_updated_deleted_and_history(bus: NATS, worker: Worker) -> None:

@@ -21,7 +21,7 @@ import numpy as np
 from insight.mapview.layout import Layout, fit
 from insight.playlists.schemas import MapRequest, MapResponse
 from insight.playlists.vectors import first_str, library_vectors, number
-from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT, VectorStore
+from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT, VectorStore, scroll_pages
 
 if TYPE_CHECKING:
     from insight.app import App
@@ -64,13 +64,9 @@ async def payloads_of(store: VectorStore, model_id: str | None) -> dict[str, dic
     where = {"model_id": model_id} if model_id else None
     out: dict[str, dict[str, Any]] = {}
     for coll in (TRACKS_AUDIO, TRACKS_TEXT):  # text last: its payload wins
-        offset: str | None = None
-        while True:
-            page, offset = await store.scroll(coll, offset, PAGE, False, where)
+        async for page in scroll_pages(store, coll, limit=PAGE, where=where):
             for pt in page:
                 out[pt.key] = {**out.get(pt.key, {}), **pt.payload}
-            if offset is None or not page:
-                break
     return out
 
 

@@ -6,13 +6,13 @@ table of playlists, one of their tracks in order, one of schedules (the cluster 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
+
+from insight.sqlite_file import SqliteFile
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS playlists (
@@ -49,41 +49,9 @@ class Schedule:
     last_run: int
 
 
-class PlaylistDb:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._db: sqlite3.Connection | None = None
-        self._lock = asyncio.Lock()
-
-    async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.executescript(SCHEMA)
-        self._db = db
-
-    async def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
-
-    async def _tx(self, fn: Any) -> Any:
-        """Run ``fn(connection)`` in one transaction, off the event loop."""
-        assert self._db is not None, "playlist store not opened"
-        db = self._db
-
-        def run() -> Any:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                out = fn(db)
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-            return out
-
-        async with self._lock:
-            return await asyncio.to_thread(run)
+class PlaylistDb(SqliteFile):
+    SCHEMA = SCHEMA
+    WHAT = "playlist store"
 
     async def save(
         self, playlist_id: str, kind: str, name: str, description: str, track_ids: list[str]

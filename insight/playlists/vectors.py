@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT, VectorStore
+from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT, VectorStore, scroll_pages
 
 PAGE = 4096
 
@@ -30,12 +30,11 @@ async def _scroll_all(
     store: VectorStore, collection: str, with_vectors: bool, where: dict[str, Any] | None
 ) -> list[Any]:
     out: list[Any] = []
-    offset: str | None = None
-    while True:
-        page, offset = await store.scroll(collection, offset, PAGE, with_vectors, where)
+    async for page in scroll_pages(
+        store, collection, limit=PAGE, with_vectors=with_vectors, where=where
+    ):
         out.extend(page)
-        if offset is None or not page:
-            return out
+    return out
 
 
 async def library_vectors(

@@ -8,6 +8,7 @@ sidecar's ``uuid5(NAMESPACE_OID, key)`` so an existing Qdrant it filled stays re
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -108,3 +109,20 @@ class VectorStore(Protocol):
     async def stats(self) -> StoreStats: ...
 
     async def close(self) -> None: ...
+
+
+async def scroll_pages(
+    store: VectorStore,
+    collection: str,
+    *,
+    limit: int = 256,
+    with_vectors: bool = False,
+    where: dict[str, Any] | None = None,
+) -> AsyncIterator[list[Point]]:
+    """Every page of a collection, in the store's scroll order, to its end."""
+    offset: str | None = None
+    while True:
+        page, offset = await store.scroll(collection, offset, limit, with_vectors, where)
+        yield page
+        if offset is None or not page:
+            return

@@ -16,73 +16,41 @@ exactly SQLite's rows.
 Concurrency: writes run one at a time on a dedicated thread (they also exclude the saver);
 searches run on the default executor under the read side of a per-collection lock. usearch
 itself tolerates concurrent add/remove/search; the lock guards our in-memory tables.
+
+Here: lifecycle, the writer thread and writes. Beside it: ``file_sql`` (SQLite),
+``file_collection`` (load/save), ``file_reads`` (get/scroll/search), ``file_verify``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import fcntl
 import json
 import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 import onnxruntime  # noqa: F401  (must load before usearch: the reverse order segfaults)
-from usearch.index import Index
 
 from insight.errors import BadRequest, StorageNotReady
 from insight.schemas import SearchFilter
 from insight.storage.base import COLLECTIONS, Point, ScoredPoint, StoreStats
 from insight.storage.common import check_key, check_limit, check_vector, full_name
-from insight.storage.filters import criteria, matches, where_matches
-from insight.storage.memtable import MemTable
-from insight.storage.plan import ann_depth, prefer_scan
-from insight.storage.rwlock import RWLock
-from insight.storage.snapshot import IndexSpec, load_snapshot, save_snapshot
+from insight.storage.file_collection import FileCollection, load_collection, save_collection
+from insight.storage.file_reads import get_points, scroll_points, search_collection
+from insight.storage.file_sql import DB_NAME, connect, delete_keys, read_vectors, write_rows
+from insight.storage.file_verify import verify_collection
+from insight.storage.snapshot import IndexSpec
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-DB_NAME = "insight.sqlite3"
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS points (
-    collection TEXT NOT NULL,
-    key TEXT NOT NULL,
-    label INTEGER NOT NULL,
-    seq INTEGER NOT NULL,
-    payload TEXT NOT NULL,
-    vector BLOB NOT NULL,
-    PRIMARY KEY (collection, key)
-);
-CREATE UNIQUE INDEX IF NOT EXISTS points_label ON points (collection, label);
-CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
-"""
-_UPSERT = """
-INSERT INTO points (collection, key, label, seq, payload, vector) VALUES (?, ?, ?, ?, ?, ?)
-ON CONFLICT (collection, key) DO UPDATE SET
-    label = excluded.label, seq = excluded.seq, payload = excluded.payload,
-    vector = excluded.vector
-"""
-_SET_META = "INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v"
-
-
-class _Collection:
-    def __init__(self, name: str, table: MemTable, index: Index, seq: int) -> None:
-        self.name = name
-        self.table = table
-        self.index = index
-        self.seq = seq  # last write applied to index and table
-        self.saved_seq = -1  # last write contained in the saved snapshot
-        self.dirty = False
-        self.lock = RWLock()
 
 
 class FileStore:
@@ -122,7 +90,7 @@ class FileStore:
         # Lossy index dtypes fetch more candidates; every candidate is rescored exactly.
         self._oversample = 1 if dtype == "f32" else 2
         self._db: sqlite3.Connection | None = None
-        self._colls: dict[str, _Collection] = {}
+        self._colls: dict[str, FileCollection] = {}
         self._wlock = threading.Lock()  # one writer (or the saver) at a time
         self._writer: ThreadPoolExecutor | None = None
         self._saver: threading.Thread | None = None
@@ -171,16 +139,7 @@ class FileStore:
             ) from None
         self._lock_fd = fd
         try:
-            db = sqlite3.connect(
-                self.db_path, isolation_level=None, check_same_thread=False, timeout=30
-            )
-            # 16 KiB pages hold 7 rows of a 512-d vector (4 KiB pages: one, half empty); only
-            # takes effect when the file is created.
-            db.execute("PRAGMA page_size=16384")
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(f"PRAGMA synchronous={self.synchronous}")
-            db.executescript(_SCHEMA)
-            self._db = db
+            self._db = connect(self.db_path, self.synchronous)
             for name in COLLECTIONS:
                 self._load(name)
         except sqlite3.DatabaseError as e:
@@ -217,34 +176,10 @@ class FileStore:
 
     # --- loading and recovery ------------------------------------------------------------
 
-    def _load(self, logical: str) -> _Collection:
-        """Read a collection from SQLite, then load + reconcile (or rebuild) its index."""
+    def _load(self, logical: str) -> FileCollection:
         assert self._db is not None
         name = full_name(self.prefix, logical)
-        table = MemTable(self.dim)
-        rows = self._db.execute(
-            "SELECT key, label, seq, payload, vector FROM points WHERE collection = ?", (name,)
-        ).fetchall()
-        bad = next((len(r[4]) for r in rows if len(r[4]) != 4 * self.dim), None)
-        if bad is not None:
-            raise StorageNotReady(
-                f"collection {name!r} in {self.db_path} holds {bad // 4}-d vectors but "
-                f"the model gives {self.dim}-d; use another INSIGHT_STORAGE__COLLECTION_PREFIX"
-                " or data dir, or re-embed the library"
-            )
-        labels = np.array([r[1] for r in rows], np.int64)
-        vectors = np.frombuffer(b"".join(r[4] for r in rows), np.float32).reshape(-1, self.dim)
-        table.bulk_load([r[0] for r in rows], labels, [json.loads(r[3]) for r in rows], vectors)
-        row_seq = {int(r[1]): int(r[2]) for r in rows}
-        del rows, vectors
-        meta = self._db.execute("SELECT v FROM meta WHERE k = ?", (f"seq:{name}",)).fetchone()
-        seq = max([meta[0] if meta else 0, *row_seq.values()])
-        index, saved_seq, changed = load_snapshot(
-            self.data_dir / f"{name}.usearch", self._spec, table, row_seq
-        )
-        coll = _Collection(name, table, index, seq)
-        coll.saved_seq = saved_seq if not changed else -1
-        coll.dirty = changed
+        coll = load_collection(self._db, self.db_path, self.data_dir, name, self._spec)
         self._colls[logical] = coll
         return coll
 
@@ -263,12 +198,8 @@ class FileStore:
             for coll in list(self._colls.values()):
                 self._save_one(coll)
 
-    def _save_one(self, coll: _Collection) -> None:
-        if not coll.dirty and coll.saved_seq == coll.seq:
-            return
-        save_snapshot(self.data_dir / f"{coll.name}.usearch", coll.index, coll.seq, self._spec)
-        coll.saved_seq = coll.seq
-        coll.dirty = False
+    def _save_one(self, coll: FileCollection) -> None:
+        save_collection(coll, self.data_dir, self._spec)
 
     # --- plumbing ---------------------------------------------------------------------------
 
@@ -277,7 +208,7 @@ class FileStore:
             raise StorageNotReady("file store is not open")
         return await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
 
-    def _coll(self, logical: str, create: bool = False) -> _Collection | None:
+    def _coll(self, logical: str, create: bool = False) -> FileCollection | None:
         if self._db is None:
             raise StorageNotReady("file store is not open")
         coll = self._colls.get(logical)
@@ -288,18 +219,10 @@ class FileStore:
                     coll = self._colls.get(logical) or self._load(logical)
         return coll
 
-    @contextlib.contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        db = self._db
-        if db is None:
+    def _open_db(self) -> sqlite3.Connection:
+        if self._db is None:
             raise StorageNotReady("file store is not open")
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+        return self._db
 
     # --- writes -----------------------------------------------------------------------------
 
@@ -334,9 +257,7 @@ class FileStore:
             for label, (key, (_, text, vec)) in zip(labels, prepared.items(), strict=True):
                 seq += 1
                 rows.append((coll.name, key, label, seq, text, vec.tobytes()))
-            with self._tx() as db:
-                db.executemany(_UPSERT, rows)
-                db.execute(_SET_META, (f"seq:{coll.name}", seq))
+            write_rows(self._open_db(), coll.name, rows, seq)
             # Durable now. Index first (new labels are invisible until the table has them).
             moved = [
                 lab
@@ -375,11 +296,7 @@ class FileStore:
             found = [(k, coll.table.slot_of[k]) for k in keys if k in coll.table.slot_of]
             if not found:
                 return []
-            with self._tx() as db:
-                db.executemany(
-                    "DELETE FROM points WHERE collection = ? AND key = ?",
-                    [(coll.name, k) for k, _ in found],
-                )
+            delete_keys(self._open_db(), coll.name, [k for k, _ in found])
             with coll.lock.write():
                 for k, _ in found:
                     coll.table.remove(k)
@@ -396,18 +313,7 @@ class FileStore:
 
     def _get_sync(self, logical: str, keys: list[str], with_vectors: bool) -> list[Point]:
         coll = self._coll(logical)
-        if coll is None:
-            return []
-        out = []
-        with coll.lock.read():
-            t = coll.table
-            for key in keys:
-                slot = t.slot_of.get(key)
-                if slot is None:
-                    continue
-                vec = t.vectors[slot].copy() if with_vectors else None
-                out.append(Point(key, vec, copy.deepcopy(t.payloads[slot] or {})))
-        return out
+        return [] if coll is None else get_points(coll, keys, with_vectors)
 
     async def exists(self, collection: str, key: str) -> bool:
         coll = self._coll(collection)
@@ -438,27 +344,10 @@ class FileStore:
         with_vectors: bool,
         where: dict[str, Any] | None,
     ) -> tuple[list[Point], str | None]:
-        """Pages in key order; the offset is the first key of the next page."""
-        import bisect
-
         coll = self._coll(logical)
         if coll is None or limit == 0:
             return [], None
-        out: list[Point] = []
-        with coll.lock.read():
-            t = coll.table
-            keys = t.sorted_keys()
-            start = bisect.bisect_left(keys, offset) if offset is not None else 0
-            for key in keys[start:]:
-                slot = t.slot_of[key]
-                payload = t.payloads[slot] or {}
-                if not where_matches(payload, where):
-                    continue
-                if len(out) == limit:
-                    return out, key
-                vec = t.vectors[slot].copy() if with_vectors else None
-                out.append(Point(key, vec, copy.deepcopy(payload)))
-        return out, None
+        return scroll_points(coll, offset, limit, with_vectors, where)
 
     async def search(
         self,
@@ -479,57 +368,7 @@ class FileStore:
         coll = self._coll(logical)
         if coll is None:
             return []
-        q = q / np.float32(np.linalg.norm(q))
-        with coll.lock.read():
-            t = coll.table
-            c = t.simplify(criteria(flt))
-            if c is None:
-                n = len(t)
-                if n <= self.exact_max:
-                    hits = t.top(np.flatnonzero(t.alive[: t.high_water]), q, limit)
-                else:
-                    hits = self._ann(coll, q, limit, None, n)
-            else:
-                mask = t.mask(c)
-                n = int(np.count_nonzero(mask))
-                if n <= self.exact_max or prefer_scan(limit, len(coll.index), n):
-                    hits = t.scan(np.flatnonzero(mask), q, limit)
-                else:
-                    hits = self._ann(coll, q, limit, mask, n)
-            out = []
-            for slot, score in hits:
-                key = t.keys[slot]
-                payload = t.payloads[slot]
-                if key is None or payload is None or not matches(key, payload, c):
-                    continue  # cannot happen under the read lock; cheap insurance
-                out.append(ScoredPoint(key, score, copy.deepcopy(payload)))
-            return out
-
-    def _ann(
-        self, coll: _Collection, q: np.ndarray, limit: int, mask: np.ndarray | None, n: int
-    ) -> list[tuple[int, float]]:
-        """HNSW candidates (over-fetched for a filter, growing k), rescored exactly.
-
-        Falls back to an exact scan when too few candidates pass (storage/plan.py).
-        """
-        t = coll.table
-        total = len(coll.index)
-        want = min(limit, n)
-        k = limit * self._oversample
-        if mask is not None:
-            k = ann_depth(limit, total, n)
-        while True:
-            k = min(k, total)
-            labels = np.asarray(coll.index.search(q, k).keys, np.int64)
-            labels = labels[labels < t.high_water]
-            ok = t.alive[labels] if mask is None else mask[labels]
-            cand = labels[ok]
-            if cand.size >= want or k >= total:
-                return t.top(cand, q, limit)
-            k *= 2
-            if k * 4 > total or (mask is not None and k > 8 * self.exact_max):
-                rows = np.flatnonzero(t.alive[: t.high_water] if mask is None else mask)
-                return t.scan(rows, q, limit)
+        return search_collection(coll, q, limit, flt, self.exact_max, self._oversample)
 
     # --- stats and checks -------------------------------------------------------------------
 
@@ -552,46 +391,10 @@ class FileStore:
         return await self._on_writer(self._verify_sync)
 
     def _verify_sync(self) -> list[str]:
-        assert self._db is not None
+        db = self._open_db()
         problems: list[str] = []
         with self._wlock:
             for logical, coll in self._colls.items():
-                rows = {
-                    key: (label, np.frombuffer(blob, np.float32))
-                    for key, label, blob in self._db.execute(
-                        "SELECT key, label, vector FROM points WHERE collection = ?",
-                        (coll.name,),
-                    )
-                }
-                t = coll.table
-                if set(rows) != set(t.slot_of):
-                    problems.append(f"{logical}: keys differ between SQLite and memory")
-                labels = np.array(sorted(label for label, _ in rows.values()), np.uint64)
-                have: np.ndarray = np.zeros(0, np.uint64)
-                if len(coll.index):
-                    have = np.sort(np.asarray(coll.index.keys, np.uint64))
-                if len(coll.index) != len(rows) or not np.array_equal(have, labels):
-                    problems.append(
-                        f"{logical}: index has {len(coll.index)} labels, SQLite {len(rows)} rows"
-                    )
-                    continue
-                if not rows:
-                    continue
-                keys = list(rows)
-                want = np.stack([rows[k][1] for k in keys])
-                got = coll.index.get(np.array([rows[k][0] for k in keys], np.uint64))
-                if got is None or np.asarray(got).shape != want.shape:
-                    problems.append(f"{logical}: index vectors missing")
-                    continue
-                unit = want / np.linalg.norm(want, axis=1, keepdims=True)
-                got_unit = np.asarray(got, np.float32)
-                got_unit = got_unit / np.linalg.norm(got_unit, axis=1, keepdims=True)
-                tol = 1e-5 if self.dtype == "f32" else 0.05
-                if not np.allclose(unit, got_unit, atol=tol):
-                    problems.append(f"{logical}: index vectors differ from SQLite")
-                for k in keys:
-                    s = t.slot_of.get(k)
-                    if s is None or s != rows[k][0] or not np.array_equal(t.vectors[s], rows[k][1]):
-                        problems.append(f"{logical}: memory row of {k!r} differs from SQLite")
-                        break
+                rows = read_vectors(db, coll.name)
+                problems += verify_collection(logical, coll, rows, self.dtype)
         return problems

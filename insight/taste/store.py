@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from insight.errors import BadRequest
-from insight.storage.base import TASTE_PROFILES, Point, VectorStore, profile_key
+from insight.storage.base import TASTE_PROFILES, Point, VectorStore, profile_key, scroll_pages
 from insight.taste.profile import TasteVectors
 
 GLOBAL = "global"
@@ -108,16 +108,11 @@ async def load(store: VectorStore, user_id: str, kinds: list[str]) -> dict[str, 
 async def kinds_of(store: VectorStore, user_id: str) -> list[str]:
     """Every stored kind of a user's profiles (distaste included)."""
     kinds: list[str] = []
-    offset: str | None = None
-    while True:
-        page, offset = await store.scroll(
-            TASTE_PROFILES, offset=offset, limit=256, where={"user_id": user_id}
-        )
+    async for page in scroll_pages(store, TASTE_PROFILES, where={"user_id": user_id}):
         for p in page:
             pt = p.payload.get("profile_type")
             kinds.append(GLOBAL if isinstance(pt, dict) else str(pt or p.key.rsplit("::", 1)[-1]))
-        if offset is None:
-            return kinds
+    return kinds
 
 
 async def delete(store: VectorStore, user_id: str, kinds: list[str]) -> list[str]:

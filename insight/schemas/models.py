@@ -1,0 +1,69 @@
+"""Model list, downloads, switching and re-embedding."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from insight.schemas.base import Schema
+from insight.schemas.enums import DownloadStatus
+from insight.schemas.system import ModelDetail
+
+
+class ModelsResponse(Schema):
+    models: list[ModelDetail]
+    current_model: str | None = None
+
+
+class ModelRef(Schema):
+    model_id: Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class DownloadResponse(Schema):
+    download_id: str | None = None
+    model_id: str
+    message: str
+    already_exists: bool
+
+
+class DownloadProgress(Schema):
+    download_id: str
+    model_id: str
+    status: DownloadStatus
+    bytes_downloaded: int
+    total_bytes: int | None = None
+    error: str | None = None
+    started_at: int
+    current_file: str | None = None
+    completed_at: int | None = None
+
+
+class DownloadsResponse(Schema):
+    downloads: list[DownloadProgress]
+
+
+class DownloadRef(Schema):
+    download_id: str
+
+
+class ModelActionResponse(Schema):
+    model_id: str
+    success: bool
+    message: str
+    stale_vectors: int = 0
+
+
+class ReembedRequest(Schema):
+    drop_unrecoverable: bool = Field(
+        default=False,
+        description="Delete stale audio vectors that cannot be rebuilt (no known file)",
+    )
+
+
+class ReembedResponse(Schema):
+    reembedded_text: int
+    reembedded_audio: int
+    remaining_stale: int
+    message: str
+    dropped_audio: int = 0

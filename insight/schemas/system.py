@@ -1,0 +1,88 @@
+"""Health, config, storage stats and system status replies."""
+
+from __future__ import annotations
+
+from insight.schemas.base import Schema
+from insight.schemas.enums import HealthStatus, ModelStatus
+
+
+class HealthResponse(Schema):
+    status: HealthStatus
+    version: str
+    model_loaded: bool
+    storage_ready: bool
+    message: str | None = None
+
+
+class ModelConfigInfo(Schema):
+    name: str
+    cuda_enabled: bool
+    loaded: bool
+    device: str | None = None
+
+
+class AudioConfigInfo(Schema):
+    window_size_s: float
+    hop_size_s: float
+
+
+class ServerConfigInfo(Schema):
+    host: str
+    port: int
+
+
+class StorageConfigInfo(Schema):
+    url: str
+    enabled: bool
+    connected: bool
+    mode: str
+
+
+class ConfigResponse(Schema):
+    model: ModelConfigInfo
+    audio: AudioConfigInfo
+    server: ServerConfigInfo
+    storage: StorageConfigInfo
+
+
+class StorageStats(Schema):
+    mode: str
+    connected: bool
+    text_collection_count: int = 0
+    audio_collection_count: int = 0
+    profile_count: int = 0
+    total_tracks: int = 0
+    index_size_bytes: int | None = None
+    stale_vectors: int = 0
+    message: str | None = None
+
+
+class StorageStatsResponse(Schema):
+    stats: StorageStats
+
+
+class ModelDetail(Schema):
+    model_id: str
+    name: str
+    description: str | None = None
+    status: ModelStatus
+    estimated_size_bytes: int | None = None
+    actual_size_bytes: int | None = None
+    cache_path: str | None = None
+    recommended: bool = False
+    is_current: bool = False
+    device: str | None = None
+    license: str | None = None
+    onnx_on_hub: bool = True
+    note: str | None = None
+
+
+class SystemStatus(Schema):
+    version: str
+    health: HealthStatus
+    uptime_seconds: int
+    model: ModelDetail | None = None
+    storage: StorageStats
+    features: list[str]
+    workers: int = 1
+    message: str | None = None
