@@ -44,6 +44,18 @@ async def holder(nc: NATS) -> dict[str, object]:
     return dict(json.loads(entry.value or b""))
 
 
+async def exited(proc: WorkerProcess, within_s: float) -> int:
+    """Wait for a worker process to exit without blocking the event loop."""
+    assert proc.proc is not None
+    deadline = time.monotonic() + within_s
+    while (rc := proc.proc.poll()) is None:
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise TimeoutError("the worker did not exit")
+        await asyncio.sleep(0.1)
+    return rc
+
+
 async def acquire_when_free(lease: StoreLease, within_s: float) -> float:
     """Retry ``acquire`` until it succeeds (bounded); returns when it did (monotonic)."""
     deadline = time.monotonic() + within_s
@@ -158,7 +170,7 @@ async def test_the_lease_expires_after_its_ttl_when_the_owner_dies(
     # now the old data dir is the stranger: its restart is refused with the new owner named
     back = WorkerProcess(nats_server.url, tmp_path / "a", tiny_model_dir, **env).start()
     assert back.proc is not None
-    rc = back.proc.wait(timeout=60)
+    rc = await exited(back, within_s=60)  # the loop keeps renewing n2's lease meanwhile
     err = back.proc.stderr.read().decode() if back.proc.stderr else ""
     assert rc == STORE_CONFLICT and "node n2" in err, err[-2000:]
     await waiting.release()
@@ -207,8 +219,9 @@ async def test_a_node_whose_lease_was_taken_knows_it_lost(bus: NATS) -> None:
     await a.acquire()
     kv = await js.key_value(subjects.STORE_LEASE_BUCKET)
     await kv.delete(subjects.STORE_LEASE_KEY)  # as if it had expired
-    b = StoreLease(js, StoreIdentity("file:b", False, "b"), "nb", ttl)
+    b = StoreLease(js, StoreIdentity("file:b", False, "b"), "nb", 60.0)
     await b.acquire()
+    assert b.ttl_s == ttl  # the bucket's TTL, set by its creator, holds for every node
     await asyncio.wait_for(a.lost.wait(), timeout=ttl * 3)
     await a.release()
     assert (await holder(bus))["node"] == "nb"

@@ -105,8 +105,8 @@ class LeaseRefused(StoreConflict):
             f"This worker's {mine.where} would split the data (requests answered by either "
             "store). Fix: share one store (INSIGHT_STORAGE__MODE=qdrant with the same "
             "INSIGHT_STORAGE__URL and COLLECTION_PREFIX on every worker), or run this worker "
-            "with the other node's data dir, or stop the other node; a crashed node's lease "
-            f"expires {ttl_s:g} s after its last renewal"
+            "without a store (INSIGHT_STORAGE__ENABLED=false: embedding work only), or stop "
+            f"the other node; a crashed node's lease expires {ttl_s:g} s after its last renewal"
         )
         self.holder = holder
 
