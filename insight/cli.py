@@ -26,6 +26,9 @@ def _settings(args: argparse.Namespace) -> Settings:
     return settings
 
 
+STORE_CONFLICT = 3  # another store serves the service on this bus (insight.bus.lease)
+
+
 def use_system_malloc() -> None:
     """Re-execute this command once with ``PYTHONMALLOC=malloc`` (unless PYTHONMALLOC is set).
 
@@ -46,13 +49,18 @@ def use_system_malloc() -> None:
 
 def cmd_run(worker: bool, bridge: bool) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
+        from insight.bus.lease import StoreConflict
         from insight.runtime import run_until_signal
 
         if getattr(args, "command_line", False):
             use_system_malloc()
         settings = _settings(args)
         setup_logging(settings.log_level)
-        asyncio.run(run_until_signal(settings, worker=worker, bridge=bridge))
+        try:
+            asyncio.run(run_until_signal(settings, worker=worker, bridge=bridge))
+        except StoreConflict as exc:
+            print(f"insight: {exc}", file=sys.stderr)
+            return STORE_CONFLICT
         return 0
 
     return run

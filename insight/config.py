@@ -90,6 +90,12 @@ class StorageSettings(BaseModel):
     api_key: SecretStr | None = None
     collection_prefix: str = ""
     enabled: bool = True
+    lease_ttl_s: float = Field(
+        default=15.0,
+        ge=0,
+        description="Life of the store lease that keeps a second private store off the bus, "
+        "renewed every third of it (docs/deployment.md); 0 = no check",
+    )
 
     @field_validator("mode", mode="before")
     @classmethod

@@ -22,6 +22,7 @@ from insight.bus.auth import embedded_auth
 from insight.bus.client import BusClient
 from insight.bus.connection import connect
 from insight.bus.embedded import EmbeddedNats
+from insight.bus.lease import LeaseLost, StoreLease, store_identity
 from insight.bus.service import BusService
 from insight.config import Settings, redact_url
 from insight.http.bridge import Bridge
@@ -35,6 +36,7 @@ class Worker:
     app: App = field(init=False)
     service: BusService | None = None
     components: list[Any] = field(default_factory=list)
+    lease: StoreLease | None = None
 
     def __post_init__(self) -> None:
         self.app = App(self.settings)
@@ -44,11 +46,24 @@ class Worker:
 
         self.app.nc = await connect(nats_url, self.settings.nats, name="insight-worker")
         self.app.js = self.app.nc.jetstream()
+        await self.take_store_lease()
         await self.app.start()
         self.components = await start_components(self.app)
         self.service = BusService(self.app)
         await self.service.start()
         log.info("worker_started nats=%s", ",".join(map(redact_url, nats_url.split(","))))
+
+    async def take_store_lease(self) -> None:
+        """Before the store opens or a request can arrive: be the service's only store (or
+        share it); raises ``LeaseRefused`` when another store serves (see insight.bus.lease)."""
+        storage = self.settings.storage
+        identity = store_identity(storage, self.app.instance_id)
+        if identity is None or storage.lease_ttl_s == 0:
+            return
+        assert self.app.js is not None
+        lease = StoreLease(self.app.js, identity, self.app.worker_id, storage.lease_ttl_s)
+        await lease.acquire()
+        self.lease = lease
 
     async def stop(self) -> None:
         if self.service is not None:
@@ -57,6 +72,8 @@ class Worker:
             with contextlib.suppress(Exception):
                 await comp.stop()
         await self.app.close()
+        if self.lease is not None:
+            await self.lease.release()
         if self.app.nc is not None and not self.app.nc.is_closed:
             with contextlib.suppress(Exception):
                 await self.app.nc.drain()
@@ -166,8 +183,16 @@ async def run_until_signal(settings: Settings, *, worker: bool, bridge: bool) ->
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stack.start(worker=worker, bridge=bridge)
+    waits = [asyncio.ensure_future(stop.wait())]
+    lease = stack.worker.lease if stack.worker is not None else None
+    if lease is not None:
+        waits.append(asyncio.ensure_future(lease.lost.wait()))
     try:
-        await stop.wait()
-        log.info("shutdown_requested")
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        log.info("shutdown_requested reason=%s", "signal" if stop.is_set() else "store_lease_lost")
     finally:
+        for w in waits:
+            w.cancel()
         await stack.stop()
+    if lease is not None and lease.lost.is_set():
+        raise LeaseLost("this worker lost the store lease to another store; stopped")

@@ -294,6 +294,7 @@ async def test_two_workers_share_requests(
         tmp_path / "second",
         tiny_model_dir,
         nats={"auth_file": running.stack.settings.nats.auth_path},
+        storage={"enabled": False},  # store-less: no second store to split the data
     )
     try:
         nc = running.bus.nc

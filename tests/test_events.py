@@ -126,8 +126,11 @@ async def test_duplicate_msg_ids_are_dropped(bus: NATS, worker: Worker) -> None:
 async def test_two_workers_share_events_each_processed_once(
     bus: NATS, nats_server: EmbeddedNats, tmp_path: Path, tiny_model_dir: Path
 ) -> None:
-    a = await in_process_worker(nats_server.url, tmp_path / "a", tiny_model_dir)
-    b = await in_process_worker(nats_server.url, tmp_path / "b", tiny_model_dir)
+    # two private stores on purpose, to see how the consumers split the events: the store
+    # lease, which refuses that outside tests, is off here (tests/test_store_lease.py)
+    off = {"lease_ttl_s": 0}
+    a = await in_process_worker(nats_server.url, tmp_path / "a", tiny_model_dir, storage=off)
+    b = await in_process_worker(nats_server.url, tmp_path / "b", tiny_model_dir, storage=off)
     try:
         js = bus.jetstream()
         for i in range(300):

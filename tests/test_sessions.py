@@ -110,8 +110,11 @@ async def test_session_survives_its_worker(
     nc, bus = client
     audio = pcm(25.0, seed=2)
     pieces = chunks(audio, [RATE * 4 * 3] * 8)  # 3 s chunks
-    a = WorkerProcess(nats_server.url, tmp_path / "a", tiny_model_dir).start()
-    b = WorkerProcess(nats_server.url, tmp_path / "b", tiny_model_dir)
+    # two private stores on purpose (a Qdrant stand-in): the store lease, which refuses that
+    # outside tests, is off here (tests/test_store_lease.py covers it)
+    off = {"INSIGHT_STORAGE__LEASE_TTL_S": "0"}
+    a = WorkerProcess(nats_server.url, tmp_path / "a", tiny_model_dir, **off).start()
+    b = WorkerProcess(nats_server.url, tmp_path / "b", tiny_model_dir, **off)
     try:
         await a.ready(nc)
         sid = (await bus.call("insight.v1.stream.start", {"track_id": "moved", **START}))[

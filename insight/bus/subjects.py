@@ -49,6 +49,10 @@ def audio_subject(session_id: str) -> str:
 # KV: per-track last applied library-event sequence (ordering across redeliveries).
 VERSIONS_BUCKET = "insight_track_versions"
 
+# KV: the lease of the service's store role (insight.bus.lease): one store serves the service.
+STORE_LEASE_BUCKET = "insight_store_lease"
+STORE_LEASE_KEY = "insight"  # the role: the store behind the `insight` service's queue group
+
 # Core NATS, per worker: the owner of a streaming session finishes or drops it.
 WORKER_PREFIX = "insight.worker"
 
