@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from insight.ingest import queue_store
 from insight.ingest.listens import IDLE_S, Listen, Report, fold
+from insight.ingest.queues import QueueUpdate, Segment
 
 T = TypeVar("T")
 
@@ -73,7 +75,7 @@ class ListeningHistory:
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
-        db.executescript(SCHEMA)
+        db.executescript(SCHEMA + queue_store.QUEUE_SCHEMA)
         self._db = db
 
     async def close(self) -> None:
@@ -205,9 +207,22 @@ class ListeningHistory:
 
     @staticmethod
     def report_writer(r: Report, idle_s: float = IDLE_S) -> Callable[[sqlite3.Connection], None]:
-        """Fold one progress report into the user's open listen; book the listens it ends."""
+        """Fold one progress report into its queue's listen (insight.ingest.queues), or without
+        queue events into the user's open listen; book the listens it ends."""
 
         def write(db: sqlite3.Connection) -> None:
+            segments = queue_store.apply_report(db, r)
+            if segments is not None:
+                _book_segments(db, segments)
+                return
+            if (
+                not r.is_playing
+                and db.execute(
+                    "SELECT 1 FROM listens WHERE track_id = ? AND position = ? AND booked = 1",
+                    (r.track_id, r.position),
+                ).fetchone()
+            ):
+                return  # a re-report of a booked listen (MA names the queue's new user)
             row = db.execute(
                 "SELECT track_id, started, last_ts, position, duration, fully_played, playing, "
                 "booked FROM listens WHERE user_id = ?",
@@ -233,6 +248,15 @@ class ListeningHistory:
                     int(current.booked),
                 ),
             )
+
+        return write
+
+    @staticmethod
+    def queue_writer(u: QueueUpdate) -> Callable[[sqlite3.Connection], None]:
+        """Apply one queue update; book the listens it ends (next item, wrap, stop)."""
+
+        def write(db: sqlite3.Connection) -> None:
+            _book_segments(db, queue_store.apply_queue(db, u))
 
         return write
 
@@ -280,7 +304,9 @@ class ListeningHistory:
                     listen = Listen(row[1], int(row[2]), *row[3:6], *(bool(v) for v in row[6:]))
                     _book(db, str(row[0]), listen)
             db.execute("DELETE FROM listens WHERE last_ts < ?", (cutoff,))
-            return len(rows)
+            segments = queue_store.sweep(db, cutoff)
+            _book_segments(db, segments)
+            return len(rows) + len(segments)
 
         return await self._tx(run)
 
@@ -303,6 +329,10 @@ class ListeningHistory:
         return [str(r[0]) for r in rows]
 
     async def open_listen(self, user_id: str) -> Listen | None:
+        """The user's listen not booked yet: on a queue, else from reports alone."""
+        on_queue = await self._tx(lambda db: queue_store.open_segment(db, user_id))
+        if on_queue is not None:
+            return on_queue
         rows = await self._run(
             "SELECT track_id, started, last_ts, position, duration, fully_played, playing, "
             "booked FROM listens WHERE user_id = ?",
@@ -328,6 +358,11 @@ def _play(row: Any) -> Play:
     track_id, ts, secs, dur, full = row
     secs, dur, full = float(secs), float(dur), bool(full)
     return Play(str(track_id), int(ts), secs, dur, full, is_skip(secs, dur, full))
+
+
+def _book_segments(db: sqlite3.Connection, segments: list[Segment]) -> None:
+    for seg in segments:
+        _book(db, seg.user_id, queue_store.as_listen(seg))
 
 
 def _book(db: sqlite3.Connection, user_id: str, listen: Listen) -> None:
