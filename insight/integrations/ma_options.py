@@ -23,7 +23,6 @@ class BridgeStats:
     backfills: int = 0
     backfilled_tracks: int = 0
     resolved_uris: int = 0
-    queue_updates: int = 0  # queue messages forwarded
     too_large: int = 0  # messages over NATS' max payload, dropped (logged)
 
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from insight.bus import subjects
-from insight.integrations.ma_events import Outgoing
+from insight.integrations.ma_events import Observations, Outgoing
+from insight.integrations.ma_resolve import Command, UriResolver
 
 QUEUE_UPDATED = "queue_updated"
 QUEUE_TIME_UPDATED = "queue_time_updated"
@@ -77,6 +78,21 @@ class QueueTracker:
             q.elapsed = _num(data)
             return qid, q, True
         return None
+
+    async def translate(
+        self,
+        message: dict[str, Any],
+        now: float,
+        ids: Observations,
+        resolver: UriResolver,
+        command: Command | None,
+    ) -> Outgoing | None:
+        """The queue message to forward for this event (the item's library uri), or None."""
+        seen = self.observe(message)
+        if seen is None:
+            return None
+        uri = await resolver.resolve(seen[1].uri, command)
+        return queue_message(*seen, uri, ids.next(), now)
 
     def _remember(self, qid: str, q: _Queue) -> None:
         if qid not in self._queues and len(self._queues) >= MAX_QUEUES:

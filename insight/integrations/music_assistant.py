@@ -1,5 +1,4 @@
-"""Music Assistant → insight: follow an MA server's websocket API (``ma_client``) and publish
-to JetStream.
+"""Music Assistant → insight: follow an MA server's websocket API, publish to JetStream.
 
 The bridge forwards track library events, every playback progress report, the queue
 transitions listens are folded with (``ma_queue``), favorites and sync completions
@@ -55,7 +54,7 @@ from insight.integrations.ma_options import (
     BridgeOptions,
     BridgeStats,
 )
-from insight.integrations.ma_queue import QUEUE_EVENTS, QueueTracker, queue_message
+from insight.integrations.ma_queue import QUEUE_EVENTS, QueueTracker
 from insight.integrations.ma_resolve import UriResolver
 from insight.tasks import cancel_and_wait
 
@@ -217,13 +216,10 @@ class MusicAssistantBridge:
 
     async def _translate(self, message: dict[str, Any], now: float) -> None:
         event, data = message.get("event"), message.get("data")
-        if event in QUEUE_EVENTS:
-            seen = self.queues.observe(message)
-            if seen is not None:
-                command = self._conn.command if self._conn else None
-                uri = await self.resolver.resolve(seen[1].uri, command)
-                await self.queue.put(queue_message(*seen, uri, self.ids.next(), now))
-                self.stats.queue_updates += 1
+        if event in QUEUE_EVENTS:  # resolved like reports, so the worker matches them
+            command = self._conn.command if self._conn else None
+            out = await self.queues.translate(message, now, self.ids, self.resolver, command)
+            await self._put_or_ignore(out)
             return
         if event == MEDIA_ITEM_PLAYED and isinstance(data, dict):
             conn = self._conn
