@@ -303,7 +303,7 @@ def plays(*rows: tuple[int, float, bool]) -> dict[str, Any]:
 #    re-report of the previous session's Sine Morning (9 s) is not a listen of this session.
 # b: repeat-one Folk Hum (20 s): two full passes and 5 s of a third, then stop (MA reports
 #    only the start and the stop). The re-report of (a)'s Sine Morning is not booked.
-# c: bob plays Classic Pure 11 s and (started by admin for bob) Pick Drive 11 s; admin plays
+# c: bob plays Classic Pure 11 s and (started by admin for bob) Jazz Beep 11 s; admin plays
 #    Rock Tone 12 s. The re-reports on each replace carry the next user's id: not booked.
 # twice: Square Dance (20 s) played in full by two play_media, then Sine Morning 8 s.
 REAL_HISTORY = {

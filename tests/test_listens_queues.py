@@ -141,10 +141,12 @@ async def test_without_queue_events_a_booked_listen_is_not_re_booked_for_another
     await p.history.close()
 
 
-def queue_event(item: str | None, state: str, elapsed: float) -> dict[str, Any]:
+def queue_event(
+    item: str | None, state: str, elapsed: float, uri: str = "library://track/5"
+) -> dict[str, Any]:
     current = None
     if item is not None:
-        media = {"uri": "library://track/5", "media_type": "track", "duration": 20}
+        media = {"uri": uri, "media_type": "track", "duration": 20}
         current = {"queue_item_id": item, "duration": 20, "media_item": media}
     data = {"queue_id": Q, "state": state, "elapsed_time": elapsed, "current_item": current}
     return {"event": "queue_updated", "object_id": Q, "data": data}
@@ -164,6 +166,7 @@ def test_bridge_forwards_queue_transitions_only() -> None:
             {"event": "queue_time_updated", "object_id": "other", "data": 1},  # unknown queue
             queue_event("i1", "playing", 0),  # elapsed back
             queue_event("i2", "playing", 0),
+            queue_event("r1", "playing", 0, "tunein--x://radio/s1"),  # not a track: no listen
         )
     ]
     got = [None if s is None else (s[1].item_id, s[1].state, s[1].elapsed, s[2]) for s in seen]
@@ -177,6 +180,7 @@ def test_bridge_forwards_queue_transitions_only() -> None:
         None,
         ("i1", "playing", 0.0, False),
         ("i2", "playing", 0.0, False),
+        ("r1", "idle", 0.0, False),
     ]
 
 

@@ -6,7 +6,8 @@ elapsed time is set: a stream start, a seek, a repeat wrap. The bridge forwards 
 listen depends on, ``{queue_id, item_id, track_id, state, elapsed, duration, jump, timestamp}``,
 and only when the current queue item or the state changes, the elapsed time goes back, or on a
 ``queue_time_updated`` (``jump``). A queue without a current item (cleared by ``play_media``
-replace, a moment later holding the new item) is skipped.
+replace, a moment later holding the new item) is skipped; an item that is not a track is sent
+as ``idle`` (it ends the listen before it and is never one).
 """
 
 from __future__ import annotations
@@ -47,8 +48,8 @@ def current_item(queue: dict[str, Any]) -> tuple[str, str, float] | None:
         return None
     media = item.get("media_item")
     uri = media.get("uri") if isinstance(media, dict) else None
-    if not isinstance(uri, str) or "://track/" not in uri:
-        return None  # radio, podcasts, audiobooks: not tracks
+    if not isinstance(uri, str) or not uri:
+        return None
     duration = _num(item.get("duration")) or _num(media.get("duration"))  # type: ignore[union-attr]
     return str(item["queue_item_id"]), uri, duration
 
@@ -66,7 +67,8 @@ class QueueTracker:
             cur = current_item(data)
             if cur is None:
                 return None
-            state = str(data.get("state") or "idle").lower()
+            # radio, podcasts, audiobooks: no listens, but they end the track before them
+            state = str(data.get("state") or "idle").lower() if "://track/" in cur[1] else "idle"
             new = _Queue(cur[0], cur[1], state, _num(data.get("elapsed_time")), cur[2])
             old = self._queues.get(qid)
             self._remember(qid, new)
