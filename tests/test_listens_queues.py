@@ -6,10 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from real_ma_listens import ADMIN, BOB, fold_trace
 
+from insight.bus import subjects
 from insight.history import ListeningHistory
 from insight.ingest.listens import Report
+from insight.ingest.parse import Poison, parse_playback
 from insight.ingest.queues import QueueUpdate
 from insight.integrations.ma_queue import QueueTracker
 
@@ -207,3 +210,22 @@ async def test_recorded_real_ma_sessions_fold_into_the_listens_made(tmp_path: Pa
         ],
         BOB: [],
     }
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"state": "stopped"}, "queue state must be playing, paused or idle"),
+        ({"elapsed": "x"}, "finite numeric elapsed and duration"),
+        ({"duration": float("inf")}, "finite numeric elapsed and duration"),
+        ({"item_id": ""}, "item_id must not be empty"),
+        ({"queue_id": 7}, "queue_id must be a string"),
+    ],
+)
+def test_a_bad_queue_message_is_poison_with_its_reason(change: dict[str, Any], reason: str) -> None:
+    good = {"queue_id": Q, "item_id": "i1", "track_id": "library://track/5", "state": "idle"}
+    good |= {"elapsed": 0.0, "duration": 20.0, "jump": False, "timestamp": 1.0}
+    event = parse_playback(subjects.QUEUE, good)
+    assert event.queue is not None and event.user_id == f"queue:{Q}"
+    with pytest.raises(Poison, match=reason):
+        parse_playback(subjects.QUEUE, good | change)

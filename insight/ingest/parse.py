@@ -10,6 +10,7 @@ report MA sends (``insight.ingest.listens`` folds them into listens). The bridge
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -207,8 +208,8 @@ def parse_queue(body: dict[str, Any], timestamp: float | None) -> PlaybackEvent:
     if state not in ("playing", "paused", "idle"):
         raise Poison(f"queue state must be playing, paused or idle, got {state!r}")
     elapsed, duration = _float(body.get("elapsed")), _float(body.get("duration"))
-    if elapsed is None or duration is None:
-        raise Poison("queue event needs numeric elapsed and duration")
+    if elapsed is None or duration is None or not math.isfinite(elapsed + duration):
+        raise Poison("queue event needs finite numeric elapsed and duration")
     update = QueueUpdate(
         queue_id=qid,
         item_id=check_id(body.get("item_id"), "item_id"),
