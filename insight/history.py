@@ -13,7 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from insight.ingest import queue_store
 from insight.ingest.listens import IDLE_S, Listen, Report, fold
+from insight.ingest.queues import QueueUpdate, Segment
 from insight.sqlite_file import SqliteFile
 
 T = TypeVar("T")
@@ -62,7 +64,7 @@ def is_skip(seconds_played: float, duration: float, fully_played: bool) -> bool:
 
 
 class ListeningHistory(SqliteFile):
-    SCHEMA = SCHEMA
+    SCHEMA = SCHEMA + queue_store.QUEUE_SCHEMA
     SYNCHRONOUS = "NORMAL"
     WHAT = "history"
 
@@ -166,9 +168,22 @@ class ListeningHistory(SqliteFile):
 
     @staticmethod
     def report_writer(r: Report, idle_s: float = IDLE_S) -> Callable[[sqlite3.Connection], None]:
-        """Fold one progress report into the user's open listen; book the listens it ends."""
+        """Fold one progress report into its queue's listen (insight.ingest.queues), or without
+        queue events into the user's open listen; book the listens it ends."""
 
         def write(db: sqlite3.Connection) -> None:
+            segments = queue_store.apply_report(db, r)
+            if segments is not None:
+                _book_segments(db, segments)
+                return
+            if (
+                not r.is_playing
+                and db.execute(
+                    "SELECT 1 FROM listens WHERE track_id = ? AND position = ? AND booked = 1",
+                    (r.track_id, r.position),
+                ).fetchone()
+            ):
+                return  # a re-report of a booked listen (MA names the queue's new user)
             row = db.execute(
                 "SELECT track_id, started, last_ts, position, duration, fully_played, playing, "
                 "booked FROM listens WHERE user_id = ?",
@@ -194,6 +209,15 @@ class ListeningHistory(SqliteFile):
                     int(current.booked),
                 ),
             )
+
+        return write
+
+    @staticmethod
+    def queue_writer(u: QueueUpdate) -> Callable[[sqlite3.Connection], None]:
+        """Apply one queue update; book the listens it ends (next item, wrap, stop)."""
+
+        def write(db: sqlite3.Connection) -> None:
+            _book_segments(db, queue_store.apply_queue(db, u))
 
         return write
 
@@ -241,7 +265,9 @@ class ListeningHistory(SqliteFile):
                     listen = Listen(row[1], int(row[2]), *row[3:6], *(bool(v) for v in row[6:]))
                     _book(db, str(row[0]), listen)
             db.execute("DELETE FROM listens WHERE last_ts < ?", (cutoff,))
-            return len(rows)
+            segments = queue_store.sweep(db, cutoff)
+            _book_segments(db, segments)
+            return len(rows) + len(segments)
 
         return await self._tx(run)
 
@@ -264,6 +290,10 @@ class ListeningHistory(SqliteFile):
         return [str(r[0]) for r in rows]
 
     async def open_listen(self, user_id: str) -> Listen | None:
+        """The user's listen not booked yet: on a queue, else from reports alone."""
+        on_queue = await self._tx(lambda db: queue_store.open_segment(db, user_id))
+        if on_queue is not None:
+            return on_queue
         rows = await self._run(
             "SELECT track_id, started, last_ts, position, duration, fully_played, playing, "
             "booked FROM listens WHERE user_id = ?",
@@ -289,6 +319,11 @@ def _play(row: Any) -> Play:
     track_id, ts, secs, dur, full = row
     secs, dur, full = float(secs), float(dur), bool(full)
     return Play(str(track_id), int(ts), secs, dur, full, is_skip(secs, dur, full))
+
+
+def _book_segments(db: sqlite3.Connection, segments: list[Segment]) -> None:
+    for seg in segments:
+        _book(db, seg.user_id, queue_store.as_listen(seg))
 
 
 def _book(db: sqlite3.Connection, user_id: str, listen: Listen) -> None:

@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import ma_traces as mt
 from fake_music_assistant import FakeMusicAssistant
 from music_assistant_models.enums import EventType
 from music_assistant_models.media_items import Track
+from real_ma_listens import ADMIN, BOB, REAL_TRACES
 
+from insight.history import is_skip
 from insight.integrations.music_assistant import MusicAssistantBridge
 
 T = mt.recorded_tracks()
@@ -26,6 +29,17 @@ ADDED, UPDATED, DELETED = (
 USER = "user-a"  # the MA user of the bridge's token (auth/me): favorites are booked to it
 
 
+class ReplayClock:
+    """The bridge's clock (``BridgeOptions.clock``): the recorded time of the event being
+    received during a timed replay, the real time otherwise."""
+
+    def __init__(self) -> None:
+        self.now: float | None = None
+
+    def __call__(self) -> float:
+        return self.now if self.now is not None else time.time()
+
+
 @dataclass
 class Ma:
     """MA's side of a trace: library changes emit the event MA sends for them."""
@@ -33,6 +47,7 @@ class Ma:
     fake: FakeMusicAssistant
     bridge: MusicAssistantBridge
     checkpoint: Callable[[str], Awaitable[None]]
+    clock: ReplayClock = field(default_factory=ReplayClock)
 
     def _set(self, track: Track) -> None:
         self.fake.library = [t for t in self.fake.library if t["uri"] != track.uri]
@@ -251,6 +266,53 @@ async def edit_during_backfill_trace(ma: Ma) -> None:
     await ma.checkpoint("")
 
 
+def real_playback_trace(name: str) -> Callable[[Ma], Awaitable[None]]:
+    """A recorded real-MA playback session (tests/data/real-ma, all events: queues, players,
+    reports), each event received at its recorded time after the replay's start."""
+
+    async def run(ma: Ma) -> None:
+        lines = mt.recorded_lines(REAL_TRACES[name])
+        base = time.time()
+        for i, line in enumerate(lines):
+            ma.clock.now = base + line["t"]
+            await ma.send(recorded_event(line))
+            for _ in range(2000):  # the bridge stamps it with the clock when it arrives
+                if ma.bridge.stats.events >= ma.fake.sent:
+                    break
+                await asyncio.sleep(0.005)
+            if i in (len(lines) // 3, 2 * len(lines) // 3):
+                await ma.checkpoint("")
+        ma.clock.now = None
+
+    return run
+
+
+def plays(*rows: tuple[int, float, bool]) -> dict[str, Any]:
+    """A user's plays (track number, seconds, fully played); the recorded tracks last 20 s,
+    Long Drone (9) 75 s."""
+    out = [
+        (f"library://track/{n}", secs, full, is_skip(secs, 75.0 if n == 9 else 20.0, full))
+        for n, secs, full in rows
+    ]
+    return {"plays": sorted(out), "favorites": []}
+
+
+# What the person did (README of the recordings), not what MA's playlog kept:
+# a: Long Drone (75 s) played, paused, resumed, sought to 40 s, next at ~63 s (MA's position
+#    runs to 77 with the seek offset: bounded by the duration); Sine Morning ~11 s, stop. The
+#    re-report of the previous session's Sine Morning (9 s) is not a listen of this session.
+# b: repeat-one Folk Hum (20 s): two full passes and 5 s of a third, then stop (MA reports
+#    only the start and the stop). The re-report of (a)'s Sine Morning is not booked.
+# c: bob plays Classic Pure 11 s and (started by admin for bob) Jazz Beep 11 s; admin plays
+#    Rock Tone 12 s. The re-reports on each replace carry the next user's id: not booked.
+# twice: Square Dance (20 s) played in full by two play_media, then Sine Morning 8 s.
+REAL_HISTORY = {
+    "a": {ADMIN: plays((9, 75.0, True), (2, 11.0, True)), BOB: plays()},
+    "b": {ADMIN: plays((5, 20.0, True), (5, 20.0, True), (5, 5.0, False)), BOB: plays()},
+    "c": {ADMIN: plays((7, 12.0, True)), BOB: plays((3, 11.0, True), (8, 11.0, True))},
+    "twice": {ADMIN: plays((4, 19.0, True), (4, 20.0, True), (1, 8.0, False)), BOB: plays()},
+}
+
 PLAYER = "TCkFBNkBC9hUHoGpUuLcWKr5RrsPquB12gt7TlPUfYg"  # the real server's user id
 
 
@@ -284,6 +346,10 @@ TRACES = {
         {USER: {"plays": [], "favorites": ["library://track/2"]}},
         [T["library://track/2"], T["library://track/3"]],
     ),
+    **{
+        f"real-{name}": Trace(real_playback_trace(name), None, REAL_HISTORY[name])
+        for name in REAL_TRACES
+    },
     "recorded": Trace(
         recorded_trace,
         {

@@ -25,6 +25,7 @@ from ma_replay_traces import (
     TRACES,
     USER,
     Ma,
+    ReplayClock,
     received,
 )
 from music_assistant_models.media_items import Track
@@ -54,7 +55,9 @@ async def ma_bridge(
 ) -> AsyncIterator[Ma]:
     fake = FakeMusicAssistant(mt.library_dicts(library or []))
     await fake.start()
+    clock = ReplayClock()
     opts = BridgeOptions(
+        clock=clock,
         backoff_min_s=0.05,
         backoff_max_s=0.2,
         backfill_on_connect=bool(library),
@@ -65,7 +68,7 @@ async def ma_bridge(
     try:
         await asyncio.wait_for(fake.authed.wait(), 10)
         await asyncio.wait_for(bridge.connected.wait(), 10)
-        yield Ma(fake, bridge, checkpoint)
+        yield Ma(fake, bridge, checkpoint, clock)
         await received(fake, bridge)
     finally:
         bridge.stop()

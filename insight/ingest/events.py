@@ -350,6 +350,9 @@ class EventConsumers:
 
     def _writer(self, event: PlaybackEvent, seen: float) -> Any:
         ts = event.timestamp if event.timestamp is not None else seen
+        if event.queue is not None:
+            update = event.queue if event.queue.ts >= 0 else replace(event.queue, ts=seen)
+            return ListeningHistory.queue_writer(update)
         if event.report is not None:
             report = event.report if event.report.ts >= 0 else replace(event.report, ts=seen)
             return ListeningHistory.report_writer(report, self.idle_s)

@@ -10,6 +10,7 @@ report MA sends (``insight.ingest.listens`` folds them into listens). The bridge
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -17,6 +18,7 @@ from pydantic import ValidationError
 
 from insight.bus import subjects
 from insight.ingest.listens import Report
+from insight.ingest.queues import QueueUpdate
 from insight.integrations.ma_events import BACKFILL_COMPLETED, BACKFILL_STARTED, FAVORITES_SNAPSHOT
 from insight.limits import id_problem
 from insight.schemas import EventTrackMetadata, HashedMetadata
@@ -36,11 +38,12 @@ class TrackEvent:
 
 @dataclass(frozen=True)
 class PlaybackEvent:
-    kind: Literal["played", "favorite", "unfavorite", "favorites"]
+    kind: Literal["played", "favorite", "unfavorite", "favorites", "queue"]
     user_id: str
     track_ids: list[str]
     timestamp: float | None = None
     report: Report | None = None
+    queue: QueueUpdate | None = None
 
 
 def check_id(value: Any, what: str = "track id") -> str:
@@ -173,6 +176,8 @@ def parse_playback(subject: str, obj: Any) -> PlaybackEvent:
             "favorite" if subject == subjects.FAVORITE else "unfavorite"
         )
         return PlaybackEvent(kind, user, [check_id(track)], timestamp)
+    if subject == subjects.QUEUE:
+        return parse_queue(body, timestamp)
     if subject != subjects.PLAYED:
         raise Poison(f"unknown playback event subject {subject}")
     track_id = _track_id(body, data)
@@ -193,6 +198,29 @@ def parse_playback(subject: str, obj: Any) -> PlaybackEvent:
         is_playing=bool(data.get("is_playing")),
     )
     return PlaybackEvent("played", user, [track_id], ts, report)
+
+
+def parse_queue(body: dict[str, Any], timestamp: float | None) -> PlaybackEvent:
+    """The bridge's queue message (insight.integrations.ma_queue); ``user_id`` names the
+    queue (``queue:<id>``): its events apply in order."""
+    qid = check_id(body.get("queue_id"), "queue_id")
+    state = body.get("state")
+    if state not in ("playing", "paused", "idle"):
+        raise Poison(f"queue state must be playing, paused or idle, got {state!r}")
+    elapsed, duration = _float(body.get("elapsed")), _float(body.get("duration"))
+    if elapsed is None or duration is None or not math.isfinite(elapsed + duration):
+        raise Poison("queue event needs finite numeric elapsed and duration")
+    update = QueueUpdate(
+        queue_id=qid,
+        item_id=check_id(body.get("item_id"), "item_id"),
+        track_id=check_id(body.get("track_id")),
+        state=state,
+        elapsed=elapsed,
+        duration=duration,
+        ts=timestamp if timestamp is not None else -1.0,
+        jump=body.get("jump") is True,
+    )
+    return PlaybackEvent("queue", f"queue:{qid}", [update.track_id], timestamp, queue=update)
 
 
 def _float(value: Any) -> float | None:

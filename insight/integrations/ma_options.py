@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 # MA API schema from which favorites are per user (``favorite_updated``); below it the
 # ``favorite`` flag of a library item is global and changes in ``media_item_updated``.
@@ -34,3 +36,5 @@ class BridgeOptions:
     queue_size: int = 10_000
     publish_timeout_s: float = 5.0
     backfill_coalesce_s: float = 60.0
+    # when an event was seen (played and queue messages' ``timestamp``); replays set their own
+    clock: Callable[[], float] = field(default=time.time)

@@ -1,13 +1,12 @@
-"""Music Assistant → insight: follow an MA server's websocket API (``ma_client``) and publish
-to JetStream.
+"""Music Assistant → insight: follow an MA server's websocket API, publish to JetStream.
 
-The bridge forwards track library events, every playback progress report, favorites and sync
-completions (see ``ma_events``), and backfills the library (``music/tracks/library_items`` paged
-with limit/offset) on every (re)connect, after each finished library sync and when the worker
-asks on ``insight.notify.library.backfill``. A complete backfill is framed by markers so the
-worker can delete what MA no longer has. Events are translated in arrival order by one task
-(it may ask MA to resolve a provider uri); the websocket reconnects with exponential backoff;
-publishing retries until JetStream acknowledges; a refused token stops the bridge.
+The bridge forwards track library events, every playback progress report, the queue
+transitions listens are folded with (``ma_queue``), favorites and sync completions
+(``ma_events``), and backfills the library (``music/tracks/library_items`` paged) on every
+(re)connect, after each finished library sync and when the worker asks on
+``insight.notify.library.backfill``; a complete backfill is framed by markers so the worker can
+delete what MA no longer has. Events are translated in arrival order by one task; the websocket
+reconnects with backoff; publishing retries until acknowledged; a refused token stops it.
 """
 
 from __future__ import annotations
@@ -55,6 +54,7 @@ from insight.integrations.ma_options import (
     BridgeOptions,
     BridgeStats,
 )
+from insight.integrations.ma_queue import QUEUE_EVENTS, QueueTracker
 from insight.integrations.ma_resolve import UriResolver
 from insight.tasks import cancel_and_wait
 
@@ -84,6 +84,7 @@ class MusicAssistantBridge:
         self.ids = Observations()
         self.favorites = FavoriteTracker(self.options.user_id or "default")
         self.resolver = UriResolver()
+        self.queues = QueueTracker()
         self.per_user_favorites = False
         self.connected = asyncio.Event()
         self.auth_error: MAAuthError | None = None
@@ -196,7 +197,7 @@ class MusicAssistantBridge:
     async def _on_event(self, message: dict[str, Any]) -> None:
         """Called by the websocket reader: queue in arrival order (back-pressure when full)."""
         self.stats.events += 1
-        await self.inbox.put((message, time.time(), self.stats.events))
+        await self.inbox.put((message, self.options.clock(), self.stats.events))
 
     async def _translate_loop(self) -> None:
         while True:
@@ -215,6 +216,11 @@ class MusicAssistantBridge:
 
     async def _translate(self, message: dict[str, Any], now: float) -> None:
         event, data = message.get("event"), message.get("data")
+        if event in QUEUE_EVENTS:  # resolved like reports, so the worker matches them
+            command = self._conn.command if self._conn else None
+            out = await self.queues.translate(message, now, self.ids, self.resolver, command)
+            await self._put_or_ignore(out)
+            return
         if event == MEDIA_ITEM_PLAYED and isinstance(data, dict):
             conn = self._conn
             resolved = await self.resolver.report(message, data, conn.command if conn else None)
