@@ -6,6 +6,11 @@ using the whole ONNX Runtime thread pool, so text and audio batches never fight 
 bulk analysis gets more throughput from ``runners`` = cores with a pool of one thread). The
 queue is bounded: past ``max_queue`` pending requests a caller gets ``Busy`` at once instead of
 memory growing.
+
+Interactive work (text, stream windows, ``embed-audio``) goes before bulk work (the folder
+watcher's tracks, ``bulk=True``): a free runner goes to a waiting interactive batch first, and
+a bulk track is cut into batches of ``bulk_batch`` windows, so an interactive request waits at
+most for one small bulk batch, never for a whole track.
 """
 
 from __future__ import annotations
@@ -29,6 +34,39 @@ from insight.tasks import cancel_and_wait
 log = logging.getLogger(__name__)
 
 Kind = Literal["text", "audio"]
+Lane = Literal["text", "audio", "bulk"]  # one queue and batcher each; "bulk" holds audio
+
+
+class _Slots:
+    """``runners`` slots; a freed slot goes to a waiting interactive batch before any bulk one."""
+
+    def __init__(self, n: int) -> None:
+        self._free = n
+        self._waiting: dict[bool, list[asyncio.Future[None]]] = {True: [], False: []}
+
+    async def acquire(self, bulk: bool) -> None:
+        if self._free > 0:  # a free slot means nobody waits: release() hands slots over
+            self._free -= 1
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting[bulk].append(fut)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release()  # granted while being cancelled: pass it on
+            else:
+                self._waiting[bulk].remove(fut)
+            raise
+
+    def release(self) -> None:
+        for bulk in (False, True):
+            while self._waiting[bulk]:
+                fut = self._waiting[bulk].pop(0)
+                if not fut.done():
+                    fut.set_result(None)
+                    return
+        self._free += 1
 
 
 @dataclass
@@ -65,10 +103,10 @@ class InferencePool:
         self._model = model
         self.settings = settings
         self.stats = PoolStats()
-        self._queues: dict[Kind, asyncio.Queue[_Job]] = {}
+        self._queues: dict[Lane, asyncio.Queue[_Job]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._running: set[asyncio.Task[None]] = set()
-        self._slots = asyncio.Semaphore(settings.runners)
+        self._slots = _Slots(settings.runners)
         self._executor: ThreadPoolExecutor | None = None
         self._pending = 0
 
@@ -86,10 +124,11 @@ class InferencePool:
         self._executor = ThreadPoolExecutor(
             max_workers=self.settings.runners, thread_name_prefix="insight-infer"
         )
-        for kind in ("text", "audio"):
+        lanes: tuple[Lane, ...] = ("text", "audio", "bulk")
+        for lane in lanes:
             q: asyncio.Queue[_Job] = asyncio.Queue()
-            self._queues[kind] = q
-            self._tasks.append(asyncio.create_task(self._batcher(kind, q), name=f"pool-{kind}"))
+            self._queues[lane] = q
+            self._tasks.append(asyncio.create_task(self._batcher(lane, q), name=f"pool-{lane}"))
 
     async def close(self) -> None:
         await cancel_and_wait(self._tasks)
@@ -119,13 +158,21 @@ class InferencePool:
             return np.empty((0, self._model.dim), dtype=np.float32)
         return await self._submit("text", texts, len(texts))
 
-    async def embed_windows(self, windows: np.ndarray) -> np.ndarray:
+    async def embed_windows(self, windows: np.ndarray, bulk: bool = False) -> np.ndarray:
+        """Vectors of ``windows``; ``bulk`` work (a background scan) yields to interactive."""
         windows = np.asarray(windows, dtype=np.float32)
         if windows.ndim == 1:
             windows = windows[None, :]
         if windows.ndim != 2 or windows.shape[0] == 0 or windows.shape[1] == 0:
             raise BadRequest(f"expected audio windows [B, N], got shape {windows.shape}")
-        return await self._submit("audio", windows, windows.shape[0])
+        if not bulk:
+            return await self._submit("audio", windows, windows.shape[0])
+        step = self.settings.bulk_batch
+        parts = [
+            await self._submit("bulk", windows[i : i + step], min(step, windows.shape[0] - i))
+            for i in range(0, windows.shape[0], step)
+        ]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
 
     async def embed_audio(
         self, mono48k: np.ndarray, window_s: float, hop_s: float
@@ -137,7 +184,7 @@ class InferencePool:
         vectors = await self.embed_windows(windows)
         return ClapModel.track_vector(vectors), windows.shape[0]
 
-    async def _submit(self, kind: Kind, items: Any, size: int) -> np.ndarray:
+    async def _submit(self, lane: Lane, items: Any, size: int) -> np.ndarray:
         if not self._tasks:
             raise NotReady("inference pool is not running")
         if self._pending >= self.settings.max_queue:
@@ -146,20 +193,23 @@ class InferencePool:
         fut: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
         self._pending += 1
         try:
-            self._queues[kind].put_nowait(_Job(kind, items, size, fut))
+            kind: Kind = "text" if lane == "text" else "audio"
+            self._queues[lane].put_nowait(_Job(kind, items, size, fut))
             return await fut
         finally:
             self._pending -= 1
 
     # --- batching -----------------------------------------------------------------------
 
-    async def _batcher(self, kind: Kind, q: asyncio.Queue[_Job]) -> None:
+    async def _batcher(self, lane: Lane, q: asyncio.Queue[_Job]) -> None:
         loop = asyncio.get_running_loop()
-        max_batch = self.settings.max_batch
+        kind: Kind = "text" if lane == "text" else "audio"
+        bulk = lane == "bulk"
+        max_batch = self.settings.bulk_batch if bulk else self.settings.max_batch
         wait_s = self.settings.max_wait_ms / 1000.0
         while True:
             first = await q.get()
-            await self._slots.acquire()  # collect company while every runner is busy
+            await self._slots.acquire(bulk)  # collect company while every runner is busy
             jobs, n = [first], first.size
             deadline = loop.time() + wait_s
             while n < max_batch:
