@@ -43,6 +43,7 @@ class Decoded:
     duration_s: float
     metadata: dict[str, Any] = field(default_factory=dict)
     audio: np.ndarray | None = None  # the whole track (full mode only)
+    seeked: bool = False  # sampled mode decoded only around its windows
 
 
 class _Source:
@@ -326,7 +327,7 @@ def decode_sampled(path: Path, n: int, window_s: float, limits: Limits | None = 
                     for s in window_starts(duration, n, window_s)
                 ]
                 if all(w.shape[0] == window for w in out):
-                    return Decoded(np.stack(out), duration, meta)
+                    return Decoded(np.stack(out), duration, meta, seeked=True)
             except (av.FFmpegError, DecodeFailed) as exc:
                 log.debug("seek_failed path=%s error=%s", path, exc)
         container.seek(0)
