@@ -82,7 +82,7 @@ class InferenceSettings(BaseModel):
         description="Batches run at once; for bulk scans set it to the cores with THREADS=1",
     )
     bulk_batch: int = Field(
-        default=2,
+        default=1,
         ge=1,
         le=256,
         description="Windows per batch of a background scan; interactive work waits at most one",
