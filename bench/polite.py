@@ -137,7 +137,7 @@ def main() -> None:
     ap.add_argument("--work-dir", type=Path, default=Path("/tmp/insight-bench"))
     args = ap.parse_args()
     model = model_dir(args.work_dir)
-    library = args.work_dir / "polite-library"
+    library = args.work_dir / "scan-library"
     make_library(library, args.tracks)
     load_before = os.getloadavg()
     res = asyncio.run(run(model, library, args.texts, args.stream_s))
