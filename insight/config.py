@@ -85,7 +85,7 @@ class InferenceSettings(BaseModel):
         default=1,
         ge=1,
         le=256,
-        description="Windows per batch of a background scan; interactive work waits at most one",
+        description="Windows per batch of a background scan (on runners of its own)",
     )
 
 

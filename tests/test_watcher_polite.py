@@ -1,4 +1,4 @@
-"""A background scan is polite: low-priority capped threads, bulk work behind interactive."""
+"""A background scan is polite: low-priority capped threads, bulk work apart from interactive."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from test_watcher import start_stack, write_track
 
 from insight.config import InferenceSettings, ModelSettings
 from insight.inference.clap import ClapModel
-from insight.inference.pool import InferencePool, _Slots
+from insight.inference.pool import InferencePool
 from insight.testing import build_tiny_clap
 from insight.watcher.polite import default_threads, polite_executor
 from insight.watcher.service import WatcherService
@@ -71,36 +71,24 @@ async def test_serve_watcher_decodes_on_low_priority_threads(
         await stop_running(r)
 
 
-async def test_free_slot_goes_to_interactive_before_bulk() -> None:
-    slots = _Slots(1)
-    await slots.acquire(bulk=True)  # a bulk batch runs
-    order: list[str] = []
-
-    async def wait(name: str, bulk: bool) -> None:
-        await slots.acquire(bulk)
-        order.append(name)
-
-    bulk = asyncio.create_task(wait("bulk", True))  # waits first
-    await asyncio.sleep(0)
-    text = asyncio.create_task(wait("text", False))
-    await asyncio.sleep(0)
-    slots.release()
-    await asyncio.sleep(0)
-    assert order == ["text"]
-    slots.release()
-    await asyncio.gather(bulk, text)
-    assert order == ["text", "bulk"]
-
-
-async def test_cancelled_waiter_passes_its_slot_on() -> None:
-    slots = _Slots(1)
-    await slots.acquire(bulk=False)
-    gone = asyncio.create_task(slots.acquire(bulk=False))
-    await asyncio.sleep(0)
-    gone.cancel()
-    await asyncio.sleep(0)
-    slots.release()
-    await asyncio.wait_for(slots.acquire(bulk=True), 1)  # not lost to the cancelled waiter
+async def test_interactive_work_never_waits_for_bulk(tmp_path: Path) -> None:
+    model = ClapModel.load(build_tiny_clap(tmp_path / "m"), ModelSettings(threads=1), "m")
+    pool = InferencePool(model, InferenceSettings(runners=1, bulk_batch=1))
+    await pool.start()
+    try:
+        windows = (0.1 * np.random.default_rng(5).standard_normal((3, 96_000))).astype(np.float32)
+        await pool._bulk_slots.acquire()  # every bulk runner is busy (a slow window, say)
+        bulk = asyncio.create_task(pool.embed_windows(windows, bulk=True))
+        await asyncio.sleep(0.05)
+        text = await asyncio.wait_for(pool.embed_texts(["calm piano"]), 10)
+        stream = await asyncio.wait_for(pool.embed_windows(windows[:1]), 10)
+        assert text.shape == (1, model.dim) and stream.shape == (1, model.dim)
+        assert not bulk.done()  # still held back, while interactive work went through
+        pool._bulk_slots.release()
+        got = await asyncio.wait_for(bulk, 10)
+        np.testing.assert_allclose(got[:1], stream, atol=1e-5)
+    finally:
+        await pool.close()
 
 
 async def test_bulk_embeds_in_small_batches_with_equal_vectors(tmp_path: Path) -> None:

@@ -7,10 +7,12 @@ bulk analysis gets more throughput from ``runners`` = cores with a pool of one t
 queue is bounded: past ``max_queue`` pending requests a caller gets ``Busy`` at once instead of
 memory growing.
 
-Interactive work (text, stream windows, ``embed-audio``) goes before bulk work (the folder
-watcher's tracks, ``bulk=True``): a free runner goes to a waiting interactive batch first, and
-a bulk track is cut into batches of ``bulk_batch`` windows, so an interactive request waits at
-most for one small bulk batch, never for a whole track.
+Bulk work (the folder watcher's tracks in ``insight serve``, ``bulk=True``) never holds a runner
+that interactive work (text, stream windows, ``embed-audio``) needs: it has ``runners`` runners
+of its own, and a track is cut into batches of ``bulk_batch`` windows so the two share the cores
+in small steps. Measured (bench/polite.py, BENCHMARKS.md): one shared runner that gave the next
+batch to interactive work first still made a search wait for the bulk window in flight (p99
+3.3x idle); runners of its own brought that to 1.5x, and the scan ran faster too.
 """
 
 from __future__ import annotations
@@ -35,38 +37,6 @@ log = logging.getLogger(__name__)
 
 Kind = Literal["text", "audio"]
 Lane = Literal["text", "audio", "bulk"]  # one queue and batcher each; "bulk" holds audio
-
-
-class _Slots:
-    """``runners`` slots; a freed slot goes to a waiting interactive batch before any bulk one."""
-
-    def __init__(self, n: int) -> None:
-        self._free = n
-        self._waiting: dict[bool, list[asyncio.Future[None]]] = {True: [], False: []}
-
-    async def acquire(self, bulk: bool) -> None:
-        if self._free > 0:  # a free slot means nobody waits: release() hands slots over
-            self._free -= 1
-            return
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting[bulk].append(fut)
-        try:
-            await fut
-        except asyncio.CancelledError:
-            if fut.done() and not fut.cancelled():
-                self.release()  # granted while being cancelled: pass it on
-            else:
-                self._waiting[bulk].remove(fut)
-            raise
-
-    def release(self) -> None:
-        for bulk in (False, True):
-            while self._waiting[bulk]:
-                fut = self._waiting[bulk].pop(0)
-                if not fut.done():
-                    fut.set_result(None)
-                    return
-        self._free += 1
 
 
 @dataclass
@@ -106,7 +76,8 @@ class InferencePool:
         self._queues: dict[Lane, asyncio.Queue[_Job]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._running: set[asyncio.Task[None]] = set()
-        self._slots = _Slots(settings.runners)
+        self._slots = asyncio.Semaphore(settings.runners)  # interactive batches
+        self._bulk_slots = asyncio.Semaphore(settings.runners)  # background scan batches
         self._executor: ThreadPoolExecutor | None = None
         self._pending = 0
 
@@ -122,7 +93,7 @@ class InferencePool:
         if self._tasks:
             return
         self._executor = ThreadPoolExecutor(
-            max_workers=self.settings.runners, thread_name_prefix="insight-infer"
+            max_workers=self.settings.runners * 2, thread_name_prefix="insight-infer"
         )
         lanes: tuple[Lane, ...] = ("text", "audio", "bulk")
         for lane in lanes:
@@ -159,7 +130,7 @@ class InferencePool:
         return await self._submit("text", texts, len(texts))
 
     async def embed_windows(self, windows: np.ndarray, bulk: bool = False) -> np.ndarray:
-        """Vectors of ``windows``; ``bulk`` work (a background scan) yields to interactive."""
+        """Vectors of ``windows``; ``bulk`` work (a background scan) runs on its own runners."""
         windows = np.asarray(windows, dtype=np.float32)
         if windows.ndim == 1:
             windows = windows[None, :]
@@ -209,7 +180,8 @@ class InferencePool:
         wait_s = self.settings.max_wait_ms / 1000.0
         while True:
             first = await q.get()
-            await self._slots.acquire(bulk)  # collect company while every runner is busy
+            slots = self._bulk_slots if bulk else self._slots
+            await slots.acquire()  # collect company while every runner is busy
             jobs, n = [first], first.size
             deadline = loop.time() + wait_s
             while n < max_batch:
@@ -226,12 +198,14 @@ class InferencePool:
                 n += job.size
             jobs = [j for j in jobs if not j.future.done()]  # callers that gave up
             # the model is captured now: a swap does not affect a batch already formed
-            run = self._run(kind, jobs, self._model)
+            run = self._run(kind, jobs, self._model, slots)
             task = asyncio.create_task(run, name=f"pool-run-{kind}")
             self._running.add(task)
             task.add_done_callback(self._running.discard)
 
-    async def _run(self, kind: Kind, jobs: list[_Job], model: ClapModel) -> None:
+    async def _run(
+        self, kind: Kind, jobs: list[_Job], model: ClapModel, slots: asyncio.Semaphore
+    ) -> None:
         """One batch (audio: one per window length) on a runner; frees the runner slot."""
         try:
             if kind == "audio":  # only windows of one length can share a batch
@@ -243,7 +217,7 @@ class InferencePool:
             elif jobs:
                 await self._run_batch(kind, jobs, model)
         finally:
-            self._slots.release()
+            slots.release()
             for j in jobs:  # only when the pool closed under this batch
                 if not j.future.done():
                     j.future.set_exception(NotReady("inference pool closed"))
