@@ -120,6 +120,7 @@ async def run_reembed(settings: Settings, drop: bool) -> int:
             w = WatcherService(app, background=False)
             w._start_workers()
             app.services["watcher"] = w
+        app.services["watcher"].foreground()  # the user waits: every core, normal priority
         result = await models.reembed(drop)
         print(result.message)
         if result.reembedded_audio:
