@@ -81,6 +81,12 @@ class InferenceSettings(BaseModel):
         le=64,
         description="Batches run at once; for bulk scans set it to the cores with THREADS=1",
     )
+    bulk_batch: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description="Windows per batch of a background scan (on runners of its own)",
+    )
 
 
 class StorageSettings(BaseModel):
@@ -177,6 +183,18 @@ class WatcherSettings(BaseModel):
     workers: int = Field(default=1, ge=1, le=32)
     mode: Literal["full", "sampled"] = "full"
     sampled_windows: int = Field(default=3, ge=1)
+    threads: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="Decode threads of a background scan; 0: a quarter of the cores, at least 1",
+    )
+    nice: int = Field(
+        default=15,
+        ge=0,
+        le=19,
+        description="CPU nice value of a background scan's threads (IO: lowest best-effort)",
+    )
     debounce_s: float = Field(default=2.0, ge=0, description="Quiet time before a changed file")
     scan_on_start: bool = True
     max_file_mb: float = Field(default=1024.0, gt=0, description="Larger files are skipped")

@@ -6,6 +6,13 @@ using the whole ONNX Runtime thread pool, so text and audio batches never fight 
 bulk analysis gets more throughput from ``runners`` = cores with a pool of one thread). The
 queue is bounded: past ``max_queue`` pending requests a caller gets ``Busy`` at once instead of
 memory growing.
+
+Bulk work (the folder watcher's tracks in ``insight serve``, ``bulk=True``) never holds a runner
+that interactive work (text, stream windows, ``embed-audio``) needs: it has ``runners`` runners
+of its own, and a track is cut into batches of ``bulk_batch`` windows so the two share the cores
+in small steps. Measured (bench/polite.py, BENCHMARKS.md): one shared runner that gave the next
+batch to interactive work first still made a search wait for the bulk window in flight (p99
+3.3x idle); runners of its own brought that to 1.5x, and the scan ran faster too.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from insight.tasks import cancel_and_wait
 log = logging.getLogger(__name__)
 
 Kind = Literal["text", "audio"]
+Lane = Literal["text", "audio", "bulk"]  # one queue and batcher each; "bulk" holds audio
 
 
 @dataclass
@@ -65,10 +73,11 @@ class InferencePool:
         self._model = model
         self.settings = settings
         self.stats = PoolStats()
-        self._queues: dict[Kind, asyncio.Queue[_Job]] = {}
+        self._queues: dict[Lane, asyncio.Queue[_Job]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._running: set[asyncio.Task[None]] = set()
-        self._slots = asyncio.Semaphore(settings.runners)
+        self._slots = asyncio.Semaphore(settings.runners)  # interactive batches
+        self._bulk_slots = asyncio.Semaphore(settings.runners)  # background scan batches
         self._executor: ThreadPoolExecutor | None = None
         self._pending = 0
 
@@ -84,12 +93,13 @@ class InferencePool:
         if self._tasks:
             return
         self._executor = ThreadPoolExecutor(
-            max_workers=self.settings.runners, thread_name_prefix="insight-infer"
+            max_workers=self.settings.runners * 2, thread_name_prefix="insight-infer"
         )
-        for kind in ("text", "audio"):
+        lanes: tuple[Lane, ...] = ("text", "audio", "bulk")
+        for lane in lanes:
             q: asyncio.Queue[_Job] = asyncio.Queue()
-            self._queues[kind] = q
-            self._tasks.append(asyncio.create_task(self._batcher(kind, q), name=f"pool-{kind}"))
+            self._queues[lane] = q
+            self._tasks.append(asyncio.create_task(self._batcher(lane, q), name=f"pool-{lane}"))
 
     async def close(self) -> None:
         await cancel_and_wait(self._tasks)
@@ -119,13 +129,21 @@ class InferencePool:
             return np.empty((0, self._model.dim), dtype=np.float32)
         return await self._submit("text", texts, len(texts))
 
-    async def embed_windows(self, windows: np.ndarray) -> np.ndarray:
+    async def embed_windows(self, windows: np.ndarray, bulk: bool = False) -> np.ndarray:
+        """Vectors of ``windows``; ``bulk`` work (a background scan) runs on its own runners."""
         windows = np.asarray(windows, dtype=np.float32)
         if windows.ndim == 1:
             windows = windows[None, :]
         if windows.ndim != 2 or windows.shape[0] == 0 or windows.shape[1] == 0:
             raise BadRequest(f"expected audio windows [B, N], got shape {windows.shape}")
-        return await self._submit("audio", windows, windows.shape[0])
+        if not bulk:
+            return await self._submit("audio", windows, windows.shape[0])
+        step = self.settings.bulk_batch
+        parts = [
+            await self._submit("bulk", windows[i : i + step], min(step, windows.shape[0] - i))
+            for i in range(0, windows.shape[0], step)
+        ]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
 
     async def embed_audio(
         self, mono48k: np.ndarray, window_s: float, hop_s: float
@@ -137,7 +155,7 @@ class InferencePool:
         vectors = await self.embed_windows(windows)
         return ClapModel.track_vector(vectors), windows.shape[0]
 
-    async def _submit(self, kind: Kind, items: Any, size: int) -> np.ndarray:
+    async def _submit(self, lane: Lane, items: Any, size: int) -> np.ndarray:
         if not self._tasks:
             raise NotReady("inference pool is not running")
         if self._pending >= self.settings.max_queue:
@@ -146,20 +164,24 @@ class InferencePool:
         fut: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
         self._pending += 1
         try:
-            self._queues[kind].put_nowait(_Job(kind, items, size, fut))
+            kind: Kind = "text" if lane == "text" else "audio"
+            self._queues[lane].put_nowait(_Job(kind, items, size, fut))
             return await fut
         finally:
             self._pending -= 1
 
     # --- batching -----------------------------------------------------------------------
 
-    async def _batcher(self, kind: Kind, q: asyncio.Queue[_Job]) -> None:
+    async def _batcher(self, lane: Lane, q: asyncio.Queue[_Job]) -> None:
         loop = asyncio.get_running_loop()
-        max_batch = self.settings.max_batch
+        kind: Kind = "text" if lane == "text" else "audio"
+        bulk = lane == "bulk"
+        max_batch = self.settings.bulk_batch if bulk else self.settings.max_batch
         wait_s = self.settings.max_wait_ms / 1000.0
         while True:
             first = await q.get()
-            await self._slots.acquire()  # collect company while every runner is busy
+            slots = self._bulk_slots if bulk else self._slots
+            await slots.acquire()  # collect company while every runner is busy
             jobs, n = [first], first.size
             deadline = loop.time() + wait_s
             while n < max_batch:
@@ -176,12 +198,14 @@ class InferencePool:
                 n += job.size
             jobs = [j for j in jobs if not j.future.done()]  # callers that gave up
             # the model is captured now: a swap does not affect a batch already formed
-            run = self._run(kind, jobs, self._model)
+            run = self._run(kind, jobs, self._model, slots)
             task = asyncio.create_task(run, name=f"pool-run-{kind}")
             self._running.add(task)
             task.add_done_callback(self._running.discard)
 
-    async def _run(self, kind: Kind, jobs: list[_Job], model: ClapModel) -> None:
+    async def _run(
+        self, kind: Kind, jobs: list[_Job], model: ClapModel, slots: asyncio.Semaphore
+    ) -> None:
         """One batch (audio: one per window length) on a runner; frees the runner slot."""
         try:
             if kind == "audio":  # only windows of one length can share a batch
@@ -193,7 +217,7 @@ class InferencePool:
             elif jobs:
                 await self._run_batch(kind, jobs, model)
         finally:
-            self._slots.release()
+            slots.release()
             for j in jobs:  # only when the pool closed under this batch
                 if not j.future.done():
                     j.future.set_exception(NotReady("inference pool closed"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,21 +37,32 @@ def metadata_hash(tags: TrackTags) -> str:
 
 
 async def analyze_file(
-    app: App, path: Path, mode: str, sampled_windows: int, limits: Limits | None = None
+    app: App,
+    path: Path,
+    mode: str,
+    sampled_windows: int,
+    limits: Limits | None = None,
+    executor: Executor | None = None,
+    bulk: bool = False,
 ) -> Analysis:
-    """Decode (``full`` or ``sampled``), read tags, embed the windows; nothing is stored."""
+    """Decode (``full`` or ``sampled``), read tags, embed the windows; nothing is stored.
+
+    ``executor`` runs the decode and tag reading (the watcher's low-priority threads);
+    ``bulk`` embeds as background work that yields to interactive requests."""
     pool = app.require_pool()
     audio = app.settings.audio
+    loop = asyncio.get_running_loop()
     if mode == "sampled":
-        decoded = await asyncio.to_thread(
-            decode_sampled, path, sampled_windows, audio.window_size_s, limits
+        decoded = await loop.run_in_executor(
+            executor, decode_sampled, path, sampled_windows, audio.window_size_s, limits
         )
     else:
-        decoded = await asyncio.to_thread(
-            decode_full, path, audio.window_size_s, audio.hop_size_s, limits
+        decoded = await loop.run_in_executor(
+            executor, decode_full, path, audio.window_size_s, audio.hop_size_s, limits
         )
-    tags = await asyncio.to_thread(read_tags, path, decoded.metadata)
-    vector = ClapModel.track_vector(await pool.embed_windows(decoded.windows))
+    tags = await loop.run_in_executor(executor, read_tags, path, decoded.metadata)
+    vectors = await pool.embed_windows(decoded.windows, bulk=bulk)
+    vector = ClapModel.track_vector(vectors)
     return Analysis(tags, vector, int(decoded.windows.shape[0]), decoded.duration_s)
 
 

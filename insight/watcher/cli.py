@@ -75,8 +75,9 @@ async def run_scan(settings: Settings, folder: Path, force: bool) -> int:
     svc = app.services.get("watcher")
     own = svc is None
     if own:
-        svc = WatcherService(app)
+        svc = WatcherService(app, background=False)
         svc._start_workers()
+    svc.foreground()  # the user waits for this scan: it may take every core
     progress = Progress()
     try:
         svc.scan(force=force, folders=[WatchedFolder(path=str(root))])
@@ -116,9 +117,10 @@ async def run_reembed(settings: Settings, drop: bool) -> int:
         models = app.services.get("models") or ModelsService(app)
         app.services["models"] = models
         if "watcher" not in app.services:
-            w = WatcherService(app)
+            w = WatcherService(app, background=False)
             w._start_workers()
             app.services["watcher"] = w
+        app.services["watcher"].foreground()  # the user waits: every core, normal priority
         result = await models.reembed(drop)
         print(result.message)
         if result.reembedded_audio:

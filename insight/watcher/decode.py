@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from math import gcd
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ class Decoded:
     duration_s: float
     metadata: dict[str, Any] = field(default_factory=dict)
     audio: np.ndarray | None = None  # the whole track (full mode only)
+    seeked: bool = False  # sampled mode decoded only around its windows
 
 
 class _Source:
@@ -166,13 +168,15 @@ def _decode(
     start_s: float = 0.0,
     max_samples: int | None = None,
     budget: Budget | None = None,
+    exact_skip: bool = False,
 ) -> np.ndarray:
     """Decode from ``start_s`` (after a seek) until ``max_samples`` mono 48 kHz samples;
-    ``budget`` is checked per packet (time limit, shutdown)."""
+    ``budget`` is checked per packet (time limit, shutdown). ``exact_skip``: the first sample
+    kept is the one at ``start_s`` even when that is 0 (no seek tolerance)."""
     to_float: Any = None  # ffmpeg's converter, only for sample formats _planes does not read
     runs = _Runs()
     bad = 0
-    skip = None if start_s <= 0 else start_s
+    skip = start_s if exact_skip or start_s > 0 else None
 
     def take(frame: Any) -> None:
         nonlocal skip, to_float
@@ -190,7 +194,7 @@ def _decode(
             if t is not None and t + frame.samples / rate <= skip:
                 return
             if t is not None and t < skip:
-                cut = int((skip - t) * rate)
+                cut = round((skip - t) * rate)
                 planes = [p[cut * (channels if len(planes) == 1 else 1) :] for p in planes]
             skip = None
         runs.add(planes, rate, fmt, channels)
@@ -251,8 +255,61 @@ def decode_full(path: Path, window_s: float, hop_s: float, limits: Limits | None
     return Decoded(windows=windows, duration_s=x.shape[0] / SR, metadata=meta, audio=x)
 
 
+PREROLL_S = 0.5  # decoded before each window and dropped: primes decoder and resampler
+TAIL_S = 0.05  # decoded past each window: the resampler's end transient falls outside it
+MP3 = ("mp3", "mp3float")
+
+
+def window_starts(duration_s: float, n: int, window_s: float) -> list[float]:
+    """Where ``decode_sampled``'s windows begin: ``n`` spread evenly, none at either end."""
+    return [(duration_s - window_s) * (i + 1) / (n + 1) for i in range(n)]
+
+
+def _probe(container: Any, stream: Any) -> tuple[float, bool]:
+    """``(t0, exact)``: the timestamp of the first sample a full decode keeps (mp3 drops the
+    encoder's priming and starts later than 0, a seek does not), and whether a seek lands
+    where it says. mp3 seeks by byte estimate, exact only at a constant bitrate (packet sizes
+    differ by the padding byte at most); flac, ogg, mp4 and wav seek by index or granule."""
+    t0: float | None = None
+    sizes: list[int] = []
+    for packet in container.demux(stream):
+        if packet.size:
+            sizes.append(packet.size)
+        if t0 is None:
+            for frame in packet.decode():
+                if frame.pts is not None:
+                    t0 = float(frame.pts * frame.time_base)
+                    break
+        if t0 is not None and (stream.codec_context.name not in MP3 or len(sizes) >= 24):
+            break
+    exact = t0 is not None and (
+        stream.codec_context.name not in MP3 or max(sizes[1:]) - min(sizes[1:]) <= 1
+    )
+    return t0 or 0.0, exact
+
+
+def _window_at(
+    container: Any, stream: Any, t0: float, start_s: float, window: int, budget: Budget
+) -> np.ndarray:
+    """The ``window`` samples a full decode has from ``start_s``: decoding starts
+    ``PREROLL_S`` earlier on an input sample that is also a 48 kHz sample (147 at 44.1 kHz), so
+    the resampler's grid is the full decode's and only its settled output is kept."""
+    rate = int(stream.codec_context.sample_rate or stream.rate)
+    grid = rate // gcd(rate, SR)
+    first_in = max(0, int((start_s - PREROLL_S) * rate) // grid * grid)
+    first_out = first_in * SR // rate
+    skip = round(start_s * SR) - first_out
+    begin = t0 + first_in / rate
+    container.seek(int(begin / stream.time_base), stream=stream, backward=True)
+    seg = _decode(
+        container, stream, begin, skip + window + int(TAIL_S * SR), budget, exact_skip=True
+    )[skip : skip + window]
+    return repeat_pad(seg, window) if 0 < seg.shape[0] < window else seg
+
+
 def decode_sampled(path: Path, n: int, window_s: float, limits: Limits | None = None) -> Decoded:
-    """``n`` windows spread over the track, decoding only around them (seek per window)."""
+    """``n`` windows spread over the track, decoding only around them (a seek per window);
+    the whole file where seeking is inexact (variable-bitrate mp3) or the duration unknown."""
     limits = limits or Limits()
     budget = limits.budget
     cap = int(limits.max_audio_s * SR) if limits.max_audio_s is not None else None
@@ -262,24 +319,20 @@ def decode_sampled(path: Path, n: int, window_s: float, limits: Limits | None = 
     try:
         meta = _metadata(container, stream)
         duration = duration_of(container, stream)
-        if duration is None or duration <= window_s * (n + 1):
-            x = _decode(container, stream, max_samples=cap, budget=budget)
-            return Decoded(spread(x, n, window), x.shape[0] / SR, meta)
-        out = []
-        for i in range(n):
-            start = (duration - window_s) * (i + 1) / (n + 1)
+        t0, exact = _probe(container, stream) if duration is not None else (0.0, False)
+        if exact and duration is not None and duration > window_s * (n + 1):
             try:
-                container.seek(int(start / stream.time_base), stream=stream, backward=True)
-                seg = _decode(container, stream, start_s=start, max_samples=window, budget=budget)
+                out = [
+                    _window_at(container, stream, t0, s, window, budget)
+                    for s in window_starts(duration, n, window_s)
+                ]
+                if all(w.shape[0] == window for w in out):
+                    return Decoded(np.stack(out), duration, meta, seeked=True)
             except (av.FFmpegError, DecodeFailed) as exc:
-                log.debug("seek_failed path=%s at=%.1f error=%s", path, start, exc)
-                continue
-            out.append(repeat_pad(seg, window) if seg.shape[0] < window else seg)
-        if not out:  # seeking failed everywhere: decode it all
-            container.seek(0)
-            x = _decode(container, stream, max_samples=cap, budget=budget)
-            return Decoded(spread(x, n, window), x.shape[0] / SR, meta)
-        return Decoded(np.stack(out), duration, meta)
+                log.debug("seek_failed path=%s error=%s", path, exc)
+        container.seek(0)
+        x = _decode(container, stream, max_samples=cap, budget=budget)
+        return Decoded(spread(x, n, window), x.shape[0] / SR, meta)
     except av.FFmpegError as exc:
         raise DecodeFailed(str(exc)) from exc
     finally:

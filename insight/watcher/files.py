@@ -13,6 +13,7 @@ import os
 import threading
 import time
 from collections import deque
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -54,11 +55,14 @@ class FileWork:
         state: WatcherState,
         cfg: WatcherSettings,
         stopping: threading.Event,
+        executor: Executor | None = None,
+        bulk: bool = False,
     ) -> None:
         self.app, self.state, self.cfg, self.mode = app, state, cfg, cfg.mode
         self.stopping = stopping  # set at close: a decode in a thread stops at its next packet
         self.limits = Limits(int(cfg.max_file_mb * MB), cfg.max_audio_s)
         self.done_at: deque[float] = deque(maxlen=RATE_WINDOW)
+        self.executor, self.bulk = executor, bulk  # the service's threads; background or not
 
     async def deleted(self, path: Path) -> None:
         rows = self.state.under(str(path)) + [r for r in [self.state.get(str(path))] if r]
@@ -118,7 +122,9 @@ class FileWork:
             return "skipped"
         try:
             check_regular(st, self.limits.max_bytes)
-            fp = await asyncio.to_thread(fingerprint, path, st.st_size)
+            fp = await asyncio.get_running_loop().run_in_executor(
+                self.executor, fingerprint, path, st.st_size
+            )
         except Refused as exc:  # a FIFO, a device (also behind a symlink), too large
             return self._refused(job, row, st, exc)
         except OSError as exc:
@@ -201,6 +207,14 @@ class FileWork:
         if status == FAILED:
             self.done_at.append(time.monotonic())
 
+    def rate_per_min(self) -> float:
+        now = time.monotonic()
+        recent = [t for t in self.done_at if now - t <= 600]
+        if len(recent) < 2:
+            return 0.0
+        span = max(now - recent[0], 1e-6)
+        return len(recent) / span * 60.0
+
     async def analyze(self, path: Path) -> Analysis:
         """Decode (in the watcher's mode), read tags, embed the windows; nothing is stored."""
         limits = Limits(
@@ -208,4 +222,12 @@ class FileWork:
             self.limits.max_audio_s,
             Budget(self.cfg.max_decode_s, self.stopping),
         )
-        return await analyze_file(self.app, path, self.mode, self.cfg.sampled_windows, limits)
+        return await analyze_file(
+            self.app,
+            path,
+            self.mode,
+            self.cfg.sampled_windows,
+            limits,
+            executor=self.executor,
+            bulk=self.bulk,
+        )

@@ -14,6 +14,7 @@ import os
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ from insight.tasks import cancel_and_wait
 from insight.watcher.analysis import Analysis
 from insight.watcher.files import FileWork, Job
 from insight.watcher.live import Change, LiveWatch
+from insight.watcher.polite import watcher_executor
 from insight.watcher.roots import folder_refusal, normalise_folder, resolved
 from insight.watcher.scanner import is_audio, normalise_extensions, survey, walk
 from insight.watcher.state import DONE, FAILED, WatcherState
@@ -50,7 +52,8 @@ def _is_dir(path: Path) -> bool:
 
 
 class WatcherService:
-    def __init__(self, app: App, state_path: Path | None = None) -> None:
+    def __init__(self, app: App, state_path: Path | None = None, background: bool = True) -> None:
+        """``background`` (serve): capped low-priority threads (polite.py); else every core."""
         self.app = app
         self.cfg = app.settings.watcher
         self.exts = normalise_extensions(self.cfg.extensions)
@@ -71,9 +74,21 @@ class WatcherService:
         self.outcomes: Counter[str] = Counter()  # what process() did, since start
         self._stopping = threading.Event()  # ends decodes in threads at close()
         self.files = FileWork(app, self.state, self.cfg, self._stopping)
+        self.executor = self._threads(background)
         self._load_folders()
 
     # --- lifecycle ------------------------------------------------------------------------
+
+    def _threads(self, background: bool) -> ThreadPoolExecutor:
+        self.background = self.files.bulk = background
+        self.files.executor = ex = watcher_executor(self.cfg.threads, self.cfg.nice, background)
+        return ex
+
+    def foreground(self) -> None:
+        """Run as ``insight scan`` in the foreground: normal priority, every core, no yielding."""
+        if self.background:
+            self.executor.shutdown(wait=False)
+            self.executor = self._threads(False)
 
     def _load_folders(self) -> None:
         saved = {p: (r, lbl, e) for p, r, lbl, e in self.state.folders()}
@@ -138,6 +153,7 @@ class WatcherService:
         await self.stop()
         await cancel_and_wait(self._workers)
         self._workers = []
+        self.executor.shutdown(wait=False, cancel_futures=True)  # decodes end at their next packet
         self.state.close()
 
     def pause(self) -> None:
@@ -351,18 +367,10 @@ class WatcherService:
 
     # --- status -------------------------------------------------------------------------
 
-    def rate_per_min(self) -> float:
-        now = time.monotonic()
-        recent = [t for t in self.files.done_at if now - t <= 600]
-        if len(recent) < 2:
-            return 0.0
-        span = max(now - recent[0], 1e-6)
-        return len(recent) / span * 60.0
-
     def status(self) -> WatcherStatus:
         counts = self.state.counts()
         pending = self.queue.qsize() + len(self._inhand)
-        rate = self.rate_per_min()
+        rate = self.files.rate_per_min()
         scanning = self._scan_task is not None and not self._scan_task.done()
         if self.paused:
             state = "paused"
