@@ -323,6 +323,11 @@ def _play(row: Any) -> Play:
 
 def _book_segments(db: sqlite3.Connection, segments: list[Segment]) -> None:
     for seg in segments:
+        if seg.unbook_user:  # booked to the queue's previous user before its report came
+            db.execute(
+                "DELETE FROM plays WHERE user_id = ? AND track_id = ? AND ts = ?",
+                (seg.unbook_user, seg.track_id, seg.started),
+            )
         _book(db, seg.user_id, queue_store.as_listen(seg))
 
 

@@ -31,15 +31,29 @@ class Player:
         assert await self.history.apply_event("c", self.seq, writer)
 
     async def queue(
-        self, ts: float, item: str, track: str, state: str, elapsed: float, jump: bool = False
+        self,
+        ts: float,
+        item: str,
+        track: str,
+        state: str,
+        elapsed: float,
+        jump: bool = False,
+        duration: float = 20.0,
     ) -> None:
-        u = QueueUpdate(Q, item, f"library://track/{track}", state, elapsed, 20.0, ts, jump)
+        u = QueueUpdate(Q, item, f"library://track/{track}", state, elapsed, duration, ts, jump)
         await self._apply(ListeningHistory.queue_writer(u))
 
     async def report(
-        self, ts: float, track: str, user: str, secs: float, full: bool, playing: bool
+        self,
+        ts: float,
+        track: str,
+        user: str,
+        secs: float,
+        full: bool,
+        playing: bool,
+        duration: float = 20.0,
     ) -> None:
-        r = Report(user, f"library://track/{track}", ts, secs, 20.0, full, playing)
+        r = Report(user, f"library://track/{track}", ts, secs, duration, full, playing)
         await self._apply(ListeningHistory.report_writer(r))
 
     async def plays(self, user: str) -> list[tuple[str, float, bool]]:
@@ -68,6 +82,49 @@ async def test_two_play_media_of_one_track_are_two_plays(tmp_path: Path) -> None
     await p.queue(1045, "q2", "4", "idle", 20)
     await p.report(1045, "4", "u", 20, True, False)
     assert sorted(await p.plays("u")) == [("4", 19.0, True), ("4", 20.0, True)]
+    await p.history.close()
+
+
+async def test_left_item_takes_mas_final_report_and_a_stale_jump_is_no_wrap(
+    tmp_path: Path,
+) -> None:
+    """Live run 3 (docs/real-ma/): seek, then next. MA reports the left item's end 2.6 s after
+    the item changed and sends the old stream's elapsed (65) as the new item's first jump."""
+    p = await player(tmp_path)
+    await p.queue(1000, "i9", "9", "playing", 0, duration=75)
+    await p.report(1000.5, "9", "u", 12, False, True, duration=75)  # stale: not trusted
+    await p.queue(1001, "i9", "9", "playing", 1, jump=True, duration=75)
+    await p.queue(1014, "i9", "9", "playing", 54, jump=True, duration=75)  # seek
+    await p.report(1020.5, "9", "u", 60, False, True, duration=75)
+    await p.queue(1038, "c2", "2", "playing", 0)  # next: a new queue item
+    await p.queue(1039.3, "c2", "2", "playing", 65, jump=True)  # the old stream's elapsed
+    await p.queue(1040.6, "c2", "2", "playing", 26)
+    await p.report(1040.6, "9", "u", 65, False, False, duration=75)  # MA's final report
+    await p.queue(1041.4, "c2", "2", "playing", 2, jump=True)  # this stream's elapsed
+    await p.queue(1049.3, "c2", "2", "idle", 9)
+    await p.report(1049.3, "2", "u", 9, False, False)
+    assert sorted(await p.plays("u")) == [("2", 9.0, False), ("9", 65.0, False)]
+    await p.history.close()
+
+
+async def test_a_stop_report_right_after_idle_names_the_listens_user(tmp_path: Path) -> None:
+    """Live run 3: bob plays 12 s on a queue admin used last; MA sends the queue's idle 1 ms
+    before bob's stop report, the only report of that listen."""
+    p = await player(tmp_path)
+    await p.queue(1000, "a1", "1", "playing", 0)
+    await p.queue(1001, "a1", "1", "playing", 1, jump=True)
+    await p.queue(1009, "a1", "1", "idle", 8)
+    await p.report(1009, "1", "admin", 8, False, False)
+    await p.report(1020, "1", "admin", 8, False, False)  # re-report at bob's play_media
+    await p.queue(1021.4, "b3", "3", "playing", 0)
+    await p.queue(1022, "b3", "3", "playing", 1, jump=True)
+    await p.queue(1034.4, "b3", "3", "idle", 12)
+    await p.report(1034.401, "3", "bob", 12, True, False)
+    assert await p.plays("admin") == [("1", 8.0, False)]
+    assert await p.plays("bob") == [("3", 12.0, True)]
+    await p.report(1060, "3", "admin", 12, True, False)  # a later re-report moves nothing
+    assert await p.plays("bob") == [("3", 12.0, True)]
+    assert await p.plays("admin") == [("1", 8.0, False)]
     await p.history.close()
 
 

@@ -19,7 +19,14 @@ pass of one queue item. A segment
   started playback on the queue), never in queue events.
 
 A not-playing report of an item already booked (the stop report, the re-report on a replace)
-changes nothing unless it moves the position on, and never changes the user.
+changes nothing unless it moves the position on, and changes the user only in one case: MA
+sends a stop as the queue's ``idle`` and then, a millisecond later, the stop report naming the
+user; a listen too short for any earlier report (< 30 s) was booked to the queue's previous
+user at the ``idle``, so that report (within ``REOWN_S``) moves it to its user. An item left
+for the next one is booked with an estimate of where it ended; MA's final report of it (within
+``FINAL_REPORT_S``) replaces the estimate. A jump of the elapsed time past the new item's
+duration is the previous stream's last elapsed (MA sends it after the item changed) and is
+not this stream's.
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ from dataclasses import dataclass, replace
 END_SLACK_S = 10.0  # MA: the current item is fully played within 10 s of its end
 WRAP_START_S = 5.0  # a repeat wrap restarts the elapsed time at about 0
 SEEK_SLACK_S = 5.0
+REOWN_S = 2.0  # the stop report follows the queue's idle within milliseconds (real MA)
+FINAL_REPORT_S = 10.0  # MA's report of the item it left came 2.6 s after the item changed
 PLAYING, PAUSED, IDLE = "playing", "paused", "idle"
 
 
@@ -63,6 +72,10 @@ class Segment:
     reported: bool = False
     fully_played: bool = False
     booked: float = -1.0  # the seconds it was booked with; -1: not booked
+    booked_ts: float = 0.0  # when it was (last) booked
+    estimated: bool = False  # booked when left, from an estimate of its end
+    unbook_user: str = ""  # booked to this user before: the history moves the play
+    final: bool = False  # MA's final report of the left item set its end and fully_played
 
     def seconds(self) -> float:
         """What is booked: the furthest position, bounded by the duration (MA's positions
@@ -70,6 +83,8 @@ class Segment:
         return float(round(min(self.reached, self.duration) if self.duration else self.reached))
 
     def full(self) -> bool:
+        if self.final:  # MA's own verdict for an item it left (90 % of it, not the last 10 s)
+            return self.fully_played
         secs = self.seconds()
         return self.fully_played or (self.duration > 0 and secs >= self.duration - END_SLACK_S)
 
@@ -93,16 +108,16 @@ def advance(seg: Segment, ts: float, ended: bool = False) -> Segment:
     return replace(seg, last_ts=ts, position=pos, reached=reached)
 
 
-def _book(seg: Segment, out: list[Segment]) -> Segment:
-    """Book (or re-book, further on) a segment that played and has a user."""
+def _book(seg: Segment, out: list[Segment], force: bool = False) -> Segment:
+    """Book (or re-book, further on, or ``force``d) a segment that played and has a user."""
     if not seg.started or not seg.user_id:
         return seg
     secs = seg.seconds()
-    if seg.booked >= 0 and secs <= seg.booked:
+    if seg.booked >= 0 and secs <= seg.booked and not force:
         return seg
-    seg = replace(seg, booked=secs)
+    seg = replace(seg, booked=secs, booked_ts=seg.last_ts)
     out.append(seg)
-    return seg
+    return replace(seg, unbook_user="")
 
 
 def _wraps(seg: Segment, u: QueueUpdate) -> bool:
@@ -122,7 +137,8 @@ def on_queue(q: QueueState, u: QueueUpdate) -> tuple[list[Segment], QueueState]:
     cur, prev = q.cur, q.prev
     if cur is None or cur.item_id != u.item_id:
         if cur is not None:
-            prev = _book(advance(cur, u.ts, ended=True), book)
+            left = advance(cur, u.ts, ended=True)  # its end extrapolated while playing
+            prev = _book(replace(left, estimated=cur.state == PLAYING), book)
         cur = Segment(u.item_id, 0, u.track_id, q.user_id, last_ts=u.ts, duration=u.duration)
     else:
         cur = advance(cur, u.ts)
@@ -137,7 +153,8 @@ def on_queue(q: QueueState, u: QueueUpdate) -> tuple[list[Segment], QueueState]:
                 fully_played=False,
                 booked=-1.0,
             )
-        if u.jump:
+        stale = cur.duration > 0 and u.elapsed > cur.duration + SEEK_SLACK_S
+        if u.jump and not stale:
             cur = replace(
                 cur, trusted=True, position=u.elapsed, reached=max(cur.reached, u.elapsed)
             )
@@ -183,6 +200,19 @@ def on_report(
     if cur is not None and not cur.owned and cur.booked < 0 and q.user_id:
         cur = replace(cur, user_id=q.user_id)
     seg = cur if which == "cur" else prev if which == "prev" else None
+    if seg is not None and not is_playing and seg.booked >= 0:
+        if which == "prev" and seg.estimated and ts - seg.booked_ts <= FINAL_REPORT_S:
+            # MA's final report of the item it left: the exact end, not our estimate
+            seg = replace(
+                seg, reached=position, fully_played=fully_played, estimated=False, final=True
+            )
+            prev = _book(seg, book, force=True)
+            return book, replace(q, cur=cur, prev=prev)
+        reown = user_id and user_id != seg.user_id and not seg.owned
+        if which == "cur" and reown and ts - seg.booked_ts <= REOWN_S:
+            seg = replace(seg, unbook_user=seg.user_id, user_id=user_id, owned=True)
+            cur = _book(seg, book, force=True)
+            return book, replace(q, cur=cur, prev=prev)
     if seg is not None:
         seg = advance(seg, ts) if which == "cur" else seg
         if which == "cur" and user_id and seg.booked < 0:
