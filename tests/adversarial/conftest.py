@@ -82,10 +82,13 @@ class Served:
 
 
 def start_served(
-    tmp_path: Path, model_dir: Path | None, env: dict[str, str] | None = None
+    tmp_path: Path,
+    model_dir: Path | None,
+    env: dict[str, str] | None = None,
+    port: int | None = None,
 ) -> Served:
-    """Start `insight serve` on a free loopback port and wait until it answers health."""
-    port = free_port()
+    """Start `insight serve` on ``port`` (a free loopback one by default), wait for health."""
+    port = port or free_port()
     data_dir = tmp_path / "data"
     log_path = tmp_path / "serve.log"
     full_env = {
