@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("insight.bus.lease")
 
 ATTEMPTS = 5  # compare-and-set rounds before a race counts as lost
+RELEASE_WAIT_S = 10.0  # longest a stop waits for the renewal loop (a request times out in 5 s)
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,7 @@ class StoreLease:
         self.kv: KeyValue | None = None
         self.revision = 0
         self.lost = asyncio.Event()
+        self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     async def acquire(self) -> None:
@@ -174,8 +176,10 @@ class StoreLease:
         raise LeaseRefused(self.identity, None, self.ttl_s)
 
     async def _renew_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.ttl_s / 3)
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=self.ttl_s / 3)
+                return
             try:
                 await self._claim()
             except LeaseRefused as exc:
@@ -190,10 +194,12 @@ class StoreLease:
 
         A shared store's lease is left to expire: other nodes of that store still renew it.
         """
+        self._stopping.set()
         if self._task is not None:
+            # the flag stops the loop even when Python 3.11's wait_for (inside nats.py's
+            # requests) swallows the cancel; the bound keeps a stuck request from hanging stop
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait({self._task}, timeout=RELEASE_WAIT_S)
             self._task = None
         if self.kv is None or self.identity.shared or self.lost.is_set():
             return
