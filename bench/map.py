@@ -53,7 +53,8 @@ async def bench(n: int, data: Path) -> dict[str, float]:
     t0 = time.perf_counter()
     layout.place(fresh)
     out["place_1000_new_ms"] = (time.perf_counter() - t0) * 1e3
-    svc = MapService(app)  # the service end to end, as GET /map's first call
+    # the service end to end, as GET /map's first call
+    svc = MapService(data, app.loaded, app.stores, app.tasks)
     t0 = time.perf_counter()
     page = await svc.page(MapRequest())
     out["service_first_call_s"] = time.perf_counter() - t0

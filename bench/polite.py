@@ -84,6 +84,7 @@ def merge(into: dict[str, list[float]], more: dict[str, list[float]]) -> None:
 
 
 async def run(model: Path, library: Path, texts: int, stream_s: float) -> dict[str, Any]:
+    from insight import compose
     from insight.app import App
     from insight.schemas import WatchedFolder
 
@@ -94,10 +95,11 @@ async def run(model: Path, library: Path, texts: int, stream_s: float) -> dict[s
         watcher={"scan_interval_s": 0},  # everything else: serve's defaults
     )
     app = App(settings)
-    await app.start()
+    await compose.start(app)
     try:
         assert app.pool is not None, app.model_error
-        svc = app.services["watcher"]
+        svc = app.services.watcher
+        assert svc is not None, "the watcher extra is needed"
         idle: dict[str, list[float]] = {}
         for i in range(3):
             merge(idle, await one_round(app, i, texts, stream_s))
@@ -125,7 +127,7 @@ async def run(model: Path, library: Path, texts: int, stream_s: float) -> dict[s
             },
         }
     finally:
-        await app.close()
+        await compose.stop(app)
         shutil.rmtree(data, ignore_errors=True)
 
 

@@ -118,6 +118,7 @@ async def ours(
     workers: int,
     runners: int = 1,
 ) -> dict[str, Any]:
+    from insight import compose
     from insight.app import App
 
     data = Path(tempfile.mkdtemp(prefix="scan-bench-"))
@@ -133,9 +134,10 @@ async def ours(
         inference={"runners": runners},
     )
     app = App(settings)
-    await app.start()
+    await compose.start(app)
     assert app.pool is not None, app.model_error
-    svc = app.services["watcher"]  # started by the app, closed with it
+    svc = app.services.watcher  # started by the app, closed with it
+    assert svc is not None, "the watcher extra is needed"
     from insight.schemas import WatchedFolder
 
     t0 = time.perf_counter()
@@ -144,7 +146,7 @@ async def ours(
     elapsed = time.perf_counter() - t0
     n = svc.outcomes["analyzed"]
     assert svc.outcomes["failed"] == 0, svc.failures()
-    await app.close()
+    await compose.stop(app)
     shutil.rmtree(data, ignore_errors=True)
     return {"tracks": n, "seconds": elapsed, "tracks_per_hour": n / elapsed * 3600}
 

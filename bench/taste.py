@@ -26,10 +26,11 @@ from pathlib import Path
 import numpy as np
 import onnxruntime  # noqa: F401  (before usearch)
 
+from insight import compose
 from insight.app import App
 from insight.config import Settings
 from insight.mood import mood_labels
-from insight.mood.classifier import PromptBank, classify, create
+from insight.mood.classifier import PromptBank, classify
 from insight.playlists.mix import build_mix
 from insight.playlists.path import song_path
 from insight.playlists.schemas import MixRequest, PathRequest
@@ -115,7 +116,7 @@ async def bench_taste(n: int, runs: int, data: Path) -> tuple[dict[str, list[flo
     app = App(Settings(storage={"data_dir": data / "store"}))
     app.store = store
     await app.load_model(build_tiny_clap(data / "model"), MODEL_ID)
-    await create(app)
+    await compose.start(app)  # keeps this store and model; builds history, mood, ...
     now = int(time.time())
     liked = [f"t{i}" for i in range(0, CENTRES * 40, CENTRES)]  # cluster 0
     skipped = [f"t{i}" for i in range(1, CENTRES * 10, CENTRES)]  # cluster 1
@@ -144,7 +145,7 @@ async def bench_taste(n: int, runs: int, data: Path) -> tuple[dict[str, list[flo
         "path": await timed(path, runs),
         "mix": await timed(mix, runs),
     }
-    await app.close()
+    await compose.stop(app)
     return out, fill_s
 
 

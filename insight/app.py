@@ -1,8 +1,10 @@
-"""The worker's state: settings, model pool, store and the services built on them.
+"""The worker's state: settings, model pool, store, bus connection and the typed services.
 
-The only mutable state of a worker lives here, built by ``cli.py``; handlers receive it as
-their first argument. Missing parts (no model, store down) are reported, never fatal: the
-worker starts, answers health as ``degraded`` and says how to fix it.
+The only mutable state of a worker lives here; ``insight.compose`` builds its services and
+starts and stops them; handlers receive the app as their first argument and reach services
+as ``app.services.<name>``. Services themselves never get the app: only the slots, settings
+and other services they use. Missing parts (no model, store down) are reported, never fatal:
+the worker starts, answers health as ``degraded`` and says how to fix it.
 """
 
 from __future__ import annotations
@@ -11,21 +13,24 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Coroutine
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from insight import __version__
 from insight.config import Settings
-from insight.errors import MODEL_HINT, Conflict, ModelNotLoaded, StorageNotReady
+from insight.errors import MODEL_HINT, Conflict
 from insight.schemas import SearchFilter
-from insight.tasks import cancel_and_wait
+from insight.state import ModelListener, ModelSlot, StoreSlot
+from insight.tasks import TaskSet
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
     from nats.js import JetStreamContext
 
     from insight.inference.pool import InferencePool
+    from insight.services import Services
     from insight.storage.base import VectorStore
 
 log = logging.getLogger("insight.app")
@@ -37,94 +42,66 @@ class App:
         self.version = __version__
         self.worker_id = uuid.uuid4().hex[:12]
         self.started_at = time.time()
-        self.pool: InferencePool | None = None
-        self.model_error: str | None = MODEL_HINT
-        self.store: VectorStore | None = None
-        self.store_error: str | None = "storage not opened yet"
+        self.loaded = ModelSlot()  # pool + why none is loaded; read through .pool/.model_error
+        self.stores = StoreSlot()  # store + why it is not open; read through .store/.store_error
         self.nc: NATS | None = None
         self.js: JetStreamContext | None = None
-        self.services: dict[str, Any] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self.tasks = TaskSet()
+        self.model_listeners: list[ModelListener] = []  # told after every load, in this order
+        self._services: Services | None = None
 
-    # --- lifecycle ---------------------------------------------------------------------
+    # --- shared state (services hold the slots, not the app) -----------------------------
 
-    async def start(self) -> None:
-        from insight.history import ListeningHistory
-        from insight.library import Library
-        from insight.models_service import ModelsService
-        from insight.mood import create as create_mood
-        from insight.playlists.service import get_playlists
+    @property
+    def services(self) -> Services:
+        if self._services is None:
+            raise RuntimeError("services are not built yet: insight.compose.start(app) builds them")
+        return self._services
 
-        await self.open_store()
-        history = ListeningHistory(self.settings.storage.data_dir / "history.db")
-        await history.open()
-        self.services["history"] = history
-        self.services["library"] = Library(self)
-        await get_playlists(self)
-        await create_mood(self)  # before the model: its load hook caches the prompts
-        await self.load_configured_model()
-        self.services["models"] = ModelsService(self)
-        if (
-            self.pool is None
-            and self.settings.model.path is None
-            and self.settings.model.auto_download
-        ):
-            self.spawn(self.download_and_load(), name="auto-download")
-        await self.start_watcher()
+    @services.setter
+    def services(self, services: Services) -> None:
+        self._services = services
 
-    async def download_and_load(self) -> None:
-        """First start with no model: fetch the configured one in the background, then load it."""
-        models = self.services["models"]
-        name = self.settings.model.name
-        try:
-            started = models.start_download(name)
-            if started.download_id is not None:
-                self.model_error = f"model {name} is downloading (GET /api/v1/models/downloads)"
-                job = await models.downloads.wait(started.download_id)
-                if job.error:
-                    self.model_error = (
-                        f"download of {name} failed: {job.error.rstrip('.')}. {MODEL_HINT}"
-                    )
-                    return
-            await models.load(name)
-        except Exception as exc:
-            self.model_error = f"automatic download of {name} failed: {exc}. {MODEL_HINT}"
-            log.warning("auto_download_failed model=%s error=%s", name, exc)
+    @property
+    def built_services(self) -> Services | None:
+        """The services, or None before ``compose.start`` built them (a failed start)."""
+        return self._services
 
-    async def start_watcher(self) -> None:
-        """The folder watcher (``watcher`` extra): workers always, scanning when enabled."""
-        try:
-            from insight.watcher.service import WatcherService
-        except ImportError:  # installed without the `watcher` extra
-            log.info("watcher_unavailable reason=extra_not_installed")
-            return
-        watcher = WatcherService(self)
-        self.services["watcher"] = watcher
-        await watcher.open()
+    @property
+    def pool(self) -> InferencePool | None:
+        return self.loaded.pool
 
-    async def close(self) -> None:
-        await cancel_and_wait(list(self._tasks))
-        for svc in reversed(list(self.services.values())):
-            closer = getattr(svc, "close", None)
-            if closer is not None:
-                await closer()
-        if self.pool is not None:
-            await self.pool.close()
-        if self.store is not None:
-            await self.store.close()
+    @pool.setter
+    def pool(self, pool: InferencePool | None) -> None:
+        self.loaded.pool = pool
 
-    def spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
-        """Run a background task owned by the app (cancelled on close, errors logged)."""
-        task = asyncio.create_task(coro, name=name)
-        self._tasks.add(task)
+    @property
+    def model_error(self) -> str | None:
+        return self.loaded.error
 
-        def _done(t: asyncio.Task[Any]) -> None:
-            self._tasks.discard(t)
-            if not t.cancelled() and t.exception() is not None:
-                log.error("task %s failed: %r", name, t.exception())
+    @model_error.setter
+    def model_error(self, error: str | None) -> None:
+        self.loaded.error = error
 
-        task.add_done_callback(_done)
-        return task
+    @property
+    def store(self) -> VectorStore | None:
+        return self.stores.store
+
+    @store.setter
+    def store(self, store: VectorStore | None) -> None:
+        self.stores.store = store
+
+    @property
+    def store_error(self) -> str | None:
+        return self.stores.error
+
+    @store_error.setter
+    def store_error(self, error: str | None) -> None:
+        self.stores.error = error
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        """Run a background task owned by the app (cancelled at stop, errors logged)."""
+        return self.tasks.spawn(coro, name)
 
     @cached_property
     def instance_id(self) -> str:
@@ -159,9 +136,7 @@ class App:
         log.info("storage_ready mode=%s", store.mode)
 
     def require_store(self) -> VectorStore:
-        if self.store is None:
-            raise StorageNotReady(self.store_error or "storage not ready")
-        return self.store
+        return self.stores.require_store()
 
     # --- model -------------------------------------------------------------------------
 
@@ -218,10 +193,8 @@ class App:
         else:
             await self.pool.swap(model)
         self.model_error = None
-        for svc in self.services.values():
-            hook = getattr(svc, "on_model_loaded", None)
-            if hook is not None:
-                await hook(model)
+        for listener in self.model_listeners:
+            await listener.on_model_loaded(model)
         log.info("model_loaded id=%s device=%s dim=%d", model.model_id, model.device, model.dim)
 
     def in_model_space(self, f: SearchFilter | None) -> SearchFilter | None:
@@ -233,6 +206,4 @@ class App:
         return base
 
     def require_pool(self) -> InferencePool:
-        if self.pool is None:
-            raise ModelNotLoaded(self.model_error or MODEL_HINT)
-        return self.pool
+        return self.loaded.require_pool()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -23,7 +23,11 @@ from insight.schemas import HashedMetadata, IngestMetadata, TrackMetadata
 from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT, Point
 
 if TYPE_CHECKING:
-    from insight.app import App
+    from nats.aio.client import Client as NATS
+
+    from insight.config import Settings
+    from insight.mood.classifier import MoodClassifier
+    from insight.state import ModelSlot, StoreSlot
 
 log = logging.getLogger("insight.library")
 
@@ -61,7 +65,12 @@ def track_metadata(payload: dict[str, Any], *, file_paths: bool = False) -> Trac
     return TrackMetadata.model_validate(payload)
 
 
-def file_paths_visible(app: App) -> bool:
+class HasSettings(Protocol):
+    @property
+    def settings(self) -> Settings: ...
+
+
+def file_paths_visible(app: HasSettings) -> bool:
     return app.settings.server.expose_file_paths
 
 
@@ -85,8 +94,12 @@ def extra_fields(meta: IngestMetadata) -> dict[str, Any]:
 
 
 class Library:
-    def __init__(self, app: App) -> None:
-        self.app = app
+    """Stores tracks: text and audio vectors with one payload, then announces them."""
+
+    def __init__(
+        self, loaded: ModelSlot, stores: StoreSlot, mood: MoodClassifier, nc: NATS | None = None
+    ) -> None:
+        self.loaded, self.stores, self.mood, self.nc = loaded, stores, mood, nc
 
     def _payload(
         self,
@@ -96,7 +109,6 @@ class Library:
         file_path: str | None = None,
         mood: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        pool = self.app.pool
         return {
             "track_id": track_id,
             "name": meta.name,
@@ -106,27 +118,22 @@ class Library:
             "metadata_hash": getattr(meta, "metadata_hash", None),
             "file_path": file_path,
             "source": source,
-            "model_id": pool.model.model_id if pool is not None else None,
+            "model_id": self.loaded.model_id,
             "updated_at": int(time.time()),
             **(mood or {}),
             **extra_fields(meta),
         }
 
     async def mood_fields(self, vector: np.ndarray) -> dict[str, Any]:
-        mood = self.app.services.get("mood")  # it answers {} itself while no model is loaded
-        if mood is None:
-            return {}
-        fields: dict[str, Any] = await mood.mood_fields(vector)
-        return fields
+        return await self.mood.mood_fields(vector)  # {} while no model is loaded
 
     async def unchanged(self, items: list[TextItem]) -> set[str]:
         """Track ids whose stored metadata_hash equals the given one (nothing to do)."""
         hashed = {i.track_id: i.metadata.metadata_hash for i in items if i.metadata.metadata_hash}
         if not hashed:
             return set()
-        points = await self.app.require_store().get(TRACKS_TEXT, list(hashed))
-        pool = self.app.pool
-        current = pool.model.model_id if pool is not None else None
+        points = await self.stores.require_store().get(TRACKS_TEXT, list(hashed))
+        current = self.loaded.model_id
         return {
             p.key
             for p in points
@@ -138,8 +145,8 @@ class Library:
         self, items: list[TextItem], *, skip_unchanged: bool = True
     ) -> list[Stored]:
         """Embed the metadata sentence of each track (one batch), classify mood, upsert."""
-        store = self.app.require_store()
-        pool = self.app.require_pool()
+        store = self.stores.require_store()
+        pool = self.loaded.require_pool()
         skip = await self.unchanged(items) if skip_unchanged else set()
         todo = [i for i in items if i.track_id not in skip]
         texts = [metadata_text(i.metadata) for i in todo]
@@ -171,7 +178,7 @@ class Library:
         store: bool = True,
     ) -> Stored:
         """Text + audio vectors of a fully analysed track (stream end, watcher)."""
-        pool = self.app.require_pool()
+        pool = self.loaded.require_pool()
         text = metadata_text(metadata)
         text_vec = (await pool.embed_texts([text]))[0]
         if not store:
@@ -203,7 +210,7 @@ class Library:
     ) -> Stored:
         """Upsert the given vectors with one payload; mood from the audio vector when there is
         one (it hears the music), else from the text vector."""
-        db = self.app.require_store()
+        db = self.stores.require_store()
         best = audio_vector if audio_vector is not None else text_vector
         mood = await self.mood_fields(best) if best is not None else {}
         payload = self._payload(track_id, metadata, source, file_path, mood)
@@ -219,14 +226,14 @@ class Library:
     async def delete_track(
         self, track_id: str, *, text: bool = True, audio: bool = True
     ) -> tuple[bool, bool]:
-        db = self.app.require_store()
+        db = self.stores.require_store()
         text_deleted = bool(await db.delete(TRACKS_TEXT, [track_id])) if text else False
         audio_deleted = bool(await db.delete(TRACKS_AUDIO, [track_id])) if audio else False
         return text_deleted, audio_deleted
 
     async def announce(self, track_id: str, source: str, result: Stored) -> None:
         """Publish ``insight.notify.track.analyzed`` (core NATS; best effort)."""
-        nc = self.app.nc
+        nc = self.nc
         if nc is None or nc.is_closed:
             return
         body = {
@@ -235,7 +242,7 @@ class Library:
             "text_stored": result.text_stored,
             "audio_stored": result.audio_stored,
             "primary_mood": result.primary_mood,
-            "model_id": self.app.pool.model.model_id if self.app.pool else None,
+            "model_id": self.loaded.model_id,
         }
         try:
             await nc.publish(subjects.TRACK_ANALYZED, pack(body))

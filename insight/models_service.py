@@ -37,9 +37,15 @@ from insight.schemas import (
 from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT, scroll_pages
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
     from pathlib import Path
 
-    from insight.app import App
+    from insight.config import Settings
+    from insight.library import Library
+    from insight.state import ModelSlot, StoreSlot
+    from insight.watcher.service import WatcherService
+
+    LoadModel = Callable[[Path, str], Awaitable[None]]
 
 log = logging.getLogger("insight.models")
 
@@ -60,9 +66,20 @@ class StaleScan:
 
 
 class ModelsService:
-    def __init__(self, app: App) -> None:
-        self.app = app
-        s = app.settings
+    def __init__(
+        self,
+        settings: Settings,
+        loaded: ModelSlot,
+        stores: StoreSlot,
+        load_model: LoadModel,
+        library: Library,
+        watcher: WatcherService | None = None,
+    ) -> None:
+        """``load_model(dir, id)`` loads or hot-swaps the model (the app's; it tells the
+        model listeners); ``watcher`` re-analyses audio files for ``reembed``."""
+        self.settings, self.loaded, self.stores = settings, loaded, stores
+        self.load_model, self.library, self.watcher = load_model, library, watcher
+        s = settings
         self.models_dir = s.models_dir
         self.downloads = DownloadManager(
             self.models_dir, s.model.hub_endpoint, s.model.quantized is True
@@ -74,21 +91,22 @@ class ModelsService:
 
     @property
     def current_id(self) -> str | None:
-        return self.app.pool.model.model_id if self.app.pool is not None else None
+        return self.loaded.model_id
 
     @property
     def local_id(self) -> str | None:
         """Id of the INSIGHT_MODEL__PATH folder (``local/<folder>`` unless NAME is set too)."""
-        return local_model_id(self.app.settings.model)
+        return local_model_id(self.settings.model)
 
     def model_dir(self, model_id: str) -> Path | None:
         """Where ``model_id`` is on disk: the INSIGHT_MODEL__PATH folder for its own id, the
         verified hub cache for any other (a hub id never means the local folder)."""
-        path = self.app.settings.model.path
+        path = self.settings.model.path
         if model_id == self.local_id and path is not None:
             return path if path.is_dir() else None
-        if self.app.pool is not None and self.app.pool.model.model_id == model_id:
-            return self.app.pool.model.model_dir
+        pool = self.loaded.pool
+        if pool is not None and pool.model.model_id == model_id:
+            return pool.model.model_dir
         return cached_model_dir(model_id, self.models_dir)
 
     def status_of(self, model_id: str) -> ModelStatus:
@@ -122,7 +140,7 @@ class ModelsService:
         local = model_id == self.local_id
         description = known.description if known else None
         if local:
-            description = f"Local model folder {self.app.settings.model.path} (INSIGHT_MODEL__PATH)"
+            description = f"Local model folder {self.settings.model.path} (INSIGHT_MODEL__PATH)"
         return ModelDetail(
             model_id=model_id,
             name=known.name if known else model_id,
@@ -133,7 +151,7 @@ class ModelsService:
             cache_path=str(path) if path is not None else None,
             recommended=known.recommended if known else False,
             is_current=is_current,
-            device=self.app.pool.model.device if is_current and self.app.pool else None,
+            device=self.loaded.pool.model.device if is_current and self.loaded.pool else None,
             license=known.license if known else None,
             onnx_on_hub=known.onnx_on_hub if known else True,
             note=note,
@@ -194,7 +212,7 @@ class ModelsService:
                     "(or `insight models download`)",
                     code="MODEL_NOT_DOWNLOADED",
                 )
-            await self.app.load_model(path, model_id)
+            await self.load_model(path, model_id)
         self._stale = None
         stale = await self.stale_count()
         message = "Model loaded successfully"
@@ -215,7 +233,7 @@ class ModelsService:
             raise Conflict(f"model {model_id} is being downloaded: cancel the download first")
         if model_id == self.local_id:
             raise BadRequest(
-                f"model {model_id} is the local folder {self.app.settings.model.path} "
+                f"model {model_id} is the local folder {self.settings.model.path} "
                 "(INSIGHT_MODEL__PATH): insight never deletes it",
                 code="LOCAL_MODEL",
             )
@@ -229,7 +247,7 @@ class ModelsService:
         """Every point whose ``model_id`` is not the loaded model's (payloads only)."""
         out = StaleScan()
         current = self.current_id
-        store = self.app.store
+        store = self.stores.store
         if current is None or store is None:
             return out
         for collection, bucket in ((TRACKS_TEXT, out.text), (TRACKS_AUDIO, out.audio)):
@@ -255,11 +273,11 @@ class ModelsService:
 
     async def reembed(self, drop_unrecoverable: bool = False) -> ReembedResponse:
         """Text vectors now; audio by re-analysing known files (queued on the watcher)."""
-        from insight.library import Library, TextItem
+        from insight.library import TextItem
 
-        self.app.require_pool()
-        self.app.require_store()
-        library: Library = self.app.services.get("library") or Library(self.app)
+        self.loaded.require_pool()
+        self.stores.require_store()
+        library = self.library
         stale = await self.scan_stale()
         text_done = 0
         for start in range(0, len(stale.text), REEMBED_BATCH):
@@ -278,12 +296,12 @@ class ModelsService:
             done = await library.ingest_text(items, skip_unchanged=False)
             text_done += sum(1 for d in done if d.text_stored)
         audio_ids = {p.key for p in stale.audio}
-        watcher = self.app.services.get("watcher")
+        watcher = self.watcher
         queued = await watcher.reanalyze(audio_ids) if watcher is not None and audio_ids else set()
         dropped = 0
         lost = sorted(audio_ids - set(queued))
         if drop_unrecoverable and lost:
-            dropped = len(await self.app.require_store().delete(TRACKS_AUDIO, lost))
+            dropped = len(await self.stores.require_store().delete(TRACKS_AUDIO, lost))
         self._stale = None
         remaining = await self.stale_count()
         message = f"re-embedded {text_done} text vectors"

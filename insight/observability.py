@@ -16,23 +16,31 @@ from insight.metrics import BUS_PENDING, STORE_POINTS, STREAM_MESSAGES
 from insight.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
-    from insight.app import App
+    from nats.js import JetStreamContext
+
+    from insight.state import StoreSlot
 
 log = logging.getLogger("insight.metrics")
 
 STREAMS = (subjects.EVENTS_STREAM, subjects.AUDIO_STREAM, subjects.DLQ_STREAM)
 
 
-def consumers(app: App) -> tuple[str, ...]:
-    return (subjects.LIBRARY_CONSUMER, subjects.playback_consumer(app.instance_id))
+def consumers(instance_id: str) -> tuple[str, ...]:
+    return (subjects.LIBRARY_CONSUMER, subjects.playback_consumer(instance_id))
 
 
 class MetricsCollector:
     """Refreshes store and bus gauges every ``interval_s``; ``start()``/``stop()`` like a
     worker component."""
 
-    def __init__(self, app: App, interval_s: float = 15.0) -> None:
-        self.app = app
+    def __init__(
+        self,
+        stores: StoreSlot,
+        js: JetStreamContext | None,
+        instance_id: str,
+        interval_s: float = 15.0,
+    ) -> None:
+        self.stores, self.js, self.instance_id = stores, js, instance_id
         self.interval_s = interval_s
         self._task: asyncio.Task[None] | None = None
 
@@ -58,7 +66,7 @@ class MetricsCollector:
         await self.collect_bus()
 
     async def collect_store(self) -> None:
-        store = self.app.store
+        store = self.stores.store
         if store is None:
             return
         # Imported here, not at module level: importing usearch (via insight.storage) before
@@ -72,7 +80,7 @@ class MetricsCollector:
                 log.debug("store_count_failed collection=%s error=%r", name, exc)
 
     async def collect_bus(self) -> None:
-        js = self.app.js
+        js = self.js
         if js is None:
             return
         for stream in STREAMS:
@@ -82,7 +90,7 @@ class MetricsCollector:
                 log.debug("stream_info_failed stream=%s error=%r", stream, exc)
                 continue
             STREAM_MESSAGES.labels(stream=stream).set(info.state.messages)
-        for consumer in consumers(self.app):
+        for consumer in consumers(self.instance_id):
             try:
                 ci = await js.consumer_info(subjects.EVENTS_STREAM, consumer)
             except Exception as exc:

@@ -12,11 +12,11 @@ import contextlib
 import logging
 import signal
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiohttp import web
 from nats.aio.client import Client as NATS
 
+from insight import compose
 from insight.app import App
 from insight.bus.auth import embedded_auth
 from insight.bus.client import BusClient
@@ -35,20 +35,18 @@ class Worker:
     settings: Settings
     app: App = field(init=False)
     service: BusService | None = None
-    components: list[Any] = field(default_factory=list)
     lease: StoreLease | None = None
 
     def __post_init__(self) -> None:
         self.app = App(self.settings)
 
     async def start(self, nats_url: str) -> None:
-        from insight.bus.setup import start_components
-
+        """Connect, take the store lease, build and start the services (insight.compose), then
+        answer requests: nothing is asked of a service before it is ready."""
         self.app.nc = await connect(nats_url, self.settings.nats, name="insight-worker")
         self.app.js = self.app.nc.jetstream()
         await self.take_store_lease()
-        await self.app.start()
-        self.components = await start_components(self.app)
+        await compose.start(self.app)
         self.service = BusService(self.app)
         await self.service.start()
         log.info("worker_started nats=%s", ",".join(map(redact_url, nats_url.split(","))))
@@ -68,10 +66,7 @@ class Worker:
     async def stop(self) -> None:
         if self.service is not None:
             await self.service.stop()
-        for comp in reversed(self.components):
-            with contextlib.suppress(Exception):
-                await comp.stop()
-        await self.app.close()
+        await compose.stop(self.app)
         if self.lease is not None:
             await self.lease.release()
         if self.app.nc is not None and not self.app.nc.is_closed:

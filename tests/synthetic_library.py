@@ -119,16 +119,13 @@ async def store_library(app: App, lib: Library, audio_every: int = 2) -> None:
 @asynccontextmanager
 async def history_service(app: App, path: Path) -> AsyncIterator[ListeningHistory]:
     """A listening history at ``path`` as the app's ``history`` service for the block; the
-    previous one (or none) is put back afterwards."""
+    previous one is put back afterwards."""
     history = ListeningHistory(path)
     await history.open()
-    previous = app.services.get("history")
-    app.services["history"] = history
+    previous = app.services.history
+    app.services.history = history
     try:
         yield history
     finally:
-        if previous is not None:
-            app.services["history"] = previous
-        else:
-            app.services.pop("history", None)
+        app.services.history = previous
         await history.close()

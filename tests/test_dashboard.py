@@ -69,7 +69,7 @@ async def store_big_library(app: Any) -> None:
     store = app.require_store()
     await store.upsert(TRACKS_TEXT, points)
     await store.upsert(TRACKS_AUDIO, points)
-    history = app.services["history"]
+    history = app.services.history
     now = int(time.time())
     for i, p in enumerate(points[:: PER_CLUSTER // 4][:12]):
         await history.record_play("u1", p.key, 200.0, 200.0, True, now - 60 * i)

@@ -24,7 +24,6 @@ from insight.inference.download import (
     manifest_path,
 )
 from insight.inference.registry import validate_model_id
-from insight.models_service import ModelsService
 from insight.schemas import DownloadStatus
 
 REPO = "test-org/tiny-clap"
@@ -44,10 +43,8 @@ async def finish(mgr: DownloadManager, model_id: str = REPO) -> DownloadStatus:
 
 
 async def start_with_models(settings):  # type: ignore[no-untyped-def]
-    """A running stack; the models service is added if the app does not build it yet."""
-    r = await start_running(settings)
-    r.app.services.setdefault("models", ModelsService(r.app))
-    return r
+    """A running stack (its app builds the models service)."""
+    return await start_running(settings)
 
 
 def free_port() -> int:

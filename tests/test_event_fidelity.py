@@ -63,7 +63,7 @@ async def test_json_and_msgpack_events_by_content_type(bus: NATS, worker: Worker
     await drained(js, subjects.playback_consumer(worker.app.instance_id))
 
     assert await stored_names(worker) == {"library://track/j": "Jay", "library://track/m": "Em"}
-    history = worker.app.services["history"]
+    history = worker.app.services.history
     [play] = await history.plays("jo")
     assert (play.track_id, play.seconds_played, play.fully_played) == (
         "library://track/j",
@@ -91,7 +91,7 @@ async def test_ma_track_fields_and_the_watched_file_of_the_same_recording(
     """version is in the text, album year / external ids / bpm / key on the payload (bpm and
     key filterable), and a watched file with the track's MusicBrainz recording id lends the
     MA track its audio vector."""
-    library, store = worker.app.services["library"], worker.app.require_store()
+    library, store = worker.app.services.library, worker.app.require_store()
     heard = np.zeros(512, dtype=np.float32)
     heard[3] = 1.0
     await library.ingest_analysis(

@@ -58,7 +58,7 @@ async def test_added_updated_deleted_and_history(bus: NATS, worker: Worker) -> N
     [point] = await worker.app.require_store().get(TRACKS_TEXT, ["library://track/1"])
     assert point.payload["artists"] == ["Artist 1"] and point.payload["album"] == "Album"
     assert point.payload["genres"] == ["rock"] and point.payload["source"] == "event"
-    history = {h.track_id: h for h in await worker.app.services["history"].tracks("alice")}
+    history = {h.track_id: h for h in await worker.app.services.history.tracks("alice")}
     assert history["library://track/1"].play_count == 1  # the in-progress report is ignored
     assert history["library://track/9"].is_favorite
 
@@ -156,7 +156,7 @@ async def test_two_workers_share_events_each_processed_once(
             await js.publish(subjects.PLAYED, msgpack.packb(played))
         for w in (a, b):
             await drained(js, subjects.playback_consumer(w.app.instance_id))
-            plays = await w.app.services["history"].tracks("bob")
+            plays = await w.app.services.history.tracks("bob")
             assert sorted(h.track_id for h in plays) == sorted(f"t://{i}" for i in range(20))
     finally:
         await a.stop()

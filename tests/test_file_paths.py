@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from conftest import make_settings, start_running, stop_running
 
-from insight.library import Library, TextItem, track_metadata
+from insight.library import TextItem, track_metadata
 from insight.schemas import HashedMetadata
 from insight.storage.base import TRACKS_TEXT
 from insight.taste.tracks import metadata_of
@@ -62,7 +62,7 @@ async def test_results_show_paths_only_when_exposed(
             TextItem(tid, HashedMetadata(name=Path(p).stem), source="watcher", file_path=p)
             for tid, p in PATHS.items()
         ]
-        await Library(r.app).ingest_text(items)
+        await r.app.services.library.ingest_text(items)
         stored = await r.app.store.get(TRACKS_TEXT, list(PATHS))
         assert {p.key: p.payload["file_path"] for p in stored} == PATHS  # kept in the store
         got = await results_of(r)

@@ -143,7 +143,7 @@ def same_store(got: dict[str, tuple[str, list[str]]], want: dict[str, Any]) -> b
 async def test_trace_ends_as_ma_says(worker_nc: tuple[Any, NATS], name: str) -> None:
     worker, nc = worker_nc
     trace = TRACES[name]
-    history = worker.app.services["history"]
+    history = worker.app.services.history
 
     async def check(label: str) -> None:
         if label in DISCONNECT_CHECKS:  # what the store holds while MA's changes are missed

@@ -11,6 +11,7 @@ from playlist_util import store_points
 from synthetic_library import Library, build, store_library, unit
 
 from insight.mapview.layout import fit
+from insight.mapview.service import MapService
 
 
 @pytest.fixture
@@ -91,7 +92,7 @@ async def test_new_tracks_are_placed_without_moving_others(running: Any, lib: Li
         p = np.array(now[t])
         assert np.linalg.norm(p - c_centre) < np.linalg.norm(p - a_centre)
     # deleted tracks leave the map
-    await running.app.services["library"].delete_track("A0-0")
+    await running.app.services.library.delete_track("A0-0")
     third = await get_map(running, "?refresh=true")
     assert third["total"] == 94 and "A0-0" not in third["track_ids"]
     # many new tracks (over 20 %): a full layout is redone in the background
@@ -113,9 +114,11 @@ async def test_new_tracks_are_placed_without_moving_others(running: Any, lib: Li
 async def test_map_survives_a_restart(running: Any, lib: Library):
     await store_library(running.app, lib)
     first = await get_map(running)
-    svc = running.app.services.pop("map")
+    svc = running.app.services.map
     assert (svc.dir / "layout.npz").exists() and (svc.dir / "points.npz").exists()
-    again = await get_map(running)  # a new service reads the saved layout and points
-    assert running.app.services["map"] is not svc
+    app = running.app  # a new service (as after a restart) reads the saved layout and points
+    app.services.map = MapService(app.settings.storage.data_dir, app.loaded, app.stores, app.tasks)
+    again = await get_map(running)
+    assert running.app.services.map is not svc
     assert again["x"] == first["x"] and again["version"] == first["version"]
     assert again["moods"] == first["moods"]

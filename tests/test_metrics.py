@@ -47,7 +47,9 @@ def value(families: dict[str, Any], sample: str, **labels: str) -> float:
 
 
 async def test_metrics_listed_and_moving(running: Any) -> None:
-    collector = MetricsCollector(running.app, interval_s=3600)
+    collector = MetricsCollector(
+        running.app.stores, running.app.js, running.app.instance_id, interval_s=3600
+    )
     await collector.start()
     try:
         before = await scrape(running)

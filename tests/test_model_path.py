@@ -55,7 +55,7 @@ async def models_by_id(r: Running) -> dict[str, dict[str, Any]]:
 
 
 async def stale(r: Running) -> int:
-    r.app.services["models"]._stale = None
+    r.app.services.models._stale = None
     _, stats = await r.api.call("GET", "/storage/stats")
     return int(stats["stats"]["stale_vectors"])
 

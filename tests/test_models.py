@@ -13,7 +13,6 @@ from conftest import Running, make_settings, start_running, stop_running
 from fake_hub import FakeHub, hub_layout
 from test_watcher import tagged, write_track
 
-from insight.models_service import ModelsService
 from insight.storage.base import TRACKS_AUDIO
 from insight.testing.tiny_clap import build_tiny_clap
 from insight.watcher.service import WatcherService
@@ -45,10 +44,7 @@ async def stack(tmp_path: Path, tiny_model_dir: Path, hub: FakeHub) -> AsyncIter
         watcher={"folders": [str(music)], "debounce_s": 0.2, "scan_interval_s": 0},
     )
     r = await start_running(settings)
-    r.app.services.setdefault("models", ModelsService(r.app))
-    if "watcher" not in r.app.services:
-        r.app.services["watcher"] = WatcherService(r.app)
-        await r.app.services["watcher"].open()
+    assert r.app.services.watcher is not None  # built by the app (watcher extra installed)
     yield r
     await stop_running(r)
 
@@ -154,7 +150,7 @@ async def test_stale_vectors_and_reembed(stack: Running) -> None:
         },
     )
     assert status == 200
-    watcher: WatcherService = stack.app.services["watcher"]
+    watcher: WatcherService = stack.app.services.watcher
     await watcher.start()
     await watcher.wait_idle(60)
     assert await stale(stack) == (0, 0)
@@ -169,7 +165,7 @@ async def test_stale_vectors_and_reembed(stack: Running) -> None:
     assert body["reembedded_text"] == 5
     assert body["reembedded_audio"] == 2
     await watcher.wait_idle(60)
-    stack.app.services["models"]._stale = None
+    stack.app.services.models._stale = None
     assert await stale(stack) == (1, 1)  # the streamed audio vector has no file
     status, body = await api.call("POST", "/models/reembed", {"drop_unrecoverable": True})
     assert status == 200 and body["dropped_audio"] == 1 and body["remaining_stale"] == 0
@@ -185,7 +181,6 @@ async def test_configured_path_needs_no_network(tmp_path: Path, tiny_model_dir: 
     r = await start_running(settings)
     try:
         assert r.app.pool is not None
-        r.app.services.setdefault("models", ModelsService(r.app))
         status, body = await r.api.call("GET", "/models")
         assert status == 200 and body["current_model"] == "insight/tiny-clap"
     finally:

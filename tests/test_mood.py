@@ -9,7 +9,7 @@ import pytest
 
 from insight.codec import Format
 from insight.errors import BadRequest
-from insight.mood.classifier import PromptBank, classify, get_classifier
+from insight.mood.classifier import PromptBank, classify
 from insight.mood.labels import mood_labels
 from insight.schemas import MoodTier
 from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT, Point
@@ -99,7 +99,7 @@ async def prompt_vector(running: Any, mood_id: str) -> list[float]:
 @pytest.mark.parametrize("fmt", FORMATS)
 async def test_classify_embedding_no_inference(running: Any, fmt: Format) -> None:
     app = running.app
-    svc = get_classifier(app)
+    svc = app.services.mood
     bank = await svc.bank()
     assert bank.model_id == app.pool.model.model_id
     vectors = {m: await prompt_vector(running, m) for m in ("peaceful", "aggressive", "sad")}
@@ -119,7 +119,7 @@ async def test_classify_embedding_no_inference(running: Any, fmt: Format) -> Non
 
 
 async def test_model_reload_rebuilds_prompts(running: Any) -> None:
-    svc = get_classifier(running.app)
+    svc = running.app.services.mood
     before = await svc.bank()
     await svc.on_model_loaded(running.app.pool.model)
     assert svc.cached is not before and svc.cached is not None
@@ -163,7 +163,7 @@ async def test_classify_track(running: Any, fmt: Format) -> None:
 
 
 async def test_mood_fields(running: Any) -> None:
-    svc = get_classifier(running.app)
+    svc = running.app.services.mood
     fields = await svc.mood_fields(np.array(await prompt_vector(running, "peaceful")))
     assert set(fields) == {"primary_mood", "moods", "mood_scores", "valence", "arousal"}
     assert fields["primary_mood"] == "peaceful" and fields["moods"][0] == "peaceful"
@@ -175,7 +175,7 @@ async def test_classify_without_model(running_no_model: Any) -> None:
         "POST", "/mood/classify", {"embedding": [0.1] * 512}
     )
     assert status == 503 and "model" in err["error"]["message"].lower()
-    assert await get_classifier(running_no_model.app).mood_fields(np.ones(512)) == {}
+    assert await running_no_model.app.services.mood.mood_fields(np.ones(512)) == {}
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

@@ -147,7 +147,7 @@ async def test_scheduled_refresh_reruns_keeps_ids_and_stops(running: Any, lib: L
     await clusters(running, clusters=3, refresh_interval_s=1)
     await asyncio.wait_for(six.wait(), timeout=15)  # 3 from the call, 3 from the schedule
     assert len({r["playlist_id"] for r in runs}) == 3  # the refresh keeps the ids
-    svc = running.app.services["playlists"]
+    svc = running.app.services.playlists
     sched = await svc.db.schedule("clusters")
     assert sched is not None and sched.interval_s == 1 and sched.params["clusters"] == 3
     await clusters(running, clusters=3, refresh_interval_s=0)  # stops the schedule

@@ -192,19 +192,19 @@ async def test_limits_and_errors(client: tuple[NATS, BusClient], worker: Worker)
 async def test_owner_memory_stays_bounded(client: tuple[NATS, BusClient], worker: Worker) -> None:
     _, bus = client
     sid = (await bus.call("insight.v1.stream.start", {"track_id": "long", **START}))["session_id"]
-    live = worker.app.services["sessions"].live[sid]
+    live = worker.app.services.sessions.live[sid]
     piece = pcm(2.0, seed=4)
     for _ in range(14):
         reply = await bus.call("insight.v1.stream.frames", {"session_id": sid, "data": piece})
         assert live.cutter.buf.shape[0] <= live.cutter.window + 2 * 48_000
     assert reply["windows_completed"] == 2 and len(live.vectors) == 2
     await bus.call("insight.v1.stream.abort", {"session_id": sid})
-    assert sid not in worker.app.services["sessions"].live
+    assert sid not in worker.app.services.sessions.live
 
 
 async def test_idle_sessions_time_out(client: tuple[NATS, BusClient], worker: Worker) -> None:
     _, bus = client
-    manager = worker.app.services["sessions"]
+    manager = worker.app.services.sessions
     sid = (await bus.call("insight.v1.stream.start", {"track_id": "idle", **START}))["session_id"]
     manager.cfg = manager.cfg.model_copy(update={"idle_timeout_s": 0.01})
     await asyncio.sleep(0.05)

@@ -131,7 +131,8 @@ async def until(check: Callable[[], Awaitable[bool]], within_s: float = 30.0) ->
 
 
 def watcher_of(r: Running) -> WatcherService:
-    svc: WatcherService = r.app.services["watcher"]
+    svc = r.app.services.watcher
+    assert svc is not None
     return svc
 
 
@@ -139,12 +140,7 @@ async def start_stack(data: Path, model: Path, **watcher: Any) -> Running:
     settings = make_settings(
         data, model, watcher={"debounce_s": 0.2, "scan_interval_s": 0, **watcher}
     )
-    r = await start_running(settings)
-    if "watcher" not in r.app.services:  # until the app builds it itself
-        svc = WatcherService(r.app)
-        r.app.services["watcher"] = svc
-        await svc.open()
-    return r
+    return await start_running(settings)
 
 
 @pytest.fixture

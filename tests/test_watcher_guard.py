@@ -135,7 +135,7 @@ async def test_service_records_why_odd_files_were_skipped(
     )
     r = await start_running(settings)
     try:
-        w: WatcherService = r.app.services["watcher"]
+        w: WatcherService = r.app.services.watcher
         outcomes = {p.name: await w.process(Job(p, music)) for p in sorted(music.iterdir())}
         assert outcomes == {
             "big.wav": "refused",
@@ -243,7 +243,7 @@ async def test_saved_system_folder_is_dropped_at_load(tmp_path: Path, tiny_model
     state.close()
     r = await start_running(make_settings(tmp_path / "data", tiny_model_dir))
     try:
-        w: WatcherService = r.app.services["watcher"]
+        w: WatcherService = r.app.services.watcher
         assert list(w.folders) == [str(tmp_path)]
         assert w.folders[str(tmp_path)].label == "mine"
     finally:

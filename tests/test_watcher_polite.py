@@ -55,7 +55,7 @@ async def test_serve_watcher_decodes_on_low_priority_threads(
     write_track(root / "a.flac", seconds=3)
     r = await start_stack(tmp_path / "data", tiny_model_dir, folders=[str(root)], nice=12)
     try:
-        w: WatcherService = r.app.services["watcher"]
+        w: WatcherService = r.app.services.watcher
         assert w.background and w.files.bulk
         result = await w.analyze(root / "a.flac")
         assert result.windows >= 1
@@ -114,7 +114,7 @@ async def test_settings_reach_the_service(tmp_path: Path, tiny_model_dir: Path) 
     settings = make_settings(tmp_path / "d", tiny_model_dir, watcher={"threads": 3, "nice": 19})
     r = await start_running(settings)
     try:
-        w: WatcherService = r.app.services["watcher"]
+        w: WatcherService = r.app.services.watcher
         tids = {
             await asyncio.get_running_loop().run_in_executor(w.executor, threading.get_native_id)
             for _ in range(3)

@@ -6,12 +6,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from insight.api import Router
-from insight.errors import NotReady
 from insight.schemas import ListenedPlay, ListensRequest, ListensResponse, OpenListen
 
 if TYPE_CHECKING:
     from insight.app import App
-    from insight.history import ListeningHistory
 
 router = Router(tag="listens")
 
@@ -19,9 +17,7 @@ router = Router(tag="listens")
 @router.endpoint("users.listens", "GET", "/users/{user_id}/listens", errors=(400, 503))
 async def listens(app: App, req: ListensRequest) -> ListensResponse:
     """A user's plays and skips one by one, favorites, open listen (query since, limit)."""
-    store: ListeningHistory | None = app.services.get("history")
-    if store is None:
-        raise NotReady("no listening history in this process")
+    store = app.services.history
     plays = await store.plays(req.user_id, req.since, req.limit)
     listen = await store.open_listen(req.user_id)
     return ListensResponse(

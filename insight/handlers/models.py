@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from insight.api import Router
-from insight.errors import NotReady
 from insight.schemas import (
     DownloadProgress,
     DownloadRef,
@@ -27,10 +26,7 @@ router = Router(tag="models")
 
 
 def models(app: App) -> ModelsService:
-    svc = app.services.get("models")
-    if svc is None:
-        raise NotReady("model management is not running in this worker")
-    return svc  # type: ignore[no-any-return]
+    return app.services.models
 
 
 @router.endpoint("models.list", "GET", "/models")

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any
 
 from insight.api import Router
 from insight.errors import NotFound
-from insight.mood.classifier import get_classifier
 from insight.mood.labels import mood_labels
 from insight.schemas import Empty, MoodClassification, MoodClassifyRequest, MoodListResponse
 from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT
@@ -21,7 +20,7 @@ router = Router(tag="mood")
 @router.endpoint("mood.classify", "POST", "/mood/classify", errors=(400, 404, 503))
 async def classify(app: App, req: MoodClassifyRequest) -> MoodClassification:
     """Classify mood from an embedding or a stored track (its audio vector, else its text)."""
-    classifier = get_classifier(app)
+    classifier = app.services.mood
     bank = await classifier.bank()  # 503 without a model, before any storage lookup
     vector: Any = req.embedding
     source = "embedding"

@@ -20,7 +20,7 @@ from insight.playlists.schemas import (
     PlaylistResponse,
     PlaylistsResponse,
 )
-from insight.playlists.service import CLUSTER_SCHEDULE, get_playlists
+from insight.playlists.service import CLUSTER_SCHEDULE
 from insight.schemas import DeletedResponse, Empty, SearchResult
 from insight.taste.tracks import metadata_of
 
@@ -49,7 +49,7 @@ async def path(app: App, req: PathRequest) -> PathResponse:
     pid = None
     if req.save:
         name = req.name or f"{out[0].metadata.name or req.start_id} → {out[-1].metadata.name}"
-        row = await (await get_playlists(app)).save(
+        row = await app.services.playlists.save(
             "path", name, f"song path in {len(out)} steps", [s.track_id for s in out]
         )
         pid = row.playlist_id
@@ -72,7 +72,7 @@ async def mix(app: App, req: MixRequest) -> MixResponse:
     if req.save:
         traits = req.moods + req.genres + ([f'"{req.prompt}"'] if req.prompt else [])
         name = req.name or ("Mix: " + ", ".join(traits) if traits else "Mix")
-        row = await (await get_playlists(app)).save(
+        row = await app.services.playlists.save(
             "mix", name, f"{len(tracks)} tracks", [t.track_id for t in tracks]
         )
         pid = row.playlist_id
@@ -82,13 +82,13 @@ async def mix(app: App, req: MixRequest) -> MixResponse:
 @router.endpoint("playlists.cluster", "POST", "/playlists/clusters", errors=(400, 503))
 async def clusters(app: App, req: ClusterRequest) -> ClusterResponse:
     """Group the library into K named playlists with stable ids; optional scheduled refresh."""
-    return await (await get_playlists(app)).cluster(req)
+    return await app.services.playlists.cluster(req)
 
 
 @router.endpoint("playlists.list", "GET", "/playlists")
 async def list_playlists(app: App, req: Empty) -> PlaylistsResponse:
     """Every stored playlist (cluster playlists, saved mixes and paths)."""
-    svc = await get_playlists(app)
+    svc = app.services.playlists
     sched = await svc.db.schedule(CLUSTER_SCHEDULE)
     return PlaylistsResponse(
         playlists=await svc.playlists(),
@@ -100,13 +100,13 @@ async def list_playlists(app: App, req: Empty) -> PlaylistsResponse:
 @router.endpoint("playlists.get", "GET", "/playlists/{playlist_id}", errors=(400, 404))
 async def get_playlist(app: App, req: PlaylistRef) -> PlaylistResponse:
     """One playlist with its tracks in order."""
-    return await (await get_playlists(app)).get(req.playlist_id)
+    return await app.services.playlists.get(req.playlist_id)
 
 
 @router.endpoint("playlists.delete", "DELETE", "/playlists/{playlist_id}", errors=(400,))
 async def delete_playlist(app: App, req: PlaylistRef) -> DeletedResponse:
     """Delete a playlist (announced as deleted on the bus)."""
-    gone = await (await get_playlists(app)).delete(req.playlist_id)
+    gone = await app.services.playlists.delete(req.playlist_id)
     return DeletedResponse(
         deleted=gone, message=f"{'Deleted' if gone else 'No'} playlist {req.playlist_id}"
     )
@@ -115,4 +115,4 @@ async def delete_playlist(app: App, req: PlaylistRef) -> DeletedResponse:
 @router.endpoint("playlists.m3u8", "GET", "/playlists/{playlist_id}/m3u8", errors=(400, 404))
 async def export_m3u8(app: App, req: PlaylistRef) -> M3u8Response:
     """The playlist as M3U8 text: file paths where known, track uris otherwise."""
-    return await (await get_playlists(app)).m3u8(req.playlist_id)
+    return await app.services.playlists.m3u8(req.playlist_id)

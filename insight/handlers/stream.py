@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from insight.api import Router
+from insight.errors import NotReady
 from insight.ingest.sessions import SessionManager
 from insight.schemas import (
     AbortResponse,
@@ -25,7 +26,9 @@ router = Router(tag="stream")
 
 
 def sessions(app: App) -> SessionManager:
-    manager: SessionManager = app.services["sessions"]
+    manager = app.services.sessions
+    if manager is None:
+        raise NotReady("stream sessions run only in a worker connected to the bus")
     return manager
 
 

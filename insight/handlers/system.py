@@ -48,7 +48,7 @@ async def storage_stats(app: App) -> StorageStats:
     stats = await app.store.stats()
     counts = stats.collections
     text, audio = counts.get(TRACKS_TEXT, 0), counts.get(TRACKS_AUDIO, 0)
-    stale = app.services.get("models")
+    models = app.services.models
     return StorageStats(
         mode=stats.mode,
         connected=stats.connected,
@@ -57,7 +57,7 @@ async def storage_stats(app: App) -> StorageStats:
         profile_count=counts.get(TASTE_PROFILES, 0),
         total_tracks=max(text, audio),
         index_size_bytes=stats.index_size_bytes,
-        stale_vectors=await stale.stale_count() if stale is not None else 0,
+        stale_vectors=await models.stale_count(),
         message=stats.message,
     )
 
@@ -109,7 +109,7 @@ async def status(app: App, req: Empty) -> SystemStatus:
     """Full system status: health, model, storage, features."""
     health_info = health_of(app)
     features = ["inference", "storage", "audio", "bus", f"storage-{app.settings.storage.mode}"]
-    if "watcher" in app.services:
+    if app.services.watcher is not None:
         features.append("watcher")
     if app.pool is not None and app.pool.model.device != "CPU":
         features.append(app.pool.model.device.lower())

@@ -39,7 +39,7 @@ COLLECTIONS = {"text": TRACKS_TEXT, "audio": TRACKS_AUDIO}
 
 
 def library(app: App) -> Library:
-    lib: Library = app.services["library"]
+    lib = app.services.library
     return lib
 
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from insight.api import Router
-from insight.errors import StorageNotReady
-from insight.mapview.service import get_map
 from insight.playlists.schemas import (
     HistoryItem,
     HistoryRequest,
@@ -14,7 +12,6 @@ from insight.playlists.schemas import (
     MapRequest,
     MapResponse,
 )
-from insight.playlists.service import get_playlists
 
 if TYPE_CHECKING:
     from insight.app import App
@@ -25,17 +22,15 @@ router = Router(tag="views")
 @router.endpoint("map.get", "GET", "/map", errors=(400, 503))
 async def library_map(app: App, req: MapRequest) -> MapResponse:
     """A page of the 2-D library map (query: offset, limit ≤ 20000, refresh)."""
-    return await get_map(app).page(req)
+    return await app.services.map.page(req)
 
 
 @router.endpoint("users.history", "GET", "/users/{user_id}/history", errors=(400, 503))
 async def history(app: App, req: HistoryRequest) -> HistoryResponse:
     """A user's most recently played tracks, with plays, skips and favourite."""
-    hist = app.services.get("history")
-    if hist is None:
-        raise StorageNotReady("the listening history is not open")
-    rows = sorted(await hist.tracks(req.user_id), key=lambda r: -r.last_played)[: req.limit]
-    meta = await (await get_playlists(app)).metadata([r.track_id for r in rows])
+    played = await app.services.history.tracks(req.user_id)
+    rows = sorted(played, key=lambda r: -r.last_played)[: req.limit]
+    meta = await app.services.playlists.metadata([r.track_id for r in rows])
     return HistoryResponse(
         user_id=req.user_id,
         items=[

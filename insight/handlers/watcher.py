@@ -24,13 +24,13 @@ router = Router(tag="watcher")
 
 
 def watcher(app: App) -> WatcherService:
-    svc = app.services.get("watcher")
+    svc = app.services.watcher
     if svc is None:
         raise NotReady(
             "the folder watcher is not available in this worker "
             "(install the `watcher` extra: pip install insight[watcher])"
         )
-    return svc  # type: ignore[no-any-return]
+    return svc
 
 
 def ok(message: str) -> WatcherActionResponse:

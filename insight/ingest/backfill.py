@@ -21,7 +21,8 @@ from nats.js.kv import KeyValue
 from insight.storage.base import TRACKS_TEXT
 
 if TYPE_CHECKING:
-    from insight.app import App
+    from insight.library import Library
+    from insight.state import StoreSlot
 
 log = logging.getLogger("insight.events")
 
@@ -29,8 +30,10 @@ EVENT_SOURCE = "event"
 
 
 class BackfillReconciler:
-    def __init__(self, app: App, kv: KeyValue, version_key: Callable[[str], str]) -> None:
-        self.app = app
+    def __init__(
+        self, stores: StoreSlot, library: Library, kv: KeyValue, version_key: Callable[[str], str]
+    ) -> None:
+        self.stores, self.library = stores, library
         self.kv = kv
         self.version_key = version_key
 
@@ -63,8 +66,8 @@ class BackfillReconciler:
         if start is None:
             log.warning("backfill_without_start id=%s (nothing deleted)", backfill_id)
             return []
-        store = self.app.require_store()
-        library = self.app.services["library"]
+        store = self.stores.require_store()
+        library = self.library
         gone: list[str] = []
         offset: str | None = None
         while True:

@@ -38,10 +38,12 @@ from insight.library import TextItem
 from insight.metrics import EVENTS
 
 if TYPE_CHECKING:
+    from nats.aio.client import Client as NATS
     from nats.aio.msg import Msg
     from nats.js.client import JetStreamContext
 
-    from insight.app import App
+    from insight.library import Library
+    from insight.state import ModelSlot, StoreSlot
 
 log = logging.getLogger("insight.events")
 
@@ -104,8 +106,18 @@ def _recordings(pending: list[_Pending]) -> dict[str, str]:
 
 
 class EventConsumers:
-    def __init__(self, app: App) -> None:
-        self.app = app
+    def __init__(
+        self,
+        nc: NATS,
+        js: JetStreamContext,
+        instance_id: str,
+        loaded: ModelSlot,
+        stores: StoreSlot,
+        library: Library,
+        history: ListeningHistory,
+    ) -> None:
+        self.nc, self._js, self.instance_id = nc, js, instance_id
+        self.loaded, self.stores, self.library, self.history = loaded, stores, library, history
         self.versions: KeyValue | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._subs: list[Any] = []
@@ -115,19 +127,20 @@ class EventConsumers:
 
     @property
     def js(self) -> JetStreamContext:
-        assert self.app.js is not None
-        return self.app.js
+        return self._js
 
     async def start(self) -> None:
         self.versions = await versions_bucket(self.js)
-        self.backfills = BackfillReconciler(self.app, self.versions, self._version_key)
+        self.backfills = BackfillReconciler(
+            self.stores, self.library, self.versions, self._version_key
+        )
         # Library events: one shared consumer, each event applied once to the shared store
         # (out of order after a crash is fine: the per-track version guard keeps the newest).
         # Playback: history lives in each data dir, so each data dir has its own consumer
         # (dropped by the server after 30 idle days when that data dir is gone). Listens fold
         # reports in order, so one message at a time: a redelivery after a crash comes before
         # anything newer (created or updated so, also for a consumer an older version made).
-        playback = subjects.playback_consumer(self.app.instance_id)
+        playback = subjects.playback_consumer(self.instance_id)
         library_cfg = consumer_config(subjects.LIBRARY_CONSUMER, subjects.LIBRARY_EVENTS)
         playback_cfg = consumer_config(
             playback, subjects.PLAYBACK_EVENTS, 30 * 86400.0, max_ack_pending=1
@@ -157,7 +170,7 @@ class EventConsumers:
 
     async def _loop(self, psub: Any, handler: Any, batch: int) -> None:
         while not self._stopping.is_set():
-            if self.app.pool is None or self.app.store is None:
+            if self.loaded.pool is None or self.stores.store is None:
                 await asyncio.sleep(0.5)  # nothing can be written yet: leave events queued
                 continue
             try:
@@ -275,7 +288,7 @@ class EventConsumers:
         EVENTS.labels(kind=event.kind, outcome="processed").inc()
 
     async def _apply(self, pending: list[_Pending]) -> None:
-        library = self.app.services["library"]
+        library = self.library
         for p in pending:
             await p.msg.in_progress()
         upserts = [p for p in pending if p.event.kind == "upsert"]
@@ -290,7 +303,7 @@ class EventConsumers:
                 )
             for p in deletes:
                 await library.delete_track(p.event.track_id)
-            await link_audio(self.app, _recordings(upserts))
+            await link_audio(self.stores, _recordings(upserts))
         except Exception as exc:
             log.warning("library_batch_failed size=%d error=%s", len(pending), exc)
             for p in pending:
@@ -315,9 +328,8 @@ class EventConsumers:
 
     async def _sync_completed(self, msg: Msg) -> None:
         """A library sync finished: announce what we hold so the publisher can backfill."""
-        stats = await self.app.require_store().stats()
-        assert self.app.nc is not None
-        await self.app.nc.publish(
+        stats = await self.stores.require_store().stats()
+        await self.nc.publish(
             subjects.BACKFILL_NEEDED,
             pack({"collections": stats.collections, "timestamp": int(time.time())}),
         )
@@ -327,8 +339,8 @@ class EventConsumers:
     # --- playback ------------------------------------------------------------------------
 
     async def _playback_batch(self, msgs: list[Msg]) -> None:
-        history: ListeningHistory = self.app.services["history"]
-        consumer = subjects.playback_consumer(self.app.instance_id)
+        history = self.history
+        consumer = subjects.playback_consumer(self.instance_id)
         for msg in msgs:
             try:
                 event = parse_playback(msg.subject, decode(msg))
@@ -369,9 +381,8 @@ class EventConsumers:
         while not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), min(60.0, self.idle_s / 4))
-            history = self.app.services.get("history")
-            if history is not None and not self._stopping.is_set():
+            if not self._stopping.is_set():
                 try:
-                    await history.sweep(idle_s=self.idle_s)
+                    await self.history.sweep(idle_s=self.idle_s)
                 except Exception as exc:
                     log.warning("listen_sweep_failed error=%r", exc)

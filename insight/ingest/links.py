@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT, Point
 
 if TYPE_CHECKING:
-    from insight.app import App
+    from insight.state import StoreSlot
 
 log = logging.getLogger("insight.events")
 
@@ -24,11 +24,11 @@ WATCHER_PREFIX = "mb:"
 HEARD = ("primary_mood", "moods", "mood_scores", "valence", "arousal")  # from the audio
 
 
-async def link_audio(app: App, tracks: dict[str, str]) -> list[str]:
+async def link_audio(stores: StoreSlot, tracks: dict[str, str]) -> list[str]:
     """``tracks``: MA track id → MusicBrainz recording id. Returns the ids given a vector."""
     if not tracks:
         return []
-    store = app.require_store()
+    store = stores.require_store()
     files = {p.key: p for p in await store.get(TRACKS_AUDIO, _keys(tracks), with_vectors=True)}
     if not files:
         return []

@@ -26,7 +26,8 @@ from insight.schemas import SessionStatus
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
 
-    from insight.app import App
+    from insight.config import AudioSettings
+    from insight.state import ModelSlot
 
 log = logging.getLogger("insight.sessions")
 
@@ -75,13 +76,11 @@ def check_session_id(session_id: str) -> str:
 class LiveSession:
     """The owner's processing state: resampler, window cutter and the window vectors so far."""
 
-    def __init__(self, info: SessionInfo, app: App) -> None:
+    def __init__(self, info: SessionInfo, loaded: ModelSlot, audio: AudioSettings) -> None:
         self.info = info
-        self.app = app
-        model = app.require_pool().model
-        window, hop = model.window_samples(
-            app.settings.audio.window_size_s, app.settings.audio.hop_size_s
-        )
+        self.loaded = loaded
+        model = loaded.require_pool().model
+        window, hop = model.window_samples(audio.window_size_s, audio.hop_size_s)
         self.resampler = StreamResampler(info.sample_rate, SAMPLE_RATE)
         self.cutter = WindowCutter(window, hop)
         self.vectors: list[np.ndarray] = []
@@ -92,7 +91,7 @@ class LiveSession:
 
     async def _embed(self, windows: np.ndarray) -> None:
         if windows.shape[0]:
-            self.vectors.extend(await self.app.require_pool().embed_windows(windows))
+            self.vectors.extend(await self.loaded.require_pool().embed_windows(windows))
 
     async def on_frame(self, msg: Msg) -> None:
         try:

@@ -56,18 +56,31 @@ from insight.schemas import (
 from insight.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
+    from nats.aio.client import Client as NATS
     from nats.aio.msg import Msg
     from nats.js.client import JetStreamContext
 
-    from insight.app import App
+    from insight.config import AudioSettings, StreamSettings
+    from insight.library import Library
+    from insight.state import ModelSlot, StoreSlot
 
 log = logging.getLogger("insight.sessions")
 
 
 class SessionManager:
-    def __init__(self, app: App) -> None:
-        self.app = app
-        self.cfg = app.settings.stream
+    def __init__(
+        self,
+        cfg: StreamSettings,
+        audio: AudioSettings,
+        loaded: ModelSlot,
+        stores: StoreSlot,
+        library: Library,
+        nc: NATS,
+        js: JetStreamContext,
+        worker_id: str,
+    ) -> None:
+        self.cfg, self.audio, self.loaded, self.stores = cfg, audio, loaded, stores
+        self.library, self.nc, self._js, self.worker_id = library, nc, js, worker_id
         self.live: dict[str, LiveSession] = {}
         self.kv: KeyValue | None = None
         self._subs: list[Any] = []
@@ -92,14 +105,12 @@ class SessionManager:
 
     @property
     def js(self) -> JetStreamContext:
-        assert self.app.js is not None
-        return self.app.js
+        return self._js
 
     async def start(self) -> None:
-        nc = self.app.nc
-        assert nc is not None
+        nc = self.nc
         self.kv = await sessions_bucket(self.js)
-        wid = self.app.worker_id
+        wid = self.worker_id
         self._subs = [
             await nc.subscribe(subjects.worker_subject(wid, "end"), cb=self._on_forwarded_end),
             await nc.subscribe(subjects.worker_subject(wid, "abort"), cb=self._on_forwarded_abort),
@@ -153,7 +164,7 @@ class SessionManager:
 
     async def _adopt(self, info: SessionInfo) -> LiveSession:
         """Own a session here: follow its frames from the first one."""
-        live = LiveSession(info, self.app)
+        live = LiveSession(info, self.loaded, self.audio)
         self.live[info.session_id] = live
         live.sub = await self.js.subscribe(
             subjects.audio_subject(info.session_id),
@@ -192,8 +203,8 @@ class SessionManager:
     # --- operations ----------------------------------------------------------------------
 
     async def start_session(self, req: StartStreamRequest) -> StartStreamResponse:
-        self.app.require_pool()
-        self.app.require_store()
+        self.loaded.require_pool()
+        self.stores.require_store()
         assert self.kv is not None
         with contextlib.suppress(KeyNotFoundError):
             entry = await self.kv.get(track_key(req.track_id))
@@ -216,7 +227,7 @@ class SessionManager:
             format=req.format.value,
             sample_rate=req.sample_rate,
             channels=req.channels,
-            owner=self.app.worker_id,
+            owner=self.worker_id,
         )
         await self._put(info)
         await self.kv.put(track_key(req.track_id), info.session_id.encode())
@@ -263,8 +274,8 @@ class SessionManager:
 
     async def _end(self, req: EndStreamRequest) -> EndStreamResponse:
         info = await self._require(req.session_id)
-        self.app.require_pool()
-        if info.owner != self.app.worker_id and info.session_id not in self.live:
+        self.loaded.require_pool()
+        if info.owner != self.worker_id and info.session_id not in self.live:
             forwarded = await self._forward(info, "end", req)
             if forwarded is not None:
                 return EndStreamResponse.model_validate(forwarded)
@@ -272,9 +283,8 @@ class SessionManager:
 
     async def _forward(self, info: SessionInfo, action: str, req: Any) -> Any | None:
         """Ask the owner; None when the owner is gone (then this worker adopts the session)."""
-        assert self.app.nc is not None
         try:
-            msg = await self.app.nc.request(
+            msg = await self.nc.request(
                 subjects.worker_subject(info.owner, action), pack(req), timeout=120
             )
         except NoRespondersError:
@@ -296,8 +306,7 @@ class SessionManager:
             min_s = req.min_duration_s
             vector = await live.finish() if info.seconds >= min_s and info.bytes_received else None
             meta = IngestMetadata.model_validate(info.metadata)
-            library = self.app.services["library"]
-            stored = await library.ingest_analysis(
+            stored = await self.library.ingest_analysis(
                 info.track_id, meta, vector, source="stream", store=req.store
             )
         except Exception:
@@ -334,8 +343,8 @@ class SessionManager:
         info = await self._require(req.session_id, active=False)
         if info.status == SessionStatus.ACTIVE:
             await self._close(info, SessionStatus.ABORTED)
-            if info.owner != self.app.worker_id and self.app.nc is not None:
-                await self.app.nc.publish(
+            if info.owner != self.worker_id:
+                await self.nc.publish(
                     subjects.worker_subject(info.owner, "abort"), info.session_id.encode()
                 )
         return AbortResponse(session_id=info.session_id, aborted=True)
@@ -370,7 +379,7 @@ class SessionManager:
         """Abort sessions idle for longer than the timeout (twice that for other owners')."""
         now, n = time.time(), 0
         for info in await self._active_infos():
-            limit = self.cfg.idle_timeout_s * (1 if info.owner == self.app.worker_id else 2)
+            limit = self.cfg.idle_timeout_s * (1 if info.owner == self.worker_id else 2)
             if now - info.last_activity > limit:
                 await self._close(info, SessionStatus.ABORTED)
                 log.info("session_timed_out session=%s", info.session_id)

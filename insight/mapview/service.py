@@ -1,4 +1,4 @@
-"""The map service (``app.services["map"]``): one layout, kept up to date without moving points.
+"""The map service (``app.services.map``): one layout, kept up to date without moving points.
 
 The first call lays out the whole library (``layout.fit``, in a thread). Later calls check the
 collection counts; when they changed (or a minute passed, or ``refresh`` is asked) the service
@@ -24,7 +24,10 @@ from insight.playlists.vectors import first_str, library_vectors, number
 from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT, VectorStore, scroll_pages
 
 if TYPE_CHECKING:
-    from insight.app import App
+    from pathlib import Path
+
+    from insight.state import ModelSlot, StoreSlot
+    from insight.tasks import TaskSet
 
 log = logging.getLogger("insight.map")
 
@@ -71,10 +74,12 @@ async def payloads_of(store: VectorStore, model_id: str | None) -> dict[str, dic
 
 
 class MapService:
-    def __init__(self, app: App, seed: int = 0) -> None:
-        self.app = app
+    def __init__(
+        self, data_dir: Path, loaded: ModelSlot, stores: StoreSlot, tasks: TaskSet, seed: int = 0
+    ) -> None:
+        self.loaded, self.stores, self.tasks = loaded, stores, tasks
         self.seed = seed
-        self.dir = app.settings.storage.data_dir / "map"
+        self.dir = data_dir / "map"
         self.layout: Layout | None = None
         self.points = Points()
         self.version = 0
@@ -90,7 +95,7 @@ class MapService:
         return self._relayout is not None and not self._relayout.done()
 
     def _model_id(self) -> str | None:
-        return self.app.pool.model.model_id if self.app.pool is not None else None
+        return self.loaded.model_id
 
     async def page(self, req: MapRequest) -> MapResponse:
         await self.ensure(req.refresh)
@@ -117,7 +122,7 @@ class MapService:
         )
 
     async def ensure(self, force: bool = False) -> None:
-        store = self.app.require_store()
+        store = self.stores.require_store()
         async with self._lock:
             if self.layout is None:
                 await asyncio.to_thread(self._load)
@@ -151,12 +156,12 @@ class MapService:
             len(ids) - self.laid_out > RELAYOUT_SHARE * max(self.laid_out, 1)
             and not self.recomputing
         ):
-            self._relayout = self.app.spawn(self._background_full(), name="map-relayout")
+            self._relayout = self.tasks.spawn(self._background_full(), name="map-relayout")
 
     async def _background_full(self) -> None:
         """A new layout computed while the old one answers; swapped in under the lock (the
         next check places what was added meanwhile)."""
-        done = await self._compute(self.app.require_store())
+        done = await self._compute(self.stores.require_store())
         if done is not None:
             async with self._lock:
                 await self._apply(*done)
@@ -213,11 +218,3 @@ class MapService:
         self.layout = layout
         self.points = Points(ids, xy, [{} for _ in ids])
         self.version, self.computed_at, self.laid_out = (int(v) for v in meta)
-
-
-def get_map(app: App) -> MapService:
-    svc = app.services.get("map")
-    if not isinstance(svc, MapService):
-        svc = MapService(app)
-        app.services["map"] = svc
-    return svc

@@ -1,6 +1,6 @@
 """Zero-shot mood classification over cached CLAP prompt embeddings."""
 
-from insight.mood.classifier import MoodClassifier, PromptBank, classify, create
+from insight.mood.classifier import MoodClassifier, PromptBank, classify
 from insight.mood.labels import AXIS_PROMPTS, MoodLabel, mood_ids, mood_labels
 
 __all__ = [
@@ -9,7 +9,6 @@ __all__ = [
     "MoodLabel",
     "PromptBank",
     "classify",
-    "create",
     "mood_ids",
     "mood_labels",
 ]

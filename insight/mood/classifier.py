@@ -34,7 +34,7 @@ from insight.mood.labels import AXIS_PROMPTS, MoodLabel, mood_labels
 from insight.schemas import MoodClassification, MoodScore, MoodTier
 
 if TYPE_CHECKING:
-    from insight.app import App
+    from insight.state import ModelSlot
 
 log = logging.getLogger("insight.mood")
 
@@ -162,10 +162,10 @@ def valence_arousal(
 
 
 class MoodClassifier:
-    """The mood service (``app.services["mood"]``): caches prompt embeddings per model."""
+    """The mood service (``app.services.mood``): caches prompt embeddings per model."""
 
-    def __init__(self, app: App) -> None:
-        self._app = app
+    def __init__(self, loaded: ModelSlot) -> None:
+        self._loaded = loaded
         self._bank: PromptBank | None = None
         self._lock = asyncio.Lock()
 
@@ -183,7 +183,7 @@ class MoodClassifier:
 
     async def bank(self) -> PromptBank:
         """The prompt bank of the loaded model (built once, on first use if not yet)."""
-        pool = self._app.require_pool()
+        pool = self._loaded.require_pool()
         model = pool.model
         bank = self._bank
         if bank is not None and bank.model_id == model.model_id and bank.dim == model.dim:
@@ -209,7 +209,7 @@ class MoodClassifier:
         """Payload fields to store with a track: primary_mood, moods, mood_scores, valence,
         arousal. Empty when no model is loaded or the vector does not fit the model (a track
         stored from pre-computed vectors is still stored, just without mood)."""
-        if self._app.pool is None:
+        if self._loaded.pool is None:
             return {}
         try:
             c = await self.classify(vector)
@@ -223,23 +223,3 @@ class MoodClassifier:
             "valence": c.valence,
             "arousal": c.arousal,
         }
-
-
-def get_classifier(app: App) -> MoodClassifier:
-    """The app's mood service, registered on first use if start-up did not create it."""
-    svc = app.services.get("mood")
-    if not isinstance(svc, MoodClassifier):
-        svc = MoodClassifier(app)
-        app.services["mood"] = svc
-    return svc
-
-
-async def create(app: App) -> MoodClassifier:
-    """Register the mood service and, when a model is loaded, cache its prompts now."""
-    svc = get_classifier(app)
-    if app.pool is not None:
-        try:
-            await svc.bank()
-        except Exception as e:  # the worker still starts; classify retries on first use
-            log.warning("mood_prompts_failed error=%r", e)
-    return svc

@@ -16,7 +16,6 @@ import numpy as np
 
 from insight.errors import BadRequest, NotFound
 from insight.mood import mood_ids
-from insight.mood.classifier import get_classifier
 from insight.playlists.schemas import MixRequest
 from insight.playlists.vectors import number
 from insight.schemas import SearchFilter
@@ -89,7 +88,7 @@ async def query_vector(app: App, req: MixRequest) -> tuple[np.ndarray, np.ndarra
         if req.prompt:
             parts.append((await pool.embed_texts([req.prompt]))[0])
         if req.moods or has_region:
-            bank = await get_classifier(app).bank()
+            bank = await app.services.mood.bank()
             if req.moods:
                 order = [label.id for label in bank.labels]
                 idx = np.array([order.index(m) for m in req.moods])

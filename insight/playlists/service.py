@@ -1,4 +1,4 @@
-"""The playlist service (``app.services["playlists"]``): stored playlists, cluster runs, the
+"""The playlist service (``app.services.playlists``): stored playlists, cluster runs, the
 scheduled refresh, M3U8 export and the ``playlist updated`` announcement."""
 
 from __future__ import annotations
@@ -30,7 +30,12 @@ from insight.schemas import TrackMetadata
 from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT
 
 if TYPE_CHECKING:
-    from insight.app import App
+    from pathlib import Path
+
+    from nats.aio.client import Client as NATS
+
+    from insight.state import ModelSlot, StoreSlot
+    from insight.tasks import TaskSet
 
 log = logging.getLogger("insight.playlists")
 
@@ -47,9 +52,16 @@ def new_id(kind: str) -> str:
 
 
 class PlaylistService:
-    def __init__(self, app: App) -> None:
-        self.app = app
-        self.db = PlaylistDb(app.settings.storage.data_dir / "playlists.db")
+    def __init__(
+        self,
+        data_dir: Path,
+        loaded: ModelSlot,
+        stores: StoreSlot,
+        tasks: TaskSet,
+        nc: NATS | None = None,
+    ) -> None:
+        self.loaded, self.stores, self.tasks, self.nc = loaded, stores, tasks, nc
+        self.db = PlaylistDb(data_dir / "playlists.db")
         self._run_lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._opened = False
@@ -59,7 +71,7 @@ class PlaylistService:
             return
         await self.db.open()
         self._opened = True
-        self.app.spawn(self._refresh_loop(), name="playlists-refresh")
+        self.tasks.spawn(self._refresh_loop(), name="playlists-refresh")
 
     async def close(self) -> None:
         await self.db.close()
@@ -97,9 +109,9 @@ class PlaylistService:
 
     async def metadata(self, ids: list[str]) -> dict[str, TrackMetadata]:
         """Stored metadata of tracks (text payload over audio payload); missing ones absent."""
-        if self.app.store is None or not ids:
+        store = self.stores.store
+        if store is None or not ids:
             return {}
-        store = self.app.store
         audio = {p.key: p.payload for p in await store.get(TRACKS_AUDIO, ids)}
         text = {p.key: p.payload for p in await store.get(TRACKS_TEXT, ids)}
         out = {}
@@ -124,7 +136,7 @@ class PlaylistService:
 
     async def announce(self, row: Row, action: str) -> None:
         """``insight.notify.playlist.updated`` (core NATS, best effort) for the MA side."""
-        nc = self.app.nc
+        nc = self.nc
         if nc is None or nc.is_closed:
             return
         body = {
@@ -152,9 +164,7 @@ class PlaylistService:
         return out
 
     async def _cluster(self, req: ClusterRequest) -> ClusterResponse:
-        store = self.app.require_store()
-        model_id = self.app.pool.model.model_id if self.app.pool is not None else None
-        lib = await library_vectors(store, model_id)
+        lib = await library_vectors(self.stores.require_store(), self.loaded.model_id)
         if len(lib) < req.clusters:
             raise BadRequest(
                 f"the library has {len(lib)} tracks with vectors: too few for "
@@ -215,13 +225,3 @@ class PlaylistService:
                 await self._cluster(ClusterRequest.model_validate(params))
         except Exception as exc:  # the next run tries again
             log.warning("scheduled_clusters_failed error=%s", exc)
-
-
-async def get_playlists(app: App) -> PlaylistService:
-    """The app's playlist service, opened on first use if start-up did not create it."""
-    svc = app.services.get("playlists")
-    if not isinstance(svc, PlaylistService):
-        svc = PlaylistService(app)
-        app.services["playlists"] = svc
-        await svc.open()
-    return svc

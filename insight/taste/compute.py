@@ -24,8 +24,8 @@ if TYPE_CHECKING:
     from insight.schemas import UserInteraction
 
 
-def history_of(app: App) -> ListeningHistory | None:
-    return app.services.get("history")
+def history_of(app: App) -> ListeningHistory:
+    return app.services.history
 
 
 async def interactions_from_history(
@@ -34,7 +34,7 @@ async def interactions_from_history(
     from insight.schemas import UserInteraction
 
     history = history_of(app)
-    if history is None or not await history.has_user(user_id):
+    if not await history.has_user(user_id):
         raise NotFound(
             f"no listening history recorded for user {user_id!r}: send 'interactions' in the "
             "body, or let playback events for this user reach the bus first"
@@ -129,7 +129,7 @@ async def compute_profiles(app: App, req: ComputeProfileRequest) -> ComputeProfi
     if stale:
         await profiles.delete(store, req.user_id, stale)
     history = history_of(app)
-    if from_history and history is not None:
+    if from_history:
         await history.clear_stale(req.user_id)
     return ComputeProfileResponse(user_id=req.user_id, profiles=summaries, missing_tracks=missing)
 

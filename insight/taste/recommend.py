@@ -56,9 +56,9 @@ async def recommend(app: App, req: RecommendRequest) -> RecommendResponse:
     if req.exclude_recent:
         glob = loaded.get(profiles.GLOBAL)
         exclude |= set(prof.heard or (glob.heard if glob else []))
-        history = app.services.get("history")
+        history = app.services.history
         days = app.settings.taste.recent_exclude_days
-        if history is not None and days > 0:
+        if days > 0:
             exclude |= await history.recent_track_ids(req.user_id, int(time.time() - days * 86_400))
     anchors = await track_views(store, prof.anchors)
     distaste = loaded.get(profiles.DISTASTE)

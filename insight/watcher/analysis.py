@@ -18,7 +18,9 @@ from insight.watcher.decode import Limits, decode_full, decode_sampled
 from insight.watcher.tags import TrackTags, read_tags
 
 if TYPE_CHECKING:
-    from insight.app import App
+    from insight.config import AudioSettings
+    from insight.library import Library
+    from insight.state import ModelSlot
 
 SOURCE = "watcher"
 
@@ -37,7 +39,8 @@ def metadata_hash(tags: TrackTags) -> str:
 
 
 async def analyze_file(
-    app: App,
+    loaded: ModelSlot,
+    audio: AudioSettings,
     path: Path,
     mode: str,
     sampled_windows: int,
@@ -49,8 +52,7 @@ async def analyze_file(
 
     ``executor`` runs the decode and tag reading (the watcher's low-priority threads);
     ``bulk`` embeds as background work that yields to interactive requests."""
-    pool = app.require_pool()
-    audio = app.settings.audio
+    pool = loaded.require_pool()
     loop = asyncio.get_running_loop()
     if mode == "sampled":
         decoded = await loop.run_in_executor(
@@ -66,16 +68,11 @@ async def analyze_file(
     return Analysis(tags, vector, int(decoded.windows.shape[0]), decoded.duration_s)
 
 
-async def store_analysis(app: App, track_id: str, result: Analysis, file_path: str) -> None:
+async def store_analysis(library: Library, track_id: str, result: Analysis, file_path: str) -> None:
     tags = result.tags
     meta = IngestMetadata(
         name=tags.name, artists=tags.artists, album=tags.album, genres=tags.genres
     )
-    library = app.services.get("library")
-    if library is None:
-        from insight.library import Library
-
-        library = app.services["library"] = Library(app)
     await library.ingest_analysis(
         track_id,
         meta,

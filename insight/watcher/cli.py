@@ -12,9 +12,13 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from insight.config import Settings, load_settings
+
+if TYPE_CHECKING:
+    from insight.app import App
+    from insight.watcher.service import WatcherService
 
 
 def _fmt_s(s: float | None) -> str:
@@ -47,24 +51,40 @@ class Progress:
         sys.stderr.flush()
 
 
-async def _open_app(settings: Settings) -> Any:
+async def _open_app(settings: Settings) -> App:
+    """The data dir's app with its services (no bus), or exit with what is missing."""
+    from insight import compose
     from insight.app import App
 
     app = App(settings)
-    await app.start()
-    if app.pool is None:
-        await app.close()
-        raise SystemExit(f"insight: {app.model_error}")
-    if app.store is None:
-        await app.close()
-        raise SystemExit(f"insight: {app.store_error}")
+    await compose.start(app)
+    missing = (
+        app.model_error if app.pool is None else app.store_error if app.store is None else None
+    )
+    if missing is None and app.services.watcher is None:
+        missing = "the folder watcher needs the `watcher` extra: pip install insight[watcher]"
+    if missing is not None:
+        await _close(app)
+        raise SystemExit(f"insight: {missing}")
     return app
+
+
+async def _close(app: App) -> None:
+    from insight import compose
+
+    await compose.stop(app)
+
+
+def _watcher(app: App) -> WatcherService:
+    svc = app.services.watcher
+    assert svc is not None, "checked by _open_app"
+    return svc
 
 
 async def run_scan(settings: Settings, folder: Path, force: bool) -> int:
     from insight.errors import BadRequest
     from insight.schemas import WatchedFolder
-    from insight.watcher.service import WatcherService, normalise_folder
+    from insight.watcher.service import normalise_folder
 
     try:
         root = normalise_folder(str(folder))
@@ -72,11 +92,7 @@ async def run_scan(settings: Settings, folder: Path, force: bool) -> int:
         print(f"insight: {exc.message}", file=sys.stderr)
         return 2
     app = await _open_app(settings)
-    svc = app.services.get("watcher")
-    own = svc is None
-    if own:
-        svc = WatcherService(app, background=False)
-        svc._start_workers()
+    svc = _watcher(app)
     svc.foreground()  # the user waits for this scan: it may take every core
     progress = Progress()
     try:
@@ -103,33 +119,23 @@ async def run_scan(settings: Settings, folder: Path, force: bool) -> int:
                 print(f"  failed: {f['path']}: {f['error']}")
         return 0
     finally:
-        if own:
-            await svc.close()
-        await app.close()
+        await _close(app)
 
 
 async def run_reembed(settings: Settings, drop: bool) -> int:
-    from insight.models_service import ModelsService
-    from insight.watcher.service import WatcherService
-
     app = await _open_app(settings)
     try:
-        models = app.services.get("models") or ModelsService(app)
-        app.services["models"] = models
-        if "watcher" not in app.services:
-            w = WatcherService(app, background=False)
-            w._start_workers()
-            app.services["watcher"] = w
-        app.services["watcher"].foreground()  # the user waits: every core, normal priority
+        models, watcher = app.services.models, _watcher(app)
+        watcher.foreground()  # the user waits: every core, normal priority
         result = await models.reembed(drop)
         print(result.message)
         if result.reembedded_audio:
-            await app.services["watcher"].wait_idle()
+            await watcher.wait_idle()
         models._stale = None
         print(f"stale vectors left: {await models.stale_count()}")
         return 0
     finally:
-        await app.close()
+        await _close(app)
 
 
 def for_bulk(settings: Settings) -> Settings:

@@ -28,7 +28,9 @@ from insight.watcher.scanner import fingerprint, track_id_for
 from insight.watcher.state import DONE, FAILED, PENDING, FileRow, WatcherState
 
 if TYPE_CHECKING:
-    from insight.app import App
+    from insight.config import AudioSettings
+    from insight.library import Library
+    from insight.state import ModelSlot, StoreSlot
 
 log = logging.getLogger("insight.watcher")
 
@@ -51,14 +53,18 @@ class FileWork:
 
     def __init__(
         self,
-        app: App,
+        loaded: ModelSlot,
+        stores: StoreSlot,
+        library: Library,
+        audio: AudioSettings,
         state: WatcherState,
         cfg: WatcherSettings,
         stopping: threading.Event,
         executor: Executor | None = None,
         bulk: bool = False,
     ) -> None:
-        self.app, self.state, self.cfg, self.mode = app, state, cfg, cfg.mode
+        self.loaded, self.stores, self.library, self.audio = loaded, stores, library, audio
+        self.state, self.cfg, self.mode = state, cfg, cfg.mode
         self.stopping = stopping  # set at close: a decode in a thread stops at its next packet
         self.limits = Limits(int(cfg.max_file_mb * MB), cfg.max_audio_s)
         self.done_at: deque[float] = deque(maxlen=RATE_WINDOW)
@@ -75,14 +81,15 @@ class FileWork:
         row = self.state.get(old)
         self.state.move(old, new, str(folder), mtime_ns)
         log.info("file_moved old=%s new=%s", old, new)
-        if row is None or not row.track_id or self.app.store is None:
+        store = self.stores.store
+        if row is None or not row.track_id or store is None:
             return
         for collection in (TRACKS_TEXT, TRACKS_AUDIO):
-            points = await self.app.store.get(collection, [row.track_id], with_vectors=True)
+            points = await store.get(collection, [row.track_id], with_vectors=True)
             for p in points:
                 p.payload["file_path"] = new
             if points:
-                await self.app.store.upsert(collection, points)
+                await store.upsert(collection, points)
 
     async def forget(self, row: FileRow) -> None:
         """A file that is gone: its row, and its track unless another file has the same id."""
@@ -95,12 +102,7 @@ class FileWork:
         log.info("file_deleted path=%s track=%s", row.path, row.track_id)
 
     async def delete_track(self, track_id: str) -> None:
-        library = self.app.services.get("library")
-        if library is not None:
-            await library.delete_track(track_id)
-        elif self.app.store is not None:
-            await self.app.store.delete(TRACKS_TEXT, [track_id])
-            await self.app.store.delete(TRACKS_AUDIO, [track_id])
+        await self.library.delete_track(track_id)
 
     async def process(self, job: Job) -> str:
         """Analyse one file unless the state says it is done; returns what happened."""
@@ -161,7 +163,7 @@ class FileWork:
             track_id = row.track_id  # a file keeps its id (e.g. after a move)
         if row is not None and row.track_id and row.track_id != track_id:
             await self.delete_track(row.track_id)
-        await store_analysis(self.app, track_id, result, key)
+        await store_analysis(self.library, track_id, result, key)
         self.record(key, job.folder, row, st, fp, DONE, None, track_id)
         self.done_at.append(time.monotonic())
         return "analyzed"
@@ -223,7 +225,8 @@ class FileWork:
             Budget(self.cfg.max_decode_s, self.stopping),
         )
         return await analyze_file(
-            self.app,
+            self.loaded,
+            self.audio,
             path,
             self.mode,
             self.cfg.sampled_windows,
