@@ -3,7 +3,8 @@
 A handler is a plain async function ``(app, request_model) -> reply_model``. ``@router.endpoint``
 records its bus name (subject ``insight.v1.<name>``), its HTTP method and path, and takes the
 request and reply types from the annotations. The bus service and the HTTP bridge are both
-built from ``all_endpoints()``, so the two can never drift apart.
+built from ``insight.handlers.all_endpoints()`` (the routers of every capability), so the two
+can never drift apart. This module imports no handler: handlers import it.
 """
 
 from __future__ import annotations
@@ -95,10 +96,3 @@ def _io_types(fn: Handler) -> tuple[Any, Any]:
         return eval(ann, fn.__globals__) if isinstance(ann, str) else ann
 
     return resolve(last), resolve(sig.return_annotation)
-
-
-def all_endpoints() -> list[Endpoint]:
-    """Every endpoint of every capability, in a stable order."""
-    from insight.handlers import ROUTERS
-
-    return [ep for router in ROUTERS for ep in router.endpoints]

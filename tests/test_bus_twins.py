@@ -17,9 +17,10 @@ from urllib.parse import quote
 import numpy as np
 import pytest
 
-from insight.api import Endpoint, all_endpoints
+from insight.api import Endpoint
 from insight.bus.client import BusClient
 from insight.codec import Format, pack, unpack
+from insight.handlers import all_endpoints
 from tests.conftest import Running
 
 VOLATILE = {

@@ -21,7 +21,7 @@ from conftest import Running, make_settings, start_running, stop_running
 from hypothesis import HealthCheck, reject, settings
 from schemathesis import checks as sc
 
-from insight.api import all_endpoints
+from insight.handlers import all_endpoints
 from insight.http.openapi import openapi_document
 
 MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "20"))

@@ -6,9 +6,9 @@ import json
 import time
 from typing import Any
 
-from insight.api import all_endpoints
 from insight.bus.service import endpoint_name
 from insight.errors import InsightError
+from insight.handlers import all_endpoints
 from tests.conftest import Running
 
 

@@ -6,8 +6,8 @@ import ast
 import re
 from pathlib import Path
 
-from insight.api import all_endpoints
 from insight.bus import docs, subjects
+from insight.handlers import all_endpoints
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = (ROOT / "subjects.md").read_text()

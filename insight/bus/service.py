@@ -23,11 +23,12 @@ from nats.micro.request import Request
 from nats.micro.service import EndpointConfig, Service, ServiceConfig, ServiceStats
 
 from insight import __version__
-from insight.api import Endpoint, all_endpoints
+from insight.api import Endpoint
 from insight.bus import wire
 from insight.bus.connection import flush_subscriptions
 from insight.codec import decode, pack
 from insight.errors import InsightError
+from insight.handlers import all_endpoints
 from insight.metrics import REQUEST_LATENCY, REQUESTS
 
 if TYPE_CHECKING:

@@ -1,5 +1,6 @@
 """Request handlers, one module per capability; ``ROUTERS`` is the endpoint table."""
 
+from insight.api import Endpoint
 from insight.handlers import embed, mood, playlists, similar, stream, system, taste, tracks, views
 from insight.handlers import listens as listens_handlers
 from insight.handlers import models as models_handlers
@@ -19,3 +20,8 @@ ROUTERS = [
     playlists.router,
     views.router,
 ]
+
+
+def all_endpoints() -> list[Endpoint]:
+    """Every endpoint of every capability, in a stable order."""
+    return [ep for router in ROUTERS for ep in router.endpoints]

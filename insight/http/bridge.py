@@ -20,7 +20,7 @@ import msgpack
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from insight.api import Endpoint, all_endpoints
+from insight.api import Endpoint
 from insight.bus.client import BusClient
 from insight.codec import Format, format_of, pack, unpack
 from insight.config import ServerSettings
@@ -32,6 +32,7 @@ from insight.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
+from insight.handlers import all_endpoints
 from insight.http.body import LARGE_KEY, Bodies
 from insight.http.dashboard import add_dashboard, is_public
 from insight.http.memory import keep_mmap_threshold

@@ -16,6 +16,7 @@ from insight.errors import BadRequest, NotReady
 from insight.inference import fast_graph
 from insight.inference.audio import MelConfig, MelExtractor, split_windows
 from insight.inference.model_dir import ModelFiles, find_model_files
+from insight.inference.ort_options import session_options
 from insight.inference.text import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -118,42 +119,6 @@ def single_threaded_blas() -> None:
     filterbank), and on 2 cores that spinning took ~40 ms from every 10 s window (~30 %).
     """
     threadpool_limits(limits=1, user_api="blas")
-
-
-_pool_threads: int | None = None
-_pool_lock = threading.Lock()
-
-
-def session_options(threads: int | None) -> ort.SessionOptions:
-    """Options for every ONNX Runtime session of the process: all run on one shared thread pool.
-
-    Per-session pools keep their threads spinning after a run and steal the cores from the
-    next run of another session (text after audio, a second model after a swap): measured on
-    2 cores, int8 audio right after an fp32 run took 83 ms with per-session pools and 38 ms
-    with one shared pool. The first call sets the size (``threads``, 0 = ORT's default of one
-    per physical core) for the life of the process; ``None`` (tools such as the exporter's
-    checks) takes the pool as it is. Once it is set, ONNX Runtime refuses sessions with their
-    own pool, so every session here must come from these options.
-    """
-    _shared_thread_pool(threads)
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.use_per_session_threads = False
-    return opts
-
-
-def _shared_thread_pool(threads: int | None) -> None:
-    global _pool_threads
-    with _pool_lock:
-        if _pool_threads is None:
-            ort.set_global_thread_pool_sizes(threads or 0, 1)
-            _pool_threads = threads or 0
-        elif threads is not None and threads != _pool_threads:
-            log.warning(
-                "onnx_threads_fixed asked=%d using=%d hint='restart to change the thread count'",
-                threads,
-                _pool_threads,
-            )
 
 
 class ClapModel:

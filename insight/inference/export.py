@@ -81,7 +81,7 @@ def _synthetic_audio(sr: int, seconds: float, n: int) -> list[np.ndarray]:
 def _ort_run(path: Path, feed: dict[str, np.ndarray]) -> np.ndarray:
     import onnxruntime as ort
 
-    from insight.inference.clap import session_options
+    from insight.inference.ort_options import session_options
 
     opts = session_options(None)  # whatever pool the process has: a check, not a service
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])

@@ -149,7 +149,7 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
 def _first_output(path: Path, feed: Feed) -> np.ndarray:
     import onnxruntime as ort
 
-    from insight.inference.clap import session_options
+    from insight.inference.ort_options import session_options
 
     sess = ort.InferenceSession(
         str(path), session_options(None), providers=["CPUExecutionProvider"]

@@ -42,7 +42,7 @@ def elem_types(model: onnx.ModelProto) -> dict[str, int]:
 
 
 def session(model: onnx.ModelProto, optimize: bool = False) -> ort.InferenceSession:
-    from insight.inference.clap import session_options
+    from insight.inference.ort_options import session_options
 
     opts = session_options(None)
     opts.graph_optimization_level = (
