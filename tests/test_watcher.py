@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -402,7 +403,10 @@ async def test_cli_scan_one_shot(
     assert await run_scan(settings, root, force=False) == 0
     out = capsys.readouterr()
     assert "analysed 5, failed 1" in out.out
-    assert "tracks" in out.err and "ETA" in out.err
+    # stderr is not a terminal here: no bar, no carriage returns, a plain closing line
+    assert "\r" not in out.err
+    closing = r"^scan: 6/6 tracks \(1 failed\), [\d,]+/h, elapsed \S+, ETA \S+$"
+    assert re.search(closing, out.err, re.M), out.err
     assert await run_scan(settings, root, force=False) == 0  # second run: nothing to do
     assert "analysed 0, failed 0" in capsys.readouterr().out
 

@@ -1,4 +1,4 @@
-"""``insight scan DIR`` (one-shot analysis with a progress bar) and ``insight reembed``.
+"""``insight scan DIR`` (one-shot analysis with progress on stderr) and ``insight reembed``.
 
 Both open the data dir themselves: run them while ``insight serve`` is stopped, or use the
 HTTP API (``POST /watcher/folders`` + ``/watcher/scan``, ``POST /models/reembed``) instead.
@@ -10,7 +10,6 @@ import argparse
 import asyncio
 import os
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,36 +18,6 @@ from insight.config import Settings, load_settings
 if TYPE_CHECKING:
     from insight.app import App
     from insight.watcher.service import WatcherService
-
-
-def _fmt_s(s: float | None) -> str:
-    if s is None:
-        return "--:--"
-    s = int(s)
-    return (
-        f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
-    )
-
-
-class Progress:
-    """One line on stderr: bar, tracks done/total, rate, ETA."""
-
-    def __init__(self, width: int = 30) -> None:
-        self.width = width
-        self.started = time.monotonic()
-
-    def show(self, done: int, total: int, failed: int, current: str | None) -> None:
-        frac = done / total if total else 0.0
-        bar = "#" * int(frac * self.width)
-        elapsed = time.monotonic() - self.started
-        rate = done / elapsed * 3600 if elapsed > 0 else 0.0
-        eta = (total - done) / (done / elapsed) if done and elapsed > 0 else None
-        name = Path(current).name[:30] if current else ""
-        sys.stderr.write(
-            f"\r[{bar:<{self.width}}] {done}/{total} tracks ({failed} failed) "
-            f"{rate:,.0f}/h ETA {_fmt_s(eta)} {name:<30}"
-        )
-        sys.stderr.flush()
 
 
 async def _open_app(settings: Settings) -> App:
@@ -84,6 +53,7 @@ def _watcher(app: App) -> WatcherService:
 async def run_scan(settings: Settings, folder: Path, force: bool) -> int:
     from insight.errors import BadRequest
     from insight.schemas import WatchedFolder
+    from insight.watcher.progress import ScanProgress
     from insight.watcher.service import normalise_folder
 
     try:
@@ -94,21 +64,20 @@ async def run_scan(settings: Settings, folder: Path, force: bool) -> int:
     app = await _open_app(settings)
     svc = _watcher(app)
     svc.foreground()  # the user waits for this scan: it may take every core
-    progress = Progress()
     try:
         svc.scan(force=force, folders=[WatchedFolder(path=str(root))])
         await asyncio.sleep(0)
         base = sum(svc.outcomes.values())
-        while True:
-            scanning = svc._scan_task is not None and not svc._scan_task.done()
-            st = svc.status()
-            done = sum(svc.outcomes.values()) - base
-            failed = svc.outcomes["failed"] + svc.outcomes["refused"]
-            progress.show(done, done + st.pending, failed, st.current_file)
-            if not scanning and st.pending == 0:
-                break
-            await asyncio.sleep(0.5)
-        sys.stderr.write("\n")
+        with ScanProgress() as progress:
+            while True:
+                scanning = svc._scan_task is not None and not svc._scan_task.done()
+                st = svc.status()
+                done = sum(svc.outcomes.values()) - base
+                failed = svc.outcomes["failed"] + svc.outcomes["refused"]
+                progress.show(done, done + st.pending, failed, st.current_file)
+                if not scanning and st.pending == 0:
+                    break
+                await asyncio.sleep(0.5)
         o = svc.outcomes
         print(
             f"analysed {o['analyzed']}, failed {o['failed'] + o['refused']}, moved {o['moved']}, "
