@@ -85,7 +85,10 @@ def build_watcher(app: App, library: Library, background: bool) -> WatcherServic
     except ImportError:  # installed without the `watcher` extra
         log.info("watcher_unavailable reason=extra_not_installed")
         return None
-    return WatcherService(app.settings, app.loaded, app.stores, library, background=background)
+    from insight.watcher.files import WatcherIO
+
+    io = WatcherIO(app.loaded, app.stores, library)
+    return WatcherService(app.settings, io, background=background)
 
 
 async def start_bus_components(app: App, services: Services) -> None:

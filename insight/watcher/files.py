@@ -37,6 +37,16 @@ log = logging.getLogger("insight.watcher")
 RATE_WINDOW = 200
 
 
+@dataclass(frozen=True)
+class WatcherIO:
+    """What the watcher works through: the model slot (to embed a file), the store slot (to
+    move a file's vectors) and the library (to store and delete tracks)."""
+
+    loaded: ModelSlot
+    stores: StoreSlot
+    library: Library
+
+
 @dataclass
 class Job:
     path: Path
@@ -53,9 +63,7 @@ class FileWork:
 
     def __init__(
         self,
-        loaded: ModelSlot,
-        stores: StoreSlot,
-        library: Library,
+        io: WatcherIO,
         audio: AudioSettings,
         state: WatcherState,
         cfg: WatcherSettings,
@@ -63,7 +71,7 @@ class FileWork:
         executor: Executor | None = None,
         bulk: bool = False,
     ) -> None:
-        self.loaded, self.stores, self.library, self.audio = loaded, stores, library, audio
+        self.loaded, self.stores, self.library, self.audio = io.loaded, io.stores, io.library, audio
         self.state, self.cfg, self.mode = state, cfg, cfg.mode
         self.stopping = stopping  # set at close: a decode in a thread stops at its next packet
         self.limits = Limits(int(cfg.max_file_mb * MB), cfg.max_audio_s)

@@ -31,8 +31,7 @@ from insight.watcher.state import DONE, FAILED, WatcherState
 
 if TYPE_CHECKING:
     from insight.config import Settings
-    from insight.library import Library
-    from insight.state import ModelSlot, StoreSlot
+    from insight.watcher.files import WatcherIO
 
 __all__ = ["Job", "WatcherService", "normalise_folder"]
 
@@ -54,20 +53,12 @@ def _is_dir(path: Path) -> bool:
 
 
 class WatcherService:
-    def __init__(
-        self,
-        settings: Settings,
-        loaded: ModelSlot,
-        stores: StoreSlot,
-        library: Library,
-        state_path: Path | None = None,
-        background: bool = True,
-    ) -> None:
+    def __init__(self, settings: Settings, io: WatcherIO, background: bool = True) -> None:
         """``background`` (serve): capped low-priority threads (polite.py); else every core."""
         self.cfg = settings.watcher
         self.exts = normalise_extensions(self.cfg.extensions)
         self.mode = self.cfg.mode
-        self.state = WatcherState(state_path or settings.storage.data_dir / "watcher.db")
+        self.state = WatcherState(settings.storage.data_dir / "watcher.db")
         self.folders: dict[str, WatchedFolder] = {}
         self.queue: asyncio.Queue[Job] = asyncio.Queue()
         self._queued: set[str] = set()
@@ -82,9 +73,7 @@ class WatcherService:
         self._live: LiveWatch | None = None
         self.outcomes: Counter[str] = Counter()  # what process() did, since start
         self._stopping = threading.Event()  # ends decodes in threads at close()
-        self.files = FileWork(
-            loaded, stores, library, settings.audio, self.state, self.cfg, self._stopping
-        )
+        self.files = FileWork(io, settings.audio, self.state, self.cfg, self._stopping)
         self.executor = self._threads(background)
         self._load_folders()
 
