@@ -173,9 +173,9 @@ def test_point_id_matches_original_sidecar() -> None:
 
 
 async def test_dimension_mismatch_is_a_clear_error(store: VectorStore) -> None:
-    with pytest.raises(BadRequest, match=f"expected {DIM}-d vector, got 7"):
+    with pytest.raises(BadRequest, match=f"dimension mismatch: expected {DIM}, got 7"):
         await store.upsert(TRACKS_TEXT, [Point("a", np.ones(7, np.float32), {})])
-    with pytest.raises(BadRequest, match=f"expected {DIM}-d vector, got {DIM + 1}"):
+    with pytest.raises(BadRequest, match=f"dimension mismatch: expected {DIM}, got {DIM + 1}"):
         await store.search(TRACKS_TEXT, np.ones(DIM + 1, np.float32), 3)
     with pytest.raises(BadRequest, match="NaN"):
         await store.upsert(TRACKS_TEXT, [Point("a", np.full(DIM, np.nan, np.float32), {})])

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from insight.api import Router
 from insight.errors import InsightError, NotFound
-from insight.library import Library, TextItem, as_vector, file_paths_visible, track_metadata
+from insight.library import Library, TextItem, file_paths_visible, track_metadata
 from insight.schemas import (
     BatchEmbedTextRequest,
     BatchItemResult,
@@ -26,6 +26,7 @@ from insight.schemas import (
     UpsertResponse,
 )
 from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT, ScoredPoint
+from insight.vectors import checked
 
 if TYPE_CHECKING:
     from insight.app import App
@@ -81,9 +82,15 @@ async def delete_track(app: App, req: DeleteTrackRequest) -> DeleteTrackResponse
 
 async def _upsert(app: App, req: UpsertRequest) -> UpsertResponse:
     dim = app.dim
-    text = as_vector(req.text_embedding, dim, "Text") if req.text_embedding is not None else None
+    text = (
+        checked(req.text_embedding, dim, "Text embedding")
+        if req.text_embedding is not None
+        else None
+    )
     audio = (
-        as_vector(req.audio_embedding, dim, "Audio") if req.audio_embedding is not None else None
+        checked(req.audio_embedding, dim, "Audio embedding")
+        if req.audio_embedding is not None
+        else None
     )
     stored = await library(app).upsert_vectors(req.track_id, req.metadata, text, audio)
     return UpsertResponse(
@@ -152,7 +159,7 @@ async def batch_embed_text(app: App, req: BatchEmbedTextRequest) -> BatchRespons
 @router.endpoint("tracks.search", "POST", "/tracks/search")
 async def search(app: App, req: SearchRequest) -> SearchResponse:
     """Search one collection (text or audio) by an embedding, with an optional filter."""
-    vector = as_vector(req.embedding, app.dim, "Query")
+    vector = checked(req.embedding, app.dim, "Query embedding")
     hits = await app.require_store().search(
         COLLECTIONS[req.collection], vector, req.limit, app.in_model_space(req.filter)
     )

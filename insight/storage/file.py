@@ -42,12 +42,13 @@ import onnxruntime  # noqa: F401  (must load before usearch: the reverse order s
 from insight.errors import BadRequest, StorageNotReady
 from insight.schemas import SearchFilter
 from insight.storage.base import COLLECTIONS, Point, ScoredPoint, StoreStats
-from insight.storage.common import check_key, check_limit, check_vector, full_name
+from insight.storage.common import check_key, check_limit, full_name
 from insight.storage.file_collection import FileCollection, load_collection, save_collection
 from insight.storage.file_reads import get_points, scroll_points, search_collection
 from insight.storage.file_sql import DB_NAME, connect, delete_keys, read_vectors, write_rows
 from insight.storage.file_verify import verify_collection
 from insight.storage.snapshot import IndexSpec
+from insight.vectors import checked
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -232,7 +233,7 @@ class FileStore:
             key = check_key(p.key)
             if p.vector is None:
                 raise BadRequest(f"point {key!r} has no vector")
-            vec = check_vector(p.vector, self.dim)
+            vec = checked(p.vector, self.dim)
             try:
                 text = json.dumps(p.payload, ensure_ascii=False, allow_nan=False)
             except (TypeError, ValueError) as e:
@@ -356,7 +357,7 @@ class FileStore:
         limit: int,
         filter: SearchFilter | None = None,
     ) -> list[ScoredPoint]:
-        q = check_vector(vector, self.dim)
+        q = checked(vector, self.dim)
         check_limit(limit)
         if limit == 0:
             return []

@@ -20,7 +20,7 @@ import numpy as np
 from insight.errors import BadRequest, InsightError, StorageNotReady
 from insight.schemas import SearchFilter
 from insight.storage.base import COLLECTIONS, Point, ScoredPoint, StoreStats, point_id
-from insight.storage.common import check_key, check_limit, check_vector, full_name
+from insight.storage.common import check_key, check_limit, full_name
 from insight.storage.filters import (
     ALBUM_LC,
     ARTISTS_LC,
@@ -33,6 +33,7 @@ from insight.storage.filters import (
     to_qdrant,
     where_to_qdrant,
 )
+from insight.vectors import checked
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -216,7 +217,7 @@ class QdrantStore:
             key = check_key(p.key)
             if p.vector is None:
                 raise BadRequest(f"point {key!r} has no vector")
-            vec = check_vector(p.vector, self.dim)
+            vec = checked(p.vector, self.dim)
             payload = {**public_payload(p.payload), **folded_fields(p.payload), KEY_FIELD: key}
             structs.pop(key, None)
             structs[key] = m.PointStruct(id=point_id(key), vector=vec.tolist(), payload=payload)
@@ -297,7 +298,7 @@ class QdrantStore:
         limit: int,
         filter: SearchFilter | None = None,
     ) -> list[ScoredPoint]:
-        q = check_vector(vector, self.dim)
+        q = checked(vector, self.dim)
         check_limit(limit)
         name = await self._existing(collection)
         if name is None or limit == 0:
