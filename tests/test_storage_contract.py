@@ -17,7 +17,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from insight.errors import BadRequest
-from insight.schemas import SearchFilter
 from insight.storage.base import (
     TASTE_PROFILES,
     TRACKS_AUDIO,
@@ -28,8 +27,9 @@ from insight.storage.base import (
     profile_key,
 )
 from insight.storage.file import FileStore
-from insight.storage.filters import criteria, matches
+from insight.storage.file_match import matches
 from insight.storage.qdrant import QdrantStore
+from insight.storage.where import Where, where
 
 DIM = 16
 BACKENDS = ["file", "qdrant"]
@@ -91,7 +91,7 @@ async def fill(store: VectorStore, seed: int = 1) -> dict[str, np.ndarray]:
     return {p["track_id"]: vecs[i] for i, p in enumerate(LIBRARY)}
 
 
-async def keys_of(store: VectorStore, flt: SearchFilter | None, q: np.ndarray) -> set[str]:
+async def keys_of(store: VectorStore, flt: Where | None, q: np.ndarray) -> set[str]:
     return {r.key for r in await store.search(TRACKS_TEXT, q, 100, flt)}
 
 
@@ -250,8 +250,8 @@ async def test_filter_fields(
     store: VectorStore, fields: dict[str, Any], expected: set[str]
 ) -> None:
     vecs = await fill(store)
-    flt = SearchFilter(**fields)
-    assert {p["track_id"] for p in LIBRARY if matches(p["track_id"], p, criteria(flt))} == expected
+    flt = where(**fields)
+    assert {p["track_id"] for p in LIBRARY if matches(p["track_id"], p, flt)} == expected
     assert await keys_of(store, flt, vecs["t0"]) == expected
 
 
@@ -264,7 +264,7 @@ async def test_filtered_search_returns_limit_when_enough_match(store: VectorStor
         [Point(f"k{i}", vecs[i], {"genres": [genres[i % 3]]}) for i in range(300)],
     )
     q = unit(rng)[0]
-    hits = await store.search(TRACKS_TEXT, q, 25, SearchFilter(genres=["B"]))
+    hits = await store.search(TRACKS_TEXT, q, 25, where(genres=["B"]))
     want = sorted(((cos(vecs[i], q), f"k{i}") for i in range(1, 300, 3)), reverse=True)[:25]
     assert [h.key for h in hits] == [k for _, k in want]
     assert all(h.payload["genres"] == ["b"] for h in hits)
@@ -272,8 +272,36 @@ async def test_filtered_search_returns_limit_when_enough_match(store: VectorStor
 
 async def test_returned_payload_has_no_internal_fields(store: VectorStore) -> None:
     vecs = await fill(store)
-    for h in await store.search(TRACKS_TEXT, vecs["t0"], 3, SearchFilter(artists=["daft punk"])):
+    for h in await store.search(TRACKS_TEXT, vecs["t0"], 3, where(artists=["daft punk"])):
         assert h.payload == next(p for p in LIBRARY if p["track_id"] == h.key)
+
+
+async def test_count_with_where(store: VectorStore) -> None:
+    """``count`` answers from the store's own indexes: every point, or those passing a filter;
+    it follows upserts that change a field and deletes."""
+    vecs = unit(np.random.default_rng(11), 12)
+    models = ["m1"] * 5 + ["m2"] * 4 + [None] * 3
+    points = [
+        Point(f"c{i}", vecs[i], {"model_id": m, "genres": ["Rock" if i % 2 else "jazz"]})
+        for i, m in enumerate(models)
+    ]
+    for p in points:
+        if p.payload["model_id"] is None:
+            del p.payload["model_id"]
+    await store.upsert(TRACKS_TEXT, points)
+    assert await store.count(TRACKS_TEXT) == 12
+    assert await store.count(TRACKS_TEXT, None) == 12
+    assert await store.count(TRACKS_TEXT, where(model_id="m1")) == 5
+    assert await store.count(TRACKS_TEXT, where(model_id="m2")) == 4
+    assert await store.count(TRACKS_TEXT, where(model_id="m3")) == 0
+    assert await store.count(TRACKS_TEXT, where(model_id="m1", genres=["ROCK"])) == 2  # c1, c3
+    assert await store.count(TRACKS_TEXT, where(model_id="m2", exclude_ids=["c5", "x"])) == 3
+    assert await store.count(TRACKS_AUDIO, where(model_id="m1")) == 0
+    await store.upsert(TRACKS_TEXT, [Point("c5", vecs[5], {"model_id": "m1"})])  # m2 -> m1
+    await store.delete(TRACKS_TEXT, ["c0", "c11"])
+    assert await store.count(TRACKS_TEXT) == 10
+    assert await store.count(TRACKS_TEXT, where(model_id="m1")) == 5  # -c0 +c5
+    assert await store.count(TRACKS_TEXT, where(model_id="m2")) == 3
 
 
 # --- scroll and profiles -------------------------------------------------------------------------
@@ -386,6 +414,7 @@ ARTISTS = ["Abba", "abba", "Björk", "BJÖRK", "Can", "Dälek", "Eno"]
 GENRES = ["rock", "Rock", "jazz", "Electronic", "pop"]
 MOODS = ["happy", "sad", "calm", "dark", "energetic"]
 ALBUMS = ["One", "one", "Two", "Ünï"]
+MUSICAL_KEYS = ["A minor", "a MINOR", "C major", "F# minor"]
 
 
 def random_payload(r: random.Random) -> dict[str, Any]:
@@ -399,6 +428,9 @@ def random_payload(r: random.Random) -> dict[str, Any]:
         ("primary_mood", MOODS),
         ("valence", [None, 0.0, 0.25, 0.5, 0.75, 1.0]),
         ("arousal", [None, 0.0, 0.25, 0.5, 0.75, 1.0]),
+        ("bpm", [None, 80, 99.5, 120.0, 128]),
+        ("key", [None, *MUSICAL_KEYS]),
+        ("model_id", [None, "m1", "m2"]),
     ):
         if r.random() < 0.7:
             p[field] = r.choice(choices)
@@ -407,7 +439,7 @@ def random_payload(r: random.Random) -> dict[str, Any]:
 
 bound = st.one_of(st.none(), st.sampled_from([0.0, 0.25, 0.5, 0.6, 1.0]))
 filters = st.builds(
-    SearchFilter,
+    where,
     artists=st.one_of(st.none(), st.lists(st.sampled_from(ARTISTS), max_size=2)),
     genres=st.one_of(st.none(), st.lists(st.sampled_from(GENRES), max_size=2)),
     album=st.one_of(st.none(), st.sampled_from(ALBUMS)),
@@ -418,6 +450,10 @@ filters = st.builds(
     max_valence=bound,
     min_arousal=bound,
     max_arousal=bound,
+    min_bpm=st.one_of(st.none(), st.sampled_from([80.0, 100.0, 128.0])),
+    max_bpm=st.one_of(st.none(), st.sampled_from([99.5, 120.0, 200.0])),
+    keys=st.one_of(st.none(), st.lists(st.sampled_from(MUSICAL_KEYS), max_size=2)),
+    model_id=st.one_of(st.none(), st.sampled_from(["m1", "m2"])),
 )
 
 
@@ -439,9 +475,8 @@ def test_filters_match_reference_predicate(kind: str, tmp_path: Path) -> None:
 
         @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
         @given(flt=filters, limit=st.sampled_from([1, 3, 10, 100]))
-        def check(flt: SearchFilter, limit: int) -> None:
-            c = criteria(flt)
-            want = [k for k in ranked if matches(k, data[int(k[1:])], c)][:limit]
+        def check(flt: Where | None, limit: int) -> None:
+            want = [k for k in ranked if matches(k, data[int(k[1:])], flt)][:limit]
             hits = loop.run_until_complete(store.search(TRACKS_TEXT, q, limit, flt))
             assert [h.key for h in hits] == want
             assert all(math.isfinite(h.score) for h in hits)

@@ -25,6 +25,7 @@ from insight.schemas import (
     UpsertRequest,
     UpsertResponse,
 )
+from insight.search.filter import store_where
 from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT, ScoredPoint
 from insight.vectors import checked
 
@@ -161,7 +162,7 @@ async def search(app: App, req: SearchRequest) -> SearchResponse:
     """Search one collection (text or audio) by an embedding, with an optional filter."""
     vector = checked(req.embedding, app.dim, "Query embedding")
     hits = await app.require_store().search(
-        COLLECTIONS[req.collection], vector, req.limit, app.in_model_space(req.filter)
+        COLLECTIONS[req.collection], vector, req.limit, store_where(app.in_model_space(req.filter))
     )
     return results(hits, file_paths_visible(app))
 
@@ -171,7 +172,7 @@ async def search_text(app: App, req: TextSearchRequest) -> SearchResponse:
     """Natural-language search over text and audio embeddings, merged by best score."""
     store = app.require_store()
     query = (await app.require_pool().embed_texts([req.query]))[0]
-    scope = app.in_model_space(req.filter)
+    scope = store_where(app.in_model_space(req.filter))
     text_hits = await store.search(TRACKS_TEXT, query, req.limit * 2, scope)
     audio_hits = await store.search(TRACKS_AUDIO, query, req.limit * 2, scope)
     best: dict[str, ScoredPoint] = {h.key: h for h in text_hits}

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from insight.schemas import SearchFilter
+from insight.search.filter import store_where
 from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT, VectorStore
 from insight.taste.tracks import TrackView, track_views
 
@@ -54,7 +55,7 @@ def with_exclusions(f: SearchFilter | None, exclude: set[str]) -> SearchFilter |
 
 async def recall(store: VectorStore, q: Query, pool: int, per_anchor: int) -> dict[str, TrackView]:
     """Candidate tracks (excluded ones and filter misses never come back)."""
-    flt = with_exclusions(q.filter, q.exclude)
+    flt = store_where(with_exclusions(q.filter, q.exclude))
     jobs = [store.search(c, q.vector, pool, flt) for c in (TRACKS_AUDIO, TRACKS_TEXT)]
     for a in q.anchors[:3]:
         coll = TRACKS_AUDIO if a.space == "audio" else TRACKS_TEXT

@@ -15,6 +15,7 @@ from insight.schemas import (
     SearchResult,
     SimilarRequest,
 )
+from insight.search.filter import store_where
 from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT
 from insight.taste.profile import normalise
 from insight.taste.rank import Query, Ranked, artist_key, find, with_exclusions
@@ -54,7 +55,7 @@ async def similar(app: App, req: SimilarRequest) -> SearchResponse:
         where = "" if req.collection == "auto" else f" in the {req.collection} collection"
         raise NotFound(f"track {req.track_id!r} has no stored embedding{where}")
     coll = TRACKS_AUDIO if audio and seed is audio[0] else TRACKS_TEXT
-    flt = with_exclusions(req.filter, {req.track_id})
+    flt = store_where(with_exclusions(req.filter, {req.track_id}))
     hits = await store.search(coll, np.asarray(seed.vector), req.limit, flt)
     name = (text[0].payload if text else seed.payload).get("name") or req.track_id
     why = f'{"sounds" if coll == TRACKS_AUDIO else "described"} like "{name}"'
