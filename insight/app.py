@@ -51,7 +51,7 @@ class App:
     async def start(self) -> None:
         from insight.history import ListeningHistory
         from insight.library import Library
-        from insight.models_service import ModelsService
+        from insight.models.service import ModelsService
         from insight.mood import create as create_mood
         from insight.playlists.service import get_playlists
 
@@ -169,7 +169,7 @@ class App:
         """A local folder for the configured model: INSIGHT_MODEL__PATH or the hub cache."""
         if self.settings.model.path is not None:
             return self.settings.model.path
-        from insight.inference.download import cached_model_dir
+        from insight.models.download import cached_model_dir
 
         return cached_model_dir(self.settings.model.name, self.settings.models_dir)
 

@@ -13,7 +13,7 @@ from conftest import Running, make_settings, start_running, stop_running
 from fake_hub import FakeHub, hub_layout
 from test_watcher import tagged, write_track
 
-from insight.models_service import ModelsService
+from insight.models.service import ModelsService
 from insight.storage.base import TRACKS_AUDIO
 from insight.testing.tiny_clap import build_tiny_clap
 from insight.watcher.service import WatcherService

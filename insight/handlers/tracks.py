@@ -1,4 +1,4 @@
-"""Track storage: get, delete, upsert, embed-and-store, search by vector and by text."""
+"""Track storage: get, delete, upsert, embed-and-store (searching them: insight/search/)."""
 
 from __future__ import annotations
 
@@ -17,16 +17,11 @@ from insight.schemas import (
     EmbedTextAndStoreRequest,
     EmbedTextAndStoreResponse,
     GetTrackRequest,
-    SearchRequest,
-    SearchResponse,
-    SearchResult,
-    TextSearchRequest,
     TrackResponse,
     UpsertRequest,
     UpsertResponse,
 )
-from insight.search.filter import store_where
-from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT, ScoredPoint
+from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT
 from insight.vectors import checked
 
 if TYPE_CHECKING:
@@ -34,25 +29,10 @@ if TYPE_CHECKING:
 
 router = Router(tag="tracks")
 
-# Audio hits for a text query are boosted as in the original sidecar: text-to-audio cosine
-# runs lower than text-to-text for the same relevance.
-AUDIO_SCORE_BOOST = 1.15
-COLLECTIONS = {"text": TRACKS_TEXT, "audio": TRACKS_AUDIO}
-
 
 def library(app: App) -> Library:
     lib: Library = app.services["library"]
     return lib
-
-
-def results(hits: list[ScoredPoint], file_paths: bool = False) -> SearchResponse:
-    out = [
-        SearchResult(
-            track_id=h.key, score=h.score, metadata=track_metadata(h.payload, file_paths=file_paths)
-        )
-        for h in hits
-    ]
-    return SearchResponse(results=out, count=len(out))
 
 
 @router.endpoint("tracks.get", "GET", "/tracks/{track_id}", errors=(404,))
@@ -155,30 +135,3 @@ async def batch_embed_text(app: App, req: BatchEmbedTextRequest) -> BatchRespons
             for s in stored
         ]
     )
-
-
-@router.endpoint("tracks.search", "POST", "/tracks/search")
-async def search(app: App, req: SearchRequest) -> SearchResponse:
-    """Search one collection (text or audio) by an embedding, with an optional filter."""
-    vector = checked(req.embedding, app.dim, "Query embedding")
-    hits = await app.require_store().search(
-        COLLECTIONS[req.collection], vector, req.limit, store_where(app.in_model_space(req.filter))
-    )
-    return results(hits, file_paths_visible(app))
-
-
-@router.endpoint("tracks.search-text", "POST", "/tracks/search-text")
-async def search_text(app: App, req: TextSearchRequest) -> SearchResponse:
-    """Natural-language search over text and audio embeddings, merged by best score."""
-    store = app.require_store()
-    query = (await app.require_pool().embed_texts([req.query]))[0]
-    scope = store_where(app.in_model_space(req.filter))
-    text_hits = await store.search(TRACKS_TEXT, query, req.limit * 2, scope)
-    audio_hits = await store.search(TRACKS_AUDIO, query, req.limit * 2, scope)
-    best: dict[str, ScoredPoint] = {h.key: h for h in text_hits}
-    for h in audio_hits:
-        boosted = ScoredPoint(h.key, min(1.0, h.score * AUDIO_SCORE_BOOST), h.payload)
-        if h.key not in best or boosted.score > best[h.key].score:
-            best[h.key] = boosted
-    ranked = sorted(best.values(), key=lambda h: h.score, reverse=True)[: req.limit]
-    return results(ranked, file_paths_visible(app))

@@ -109,7 +109,7 @@ async def run_scan(settings: Settings, folder: Path, force: bool) -> int:
 
 
 async def run_reembed(settings: Settings, drop: bool) -> int:
-    from insight.models_service import ModelsService
+    from insight.models.service import ModelsService
     from insight.watcher.service import WatcherService
 
     app = await _open_app(settings)

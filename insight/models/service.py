@@ -15,15 +15,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from insight.errors import BadRequest, Conflict, NotFound
-from insight.inference.download import (
+from insight.inference.model_dir import local_model_id
+from insight.models.download import (
     DownloadManager,
     cached_model_dir,
     cached_model_ids,
     cached_size,
     delete_cached,
 )
-from insight.inference.model_dir import local_model_id
-from insight.inference.registry import KNOWN_MODELS, known_model, validate_model_id
+from insight.models.registry import KNOWN_MODELS, known_model, validate_model_id
 from insight.schemas import (
     DownloadResponse,
     DownloadStatus,
