@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from insight.schemas import SearchFilter
+from insight.schemas import SearchFilter, SearchResult
 from insight.search.filter import store_where
 from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT, VectorStore
-from insight.taste.tracks import TrackView, track_views
+from insight.taste.tracks import TrackView, metadata_of, track_views
 
 ANCHOR_SHARE = 0.3
 DISTASTE_PENALTY = 0.5
@@ -43,6 +43,16 @@ class Ranked:
     view: TrackView
     score: float
     anchor: TrackView | None  # the anchor it is closest to
+
+
+def as_result(r: Ranked, why: str, paths: bool = False) -> SearchResult:
+    """A ranked track as a search result with its reason."""
+    return SearchResult(
+        track_id=r.view.track_id,
+        score=r.score,
+        metadata=metadata_of(r.view.track_id, r.view.payload, file_paths=paths),
+        reason=why,
+    )
 
 
 def with_exclusions(f: SearchFilter | None, exclude: set[str]) -> SearchFilter | None:
