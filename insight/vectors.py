@@ -40,7 +40,8 @@ def unit(values: Any, dim: int, what: str = "vector") -> np.ndarray:
 
 
 def unit_rows(matrix: np.ndarray) -> np.ndarray:
-    """Each row of ``matrix`` scaled to length 1 (float32); an all-zero row stays zero."""
-    m = np.asarray(matrix, dtype=np.float32)
+    """Each row of ``matrix`` (or one vector) scaled to length 1, in the input's precision,
+    returned as float32; an all-zero row stays zero."""
+    m = np.asarray(matrix)
     norms = np.linalg.norm(m, axis=-1, keepdims=True)
     return (m / np.where(norms > 0, norms, 1.0)).astype(np.float32)

@@ -20,6 +20,7 @@ from insight.search.filter import store_where
 from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT, VectorStore
 from insight.taste.rank import artist_key, with_exclusions
 from insight.taste.tracks import TrackView, track_views
+from insight.vectors import unit_rows
 
 PER_TARGET = 16
 
@@ -41,8 +42,7 @@ def slerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
         pts = (np.outer(np.sin((1 - t) * omega), a) + np.outer(np.sin(t * omega), b)) / np.sin(
             omega
         )
-    n = np.linalg.norm(pts, axis=1, keepdims=True)
-    return (pts / np.where(n > 0, n, 1.0)).astype(np.float32)
+    return unit_rows(pts)
 
 
 def assign(prog: np.ndarray, sims: np.ndarray) -> list[int]:
