@@ -15,6 +15,12 @@ Qdrant as a server-side filter (``qdrant_filter.py``). Semantics:
 - keys: the track's musical ``key`` is any of them, case-insensitive.
 
 An empty list means "no constraint" (as ``None``); :func:`where` builds the normalised form.
+
+A new backend implements ``VectorStore`` (``base.py``: ``search`` and ``count`` take a
+``Where``), translates it in a module of its own beside the backend, is built by ``factory.py``
+and joins ``BACKENDS`` in ``tests/test_storage_contract.py``; the contract and
+``tests/test_storage_filters.py`` (every field, and hypothesis against ``file_match.matches``)
+then run against it.
 """
 
 from __future__ import annotations
