@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +18,9 @@ from hypothesis import strategies as st
 from insight.storage.base import TRACKS_TEXT, Point, VectorStore
 from insight.storage.file_match import matches
 from insight.storage.where import Where, where
-from tests.test_storage_contract import BACKENDS, LIBRARY, cos, fill, make, unit
+from tests.test_storage_contract import BACKENDS, LIBRARY, cos, fill, make, store, unit
 
-
-@pytest.fixture(params=BACKENDS)
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[VectorStore]:
-    s = make(request.param, tmp_path)
-    await s.open()
-    yield s
-    await s.close()
+__all__ = ["store"]  # the contract's fixture: both backends, opened in tmp_path
 
 
 async def keys_of(store: VectorStore, flt: Where | None, q: np.ndarray) -> set[str]:
