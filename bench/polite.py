@@ -43,8 +43,8 @@ def pct(xs: list[float], q: float) -> float:
 
 
 async def one_round(app: Any, i: int, texts: int, stream_s: float) -> dict[str, list[float]]:
-    from insight.handlers.tracks import search_text
     from insight.schemas import TextSearchRequest
+    from insight.search.handlers import search_text
 
     pool = app.require_pool()
     out: dict[str, list[float]] = {"search_text": [], "embed_text": [], "stream_rtf": []}

@@ -26,10 +26,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import cores, cpu_model, memory_gib
-from insight.schemas import SearchFilter
 from insight.storage.base import TRACKS_TEXT, Point, VectorStore
 from insight.storage.file import FileStore
 from insight.storage.qdrant import QdrantStore
+from insight.storage.where import where
 
 GENRES = 10  # genre g{i % 10}: a one-genre filter keeps 10 %
 
@@ -89,7 +89,7 @@ async def measure(
         )
     insert_s = time.perf_counter() - t
     assert await store.count(TRACKS_TEXT) == len(x)
-    flt = SearchFilter(genres=["G3"])
+    flt = where(genres=["G3"])
     res: dict[str, Any] = {"name": name, "n": len(x), "insert_per_s": len(x) / insert_s}
     for label, f, want in (("unfiltered", None, truth), ("filtered", flt, truth_f)):
         await store.search(TRACKS_TEXT, queries[0], 10, f)  # warm up

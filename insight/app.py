@@ -144,7 +144,7 @@ class App:
         """A local folder for the configured model: INSIGHT_MODEL__PATH or the hub cache."""
         if self.settings.model.path is not None:
             return self.settings.model.path
-        from insight.inference.download import cached_model_dir
+        from insight.models.download import cached_model_dir
 
         return cached_model_dir(self.settings.model.name, self.settings.models_dir)
 

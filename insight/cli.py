@@ -135,8 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quantize", choices=["int8"], default=None)
     p.set_defaults(func=cmd_export)
 
-    from insight.inference.models_cli import add_commands as add_model_commands
     from insight.integrations.cli import add_commands as add_integration_commands
+    from insight.models.cli import add_commands as add_model_commands
     from insight.watcher.cli import add_commands as add_watcher_commands
 
     add_model_commands(models)

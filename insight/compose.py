@@ -29,7 +29,7 @@ from insight.errors import MODEL_HINT
 from insight.history import ListeningHistory
 from insight.library import Library
 from insight.mapview.service import MapService
-from insight.models_service import ModelsService
+from insight.models.service import ModelsService
 from insight.mood.classifier import MoodClassifier
 from insight.playlists.service import PlaylistService
 from insight.services import Services

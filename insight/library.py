@@ -17,7 +17,6 @@ import numpy as np
 
 from insight.bus import subjects
 from insight.codec import pack
-from insight.errors import BadRequest
 from insight.inference.text import format_track_text
 from insight.schemas import HashedMetadata, IngestMetadata, TrackMetadata
 from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT, Point
@@ -72,16 +71,6 @@ class HasSettings(Protocol):
 
 def file_paths_visible(app: HasSettings) -> bool:
     return app.settings.server.expose_file_paths
-
-
-def as_vector(values: list[float] | np.ndarray, dim: int, what: str) -> np.ndarray:
-    with np.errstate(over="ignore"):  # a float64 beyond float32 becomes inf, refused below
-        vec = np.asarray(values, dtype=np.float32)
-    if vec.ndim != 1 or vec.shape[0] != dim:
-        raise BadRequest(f"{what} embedding dimension mismatch: expected {dim}, got {vec.size}")
-    if not np.all(np.isfinite(vec)):
-        raise BadRequest(f"{what} embedding contains NaN or infinite values")
-    return vec
 
 
 EXTRA_FIELDS = ("version", "year", "mbid", "external_ids", "bpm", "key")

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from insight.ingest.sessions import SessionManager
     from insight.library import Library
     from insight.mapview.service import MapService
-    from insight.models_service import ModelsService
+    from insight.models.service import ModelsService
     from insight.mood.classifier import MoodClassifier
     from insight.observability import MetricsCollector
     from insight.playlists.service import PlaylistService

@@ -16,14 +16,14 @@ from fake_hub import FakeHub, hub_layout
 from insight.config import ModelSettings
 from insight.errors import BadRequest
 from insight.inference.clap import ClapModel
-from insight.inference.download import (
+from insight.models.download import (
     DownloadManager,
     cached_model_dir,
     cached_size,
     delete_cached,
     manifest_path,
 )
-from insight.inference.registry import validate_model_id
+from insight.models.registry import validate_model_id
 from insight.schemas import DownloadStatus
 
 REPO = "test-org/tiny-clap"
@@ -269,7 +269,7 @@ async def test_cli_download_and_list(
 ) -> None:
     import argparse
 
-    from insight.inference.models_cli import add_commands
+    from insight.models.cli import add_commands
 
     monkeypatch.setenv("INSIGHT_STORAGE__DATA_DIR", str(tmp_path / "cli"))
     parser = argparse.ArgumentParser()

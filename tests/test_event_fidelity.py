@@ -18,8 +18,9 @@ from insight.bus.embedded import EmbeddedNats
 from insight.ingest.events import consumer_config
 from insight.limits import MAX_ID_CHARS
 from insight.runtime import Worker
-from insight.schemas import IngestMetadata, SearchFilter, TrackId
+from insight.schemas import IngestMetadata, TrackId
 from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT
+from insight.storage.where import where
 from tests.busutil import drained, in_process_worker, stored_names, track_event
 
 
@@ -134,7 +135,7 @@ async def test_ma_track_fields_and_the_watched_file_of_the_same_recording(
     assert linked.payload["linked_from"] == "mb:0a1b-rec"
     assert linked.payload["file_path"] == "/m/s.flac" and linked.payload["bpm"] == 128.0
     assert not await store.exists(TRACKS_AUDIO, "library://track/studio")
-    flt = SearchFilter(min_bpm=120, keys=["a MINOR"])
+    flt = where(min_bpm=120, keys=["a MINOR"])
     hits = await store.search(TRACKS_TEXT, b, 10, flt)
     assert [h.key for h in hits] == ["library://track/live"]
 

@@ -154,6 +154,35 @@ async def test_upsert_nan_rejected_msgpack(stack: Running) -> None:
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("field", ["text_embedding", "audio_embedding"])
+async def test_upsert_zero_vector_refused_and_nothing_stored(
+    stack: Running, fmt: Format, field: str
+) -> None:
+    """A zero vector has no direction: refused before anything is written, so the track keeps
+    both of its previous vectors (not just the one that came before the bad one)."""
+    tid = uid("zero")
+    first = {"track_id": tid, "metadata": {"name": "before"}}
+    first |= {"text_embedding": vec(21), "audio_embedding": vec(22)}
+    assert (await stack.api.call("POST", "/tracks/upsert", first, fmt=fmt))[0] == 200
+    bad = {**first, "metadata": {"name": "after"}, "text_embedding": vec(23)}
+    bad["audio_embedding"] = vec(24)
+    bad[field] = [0.0] * 512
+    status, reply = await stack.api.call("POST", "/tracks/upsert", bad, fmt=fmt)
+    assert status == 400, reply
+    assert reply["error"]["code"] == "BAD_REQUEST"
+    what = "Text" if field == "text_embedding" else "Audio"
+    assert reply["error"]["message"] == (
+        f"{what} embedding is all zeros (cosine similarity is undefined)"
+    )
+    q = "?include_text=true&include_audio=true"
+    status, got = await stack.api.call("GET", path_of(tid) + q, fmt=fmt)
+    assert status == 200
+    assert got["metadata"]["name"] == "before"
+    assert cos(got["text_embedding"], vec(21)) > 0.9999
+    assert cos(got["audio_embedding"], vec(22)) > 0.9999
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
 async def test_get_unknown_is_404(stack: Running, fmt: Format) -> None:
     status, reply = await stack.api.call("GET", path_of("no/such track"), fmt=fmt)
     assert status == 404

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from insight.schemas import SearchFilter
 from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT, Point
+from insight.storage.where import where
 from tests.conftest import Running
 from tests.test_storage_contract import BACKENDS, DIM, make
 
@@ -32,7 +32,7 @@ async def test_model_id_filter_in_both_backends(kind: str, tmp_path: Path) -> No
                 Point("unknown", unit(3, DIM), {"track_id": "unknown"}),
             ],
         )
-        hits = await store.search(TRACKS_TEXT, q, 10, SearchFilter(model_id="org/new"))
+        hits = await store.search(TRACKS_TEXT, q, 10, where(model_id="org/new"))
         assert [h.key for h in hits] == ["new"]
         hits = await store.search(TRACKS_TEXT, q, 10, None)
         assert {h.key for h in hits} == {"old", "new", "unknown"}
@@ -74,6 +74,37 @@ async def test_searches_ignore_vectors_of_another_model(running: Running) -> Non
     assert stats["stats"]["stale_vectors"] == 2
 
 
+async def test_status_counts_stale_vectors_of_every_other_model(running: Running) -> None:
+    """/status and /storage/stats count, per collection, the vectors not made by the loaded
+    model: another model's, and those with no model_id at all (the original sidecar's)."""
+    app = running.app
+    store = app.require_store()
+    current = app.require_pool().model.model_id
+    layout = {  # collection: (fresh, of "org/a", of "org/b", without a model_id)
+        TRACKS_TEXT: (4, 3, 2, 1),
+        TRACKS_AUDIO: (2, 0, 1, 2),
+    }
+    for coll, sizes in layout.items():
+        points = []
+        for model, n in zip((current, "org/a", "org/b", None), sizes, strict=True):
+            for i in range(n):
+                key = f"{coll}-{model}-{i}"
+                payload = {"track_id": key, "name": key}
+                if model is not None:
+                    payload["model_id"] = model
+                points.append(Point(key, unit(len(points) + 100), payload))
+        await store.upsert(coll, points)
+    assert await store.count(TRACKS_TEXT, where(model_id=current)) == 4
+    assert await store.count(TRACKS_AUDIO, where(model_id="org/b")) == 1
+    status, body = await running.api.call("GET", "/status")
+    assert status == 200
+    storage = body["storage"]
+    assert storage["stale_vectors"] == (3 + 2 + 1) + (0 + 1 + 2)
+    assert (storage["text_collection_count"], storage["audio_collection_count"]) == (10, 5)
+    status, stats = await running.api.call("GET", "/storage/stats")
+    assert stats["stats"]["stale_vectors"] == 9
+
+
 @pytest.mark.parametrize("kind", BACKENDS)
 async def test_model_space_filter_returns_limit_when_enough_match(
     kind: str, tmp_path: Path
@@ -88,7 +119,7 @@ async def test_model_space_filter_returns_limit_when_enough_match(
         ]
         await store.upsert(TRACKS_TEXT, points)
         q = unit(0, DIM)  # identical to k0 (model m0)
-        hits = await store.search(TRACKS_TEXT, q, 20, SearchFilter(model_id="m1"))
+        hits = await store.search(TRACKS_TEXT, q, 20, where(model_id="m1"))
         assert len(hits) == 20
         assert all(int(h.key[1:]) % 2 == 1 for h in hits)
         scores = [h.score for h in hits]
@@ -99,17 +130,16 @@ async def test_model_space_filter_returns_limit_when_enough_match(
 
 def test_a_model_constraint_every_row_meets_is_dropped() -> None:
     """One model in the store (the usual case): pinning costs nothing, search stays unfiltered."""
-    from insight.storage.filters import criteria
     from insight.storage.memtable import MemTable
 
     table = MemTable(DIM)
     for slot in range(3):
         table.put(slot, f"k{slot}", {"model_id": "m", "genres": ["rock"]}, unit(slot, DIM))
-    assert table.simplify(criteria(SearchFilter(model_id="m"))) is None
-    kept = table.simplify(criteria(SearchFilter(model_id="m", genres=["Rock"])))
+    assert table.simplify(where(model_id="m")) is None
+    kept = table.simplify(where(model_id="m", genres=["Rock"]))
     assert kept is not None and kept.model_id is None and kept.genres == frozenset({"rock"})
     table.put(3, "k3", {"model_id": "other"}, unit(3, DIM))
-    narrowed = table.simplify(criteria(SearchFilter(model_id="m")))
+    narrowed = table.simplify(where(model_id="m"))
     assert narrowed is not None and narrowed.model_id == "m"
 
 

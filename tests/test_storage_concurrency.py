@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from insight.schemas import SearchFilter
 from insight.storage.base import TRACKS_TEXT, Point, VectorStore
 from insight.storage.file import FileStore
-from insight.storage.filters import criteria, matches
+from insight.storage.file_match import matches
 from insight.storage.qdrant import QdrantStore
+from insight.storage.where import where
 
 DIM = 32
 GENRES = ["rock", "jazz", "pop", "folk"]
@@ -74,14 +74,14 @@ async def test_writers_and_searchers(tmp_path: Path, kind: str) -> None:
         r = random.Random(100 + s)
         rng = np.random.default_rng(100 + s)
         while time.monotonic() < deadline:
-            flt = SearchFilter(genres=[r.choice(GENRES)]) if r.random() < 0.5 else None
+            flt = where(genres=[r.choice(GENRES)]) if r.random() < 0.5 else None
             limit = r.choice([1, 10, 50])
             hits = await store.search(TRACKS_TEXT, vec(rng), limit, flt)
             assert len(hits) <= limit
             assert len({h.key for h in hits}) == len(hits)
             scores = [h.score for h in hits]
             assert scores == sorted(scores, reverse=True)
-            assert all(matches(h.key, h.payload, criteria(flt)) for h in hits)
+            assert all(matches(h.key, h.payload, flt) for h in hits)
             if r.random() < 0.2:
                 await store.count(TRACKS_TEXT)
                 await store.get(TRACKS_TEXT, [h.key for h in hits[:3]], with_vectors=True)

@@ -1,23 +1,16 @@
 """One contract, both backends: the file store (usearch + SQLite in tmp_path) and Qdrant through
-qdrant-client's local mode. Filter semantics are also checked against the pure-python reference
-predicate with hypothesis."""
+qdrant-client's local mode. Filter semantics: ``test_storage_filters.py``."""
 
 from __future__ import annotations
 
-import asyncio
-import math
-import random
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from insight.errors import BadRequest
-from insight.schemas import SearchFilter
 from insight.storage.base import (
     TASTE_PROFILES,
     TRACKS_AUDIO,
@@ -28,8 +21,8 @@ from insight.storage.base import (
     profile_key,
 )
 from insight.storage.file import FileStore
-from insight.storage.filters import criteria, matches
 from insight.storage.qdrant import QdrantStore
+from insight.storage.where import where
 
 DIM = 16
 BACKENDS = ["file", "qdrant"]
@@ -89,10 +82,6 @@ async def fill(store: VectorStore, seed: int = 1) -> dict[str, np.ndarray]:
         [Point(p["track_id"], vecs[i], dict(p)) for i, p in enumerate(LIBRARY)],
     )
     return {p["track_id"]: vecs[i] for i, p in enumerate(LIBRARY)}
-
-
-async def keys_of(store: VectorStore, flt: SearchFilter | None, q: np.ndarray) -> set[str]:
-    return {r.key for r in await store.search(TRACKS_TEXT, q, 100, flt)}
 
 
 # --- basic CRUD --------------------------------------------------------------------------------
@@ -173,9 +162,9 @@ def test_point_id_matches_original_sidecar() -> None:
 
 
 async def test_dimension_mismatch_is_a_clear_error(store: VectorStore) -> None:
-    with pytest.raises(BadRequest, match=f"expected {DIM}-d vector, got 7"):
+    with pytest.raises(BadRequest, match=f"dimension mismatch: expected {DIM}, got 7"):
         await store.upsert(TRACKS_TEXT, [Point("a", np.ones(7, np.float32), {})])
-    with pytest.raises(BadRequest, match=f"expected {DIM}-d vector, got {DIM + 1}"):
+    with pytest.raises(BadRequest, match=f"dimension mismatch: expected {DIM}, got {DIM + 1}"):
         await store.search(TRACKS_TEXT, np.ones(DIM + 1, np.float32), 3)
     with pytest.raises(BadRequest, match="NaN"):
         await store.upsert(TRACKS_TEXT, [Point("a", np.full(DIM, np.nan, np.float32), {})])
@@ -213,67 +202,32 @@ async def test_search_after_delete_excludes_point(store: VectorStore) -> None:
     assert len(hits) == len(LIBRARY) - 1
 
 
-# --- filters -------------------------------------------------------------------------------------
-
-
-FILTER_CASES: list[tuple[dict[str, Any], set[str]]] = [
-    ({"artists": ["DAFT PUNK"]}, {"t0", "t1"}),
-    ({"artists": ["radiohead", "björk"]}, {"t2", "t3", "t5", "t7"}),
-    ({"artists": ["BJÖRK"]}, {"t3", "t7"}),
-    ({"genres": ["electronic"]}, {"t0", "t3", "t7"}),
-    ({"genres": ["rock", "jazz"]}, {"t2", "t5", "t6", "t7"}),
-    ({"album": "OK COMPUTER"}, {"t2", "t5"}),
-    ({"album": "ok"}, set()),
-    ({"exclude_ids": ["t0", "t1", "t2"]}, {"t3", "t4", "t5", "t6", "t7"}),
-    ({"moods": ["calm", "dark"]}, {"t2", "t3", "t5", "t6"}),
-    ({"moods": ["angry"]}, set()),  # primary_mood alone does not match ``moods``
-    ({"exclude_moods": ["happy"]}, {"t2", "t3", "t4", "t5", "t6", "t7"}),
-    ({"exclude_moods": ["angry", "calm"]}, {"t0", "t1", "t3", "t4", "t7"}),
-    ({"min_valence": 0.5}, {"t0", "t1", "t5", "t6"}),
-    ({"max_valence": 0.3}, {"t2", "t3", "t7"}),
-    ({"min_valence": 0.3, "max_valence": 0.5}, {"t3", "t5", "t6"}),
-    ({"min_arousal": 0.5, "max_arousal": 0.8}, {"t0", "t1", "t3", "t5"}),
-    ({"max_arousal": 1.0}, {"t0", "t1", "t2", "t3", "t5", "t6", "t7"}),
-    ({"artists": ["Björk"], "genres": ["rock"]}, {"t7"}),
-    ({"genres": ["rock"], "moods": ["calm"], "min_valence": 0.3}, {"t5"}),
-    ({"artists": [], "genres": [], "moods": []}, {f"t{i}" for i in range(8)}),
-    ({"genres": ["electronic"], "exclude_ids": ["t7"], "max_arousal": 0.7}, {"t3"}),
-    ({"min_bpm": 120}, {"t0"}),  # a track without a bpm never matches a bpm bound
-    ({"min_bpm": 80.5, "max_bpm": 110}, {"t1", "t2"}),
-    ({"keys": ["A MINOR"]}, {"t0", "t2"}),
-    ({"keys": ["c major", "f minor"], "max_bpm": 200}, {"t1"}),
-]
-
-
-@pytest.mark.parametrize(("fields", "expected"), FILTER_CASES)
-async def test_filter_fields(
-    store: VectorStore, fields: dict[str, Any], expected: set[str]
-) -> None:
-    vecs = await fill(store)
-    flt = SearchFilter(**fields)
-    assert {p["track_id"] for p in LIBRARY if matches(p["track_id"], p, criteria(flt))} == expected
-    assert await keys_of(store, flt, vecs["t0"]) == expected
-
-
-async def test_filtered_search_returns_limit_when_enough_match(store: VectorStore) -> None:
-    rng = np.random.default_rng(5)
-    vecs = unit(rng, 300)
-    genres = ["a", "b", "c"]
-    await store.upsert(
-        TRACKS_TEXT,
-        [Point(f"k{i}", vecs[i], {"genres": [genres[i % 3]]}) for i in range(300)],
-    )
-    q = unit(rng)[0]
-    hits = await store.search(TRACKS_TEXT, q, 25, SearchFilter(genres=["B"]))
-    want = sorted(((cos(vecs[i], q), f"k{i}") for i in range(1, 300, 3)), reverse=True)[:25]
-    assert [h.key for h in hits] == [k for _, k in want]
-    assert all(h.payload["genres"] == ["b"] for h in hits)
-
-
-async def test_returned_payload_has_no_internal_fields(store: VectorStore) -> None:
-    vecs = await fill(store)
-    for h in await store.search(TRACKS_TEXT, vecs["t0"], 3, SearchFilter(artists=["daft punk"])):
-        assert h.payload == next(p for p in LIBRARY if p["track_id"] == h.key)
+async def test_count_with_where(store: VectorStore) -> None:
+    """``count`` answers from the store's own indexes: every point, or those passing a filter;
+    it follows upserts that change a field and deletes."""
+    vecs = unit(np.random.default_rng(11), 12)
+    models = ["m1"] * 5 + ["m2"] * 4 + [None] * 3
+    points = [
+        Point(f"c{i}", vecs[i], {"model_id": m, "genres": ["Rock" if i % 2 else "jazz"]})
+        for i, m in enumerate(models)
+    ]
+    for p in points:
+        if p.payload["model_id"] is None:
+            del p.payload["model_id"]
+    await store.upsert(TRACKS_TEXT, points)
+    assert await store.count(TRACKS_TEXT) == 12
+    assert await store.count(TRACKS_TEXT, None) == 12
+    assert await store.count(TRACKS_TEXT, where(model_id="m1")) == 5
+    assert await store.count(TRACKS_TEXT, where(model_id="m2")) == 4
+    assert await store.count(TRACKS_TEXT, where(model_id="m3")) == 0
+    assert await store.count(TRACKS_TEXT, where(model_id="m1", genres=["ROCK"])) == 2  # c1, c3
+    assert await store.count(TRACKS_TEXT, where(model_id="m2", exclude_ids=["c5", "x"])) == 3
+    assert await store.count(TRACKS_AUDIO, where(model_id="m1")) == 0
+    await store.upsert(TRACKS_TEXT, [Point("c5", vecs[5], {"model_id": "m1"})])  # m2 -> m1
+    await store.delete(TRACKS_TEXT, ["c0", "c11"])
+    assert await store.count(TRACKS_TEXT) == 10
+    assert await store.count(TRACKS_TEXT, where(model_id="m1")) == 5  # -c0 +c5
+    assert await store.count(TRACKS_TEXT, where(model_id="m2")) == 3
 
 
 # --- scroll and profiles -------------------------------------------------------------------------
@@ -378,75 +332,3 @@ async def test_stats(store: VectorStore) -> None:
     assert st_.collections == {TRACKS_TEXT: len(LIBRARY), TRACKS_AUDIO: 0, TASTE_PROFILES: 0}
     if store.mode == "file":
         assert st_.index_size_bytes is not None and st_.index_size_bytes > 0
-
-
-# --- filter semantics vs the reference predicate (hypothesis) ----------------------------------
-
-ARTISTS = ["Abba", "abba", "Björk", "BJÖRK", "Can", "Dälek", "Eno"]
-GENRES = ["rock", "Rock", "jazz", "Electronic", "pop"]
-MOODS = ["happy", "sad", "calm", "dark", "energetic"]
-ALBUMS = ["One", "one", "Two", "Ünï"]
-
-
-def random_payload(r: random.Random) -> dict[str, Any]:
-    p: dict[str, Any] = {
-        "artists": r.sample(ARTISTS, r.randint(0, 2)),
-        "genres": r.sample(GENRES, r.randint(0, 2)),
-        "moods": r.sample(MOODS, r.randint(0, 2)),
-    }
-    for field, choices in (
-        ("album", [None, *ALBUMS]),
-        ("primary_mood", MOODS),
-        ("valence", [None, 0.0, 0.25, 0.5, 0.75, 1.0]),
-        ("arousal", [None, 0.0, 0.25, 0.5, 0.75, 1.0]),
-    ):
-        if r.random() < 0.7:
-            p[field] = r.choice(choices)
-    return p
-
-
-bound = st.one_of(st.none(), st.sampled_from([0.0, 0.25, 0.5, 0.6, 1.0]))
-filters = st.builds(
-    SearchFilter,
-    artists=st.one_of(st.none(), st.lists(st.sampled_from(ARTISTS), max_size=2)),
-    genres=st.one_of(st.none(), st.lists(st.sampled_from(GENRES), max_size=2)),
-    album=st.one_of(st.none(), st.sampled_from(ALBUMS)),
-    exclude_ids=st.one_of(st.none(), st.lists(st.sampled_from([f"p{i}" for i in range(40)]))),
-    moods=st.one_of(st.none(), st.lists(st.sampled_from(MOODS), max_size=2)),
-    exclude_moods=st.one_of(st.none(), st.lists(st.sampled_from(MOODS), max_size=2)),
-    min_valence=bound,
-    max_valence=bound,
-    min_arousal=bound,
-    max_arousal=bound,
-)
-
-
-@pytest.mark.parametrize("kind", BACKENDS)
-def test_filters_match_reference_predicate(kind: str, tmp_path: Path) -> None:
-    loop = asyncio.new_event_loop()
-    try:
-        store = make(kind, tmp_path)
-        loop.run_until_complete(store.open())
-        r = random.Random(9)
-        data = [random_payload(r) for _ in range(40)]
-        rng = np.random.default_rng(9)
-        vecs = unit(rng, 40)
-        keys = [f"p{i}" for i in range(40)]
-        points = [Point(k, vecs[i], data[i]) for i, k in enumerate(keys)]
-        loop.run_until_complete(store.upsert(TRACKS_TEXT, points))
-        q = unit(rng)[0]
-        ranked = sorted(keys, key=lambda k: -cos(vecs[int(k[1:])], q))
-
-        @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
-        @given(flt=filters, limit=st.sampled_from([1, 3, 10, 100]))
-        def check(flt: SearchFilter, limit: int) -> None:
-            c = criteria(flt)
-            want = [k for k in ranked if matches(k, data[int(k[1:])], c)][:limit]
-            hits = loop.run_until_complete(store.search(TRACKS_TEXT, q, limit, flt))
-            assert [h.key for h in hits] == want
-            assert all(math.isfinite(h.score) for h in hits)
-
-        check()
-        loop.run_until_complete(store.close())
-    finally:
-        loop.close()

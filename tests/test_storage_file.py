@@ -11,11 +11,11 @@ import pytest
 
 from insight.config import StorageSettings
 from insight.errors import StorageNotReady
-from insight.schemas import SearchFilter
 from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT, Point
 from insight.storage.factory import make_store, open_store
 from insight.storage.file import DB_NAME, FileStore
 from insight.storage.qdrant import QdrantStore
+from insight.storage.where import where
 
 DIM = 16
 
@@ -43,7 +43,7 @@ async def test_reopen_keeps_everything(tmp_path: Path) -> None:
     await s.open()
     assert await s.count(TRACKS_TEXT) == 90
     assert await s.verify() == []
-    flt = SearchFilter(genres=["jazz"], min_valence=0.4, max_valence=0.4)
+    flt = where(genres=["jazz"], min_valence=0.4, max_valence=0.4)
     assert [h.key for h in await s.search(TRACKS_TEXT, v[0], 10, flt)] == ["k7"]
     await s.upsert(TRACKS_TEXT, [Point("new", v[0], {})])  # takes a freed label
     assert [h.key for h in await s.search(TRACKS_TEXT, v[0], 1)] == ["new"]
@@ -135,9 +135,9 @@ async def test_ann_path_filtered_returns_limit(tmp_path: Path) -> None:
         hits = await s.search(TRACKS_TEXT, q, 10)
         recalls.append(len({h.key for h in hits} & set(brute(v, keys, q, 10))) / 10)
         for flt, sel in (
-            (SearchFilter(genres=[f"G{j % 10}"]), [i % 10 == j % 10 for i in range(n)]),
-            (SearchFilter(min_valence=0.99), [i % 7 == 6 for i in range(n)]),
-            (SearchFilter(genres=["g1"], max_valence=0.0), [i % 70 == 21 for i in range(n)]),
+            (where(genres=[f"G{j % 10}"]), [i % 10 == j % 10 for i in range(n)]),
+            (where(min_valence=0.99), [i % 7 == 6 for i in range(n)]),
+            (where(genres=["g1"], max_valence=0.0), [i % 70 == 21 for i in range(n)]),
         ):
             idx = [i for i in range(n) if sel[i]]
             got = await s.search(TRACKS_TEXT, q, 10, flt)

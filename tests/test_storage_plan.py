@@ -7,12 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from insight.schemas import SearchFilter
 from insight.storage.base import TRACKS_TEXT, Point
 from insight.storage.file import FileStore
-from insight.storage.filters import Criteria
 from insight.storage.memtable import CODE_MIN_ROWS, MemTable, int8_codes
 from insight.storage.plan import ann_depth, prefer_scan
+from insight.storage.where import Where, where
 
 
 def clustered(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
@@ -51,7 +50,7 @@ def test_scan_of_a_large_subset_equals_the_exact_top() -> None:
         [{"genres": ["a" if i % 2 else "b"]} for i in range(n)],
         x,
     )
-    slots = np.flatnonzero(t.mask(Criteria(genres=frozenset({"a"}))))
+    slots = np.flatnonzero(t.mask(Where(genres=frozenset({"a"}))))
     assert slots.size > CODE_MIN_ROWS  # the int8 path
     for q in clustered(rng, 20, dim):
         got = t.scan(slots, q, 10)
@@ -73,7 +72,7 @@ async def test_filtered_search_through_the_store_is_exact(tmp_path: Path) -> Non
         )
         rows = np.array([i for i in range(n) if i % 10 == 3])
         for q in clustered(rng, 10, dim):
-            hits = await store.search(TRACKS_TEXT, q, 10, SearchFilter(genres=["g3"]))
+            hits = await store.search(TRACKS_TEXT, q, 10, where(genres=["g3"]))
             want = rows[np.argsort(-(x[rows] @ q), kind="stable")[:10]]
             assert [h.key for h in hits] == [f"k{i}" for i in want]
             assert all(h.payload["genres"] == ["g3"] for h in hits)
@@ -84,7 +83,7 @@ async def test_filtered_search_through_the_store_is_exact(tmp_path: Path) -> Non
 def test_term_slots_follow_updates_and_removals() -> None:
     t = MemTable(4)
     v = np.eye(4, dtype=np.float32)
-    c = Criteria(genres=frozenset({"rock"}))
+    c = Where(genres=frozenset({"rock"}))
     t.put(0, "a", {"genres": ["Rock"]}, v[0])
     t.put(1, "b", {"genres": ["Jazz"]}, v[1])
     assert np.flatnonzero(t.mask(c)).tolist() == [0]  # the term's slots are now cached

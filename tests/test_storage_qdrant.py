@@ -10,9 +10,9 @@ import pytest
 from qdrant_client import AsyncQdrantClient, models
 
 from insight.errors import StorageNotReady
-from insight.schemas import SearchFilter
 from insight.storage.base import TRACKS_TEXT, Point, point_id
 from insight.storage.qdrant import QdrantStore
+from insight.storage.where import where
 
 DIM = 16
 
@@ -59,7 +59,7 @@ async def test_reads_points_written_by_the_original_sidecar() -> None:
     [p] = await store.get(TRACKS_TEXT, ["t1"])
     assert p.payload["name"] == "n1"
     assert [h.key for h in await store.search(TRACKS_TEXT, v[2], 1)] == ["t2"]
-    hits = await store.search(TRACKS_TEXT, v[2], 5, SearchFilter(exclude_ids=["t2"]))
+    hits = await store.search(TRACKS_TEXT, v[2], 5, where(exclude_ids=["t2"]))
     assert {h.key for h in hits} == {"t0", "t1"}
     # a rewrite by insight replaces the same point (same id), no duplicate
     await store.upsert(TRACKS_TEXT, [Point("t1", v[1], {"track_id": "t1", "name": "new"})])

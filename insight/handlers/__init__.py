@@ -3,13 +3,15 @@
 from insight.api import Endpoint
 from insight.handlers import embed, mood, playlists, similar, stream, system, taste, tracks, views
 from insight.handlers import listens as listens_handlers
-from insight.handlers import models as models_handlers
 from insight.handlers import watcher as watcher_handlers
+from insight.models import handlers as models_handlers
+from insight.search import handlers as search_handlers
 
 ROUTERS = [
     system.router,
     embed.router,
     tracks.router,
+    search_handlers.router,
     stream.router,
     mood.router,
     taste.router,

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from insight.api import Router
-from insight.errors import NotFound
 from insight.handlers.similar import scoped
 from insight.schemas import (
     ComputeProfileRequest,
@@ -53,23 +52,12 @@ async def recommend(app: App, req: RecommendRequest) -> RecommendResponse:
 )
 async def vector(app: App, req: ProfileRequest) -> TasteVectorResponse:
     """A stored taste vector (query ``profile_type``: global, mood:<id>, distaste)."""
-    store = app.require_store()
-    kind = (
-        req.profile_type
-        if req.profile_type == profiles.DISTASTE
-        else profiles.check_kind(req.profile_type)
-    )
-    found = (await profiles.load(store, req.user_id, [kind])).get(kind)
-    if found is None:
-        raise NotFound(
-            f"no {kind} taste profile for user {req.user_id!r}: compute one with "
-            f"POST /api/v1/users/{req.user_id}/profile/compute"
-        )
+    found = await profiles.load_one(app.require_store(), req.user_id, req.profile_type)
     p = found.payload
     return TasteVectorResponse(
         profile=TasteProfile(
             user_id=req.user_id,
-            profile_type=kind,
+            profile_type=found.kind,
             embedding=found.vector.tolist(),
             track_count=int(p.get("track_count", 0)),
             confidence=float(p.get("confidence", 0.0)),
@@ -83,19 +71,8 @@ async def vector(app: App, req: ProfileRequest) -> TasteVectorResponse:
 )
 async def delete_one(app: App, req: ProfileRequest) -> DeletedResponse:
     """Delete one profile (``global`` also drops the distaste; ``mood`` all mood profiles)."""
-    store = app.require_store()
     kind = req.profile_type
-    if kind == "all":
-        kinds = await profiles.kinds_of(store, req.user_id)
-    elif kind == "mood":
-        kinds = [k for k in await profiles.kinds_of(store, req.user_id) if profiles.is_mood_kind(k)]
-    elif kind == profiles.DISTASTE:
-        kinds = [profiles.DISTASTE]
-    elif kind == profiles.GLOBAL:
-        kinds = [profiles.GLOBAL, profiles.DISTASTE]
-    else:
-        kinds = [profiles.check_kind(kind)]
-    gone = await profiles.delete(store, req.user_id, kinds)
+    gone = await profiles.delete_kind(app.require_store(), req.user_id, kind)
     if not gone:
         return DeletedResponse(deleted=False, message=f"No {kind} profile for user {req.user_id}")
     return DeletedResponse(deleted=True, message=f"Deleted {kind} profile for user {req.user_id}")
@@ -104,8 +81,7 @@ async def delete_one(app: App, req: ProfileRequest) -> DeletedResponse:
 @router.endpoint("users.profiles.delete", "DELETE", "/users/{user_id}/profiles", errors=(503,))
 async def delete_all(app: App, req: UserRef) -> DeletedResponse:
     """Delete every profile of a user."""
-    store = app.require_store()
-    gone = await profiles.delete(store, req.user_id, await profiles.kinds_of(store, req.user_id))
+    gone = await profiles.delete_kind(app.require_store(), req.user_id, "all")
     return DeletedResponse(
         deleted=bool(gone),
         message=f"Deleted all profiles for user {req.user_id} ({len(gone)})",

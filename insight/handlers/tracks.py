@@ -1,4 +1,4 @@
-"""Track storage: get, delete, upsert, embed-and-store, search by vector and by text."""
+"""Track storage: get, delete, upsert, embed-and-store (searching them: insight/search/)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from insight.api import Router
 from insight.errors import InsightError, NotFound
-from insight.library import Library, TextItem, as_vector, file_paths_visible, track_metadata
+from insight.library import Library, TextItem, file_paths_visible, track_metadata
 from insight.schemas import (
     BatchEmbedTextRequest,
     BatchItemResult,
@@ -17,40 +17,22 @@ from insight.schemas import (
     EmbedTextAndStoreRequest,
     EmbedTextAndStoreResponse,
     GetTrackRequest,
-    SearchRequest,
-    SearchResponse,
-    SearchResult,
-    TextSearchRequest,
     TrackResponse,
     UpsertRequest,
     UpsertResponse,
 )
-from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT, ScoredPoint
+from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT
+from insight.vectors import checked
 
 if TYPE_CHECKING:
     from insight.app import App
 
 router = Router(tag="tracks")
 
-# Audio hits for a text query are boosted as in the original sidecar: text-to-audio cosine
-# runs lower than text-to-text for the same relevance.
-AUDIO_SCORE_BOOST = 1.15
-COLLECTIONS = {"text": TRACKS_TEXT, "audio": TRACKS_AUDIO}
-
 
 def library(app: App) -> Library:
     lib = app.services.library
     return lib
-
-
-def results(hits: list[ScoredPoint], file_paths: bool = False) -> SearchResponse:
-    out = [
-        SearchResult(
-            track_id=h.key, score=h.score, metadata=track_metadata(h.payload, file_paths=file_paths)
-        )
-        for h in hits
-    ]
-    return SearchResponse(results=out, count=len(out))
 
 
 @router.endpoint("tracks.get", "GET", "/tracks/{track_id}", errors=(404,))
@@ -81,9 +63,15 @@ async def delete_track(app: App, req: DeleteTrackRequest) -> DeleteTrackResponse
 
 async def _upsert(app: App, req: UpsertRequest) -> UpsertResponse:
     dim = app.dim
-    text = as_vector(req.text_embedding, dim, "Text") if req.text_embedding is not None else None
+    text = (
+        checked(req.text_embedding, dim, "Text embedding")
+        if req.text_embedding is not None
+        else None
+    )
     audio = (
-        as_vector(req.audio_embedding, dim, "Audio") if req.audio_embedding is not None else None
+        checked(req.audio_embedding, dim, "Audio embedding")
+        if req.audio_embedding is not None
+        else None
     )
     stored = await library(app).upsert_vectors(req.track_id, req.metadata, text, audio)
     return UpsertResponse(
@@ -147,30 +135,3 @@ async def batch_embed_text(app: App, req: BatchEmbedTextRequest) -> BatchRespons
             for s in stored
         ]
     )
-
-
-@router.endpoint("tracks.search", "POST", "/tracks/search")
-async def search(app: App, req: SearchRequest) -> SearchResponse:
-    """Search one collection (text or audio) by an embedding, with an optional filter."""
-    vector = as_vector(req.embedding, app.dim, "Query")
-    hits = await app.require_store().search(
-        COLLECTIONS[req.collection], vector, req.limit, app.in_model_space(req.filter)
-    )
-    return results(hits, file_paths_visible(app))
-
-
-@router.endpoint("tracks.search-text", "POST", "/tracks/search-text")
-async def search_text(app: App, req: TextSearchRequest) -> SearchResponse:
-    """Natural-language search over text and audio embeddings, merged by best score."""
-    store = app.require_store()
-    query = (await app.require_pool().embed_texts([req.query]))[0]
-    scope = app.in_model_space(req.filter)
-    text_hits = await store.search(TRACKS_TEXT, query, req.limit * 2, scope)
-    audio_hits = await store.search(TRACKS_AUDIO, query, req.limit * 2, scope)
-    best: dict[str, ScoredPoint] = {h.key: h for h in text_hits}
-    for h in audio_hits:
-        boosted = ScoredPoint(h.key, min(1.0, h.score * AUDIO_SCORE_BOOST), h.payload)
-        if h.key not in best or boosted.score > best[h.key].score:
-            best[h.key] = boosted
-    ranked = sorted(best.values(), key=lambda h: h.score, reverse=True)[: req.limit]
-    return results(ranked, file_paths_visible(app))

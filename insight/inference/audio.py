@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import soxr
 
+from insight.audio_format import AudioFormat
 from insight.errors import BadRequest
-from insight.schemas import AudioFormat
 
 TARGET_SR = 48_000
 _SAMPLE_BYTES = {AudioFormat.PCM_F32_LE: 4, AudioFormat.PCM_S16_LE: 2, AudioFormat.PCM_S24_LE: 3}

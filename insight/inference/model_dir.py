@@ -44,7 +44,7 @@ def local_model_id(m: ModelSettings) -> str | None:
         return None
     if "name" in m.model_fields_set:
         return m.name
-    from insight.inference.registry import validate_model_id
+    from insight.models.registry import validate_model_id
 
     name = m.path.resolve().name or "model"
     try:

@@ -32,6 +32,7 @@ import numpy as np
 from insight.errors import BadRequest
 from insight.mood.labels import AXIS_PROMPTS, MoodLabel, mood_labels
 from insight.schemas import MoodClassification, MoodScore, MoodTier
+from insight.vectors import unit, unit_rows
 
 if TYPE_CHECKING:
     from insight.state import ModelSlot
@@ -42,11 +43,6 @@ TEMPERATURE = 0.1
 AXIS_WEIGHT = 0.5  # share of the axis prompt pair in V/A; the rest comes from the mood hints
 DEFAULT_TIERS = (MoodTier.PRIMARY, MoodTier.REFINED)
 DEFAULT_TOP_K = 3
-
-
-def _normalise(x: np.ndarray) -> np.ndarray:
-    norm = np.linalg.norm(x, axis=-1, keepdims=True)
-    return (x / np.where(norm > 0, norm, 1.0)).astype(np.float32)
 
 
 def _softmax(sims: np.ndarray, temperature: float = TEMPERATURE) -> np.ndarray:
@@ -78,8 +74,8 @@ class PromptBank:
         return cls(
             model_id=model_id,
             labels=labels,
-            moods=_normalise(np.asarray(mood_vectors, dtype=np.float32)),
-            axes=_normalise(np.asarray(axis_vectors, dtype=np.float32)),
+            moods=unit_rows(mood_vectors),
+            axes=unit_rows(axis_vectors),
             hints=np.array([[m.valence_hint, m.arousal_hint] for m in labels], dtype=np.float64),
             tier_index={t: np.array([i for i, x in enumerate(tiers) if x == t]) for t in MoodTier},
         )
@@ -95,20 +91,6 @@ class PromptBank:
         return cls.build(model_id, embedded[:n], embedded[n:])
 
 
-def as_unit_vector(vector: Any, dim: int) -> np.ndarray:
-    """A float32 unit vector of ``dim`` values, or BadRequest saying what is wrong."""
-    try:
-        v = np.asarray(vector, dtype=np.float32).reshape(-1)
-    except (TypeError, ValueError) as e:
-        raise BadRequest(f"embedding is not numeric: {e}") from None
-    if v.shape[0] != dim:
-        raise BadRequest(f"embedding has {v.shape[0]} values; the loaded model uses {dim}")
-    norm = float(np.linalg.norm(v))
-    if not np.isfinite(norm) or norm == 0.0:
-        raise BadRequest("embedding is all zeros or not finite; it has no direction to classify")
-    return v / norm
-
-
 def classify(
     bank: PromptBank,
     vector: Any,
@@ -117,7 +99,7 @@ def classify(
     include_va: bool = True,
 ) -> MoodClassification:
     """Classify one embedding against ``bank`` (pure, no inference)."""
-    v = as_unit_vector(vector, bank.dim)
+    v = unit(vector, bank.dim, "embedding")
     sims = bank.moods @ v
     details: list[MoodScore] = []
     for tier in tiers:

@@ -16,9 +16,11 @@ import numpy as np
 
 from insight.errors import BadRequest, NotFound
 from insight.playlists.schemas import PathRequest
+from insight.search.filter import store_where
 from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT, VectorStore
 from insight.taste.rank import artist_key, with_exclusions
 from insight.taste.tracks import TrackView, track_views
+from insight.vectors import unit_rows
 
 PER_TARGET = 16
 
@@ -40,8 +42,7 @@ def slerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
         pts = (np.outer(np.sin((1 - t) * omega), a) + np.outer(np.sin(t * omega), b)) / np.sin(
             omega
         )
-    n = np.linalg.norm(pts, axis=1, keepdims=True)
-    return (pts / np.where(n > 0, n, 1.0)).astype(np.float32)
+    return unit_rows(pts)
 
 
 def assign(prog: np.ndarray, sims: np.ndarray) -> list[int]:
@@ -141,7 +142,7 @@ async def song_path(store: VectorStore, req: PathRequest) -> list[Step]:
     if float(a.vector @ b.vector) > 0.9999:
         raise BadRequest("start and end sound the same: there is no way to go between them")
     inner = slerp(a.vector, b.vector, np.linspace(0.0, 1.0, req.steps)[1:-1])
-    flt = with_exclusions(req.filter, {req.start_id, req.end_id})
+    flt = store_where(with_exclusions(req.filter, {req.start_id, req.end_id}))
     per = PER_TARGET + (4 if req.max_per_artist else 0)
     jobs = [store.search(c, t, per, flt) for t in inner for c in (TRACKS_AUDIO, TRACKS_TEXT)]
     hits = await asyncio.gather(*jobs)

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT, VectorStore, scroll_pages
+from insight.vectors import unit_rows
 
 PAGE = 4096
 
@@ -63,9 +64,7 @@ async def library_vectors(
         payloads.append({**(a.payload if a else {}), **(t.payload if t else {})})
     dim = store.dim
     m = np.stack(rows) if rows else np.zeros((0, dim), dtype=np.float32)
-    norms = np.linalg.norm(m, axis=1, keepdims=True)
-    m = m / np.where(norms > 0, norms, 1.0)
-    return LibraryVectors(kept, m.astype(np.float32), payloads)
+    return LibraryVectors(kept, unit_rows(m), payloads)
 
 
 def _of(p: Any, where: dict[str, Any] | None) -> bool:

@@ -5,11 +5,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal
 
-
-class AudioFormat(StrEnum):
-    PCM_F32_LE = "pcm_f32_le"
-    PCM_S16_LE = "pcm_s16_le"
-    PCM_S24_LE = "pcm_s24_le"
+# the wire names it, the decoder owns it
+from insight.audio_format import AudioFormat as AudioFormat
 
 
 class HealthStatus(StrEnum):

@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from insight.schemas import SearchFilter
+from insight.storage.where import Where
 
 TRACKS_TEXT = "tracks_text"
 TRACKS_AUDIO = "tracks_audio"
@@ -90,9 +90,10 @@ class VectorStore(Protocol):
         collection: str,
         vector: np.ndarray,
         limit: int,
-        filter: SearchFilter | None = None,
+        where: Where | None = None,
     ) -> list[ScoredPoint]:
-        """Top ``limit`` by cosine similarity (desc), exactly ``limit`` when that many match."""
+        """Top ``limit`` by cosine similarity (desc) among the points that pass ``where``;
+        exactly ``limit`` when that many pass."""
 
     async def scroll(
         self,
@@ -104,7 +105,9 @@ class VectorStore(Protocol):
     ) -> tuple[list[Point], str | None]:
         """Page through a collection (optionally payload field == value); next offset or None."""
 
-    async def count(self, collection: str) -> int: ...
+    async def count(self, collection: str, where: Where | None = None) -> int:
+        """Points that pass ``where`` (all points without one), read from indexes: no
+        payload travels."""
 
     async def stats(self) -> StoreStats: ...
 

@@ -18,7 +18,8 @@ searches run on the default executor under the read side of a per-collection loc
 itself tolerates concurrent add/remove/search; the lock guards our in-memory tables.
 
 Here: lifecycle, the writer thread and writes. Beside it: ``file_sql`` (SQLite),
-``file_collection`` (load/save), ``file_reads`` (get/scroll/search), ``file_verify``.
+``file_collection`` (load/save), ``file_reads`` (get/scroll/search/count, with ``memtable``
+masks and the ``file_match`` predicates), ``file_verify``.
 """
 
 from __future__ import annotations
@@ -40,14 +41,15 @@ import numpy as np
 import onnxruntime  # noqa: F401  (must load before usearch: the reverse order segfaults)
 
 from insight.errors import BadRequest, StorageNotReady
-from insight.schemas import SearchFilter
 from insight.storage.base import COLLECTIONS, Point, ScoredPoint, StoreStats
-from insight.storage.common import check_key, check_limit, check_vector, full_name
+from insight.storage.common import check_key, check_limit, full_name
 from insight.storage.file_collection import FileCollection, load_collection, save_collection
-from insight.storage.file_reads import get_points, scroll_points, search_collection
+from insight.storage.file_reads import count_rows, get_points, scroll_points, search_collection
 from insight.storage.file_sql import DB_NAME, connect, delete_keys, read_vectors, write_rows
 from insight.storage.file_verify import verify_collection
 from insight.storage.snapshot import IndexSpec
+from insight.storage.where import Where
+from insight.vectors import checked
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -174,8 +176,6 @@ class FileStore:
                 os.close(self._lock_fd)
                 self._lock_fd = None
 
-    # --- loading and recovery ------------------------------------------------------------
-
     def _load(self, logical: str) -> FileCollection:
         assert self._db is not None
         name = full_name(self.prefix, logical)
@@ -232,7 +232,7 @@ class FileStore:
             key = check_key(p.key)
             if p.vector is None:
                 raise BadRequest(f"point {key!r} has no vector")
-            vec = check_vector(p.vector, self.dim)
+            vec = checked(p.vector, self.dim)
             try:
                 text = json.dumps(p.payload, ensure_ascii=False, allow_nan=False)
             except (TypeError, ValueError) as e:
@@ -319,9 +319,9 @@ class FileStore:
         coll = self._coll(collection)
         return coll is not None and key in coll.table.slot_of
 
-    async def count(self, collection: str) -> int:
+    async def count(self, collection: str, where: Where | None = None) -> int:
         coll = self._coll(collection)
-        return 0 if coll is None else len(coll.table)
+        return 0 if coll is None else await asyncio.to_thread(count_rows, coll, where)
 
     async def scroll(
         self,
@@ -354,21 +354,21 @@ class FileStore:
         collection: str,
         vector: np.ndarray,
         limit: int,
-        filter: SearchFilter | None = None,
+        where: Where | None = None,
     ) -> list[ScoredPoint]:
-        q = check_vector(vector, self.dim)
+        q = checked(vector, self.dim)
         check_limit(limit)
         if limit == 0:
             return []
-        return await asyncio.to_thread(self._search_sync, collection, q, limit, filter)
+        return await asyncio.to_thread(self._search_sync, collection, q, limit, where)
 
     def _search_sync(
-        self, logical: str, q: np.ndarray, limit: int, flt: SearchFilter | None
+        self, logical: str, q: np.ndarray, limit: int, where: Where | None
     ) -> list[ScoredPoint]:
         coll = self._coll(logical)
         if coll is None:
             return []
-        return search_collection(coll, q, limit, flt, self.exact_max, self._oversample)
+        return search_collection(coll, q, limit, where, self.exact_max, self._oversample)
 
     # --- stats and checks -------------------------------------------------------------------
 

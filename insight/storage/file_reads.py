@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from insight.schemas import SearchFilter
 from insight.storage.base import Point, ScoredPoint
 from insight.storage.file_collection import FileCollection
-from insight.storage.filters import criteria, matches, where_matches
+from insight.storage.file_match import matches, where_matches
 from insight.storage.plan import ann_depth, prefer_scan
+from insight.storage.where import Where
 
 
 def get_points(coll: FileCollection, keys: list[str], with_vectors: bool) -> list[Point]:
@@ -57,19 +57,27 @@ def scroll_points(
     return out, None
 
 
+def count_rows(coll: FileCollection, where: Where | None) -> int:
+    """Rows that pass ``where``, from the table's masks (no payload is read)."""
+    with coll.lock.read():
+        t = coll.table
+        c = t.simplify(where)
+        return len(t) if c is None else int(np.count_nonzero(t.mask(c)))
+
+
 def search_collection(
     coll: FileCollection,
     q: np.ndarray,
     limit: int,
-    flt: SearchFilter | None,
+    where: Where | None,
     exact_max: int,
     oversample: int,
 ) -> list[ScoredPoint]:
-    """Top ``limit`` rows by cosine to ``q`` that pass ``flt`` (runs on a worker thread)."""
+    """Top ``limit`` rows by cosine to ``q`` that pass ``where`` (runs on a worker thread)."""
     q = q / np.float32(np.linalg.norm(q))
     with coll.lock.read():
         t = coll.table
-        c = t.simplify(criteria(flt))
+        c = t.simplify(where)
         if c is None:
             n = len(t)
             if n <= exact_max:

@@ -18,9 +18,10 @@ import onnxruntime  # noqa: F401  (must load before usearch: the reverse order s
 from usearch.index import MetricKind
 from usearch.index import search as exact_search
 
-from insight.storage.filters import Criteria, fold, number, str_list
+from insight.storage.where import Where, fold, number, str_list
 
-_INVERTED = ("artists", "genres", "album", "moods", "primary_mood", "model_id")
+_INVERTED = ("artists", "genres", "album", "moods", "primary_mood", "model_id", "key")
+_NUMERIC = ("valence", "arousal", "bpm")
 # int8 scan: candidates per wanted result rescored in float32 (recall@10 1.000 measured at 4)
 CODE_CANDIDATES = 4
 CODE_MIN_ROWS = 2048  # below this, float32 directly is as fast
@@ -35,7 +36,7 @@ def int8_codes(vectors: np.ndarray) -> np.ndarray:
 
 
 def _terms(payload: dict[str, Any]) -> dict[str, list[str]]:
-    album = payload.get("album")
+    album, key = payload.get("album"), payload.get("key")
     return {
         "artists": [fold(a) for a in str_list(payload.get("artists"))],
         "genres": [fold(g) for g in str_list(payload.get("genres"))],
@@ -43,6 +44,7 @@ def _terms(payload: dict[str, Any]) -> dict[str, list[str]]:
         "moods": str_list(payload.get("moods")),
         "primary_mood": str_list(payload.get("primary_mood")),
         "model_id": str_list(payload.get("model_id")),
+        "key": [fold(key)] if isinstance(key, str) else [],
     }
 
 
@@ -57,8 +59,7 @@ class MemTable:
         self.codes = np.zeros((0, dim), np.int8)
         self.norms = np.zeros(0, np.float32)
         self.alive = np.zeros(0, np.bool_)
-        self.valence = np.zeros(0, np.float64)
-        self.arousal = np.zeros(0, np.float64)
+        self.numeric = {f: np.zeros(0, np.float64) for f in _NUMERIC}  # NaN: no number
         self.inv: dict[str, dict[str, set[int]]] = {f: {} for f in _INVERTED}
         # the slots of a term as an array, made on first use and dropped when the term changes
         # (np.fromiter over a 10 k set took ~1 ms of a filtered search)
@@ -93,8 +94,7 @@ class MemTable:
         self.codes = grown(self.codes, 0)
         self.norms = grown(self.norms, 0.0)
         self.alive = grown(self.alive, False)
-        self.valence = grown(self.valence, np.nan)
-        self.arousal = grown(self.arousal, np.nan)
+        self.numeric = {f: grown(col, np.nan) for f, col in self.numeric.items()}
 
     def put(self, slot: int, key: str, payload: dict[str, Any], vector: np.ndarray) -> None:
         self._grow(slot + 1)
@@ -115,9 +115,9 @@ class MemTable:
         self.codes[slot] = int8_codes(vector)[0]
         self.norms[slot] = float(np.linalg.norm(vector))
         self.alive[slot] = True
-        v, a = number(payload.get("valence")), number(payload.get("arousal"))
-        self.valence[slot] = np.nan if v is None else v
-        self.arousal[slot] = np.nan if a is None else a
+        for f, col in self.numeric.items():
+            x = number(payload.get(f))
+            col[slot] = np.nan if x is None else x
         for field, terms in _terms(payload).items():
             inv = self.inv[field]
             for t in terms:
@@ -160,8 +160,8 @@ class MemTable:
             vals = [number(p.get(field)) for p in payloads]
             return np.array([np.nan if v is None else v for v in vals], np.float64)
 
-        self.valence[idx] = col("valence")
-        self.arousal[idx] = col("arousal")
+        for f, column in self.numeric.items():
+            column[idx] = col(f)
         self.free = set(range(hw)) - set(self.slot_of.values())
         self._slot_arrays.clear()
         self._sorted_keys = None
@@ -223,7 +223,7 @@ class MemTable:
             ok &= col <= hi
         return ok
 
-    def simplify(self, c: Criteria | None) -> Criteria | None:
+    def simplify(self, c: Where | None) -> Where | None:
         """``c`` without a model constraint every live row meets (the usual case: one model);
         None when nothing is left, so search takes the unfiltered path."""
         if c is None or c.model_id is None:
@@ -231,10 +231,10 @@ class MemTable:
         if len(self.inv["model_id"].get(c.model_id, ())) != len(self):
             return c
         rest = replace(c, model_id=None)
-        return None if rest == Criteria() else rest
+        return None if rest == Where() else rest
 
-    def mask(self, c: Criteria) -> np.ndarray:
-        """Boolean mask over slots of the live rows that pass ``c`` (same as filters.matches)."""
+    def mask(self, c: Where) -> np.ndarray:
+        """Boolean mask over slots of the live rows that pass ``c`` (as file_match.matches)."""
         hw = self.high_water
         m = self.alive[:hw].copy()
         if c.artists is not None:
@@ -250,10 +250,11 @@ class MemTable:
             m &= ~self._any_of("primary_mood", c.exclude_moods)
         if c.model_id is not None:
             m &= self._any_of("model_id", frozenset({c.model_id}))
-        if c.valence is not None:
-            m &= self._in_range(self.valence[:hw], c.valence)
-        if c.arousal is not None:
-            m &= self._in_range(self.arousal[:hw], c.arousal)
+        if c.keys is not None:
+            m &= self._any_of("key", c.keys)
+        for f, bounds in (("valence", c.valence), ("arousal", c.arousal), ("bpm", c.bpm)):
+            if bounds is not None:
+                m &= self._in_range(self.numeric[f][:hw], bounds)
         for key in c.exclude_ids:
             slot = self.slot_of.get(key)
             if slot is not None:

@@ -18,21 +18,21 @@ from urllib.parse import urlparse
 import numpy as np
 
 from insight.errors import BadRequest, InsightError, StorageNotReady
-from insight.schemas import SearchFilter
 from insight.storage.base import COLLECTIONS, Point, ScoredPoint, StoreStats, point_id
-from insight.storage.common import check_key, check_limit, check_vector, full_name
-from insight.storage.filters import (
+from insight.storage.common import check_key, check_limit, full_name
+from insight.storage.qdrant_filter import (
     ALBUM_LC,
     ARTISTS_LC,
     GENRES_LC,
     KEY_FIELD,
     MUSICAL_KEY_LC,
-    criteria,
     folded_fields,
     public_payload,
     to_qdrant,
     where_to_qdrant,
 )
+from insight.storage.where import Where
+from insight.vectors import checked
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -216,7 +216,7 @@ class QdrantStore:
             key = check_key(p.key)
             if p.vector is None:
                 raise BadRequest(f"point {key!r} has no vector")
-            vec = check_vector(p.vector, self.dim)
+            vec = checked(p.vector, self.dim)
             payload = {**public_payload(p.payload), **folded_fields(p.payload), KEY_FIELD: key}
             structs.pop(key, None)
             structs[key] = m.PointStruct(id=point_id(key), vector=vec.tolist(), payload=payload)
@@ -283,11 +283,12 @@ class QdrantStore:
         )
         return bool(records)
 
-    async def count(self, collection: str) -> int:
+    async def count(self, collection: str, where: Where | None = None) -> int:
         name = await self._existing(collection)
         if name is None:
             return 0
-        result = await self._call(self._cl().count(name, exact=True))
+        flt = to_qdrant(where, point_id)
+        result = await self._call(self._cl().count(name, count_filter=flt, exact=True))
         return int(result.count)
 
     async def search(
@@ -295,9 +296,9 @@ class QdrantStore:
         collection: str,
         vector: np.ndarray,
         limit: int,
-        filter: SearchFilter | None = None,
+        where: Where | None = None,
     ) -> list[ScoredPoint]:
-        q = check_vector(vector, self.dim)
+        q = checked(vector, self.dim)
         check_limit(limit)
         name = await self._existing(collection)
         if name is None or limit == 0:
@@ -307,7 +308,7 @@ class QdrantStore:
                 name,
                 query=q.tolist(),
                 limit=limit,
-                query_filter=to_qdrant(criteria(filter), point_id),
+                query_filter=to_qdrant(where, point_id),
                 with_payload=True,
                 with_vectors=False,
             )

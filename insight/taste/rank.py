@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from insight.schemas import SearchFilter
+from insight.schemas import SearchFilter, SearchResult
+from insight.search.filter import store_where
 from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT, VectorStore
-from insight.taste.tracks import TrackView, track_views
+from insight.taste.tracks import TrackView, metadata_of, track_views
 
 ANCHOR_SHARE = 0.3
 DISTASTE_PENALTY = 0.5
@@ -44,6 +45,16 @@ class Ranked:
     anchor: TrackView | None  # the anchor it is closest to
 
 
+def as_result(r: Ranked, why: str, paths: bool = False) -> SearchResult:
+    """A ranked track as a search result with its reason."""
+    return SearchResult(
+        track_id=r.view.track_id,
+        score=r.score,
+        metadata=metadata_of(r.view.track_id, r.view.payload, file_paths=paths),
+        reason=why,
+    )
+
+
 def with_exclusions(f: SearchFilter | None, exclude: set[str]) -> SearchFilter | None:
     if not exclude:
         return f
@@ -54,7 +65,7 @@ def with_exclusions(f: SearchFilter | None, exclude: set[str]) -> SearchFilter |
 
 async def recall(store: VectorStore, q: Query, pool: int, per_anchor: int) -> dict[str, TrackView]:
     """Candidate tracks (excluded ones and filter misses never come back)."""
-    flt = with_exclusions(q.filter, q.exclude)
+    flt = store_where(with_exclusions(q.filter, q.exclude))
     jobs = [store.search(c, q.vector, pool, flt) for c in (TRACKS_AUDIO, TRACKS_TEXT)]
     for a in q.anchors[:3]:
         coll = TRACKS_AUDIO if a.space == "audio" else TRACKS_TEXT

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 
 from insight.errors import NotFound
 from insight.library import file_paths_visible
-from insight.schemas import RecommendRequest, RecommendResponse, SearchResult
+from insight.schemas import RecommendRequest, RecommendResponse
 from insight.taste import store as profiles
-from insight.taste.rank import Query, Ranked, find
-from insight.taste.tracks import metadata_of, track_views
+from insight.taste.rank import Query, Ranked, as_result, find
+from insight.taste.tracks import track_views
 
 if TYPE_CHECKING:
     from insight.app import App
@@ -29,15 +29,6 @@ def reason(r: Ranked, kind: str) -> str:
     if profiles.is_mood_kind(kind):
         return f"fits your {kind[5:]} taste"
     return "matches your taste profile"
-
-
-def as_result(r: Ranked, why: str, paths: bool = False) -> SearchResult:
-    return SearchResult(
-        track_id=r.view.track_id,
-        score=r.score,
-        metadata=metadata_of(r.view.track_id, r.view.payload, file_paths=paths),
-        reason=why,
-    )
 
 
 async def recommend(app: App, req: RecommendRequest) -> RecommendResponse:

@@ -15,9 +15,10 @@ from insight.schemas import (
     SearchResult,
     SimilarRequest,
 )
+from insight.search.filter import store_where
 from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT
 from insight.taste.profile import normalise
-from insight.taste.rank import Query, Ranked, artist_key, find, with_exclusions
+from insight.taste.rank import Query, artist_key, as_result, find, with_exclusions
 from insight.taste.tracks import TrackView, metadata_of, track_views
 
 if TYPE_CHECKING:
@@ -34,15 +35,6 @@ def _response(results: list[SearchResult]) -> SearchResponse:
     return SearchResponse(results=results, count=len(results))
 
 
-def _result(r: Ranked, why: str, paths: bool) -> SearchResult:
-    return SearchResult(
-        track_id=r.view.track_id,
-        score=r.score,
-        metadata=metadata_of(r.view.track_id, r.view.payload, file_paths=paths),
-        reason=why,
-    )
-
-
 async def similar(app: App, req: SimilarRequest) -> SearchResponse:
     """Nearest tracks to one track in its own vector space (audio when it has one)."""
     store = app.require_store()
@@ -54,7 +46,7 @@ async def similar(app: App, req: SimilarRequest) -> SearchResponse:
         where = "" if req.collection == "auto" else f" in the {req.collection} collection"
         raise NotFound(f"track {req.track_id!r} has no stored embedding{where}")
     coll = TRACKS_AUDIO if audio and seed is audio[0] else TRACKS_TEXT
-    flt = with_exclusions(req.filter, {req.track_id})
+    flt = store_where(with_exclusions(req.filter, {req.track_id}))
     hits = await store.search(coll, np.asarray(seed.vector), req.limit, flt)
     name = (text[0].payload if text else seed.payload).get("name") or req.track_id
     why = f'{"sounds" if coll == TRACKS_AUDIO else "described"} like "{name}"'
@@ -108,7 +100,7 @@ async def similar_multi(app: App, req: MultiSimilarRequest) -> SearchResponse:
     ranked = await find(app.require_store(), q, req.limit, 1.0, None)
     paths = file_paths_visible(app)
     return _response(
-        [_result(r, f"like {r.anchor.label()}" if r.anchor else "", paths) for r in ranked]
+        [as_result(r, f"like {r.anchor.label()}" if r.anchor else "", paths) for r in ranked]
     )
 
 
@@ -147,5 +139,5 @@ async def radio(app: App, req: RadioRequest) -> SearchResponse:
         ranked = await find(store, q, req.count, lam, req.max_per_artist)
     paths = file_paths_visible(app)
     return _response(
-        [_result(r, f"after {r.anchor.label()}" if r.anchor else "", paths) for r in ranked]
+        [as_result(r, f"after {r.anchor.label()}" if r.anchor else "", paths) for r in ranked]
     )

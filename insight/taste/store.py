@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from insight.errors import BadRequest
+from insight.errors import BadRequest, NotFound
 from insight.storage.base import TASTE_PROFILES, Point, VectorStore, profile_key, scroll_pages
 from insight.taste.profile import TasteVectors
 
@@ -119,3 +119,32 @@ async def delete(store: VectorStore, user_id: str, kinds: list[str]) -> list[str
     keys = [profile_key(user_id, k) for k in kinds]
     gone = await store.delete(TASTE_PROFILES, keys) if keys else []
     return [k.rsplit("::", 1)[-1] for k in gone]
+
+
+async def load_one(store: VectorStore, user_id: str, profile_type: str) -> StoredProfile:
+    """One stored profile (``global``, ``mood:<id>`` or ``distaste``), or NotFound saying how
+    to make it."""
+    kind = profile_type if profile_type == DISTASTE else check_kind(profile_type)
+    found = (await load(store, user_id, [kind])).get(kind)
+    if found is None:
+        raise NotFound(
+            f"no {kind} taste profile for user {user_id!r}: compute one with "
+            f"POST /api/v1/users/{user_id}/profile/compute"
+        )
+    return found
+
+
+async def delete_kind(store: VectorStore, user_id: str, profile_type: str) -> list[str]:
+    """Delete what ``profile_type`` names: ``all``, ``mood`` (every mood profile), ``distaste``,
+    ``global`` (with its distaste) or one ``mood:<id>``; the kinds that existed."""
+    if profile_type == "all":
+        kinds = await kinds_of(store, user_id)
+    elif profile_type == "mood":
+        kinds = [k for k in await kinds_of(store, user_id) if is_mood_kind(k)]
+    elif profile_type == DISTASTE:
+        kinds = [DISTASTE]
+    elif profile_type == GLOBAL:
+        kinds = [GLOBAL, DISTASTE]
+    else:
+        kinds = [check_kind(profile_type)]
+    return await delete(store, user_id, kinds)

@@ -10,6 +10,7 @@ import numpy as np
 from insight.library import track_metadata
 from insight.schemas import TrackMetadata
 from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT, VectorStore
+from insight.vectors import unit_rows
 
 
 @dataclass(slots=True)
@@ -39,12 +40,6 @@ class TrackView:
         return f'"{self.name}"{by}'
 
 
-def _unit(v: np.ndarray) -> np.ndarray:
-    v = np.asarray(v, dtype=np.float32)
-    n = float(np.linalg.norm(v))
-    return v / n if n > 0 else v
-
-
 async def track_views(
     store: VectorStore, ids: list[str], prefer: str = "audio"
 ) -> dict[str, TrackView]:
@@ -72,7 +67,12 @@ async def track_views(
                 for p in (a, t):
                     if p is not None and p.payload.get(k) is not None:
                         payload[k] = p.payload[k]
-        out[key] = TrackView(key, _unit(src.vector), payload, "audio" if src is a else "text")
+        out[key] = TrackView(
+            key,
+            unit_rows(np.asarray(src.vector, dtype=np.float32)),
+            payload,
+            "audio" if src is a else "text",
+        )
     return out
 
 

@@ -15,15 +15,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from insight.errors import BadRequest, Conflict, NotFound
-from insight.inference.download import (
+from insight.inference.model_dir import local_model_id
+from insight.models.download import (
     DownloadManager,
     cached_model_dir,
     cached_model_ids,
     cached_size,
     delete_cached,
 )
-from insight.inference.model_dir import local_model_id
-from insight.inference.registry import KNOWN_MODELS, known_model, validate_model_id
+from insight.models.registry import KNOWN_MODELS, known_model, validate_model_id
 from insight.schemas import (
     DownloadResponse,
     DownloadStatus,
@@ -35,6 +35,7 @@ from insight.schemas import (
     ReembedResponse,
 )
 from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT, scroll_pages
+from insight.storage.where import where
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -264,9 +265,21 @@ class ModelsService:
             and now - self._stale[0] < STALE_TTL_S
         ):
             return self._stale[2]
-        count = (await self.scan_stale()).total
+        count = await self._count_stale()
         self._stale = (now, current, count)
         return count
+
+    async def _count_stale(self) -> int:
+        """Points minus the loaded model's points, per collection: counted from the store's
+        indexes, no payload is read (``/status`` used to scroll every payload for this)."""
+        current, store = self.current_id, self.stores.store
+        if current is None or store is None:
+            return 0
+        mine = where(model_id=current)
+        total = 0
+        for collection in (TRACKS_TEXT, TRACKS_AUDIO):
+            total += max(0, await store.count(collection) - await store.count(collection, mine))
+        return total
 
     async def on_model_loaded(self, model: Any) -> None:
         self._stale = None

@@ -29,9 +29,9 @@ def _human(n: int | None) -> str:
 
 def cmd_list(args: argparse.Namespace) -> int:
     """Known and cached models with their local status (no network needed)."""
-    from insight.inference.download import cached_model_dir, cached_model_ids, cached_size
     from insight.inference.model_dir import local_model_id
-    from insight.inference.registry import KNOWN_MODELS
+    from insight.models.download import cached_model_dir, cached_model_ids, cached_size
+    from insight.models.registry import KNOWN_MODELS
 
     settings = load_settings()
     local = local_model_id(settings.model)
@@ -61,8 +61,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_download(args: argparse.Namespace) -> int:
     """Download and verify a model into the cache, with a progress line."""
-    from insight.inference.download import DownloadJob, fetch_model, hub_error
-    from insight.inference.registry import known_model, validate_model_id
+    from insight.models.download import DownloadJob, fetch_model, hub_error
+    from insight.models.registry import known_model, validate_model_id
 
     settings = load_settings()
     model_id = args.model_id or settings.model.name

@@ -33,7 +33,7 @@ from typing import Any
 from tqdm.std import tqdm as std_tqdm
 
 from insight.errors import BadRequest, Conflict, InsightError, NotFound, NotReady
-from insight.inference.registry import validate_model_id, wanted_files
+from insight.models.registry import validate_model_id, wanted_files
 from insight.schemas import DownloadProgress, DownloadStatus
 
 log = logging.getLogger("insight.download")

@@ -20,7 +20,7 @@ from insight.schemas import (
 
 if TYPE_CHECKING:
     from insight.app import App
-    from insight.models_service import ModelsService
+    from insight.models.service import ModelsService
 
 router = Router(tag="models")
 
