@@ -80,9 +80,9 @@ def test_bad_pcm_is_a_clear_bad_request(data: bytes, fmt: str, channels: int, ne
 @pytest.mark.parametrize("sr", [0, -44100])
 def test_zero_rate_is_bad_request(sr: int) -> None:
     with pytest.raises(BadRequest, match="sample_rate must be a positive integer"):
-        resample(np.zeros(10, np.float32), sr)
+        resample(np.zeros(10, np.float32), sr, 48_000)
     with pytest.raises(BadRequest):
-        StreamResampler(sr)
+        StreamResampler(sr, 48_000)
 
 
 # --- resampling ---------------------------------------------------------------------------
@@ -90,19 +90,21 @@ def test_zero_rate_is_bad_request(sr: int) -> None:
 
 def test_resample_keeps_pitch_and_length() -> None:
     x = _tone(2.0, sr=44_100, f=1000.0, seed=1)
-    y = resample(x, 44_100)
+    y = resample(x, 44_100, 48_000)
     assert y.dtype == np.float32
     assert abs(len(y) - 96_000) <= 1
     peak_hz = np.argmax(np.abs(np.fft.rfft(y))) * 48_000 / len(y)
     assert abs(peak_hz - 1000.0) < 2.0
-    assert resample(x, 48_000) is not None and np.array_equal(resample(x, 48_000), x)
+    assert resample(x, 48_000, 48_000) is not None and np.array_equal(
+        resample(x, 48_000, 48_000), x
+    )
 
 
 def test_stream_resampler_ignores_chunk_boundaries() -> None:
     x = _tone(7.3, sr=44_100, seed=2)
-    whole = resample(x, 44_100)
+    whole = resample(x, 44_100, 48_000)
     rng = np.random.default_rng(3)
-    rs = StreamResampler(44_100)
+    rs = StreamResampler(44_100, 48_000)
     parts, pos = [], 0
     while pos < len(x):
         n = int(rng.integers(1, 20_000))

@@ -7,6 +7,7 @@ import asyncio
 import numpy as np
 import pytest
 
+from insight.inference.model import embed_audio
 from insight.config import InferenceSettings, ModelSettings
 from insight.errors import BadRequest, Busy, NotReady
 from insight.inference.clap import ClapModel
@@ -51,7 +52,7 @@ async def test_concurrent_requests_are_batched(models: tuple[ClapModel, ClapMode
 
         x = np.concatenate([_windows(1, 9)[0]] * 6)  # 576 000 samples
         vec, n = await pool.embed_audio(x, 10.0, 10.0)
-        ref, n_ref = model.embed_audio(x, 10.0, 10.0)
+        ref, n_ref = embed_audio(model, x, 10.0, 10.0)
         assert n == n_ref == 2
         np.testing.assert_allclose(vec, ref, atol=1e-5)
         assert pool.stats.batches >= 3 and pool.stats.items >= 24 + 10 + 2

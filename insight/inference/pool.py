@@ -30,7 +30,7 @@ import numpy as np
 
 from insight.config import InferenceSettings
 from insight.errors import BadRequest, Busy, NotReady
-from insight.inference.clap import ClapModel
+from insight.inference.model import EmbeddingModel, track_vector
 from insight.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ class PoolStats:
 
 
 class InferencePool:
-    def __init__(self, model: ClapModel, settings: InferenceSettings):
+    def __init__(self, model: EmbeddingModel, settings: InferenceSettings):
         self._model = model
         self.settings = settings
         self.stats = PoolStats()
@@ -82,7 +82,7 @@ class InferencePool:
         self._pending = 0
 
     @property
-    def model(self) -> ClapModel:
+    def model(self) -> EmbeddingModel:
         return self._model
 
     @property
@@ -114,7 +114,7 @@ class InferencePool:
             self._executor.shutdown(wait=True)
             self._executor = None
 
-    async def swap(self, model: ClapModel) -> None:
+    async def swap(self, model: EmbeddingModel) -> None:
         """Use ``model`` for every batch formed from now on; batches in flight finish as is."""
         if self._executor is not None:
             await asyncio.get_running_loop().run_in_executor(self._executor, model.warmup)
@@ -146,14 +146,13 @@ class InferencePool:
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
 
     async def embed_audio(
-        self, mono48k: np.ndarray, window_s: float, hop_s: float
+        self, mono: np.ndarray, window_s: float, hop_s: float
     ) -> tuple[np.ndarray, int]:
-        from insight.inference.audio import split_windows
-
-        window, hop = self._model.window_samples(window_s, hop_s)
-        windows = split_windows(mono48k, window, hop)
+        """A track vector of ``mono`` (at the model's rate) and its number of windows."""
+        model = self._model
+        windows = model.split_windows(mono, model.audio_spec(window_s, hop_s))
         vectors = await self.embed_windows(windows)
-        return ClapModel.track_vector(vectors), windows.shape[0]
+        return track_vector(vectors), int(windows.shape[0])
 
     async def _submit(self, lane: Lane, items: Any, size: int) -> np.ndarray:
         if not self._tasks:
@@ -204,7 +203,7 @@ class InferencePool:
             task.add_done_callback(self._running.discard)
 
     async def _run(
-        self, kind: Kind, jobs: list[_Job], model: ClapModel, slots: asyncio.Semaphore
+        self, kind: Kind, jobs: list[_Job], model: EmbeddingModel, slots: asyncio.Semaphore
     ) -> None:
         """One batch (audio: one per window length) on a runner; frees the runner slot."""
         try:
@@ -222,7 +221,7 @@ class InferencePool:
                 if not j.future.done():
                     j.future.set_exception(NotReady("inference pool closed"))
 
-    async def _run_batch(self, kind: Kind, jobs: list[_Job], model: ClapModel) -> None:
+    async def _run_batch(self, kind: Kind, jobs: list[_Job], model: EmbeddingModel) -> None:
         assert self._executor is not None
         size = sum(j.size for j in jobs)
         t0 = time.perf_counter()
