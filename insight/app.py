@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from insight import __version__
 from insight.config import Settings
-from insight.errors import MODEL_HINT, Conflict, ModelNotLoaded, StorageNotReady
+from insight.errors import MODEL_HINT, ModelNotLoaded, StorageNotReady
 from insight.schemas import SearchFilter
 from insight.tasks import cancel_and_wait
 
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from insight.inference.pool import InferencePool
     from insight.storage.base import VectorStore
+    from insight.storage.spaces import Spaces
 
 log = logging.getLogger("insight.app")
 
@@ -39,7 +40,8 @@ class App:
         self.started_at = time.time()
         self.pool: InferencePool | None = None
         self.model_error: str | None = MODEL_HINT
-        self.store: VectorStore | None = None
+        self.store: VectorStore | None = None  # the loaded model's space
+        self.spaces: Spaces | None = None
         self.store_error: str | None = "storage not opened yet"
         self.nc: NATS | None = None
         self.js: JetStreamContext | None = None
@@ -110,8 +112,8 @@ class App:
                 await closer()
         if self.pool is not None:
             await self.pool.close()
-        if self.store is not None:
-            await self.store.close()
+        if self.spaces is not None:
+            await self.spaces.close()  # every open model space, the current one too
 
     def spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
         """Run a background task owned by the app (cancelled on close, errors logged)."""
@@ -141,16 +143,21 @@ class App:
 
     @property
     def dim(self) -> int:
-        return self.pool.model.dim if self.pool is not None else 512
+        """The loaded model's dimension, else the open space's."""
+        if self.pool is not None:
+            return self.pool.model.dim
+        return self.store.dim if self.store is not None else 512
 
     async def open_store(self) -> None:
+        """The model space used last (no model is known yet: loading one may switch spaces)."""
         if not self.settings.storage.enabled:
             self.store_error = "storage disabled (INSIGHT_STORAGE__ENABLED=false)"
             return
-        from insight.storage.factory import open_store
+        from insight.storage.spaces import Spaces
 
+        self.spaces = Spaces(self.settings.storage)
         try:
-            store = await open_store(self.settings.storage, dim=self.dim)
+            store = await self.spaces.open_initial()
         except Exception as exc:
             self.store_error = f"storage not ready: {exc}"
             log.warning("storage_unavailable mode=%s error=%s", self.settings.storage.mode, exc)
@@ -195,34 +202,40 @@ class App:
 
     async def load_model(self, model_dir: Path, model_id: str | None = None) -> None:
         """Load (or hot-swap to) the model in ``model_dir``."""
-        from insight.inference.clap import ClapModel
+        from insight.inference.families import load_model
         from insight.inference.pool import InferencePool
 
         model = await asyncio.to_thread(
-            ClapModel.load,
+            load_model,
             model_dir,
             self.settings.model,
             model_id or self.settings.model.name,
             self.settings.storage.data_dir / "graphs",
         )
-        if self.store is not None and model.dim != self.store.dim:
-            raise Conflict(
-                f"model {model.model_id} makes {model.dim}-d vectors but the store holds "
-                f"{self.store.dim}-d collections; use a {self.store.dim}-d CLAP model, or another "
-                "INSIGHT_STORAGE__DATA_DIR / INSIGHT_STORAGE__COLLECTION_PREFIX for this one"
-            )
         await asyncio.to_thread(model.embed_text, ["warm up"])  # sessions built before use
+        store = None
+        if self.spaces is not None and self.store is not None:
+            # the model's own collections, made with its dimension (the old space stays)
+            store = await self.spaces.for_model(model.model_id, model.dim)
         if self.pool is None:
             self.pool = InferencePool(model, self.settings.inference)
             await self.pool.start()
         else:
             await self.pool.swap(model)
+        if store is not None:
+            self.store = store
         self.model_error = None
         for svc in self.services.values():
             hook = getattr(svc, "on_model_loaded", None)
             if hook is not None:
                 await hook(model)
-        log.info("model_loaded id=%s device=%s dim=%d", model.model_id, model.device, model.dim)
+        log.info(
+            "model_loaded id=%s family=%s device=%s dim=%d",
+            model.model_id,
+            model.family,
+            model.device,
+            model.dim,
+        )
 
     def in_model_space(self, f: SearchFilter | None) -> SearchFilter | None:
         """``f`` limited to vectors of the loaded model: spaces of two models never mix."""

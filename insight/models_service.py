@@ -235,6 +235,8 @@ class ModelsService:
         for collection, bucket in ((TRACKS_TEXT, out.text), (TRACKS_AUDIO, out.audio)):
             async for points in scroll_pages(store, collection, limit=512):
                 bucket.extend(p for p in points if p.payload.get("model_id") != current)
+            if self.app.spaces is not None:  # tracks other model spaces have and this one lacks
+                bucket.extend(await self.app.spaces.missing(collection))
         return out
 
     async def stale_count(self) -> int:
@@ -283,7 +285,10 @@ class ModelsService:
         dropped = 0
         lost = sorted(audio_ids - set(queued))
         if drop_unrecoverable and lost:
-            dropped = len(await self.app.require_store().delete(TRACKS_AUDIO, lost))
+            gone = set(await self.app.require_store().delete(TRACKS_AUDIO, lost))
+            if self.app.spaces is not None:  # and where other model spaces hold them
+                gone |= set(await self.app.spaces.delete_elsewhere(TRACKS_AUDIO, lost))
+            dropped = len(gone)
         self._stale = None
         remaining = await self.stale_count()
         message = f"re-embedded {text_done} text vectors"

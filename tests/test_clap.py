@@ -12,10 +12,10 @@ import numpy as np
 import onnx
 import pytest
 
-from insight.inference.model import embed_audio
 from insight.config import ModelSettings
 from insight.errors import BadRequest, NotReady
 from insight.inference.clap import ClapModel, select_providers
+from insight.inference.model import embed_audio
 from insight.testing import build_tiny_clap
 
 

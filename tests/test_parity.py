@@ -16,7 +16,6 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from insight.inference.model import embed_audio  # noqa: E402
 from insight.config import ModelSettings  # noqa: E402
 from insight.inference.audio import (  # noqa: E402
     MelConfig,
@@ -27,6 +26,7 @@ from insight.inference.audio import (  # noqa: E402
 )
 from insight.inference.clap import ClapModel, session_options  # noqa: E402
 from insight.inference.export import ExportError, export_clap, quantize_int8  # noqa: E402
+from insight.inference.model import embed_audio  # noqa: E402
 from insight.inference.text import format_track_text  # noqa: E402
 from insight.testing.hf_clap import build_hf_clap  # noqa: E402
 

@@ -7,10 +7,10 @@ import asyncio
 import numpy as np
 import pytest
 
-from insight.inference.model import embed_audio
 from insight.config import InferenceSettings, ModelSettings
 from insight.errors import BadRequest, Busy, NotReady
 from insight.inference.clap import ClapModel
+from insight.inference.model import embed_audio
 from insight.inference.pool import InferencePool
 from insight.testing import build_tiny_clap
 
