@@ -29,10 +29,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import cpu_model, timeit, to_48k_mono, tone_pcm, track_texts
-from insight.inference.model import embed_audio
 from insight.config import ModelSettings
 from insight.inference.audio import split_windows
 from insight.inference.clap import ClapModel
+from insight.inference.model import embed_audio
 
 ISA_FLAGS = (
     "avx512_bf16",
