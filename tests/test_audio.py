@@ -226,3 +226,14 @@ def test_iter_pcm_chunks_join_to_decode_pcm(fmt: str, channels: int) -> None:
     np.testing.assert_array_equal(np.concatenate(chunks), decode_pcm(raw, fmt, channels))
     with pytest.raises(BadRequest, match="frame size"):
         list(iter_pcm(raw[:-1], fmt, channels, 999))
+
+
+def test_split_windows_hop_longer_than_window_and_repeat_padding() -> None:
+    # hop 12 > window 10: windows at 0 and 12, and no empty tail when the audio ends at a hop
+    w = split_windows(np.arange(1, 25, dtype=np.float32), 10, 12)
+    assert w.shape == (2, 10) and w[1, 0] == 13
+    assert split_windows(np.arange(1, 26, dtype=np.float32), 10, 12)[2, 0] == 25
+    # msclap tiles a short clip to the full length; transformers' CLAP zero-pads the remainder
+    np.testing.assert_array_equal(
+        repeat_pad(np.array([1, 2, 3], np.float32), 8, "repeat"), [1, 2, 3, 1, 2, 3, 1, 2]
+    )

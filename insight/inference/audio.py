@@ -194,7 +194,7 @@ def split_windows(
     full = np.lib.stride_tricks.sliding_window_view(x, window_samples)[::hop_samples][:n_full]
     next_start = n_full * hop_samples
     last_end = (n_full - 1) * hop_samples + window_samples
-    if last_end < n and n - last_end >= min_tail_samples:
+    if last_end < n and next_start < n and n - last_end >= min_tail_samples:
         tail = repeat_pad(x[next_start:], window_samples, padding)
         return np.concatenate([full, tail[None, :]], axis=0)
     return np.ascontiguousarray(full)

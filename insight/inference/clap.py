@@ -326,11 +326,14 @@ class ClapModel:
     track_vector = staticmethod(track_vector)
 
     def audio_spec(self, window_s: float, hop_s: float) -> AudioSpec:
-        """Window and hop in samples at the model rate; a window is at most the model's input."""
+        """Window and hop in samples at the model rate. A window is at most the model's input
+        (7 s for msclap); one cut to it takes its hop along, so the configured overlap (none
+        by default) stays and no audio falls between windows."""
         sr = self.sample_rate
-        window = min(round(window_s * sr), self.max_window_samples)
-        hop = max(1, round(hop_s * sr))
-        return AudioSpec(sr, max(1, window), hop, self.mel_config.padding)
+        wanted = max(1, round(window_s * sr))
+        window = min(wanted, self.max_window_samples)
+        hop = max(1, round(hop_s * sr * window / wanted))
+        return AudioSpec(sr, window, hop, self.mel_config.padding)
 
     def window_samples(self, window_s: float, hop_s: float) -> tuple[int, int]:
         spec = self.audio_spec(window_s, hop_s)

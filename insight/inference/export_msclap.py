@@ -1,0 +1,197 @@
+"""Export Microsoft CLAP 2023 (``msclap``) to our ONNX model folder (``export`` extra + msclap).
+
+The second model family (:mod:`insight.inference.families`): the same folder layout and the same
+runtime class as transformers' CLAP, so only the data differs. The audio tower takes the log-mel
+features our numpy extractor makes (msclap computes them in torch with torchlibrosa: periodic
+Hann, centred reflect-padded STFT, power, Slaney mel filters made for 32 kHz, ``10*log10``) and
+runs the rest of msclap's HTSAT (``bn0``, the bicubic stretch to 1024 frames, the Swin
+stages, the latent mean) and its projection. The text tower is msclap's ``TextEncoder``: GPT-2,
+the hidden state at the last id that is not 0, the projection. Texts get msclap's
+`` <|endoftext|>`` suffix (``text_suffix`` in config.json). Vectors are L2-normalised at run time,
+as msclap's ``compute_similarity`` does.
+
+From msclap's own weights (needs the hub): ``CLAPWrapper(version="2023").clap`` and its
+``tokenizer.backend_tokenizer`` saved as ``tokenizer.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from insight.inference.export import (
+    EXPORTER_VERSION,
+    MIN_COSINE,
+    MIN_COSINE_INT8,
+    VERIFY_TEXTS,
+    ExportError,
+    _cosines,
+    _ort_run,
+    _require_export_deps,
+    _synthetic_audio,
+    quantize_int8,
+)
+from insight.inference.families import MS_CLAP_2023
+
+log = logging.getLogger(__name__)
+
+TEXT_SUFFIX = " <|endoftext|>"
+
+
+def preprocessor_config() -> dict[str, Any]:
+    """What our feature extractor needs: msclap's config_2023.yml + HTSAT's front end."""
+    return {"feature_extractor_type": "MsClapLogMel", **MS_CLAP_2023.mel_defaults}
+
+
+def export_msclap(
+    model: Any,
+    tokenizer_json: Path,
+    out_dir: Path,
+    quantize: str | None = None,
+    verify: bool = True,
+    opset: int = 20,
+    source: str = "msclap",
+) -> Path:
+    """Convert msclap's ``CLAP`` module ``model`` (eval mode) into ``out_dir``."""
+    if quantize not in (None, "int8"):
+        raise ExportError(f"unsupported quantization {quantize!r}; use 'int8'")
+    torch, _ = _require_export_deps()
+    from insight.inference.audio import MelConfig, MelExtractor
+    from insight.inference.export_patches import export_friendly
+    from insight.inference.text import Tokenizer
+
+    t0 = time.perf_counter()
+    model = model.eval()
+    htsat, projection = model.audio_encoder.base.htsat, model.audio_encoder.projection
+    gpt2 = model.caption_encoder.base
+    dim = int(projection.linear2.out_features)
+
+    class TextTower(torch.nn.Module):  # type: ignore[name-defined,misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.enc = model.caption_encoder
+
+        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
+            return self.enc({"input_ids": input_ids, "attention_mask": attention_mask})
+
+    class AudioTower(torch.nn.Module):  # type: ignore[name-defined,misc]
+        """HTSAT's eval forward after ``logmel_extractor`` (clips up to its 1024 frames)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.htsat, self.projection = htsat, projection
+
+        def forward(self, input_features: Any) -> Any:
+            x = self.htsat.bn0(input_features.transpose(1, 3)).transpose(1, 3)
+            x = self.htsat.reshape_wav2img(x)
+            return self.projection(self.htsat.forward_features(x)["latent_output"])
+
+    from tokenizers import Tokenizer as HFTokenizer
+
+    max_text = int(gpt2.config.n_positions)
+    tok = Tokenizer(HFTokenizer.from_file(str(tokenizer_json)), 0, max_text, TEXT_SUFFIX)
+    ids, mask = tok.encode_batch(VERIFY_TEXTS)
+    mel_cfg = MelConfig.from_dict(preprocessor_config())
+    sr = mel_cfg.sampling_rate
+    clips = _synthetic_audio(sr, mel_cfg.nb_max_samples / sr, 2)
+    feats = MelExtractor(mel_cfg)(np.stack(clips))
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {
+        "source": source,
+        "family": MS_CLAP_2023.id,
+        "exporter_version": EXPORTER_VERSION,
+        "opset": opset,
+        "quantize": quantize,
+    }
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as tmp_s:
+        tmp = Path(tmp_s)
+        batch = torch.export.Dim("batch", min=1, max=1024)
+        seq = torch.export.Dim("sequence", min=2, max=max_text)
+        with torch.no_grad():
+            torch.onnx.export(
+                TextTower().eval(),
+                (torch.from_numpy(ids), torch.from_numpy(mask)),
+                str(tmp / "text_model.onnx"),
+                input_names=["input_ids", "attention_mask"],
+                output_names=["text_embeds"],
+                dynamo=True,
+                external_data=False,
+                opset_version=opset,
+                dynamic_shapes={
+                    "input_ids": {0: batch, 1: seq},
+                    "attention_mask": {0: batch, 1: seq},
+                },
+            )
+            with export_friendly():
+                AudioTower()(torch.from_numpy(feats))  # eager first: constants for the trace
+                torch.onnx.export(
+                    AudioTower().eval(),
+                    (torch.from_numpy(feats),),
+                    str(tmp / "audio_model.onnx"),
+                    input_names=["input_features"],
+                    output_names=["audio_embeds"],
+                    dynamo=True,
+                    external_data=False,
+                    opset_version=opset,
+                    dynamic_shapes={"input_features": {0: batch}},
+                )
+            ref_text = TextTower()(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
+            ref_audio = AudioTower()(torch.from_numpy(feats)).numpy()
+        report["export_s"] = round(time.perf_counter() - t0, 1)
+        feeds = {
+            "text": {"input_ids": ids, "attention_mask": mask},
+            "audio": {"input_features": feats},
+        }
+        if verify:
+            for tower, ref in (("text", ref_text), ("audio", ref_audio)):
+                got = _ort_run(tmp / f"{tower}_model.onnx", feeds[tower])
+                cos = float(_cosines(got, ref).min())
+                report[f"{tower}_max_abs_diff"] = float(np.abs(got - ref).max())
+                report[f"{tower}_min_cosine"] = cos
+                if not cos >= MIN_COSINE:
+                    raise ExportError(
+                        f"{tower} tower: ONNX output differs from torch (min cosine {cos:.6f} < "
+                        f"{MIN_COSINE}); nothing was written"
+                    )
+        if quantize == "int8":
+            for tower in ("text", "audio"):
+                src, dst = tmp / f"{tower}_model.onnx", tmp / f"{tower}_model_quantized.onnx"
+                quantize_int8(src, dst)
+                feed = feeds[tower]
+                cos = float(_cosines(_ort_run(dst, feed), _ort_run(src, feed)).min())
+                report[f"{tower}_int8_min_cosine"] = cos
+                if verify and not cos >= MIN_COSINE_INT8:
+                    raise ExportError(f"{tower} int8 model too far from fp32 (cosine {cos:.4f})")
+        shutil.copyfile(tokenizer_json, tmp / "tokenizer.json")
+        (tmp / "preprocessor_config.json").write_text(json.dumps(preprocessor_config(), indent=2))
+        config = {
+            "model_type": "msclap",
+            "insight_family": MS_CLAP_2023.id,
+            "projection_dim": dim,
+            "max_text_length": max_text,
+            "pad_token_id": 0,  # msclap pads with "!" (GPT-2 id 0) and reads the last other id
+            "text_suffix": TEXT_SUFFIX,
+            "text_config": {"model_type": "gpt2", **_gpt2_summary(gpt2.config)},
+        }
+        (tmp / "config.json").write_text(json.dumps(config, indent=2))
+        report["total_s"] = round(time.perf_counter() - t0, 1)
+        (tmp / "export.json").write_text(json.dumps(report, indent=2))
+        for f in tmp.iterdir():
+            if f.is_file():
+                shutil.move(str(f), out_dir / f.name)
+    log.info("export_done family=msclap-2023 out=%s report=%s", out_dir, report)
+    return out_dir
+
+
+def _gpt2_summary(cfg: Any) -> dict[str, int]:
+    keys = ("vocab_size", "n_embd", "n_layer", "n_head")
+    return {k: int(getattr(cfg, k)) for k in keys}
