@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from insight.analysers import Analyser, discover, payload_fields
 from insight.bus import subjects
 from insight.codec import pack
 from insight.errors import BadRequest
@@ -87,6 +88,8 @@ def extra_fields(meta: IngestMetadata) -> dict[str, Any]:
 class Library:
     def __init__(self, app: App) -> None:
         self.app = app
+        # analysers beside mood (insight.analysers): installed ones; a service may add its own
+        self.analysers: list[Analyser] = discover()
 
     def _payload(
         self,
@@ -113,11 +116,11 @@ class Library:
         }
 
     async def mood_fields(self, vector: np.ndarray) -> dict[str, Any]:
+        """Payload fields of every analyser: mood first, then the others in order."""
         mood = self.app.services.get("mood")  # it answers {} itself while no model is loaded
-        if mood is None:
-            return {}
-        fields: dict[str, Any] = await mood.mood_fields(vector)
-        return fields
+        return await payload_fields(
+            [*([mood] if mood is not None else []), *self.analysers], vector
+        )
 
     async def unchanged(self, items: list[TextItem]) -> set[str]:
         """Track ids whose stored metadata_hash equals the given one (nothing to do)."""

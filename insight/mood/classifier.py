@@ -224,6 +224,17 @@ class MoodClassifier:
             "arousal": c.arousal,
         }
 
+    # --- as an analyser (insight.analysers) ------------------------------------------------
+
+    name = "mood"
+    fields = ("primary_mood", "moods", "mood_scores", "valence", "arousal")
+
+    async def payload_fields(
+        self, vector: np.ndarray, audio: np.ndarray | None = None, sample_rate: int | None = None
+    ) -> dict[str, Any]:
+        """Mood is read off the vector (audio unused): ``mood_fields``."""
+        return await self.mood_fields(vector)
+
 
 def get_classifier(app: App) -> MoodClassifier:
     """The app's mood service, registered on first use if start-up did not create it."""
