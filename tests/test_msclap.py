@@ -113,7 +113,7 @@ def test_text_parity_with_msclap(wrapper: Any, ours: ClapModel) -> None:
 
 @pytest.mark.parametrize("seconds", [7.0, 3.0])  # a full window; a short clip msclap repeats
 def test_audio_parity_with_msclap(wrapper: Any, ours: ClapModel, seconds: float) -> None:
-    clips = {f"clip{i}": _music(seconds, i) for i in range(2)}
+    clips = {f"clip{i}": _music(seconds, i) for i in range(3)}  # not the traced batch of 2
     wrapper.read_audio = lambda path, resample=True: (torch.from_numpy(clips[path])[None], SR)
     batch = wrapper.preprocess_audio(list(clips), False)
     ref = _norm(wrapper._get_audio_embeddings(batch).numpy())
@@ -122,6 +122,16 @@ def test_audio_parity_with_msclap(wrapper: Any, ours: ClapModel, seconds: float)
     got = ours.embed_windows(windows)
     cos = np.sum(ref * got, axis=1)
     assert cos.min() >= 0.9999, cos
+
+
+def test_a_window_is_the_same_in_any_batch(ours: ClapModel) -> None:
+    """The exported graph keeps every clip to itself whatever the batch (msclap's
+    window_reverse, traced as is, fixed the batch to the traced one and mixed clips)."""
+    spec = ours.audio_spec(7.0, 7.0)
+    windows = np.concatenate([ours.split_windows(_music(7.0, i), spec) for i in range(5)])
+    together = ours.embed_windows(windows)
+    alone = np.concatenate([ours.embed_windows(w[None]) for w in windows])
+    assert np.sum(together * alone, axis=1).min() >= 0.99999
 
 
 async def test_served_and_switched_on_one_data_dir(
