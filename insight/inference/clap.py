@@ -335,10 +335,6 @@ class ClapModel:
         hop = max(1, round(hop_s * sr * window / wanted))
         return AudioSpec(sr, window, hop, self.mel_config.padding)
 
-    def window_samples(self, window_s: float, hop_s: float) -> tuple[int, int]:
-        spec = self.audio_spec(window_s, hop_s)
-        return spec.window, spec.hop
-
     def split_windows(self, mono: np.ndarray, spec: AudioSpec) -> np.ndarray:
         return split_windows(mono, spec.window, spec.hop, padding=spec.padding)
 
