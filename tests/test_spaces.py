@@ -153,3 +153,32 @@ async def test_a_space_is_a_prefix_and_drops_in_both_backends(kind: str, tmp_pat
             assert await again.count(TRACKS_TEXT) == 0
         finally:
             await again.close()
+
+
+async def test_concurrent_reads_of_old_spaces_open_each_once(tmp_path: Path) -> None:
+    """A stale count and a space listing at once: each old space is opened once (two opens of
+    one file space would fight over its lock)."""
+    import asyncio
+
+    from insight.config import StorageSettings
+    from insight.storage.spaces import Spaces
+
+    spaces = Spaces(StorageSettings(data_dir=tmp_path / "data"))
+    await spaces.open_initial()
+    try:
+        for i, dim in enumerate((64, 32, 48)):
+            store = await spaces.for_model(f"org/m{i}", dim)
+            await store.upsert(TRACKS_TEXT, [Point(f"k{i}", unit(i, dim), {"track_id": f"k{i}"})])
+        await spaces.for_model("org/m0", 64)  # back to the first: two old spaces
+        await spaces.close()
+        spaces = Spaces(StorageSettings(data_dir=tmp_path / "data"))
+        await spaces.open_initial()  # only the current one is open again
+        missing, described = await asyncio.gather(spaces.missing(TRACKS_TEXT), spaces.describe())
+        assert sorted(p.key for p in missing) == ["k1", "k2"]
+        assert sorted((d["dim"], d["counts"][TRACKS_TEXT]) for d in described) == [
+            (32, 1),
+            (48, 1),
+            (64, 1),
+        ]
+    finally:
+        await spaces.close()

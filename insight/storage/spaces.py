@@ -93,7 +93,8 @@ class Spaces:
         self.catalog = Catalog(settings.data_dir, self.base)
         self.current: Space | None = None
         self._open: dict[str, VectorStore] = {}
-        self._lock = asyncio.Lock()
+        self._lock = asyncio.Lock()  # one switch or drop at a time
+        self._open_lock = asyncio.Lock()
 
     @property
     def store(self) -> VectorStore | None:
@@ -149,14 +150,15 @@ class Spaces:
         return None
 
     async def _open_space(self, key: str, dim: int) -> VectorStore:
-        store = self._open.get(key)
-        if store is not None and store.dim == dim:
+        async with self._open_lock:  # two opens of one file space would fight over its lock
+            store = self._open.get(key)
+            if store is not None and store.dim == dim:
+                return store
+            if store is not None:
+                await self._close(key)
+            store = await open_store(self.settings, dim, space_prefix(self.base, key))
+            self._open[key] = store
             return store
-        if store is not None:
-            await self._close(key)
-        store = await open_store(self.settings, dim, space_prefix(self.base, key))
-        self._open[key] = store
-        return store
 
     async def _close(self, key: str) -> None:
         store = self._open.pop(key, None)
