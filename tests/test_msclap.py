@@ -124,6 +124,23 @@ def test_audio_parity_with_msclap(wrapper: Any, ours: ClapModel, seconds: float)
     assert cos.min() >= 0.9999, cos
 
 
+def test_serving_msclap_imports_neither_torch_nor_msclap(exported: tuple[Any, Path]) -> None:
+    import subprocess
+
+    code = (
+        "import sys, numpy as np; from insight.config import ModelSettings; "
+        "import insight.inference.export_msclap, insight.storage.spaces, insight.analysers; "
+        "from insight.inference.families import load_model; "
+        "m = load_model(sys.argv[1], ModelSettings(threads=1), 't'); "
+        "assert m.embed_text(['x']).shape == (1, 1024); "
+        "assert m.embed_windows(np.zeros((1, 44100), np.float32)).shape == (1, 1024); "
+        "bad = [n for n in ('torch', 'transformers', 'msclap', 'torchlibrosa') "
+        "if n in sys.modules]; "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code, str(exported[1])], check=True)
+
+
 def test_a_window_is_the_same_in_any_batch(ours: ClapModel) -> None:
     """The exported graph keeps every clip to itself whatever the batch (msclap's
     window_reverse, traced as is, fixed the batch to the traced one and mixed clips)."""
