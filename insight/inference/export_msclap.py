@@ -17,9 +17,7 @@ From msclap's own weights (needs the hub): ``CLAPWrapper(version="2023").clap`` 
 from __future__ import annotations
 
 import json
-import logging
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,19 +28,13 @@ import numpy as np
 
 from insight.inference.export import (
     EXPORTER_VERSION,
-    MIN_COSINE,
-    MIN_COSINE_INT8,
     VERIFY_TEXTS,
     ExportError,
-    _cosines,
-    _ort_run,
     _require_export_deps,
     _synthetic_audio,
-    quantize_int8,
+    export_folder,
 )
 from insight.inference.families import MS_CLAP_2023
-
-log = logging.getLogger(__name__)
 
 TEXT_SUFFIX = " <|endoftext|>"
 
@@ -66,7 +58,6 @@ def export_msclap(
         raise ExportError(f"unsupported quantization {quantize!r}; use 'int8'")
     torch, _ = _require_export_deps()
     from insight.inference.audio import MelConfig, MelExtractor
-    from insight.inference.export_patches import export_friendly
     from insight.inference.text import Tokenizer
 
     t0 = time.perf_counter()
@@ -103,11 +94,8 @@ def export_msclap(
     mel_cfg = MelConfig.from_dict(preprocessor_config())
     sr = mel_cfg.sampling_rate
     clips = _synthetic_audio(sr, mel_cfg.nb_max_samples / sr, 3)
-    check_feats = MelExtractor(mel_cfg)(np.stack(clips))  # checked at a batch not traced
-    feats = check_feats[:2]
+    check_feats = MelExtractor(mel_cfg)(np.stack(clips))
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {
         "source": source,
         "family": MS_CLAP_2023.id,
@@ -115,65 +103,8 @@ def export_msclap(
         "opset": opset,
         "quantize": quantize,
     }
-    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as tmp_s:
-        tmp = Path(tmp_s)
-        batch = torch.export.Dim("batch", min=1, max=1024)
-        seq = torch.export.Dim("sequence", min=2, max=max_text)
-        with torch.no_grad():
-            torch.onnx.export(
-                TextTower().eval(),
-                (torch.from_numpy(ids), torch.from_numpy(mask)),
-                str(tmp / "text_model.onnx"),
-                input_names=["input_ids", "attention_mask"],
-                output_names=["text_embeds"],
-                dynamo=True,
-                external_data=False,
-                opset_version=opset,
-                dynamic_shapes={
-                    "input_ids": {0: batch, 1: seq},
-                    "attention_mask": {0: batch, 1: seq},
-                },
-            )
-            with export_friendly(), _batch_safe_windows():
-                AudioTower()(torch.from_numpy(feats))  # eager first: constants for the trace
-                torch.onnx.export(
-                    AudioTower().eval(),
-                    (torch.from_numpy(feats),),
-                    str(tmp / "audio_model.onnx"),
-                    input_names=["input_features"],
-                    output_names=["audio_embeds"],
-                    dynamo=True,
-                    external_data=False,
-                    opset_version=opset,
-                    dynamic_shapes={"input_features": {0: batch}},
-                )
-            ref_text = TextTower()(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
-            ref_audio = AudioTower()(torch.from_numpy(check_feats)).numpy()
-        report["export_s"] = round(time.perf_counter() - t0, 1)
-        feeds = {
-            "text": {"input_ids": ids, "attention_mask": mask},
-            "audio": {"input_features": check_feats},
-        }
-        if verify:
-            for tower, ref in (("text", ref_text), ("audio", ref_audio)):
-                got = _ort_run(tmp / f"{tower}_model.onnx", feeds[tower])
-                cos = float(_cosines(got, ref).min())
-                report[f"{tower}_max_abs_diff"] = float(np.abs(got - ref).max())
-                report[f"{tower}_min_cosine"] = cos
-                if not cos >= MIN_COSINE:
-                    raise ExportError(
-                        f"{tower} tower: ONNX output differs from torch (min cosine {cos:.6f} < "
-                        f"{MIN_COSINE}); nothing was written"
-                    )
-        if quantize == "int8":
-            for tower in ("text", "audio"):
-                src, dst = tmp / f"{tower}_model.onnx", tmp / f"{tower}_model_quantized.onnx"
-                quantize_int8(src, dst)
-                feed = feeds[tower]
-                cos = float(_cosines(_ort_run(dst, feed), _ort_run(src, feed)).min())
-                report[f"{tower}_int8_min_cosine"] = cos
-                if verify and not cos >= MIN_COSINE_INT8:
-                    raise ExportError(f"{tower} int8 model too far from fp32 (cosine {cos:.4f})")
+
+    def write_files(tmp: Path) -> None:
         shutil.copyfile(tokenizer_json, tmp / "tokenizer.json")
         (tmp / "preprocessor_config.json").write_text(json.dumps(preprocessor_config(), indent=2))
         config = {
@@ -186,13 +117,23 @@ def export_msclap(
             "text_config": {"model_type": "gpt2", **_gpt2_summary(gpt2.config)},
         }
         (tmp / "config.json").write_text(json.dumps(config, indent=2))
-        report["total_s"] = round(time.perf_counter() - t0, 1)
-        (tmp / "export.json").write_text(json.dumps(report, indent=2))
-        for f in tmp.iterdir():
-            if f.is_file():
-                shutil.move(str(f), out_dir / f.name)
-    log.info("export_done family=msclap-2023 out=%s report=%s", out_dir, report)
-    return out_dir
+
+    return export_folder(
+        Path(out_dir),
+        TextTower(),
+        AudioTower(),
+        {"input_ids": ids, "attention_mask": mask},
+        check_feats[:2],
+        write_files,
+        report,
+        t0=t0,
+        opset=opset,
+        quantize=quantize,
+        verify=verify,
+        check_feats=check_feats,  # a batch that was not traced
+        max_sequence=max_text,
+        audio_patches=[_batch_safe_windows],
+    )
 
 
 @contextmanager
