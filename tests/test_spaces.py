@@ -182,3 +182,26 @@ async def test_concurrent_reads_of_old_spaces_open_each_once(tmp_path: Path) -> 
         ]
     finally:
         await spaces.close()
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+async def test_a_collection_of_another_dimension_is_a_dimension_mismatch(
+    kind: str, tmp_path: Path
+) -> None:
+    """What tells the spaces that the default collections belong to a model of another size."""
+    from insight.storage.common import DimensionMismatch
+    from insight.storage.qdrant import QdrantStore
+
+    def store(dim: int) -> FileStore | QdrantStore:
+        if kind == "file":
+            return FileStore(tmp_path / "data", dim)
+        return QdrantStore(dim, path=tmp_path / "qdrant")
+
+    first = store(16)
+    await first.open()
+    await first.upsert(TRACKS_TEXT, [Point("a", unit(1, 16), {"track_id": "a"})])
+    await first.close()
+    second = store(8)
+    with pytest.raises(DimensionMismatch, match="16-d"):
+        await second.open()
+    await second.close()
