@@ -74,7 +74,8 @@ async def embed_chunks(
     async def add(windows: np.ndarray) -> None:
         nonlocal total, count
         if windows.shape[0]:
-            vectors = (await pool.embed_windows(windows)).astype(np.float64)
+            vectors = await pool.embed_windows(windows, rate=spec.sample_rate)
+            vectors = vectors.astype(np.float64)
             total = vectors.sum(axis=0) + (total if count else 0.0)
             count += windows.shape[0]
 

@@ -79,6 +79,7 @@ class LiveSession:
         self.app = app
         model = app.require_pool().model
         spec = model.audio_spec(app.settings.audio.window_size_s, app.settings.audio.hop_size_s)
+        self.rate = spec.sample_rate  # a swap to a model of another rate fails the session
         self.resampler = StreamResampler(info.sample_rate, spec.sample_rate)
         self.cutter = WindowCutter(spec.window, spec.hop, spec.padding)
         self.vectors: list[np.ndarray] = []
@@ -89,7 +90,8 @@ class LiveSession:
 
     async def _embed(self, windows: np.ndarray) -> None:
         if windows.shape[0]:
-            self.vectors.extend(await self.app.require_pool().embed_windows(windows))
+            pool = self.app.require_pool()
+            self.vectors.extend(await pool.embed_windows(windows, rate=self.rate))
 
     async def on_frame(self, msg: Msg) -> None:
         try:

@@ -60,7 +60,7 @@ async def analyze_file(
     else:
         decoded = await loop.run_in_executor(executor, decode_full, path, spec, limits)
     tags = await loop.run_in_executor(executor, read_tags, path, decoded.metadata)
-    vectors = await pool.embed_windows(decoded.windows, bulk=bulk)
+    vectors = await pool.embed_windows(decoded.windows, bulk=bulk, rate=spec.sample_rate)
     vector = track_vector(vectors)
     return Analysis(tags, vector, int(decoded.windows.shape[0]), decoded.duration_s)
 
