@@ -189,7 +189,7 @@ async def test_a_collection_of_another_dimension_is_a_dimension_mismatch(
     kind: str, tmp_path: Path
 ) -> None:
     """What tells the spaces that the default collections belong to a model of another size."""
-    from insight.storage.common import DimensionMismatch
+    from insight.errors import DimensionMismatch
     from insight.storage.qdrant import QdrantStore
 
     def store(dim: int) -> FileStore | QdrantStore:

@@ -7,12 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from insight.errors import BadRequest, StorageNotReady
-
-
-class DimensionMismatch(StorageNotReady):
-    """A collection holds vectors of another dimension than the store was opened with."""
-
+from insight.errors import BadRequest
 
 _NAME = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 

@@ -11,7 +11,7 @@ import numpy as np
 import onnxruntime  # noqa: F401  (must load before usearch: the reverse order segfaults)
 from usearch.index import Index
 
-from insight.storage.common import DimensionMismatch
+from insight.errors import DimensionMismatch
 from insight.storage.file_sql import read_rows, read_seq
 from insight.storage.memtable import MemTable
 from insight.storage.rwlock import RWLock

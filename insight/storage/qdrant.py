@@ -17,16 +17,10 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from insight.errors import BadRequest, InsightError, StorageNotReady
+from insight.errors import BadRequest, DimensionMismatch, InsightError, StorageNotReady
 from insight.schemas import SearchFilter
 from insight.storage.base import COLLECTIONS, Point, ScoredPoint, StoreStats, point_id
-from insight.storage.common import (
-    DimensionMismatch,
-    check_key,
-    check_limit,
-    check_vector,
-    full_name,
-)
+from insight.storage.common import check_key, check_limit, check_vector, full_name
 from insight.storage.filters import (
     ALBUM_LC,
     ARTISTS_LC,

@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from insight.config import StorageSettings
-from insight.errors import Conflict, NotFound
+from insight.errors import Conflict, DimensionMismatch, NotFound
 from insight.storage.base import COLLECTIONS, TRACKS_AUDIO, TRACKS_TEXT, Point, VectorStore
-from insight.storage.common import DimensionMismatch, full_name
+from insight.storage.common import full_name
 from insight.storage.factory import open_store
 
 log = logging.getLogger("insight.storage.spaces")
