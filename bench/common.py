@@ -69,7 +69,7 @@ def to_48k_mono(data: bytes) -> np.ndarray:
     """Our decode + resample of ``tone_pcm`` (the baselines get the same, they have neither)."""
     from insight.inference.audio import decode_pcm, resample
 
-    return resample(decode_pcm(data, "pcm_s16_le", 2), PCM_RATE)
+    return resample(decode_pcm(data, "pcm_s16_le", 2), PCM_RATE, 48_000)
 
 
 def track_texts(n: int = 32) -> list[str]:

@@ -162,7 +162,9 @@ def main() -> None:
         return tone_pcm(seconds, rng)
 
     def ours(model: ClapModel, data: bytes) -> np.ndarray:
-        return model.embed_audio(to_48k_mono(data), 10.0, 10.0)[0]
+        from insight.inference.model import embed_audio
+
+        return embed_audio(model, to_48k_mono(data), 10.0, 10.0)[0]
 
     def torch_audio(feats: Any) -> np.ndarray:
         with torch.no_grad():

@@ -33,7 +33,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from insight.config import Settings
+from insight.inference.model import AudioSpec
 from insight.watcher.decode import decode_full, decode_sampled
+
+CLAP_SPEC = AudioSpec(48_000, 480_000, 480_000)  # 10 s windows of transformers CLAP
 
 TRACK_S = 240.0
 
@@ -164,7 +167,7 @@ def transformers_baseline(hf: Path, files: list[Path], mode: str, threads: int) 
     proc = ClapProcessor.from_pretrained(str(hf))
     t0 = time.perf_counter()
     for f in files:
-        d = decode_sampled(f, 3, 10.0) if mode == "sampled" else decode_full(f, 10.0, 10.0)
+        d = decode_sampled(f, 3, CLAP_SPEC) if mode == "sampled" else decode_full(f, CLAP_SPEC)
         feats = proc.feature_extractor(list(d.windows), sampling_rate=48_000, return_tensors="pt")
         with torch.no_grad():
             out = model.get_audio_features(input_features=feats["input_features"])
@@ -181,7 +184,7 @@ def transformers_baseline(hf: Path, files: list[Path], mode: str, threads: int) 
 def decode_only(files: list[Path], mode: str) -> float:
     t0 = time.perf_counter()
     for f in files:
-        decode_sampled(f, 3, 10.0) if mode == "sampled" else decode_full(f, 10.0, 10.0)
+        decode_sampled(f, 3, CLAP_SPEC) if mode == "sampled" else decode_full(f, CLAP_SPEC)
     return (time.perf_counter() - t0) / len(files)
 
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from insight import __version__
 from insight.config import Settings
-from insight.errors import MODEL_HINT, Conflict
+from insight.errors import MODEL_HINT
 from insight.schemas import SearchFilter
 from insight.state import ModelListener, ModelSlot, StoreSlot
 from insight.tasks import TaskSet
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from insight.inference.pool import InferencePool
     from insight.services import Services
     from insight.storage.base import VectorStore
+    from insight.storage.spaces import Spaces
 
 log = logging.getLogger("insight.app")
 
@@ -92,6 +93,15 @@ class App:
         self.stores.store = store
 
     @property
+    def spaces(self) -> Spaces | None:
+        """Every model space's collections opened so far; ``store`` is the loaded model's."""
+        return self.stores.spaces
+
+    @spaces.setter
+    def spaces(self, spaces: Spaces | None) -> None:
+        self.stores.spaces = spaces
+
+    @property
     def store_error(self) -> str | None:
         return self.stores.error
 
@@ -118,16 +128,21 @@ class App:
 
     @property
     def dim(self) -> int:
-        return self.pool.model.dim if self.pool is not None else 512
+        """The loaded model's dimension, else the open space's."""
+        if self.pool is not None:
+            return self.pool.model.dim
+        return self.store.dim if self.store is not None else 512
 
     async def open_store(self) -> None:
+        """The model space used last (no model is known yet: loading one may switch spaces)."""
         if not self.settings.storage.enabled:
             self.store_error = "storage disabled (INSIGHT_STORAGE__ENABLED=false)"
             return
-        from insight.storage.factory import open_store
+        from insight.storage.spaces import Spaces
 
+        self.spaces = Spaces(self.settings.storage)
         try:
-            store = await open_store(self.settings.storage, dim=self.dim)
+            store = await self.spaces.open_initial()
         except Exception as exc:
             self.store_error = f"storage not ready: {exc}"
             log.warning("storage_unavailable mode=%s error=%s", self.settings.storage.mode, exc)
@@ -170,32 +185,38 @@ class App:
 
     async def load_model(self, model_dir: Path, model_id: str | None = None) -> None:
         """Load (or hot-swap to) the model in ``model_dir``."""
-        from insight.inference.clap import ClapModel
+        from insight.inference.families import load_model
         from insight.inference.pool import InferencePool
 
         model = await asyncio.to_thread(
-            ClapModel.load,
+            load_model,
             model_dir,
             self.settings.model,
             model_id or self.settings.model.name,
             self.settings.storage.data_dir / "graphs",
         )
-        if self.store is not None and model.dim != self.store.dim:
-            raise Conflict(
-                f"model {model.model_id} makes {model.dim}-d vectors but the store holds "
-                f"{self.store.dim}-d collections; use a {self.store.dim}-d CLAP model, or another "
-                "INSIGHT_STORAGE__DATA_DIR / INSIGHT_STORAGE__COLLECTION_PREFIX for this one"
-            )
         await asyncio.to_thread(model.embed_text, ["warm up"])  # sessions built before use
+        store = None
+        if self.spaces is not None and self.store is not None:
+            # the model's own collections, made with its dimension (the old space stays)
+            store = await self.spaces.for_model(model.model_id, model.dim)
         if self.pool is None:
             self.pool = InferencePool(model, self.settings.inference)
             await self.pool.start()
         else:
             await self.pool.swap(model)
+        if store is not None:
+            self.store = store
         self.model_error = None
         for listener in self.model_listeners:
             await listener.on_model_loaded(model)
-        log.info("model_loaded id=%s device=%s dim=%d", model.model_id, model.device, model.dim)
+        log.info(
+            "model_loaded id=%s family=%s device=%s dim=%d",
+            model.model_id,
+            model.family,
+            model.device,
+            model.dim,
+        )
 
     def in_model_space(self, f: SearchFilter | None) -> SearchFilter | None:
         """``f`` limited to vectors of the loaded model: spaces of two models never mix."""

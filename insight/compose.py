@@ -142,7 +142,9 @@ async def stop(app: App) -> None:
         await services.history.close()
     if app.pool is not None:
         await app.pool.close()
-    if app.store is not None:
+    if app.spaces is not None:
+        await app.spaces.close()  # every open model space, the current one too
+    elif app.store is not None:
         await app.store.close()
 
 

@@ -94,6 +94,10 @@ class StorageNotReady(NotReady):
     code = "STORAGE_NOT_READY"
 
 
+class DimensionMismatch(StorageNotReady):
+    """A collection holds vectors of another dimension than the store was opened with."""
+
+
 class BusTimeout(InsightError):
     status = 504
     code = "BUS_TIMEOUT"

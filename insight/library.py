@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from insight.analysers import Analyser, discover, payload_fields
 from insight.bus import subjects
 from insight.codec import pack
 from insight.inference.text import format_track_text
@@ -89,6 +90,8 @@ class Library:
         self, loaded: ModelSlot, stores: StoreSlot, mood: MoodClassifier, nc: NATS | None = None
     ) -> None:
         self.loaded, self.stores, self.mood, self.nc = loaded, stores, mood, nc
+        # analysers beside mood (insight.analysers): installed ones; a service may add its own
+        self.analysers: list[Analyser] = discover()
 
     def _payload(
         self,
@@ -114,7 +117,9 @@ class Library:
         }
 
     async def mood_fields(self, vector: np.ndarray) -> dict[str, Any]:
-        return await self.mood.mood_fields(vector)  # {} while no model is loaded
+        """Payload fields of every analyser: mood first, then the others in order."""
+        # mood answers {} itself while no model is loaded
+        return await payload_fields([self.mood, *self.analysers], vector)
 
     async def unchanged(self, items: list[TextItem]) -> set[str]:
         """Track ids whose stored metadata_hash equals the given one (nothing to do)."""

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Protocol
 from insight.errors import MODEL_HINT, ModelNotLoaded, StorageNotReady
 
 if TYPE_CHECKING:
-    from insight.inference.clap import ClapModel
+    from insight.inference.model import EmbeddingModel
     from insight.inference.pool import InferencePool
     from insight.storage.base import VectorStore
+    from insight.storage.spaces import Spaces
 
 
 class ModelSlot:
@@ -40,7 +41,8 @@ class StoreSlot:
     """The vector store (``None`` while disabled or down) and why it is not open."""
 
     def __init__(self) -> None:
-        self.store: VectorStore | None = None
+        self.store: VectorStore | None = None  # the loaded model's space
+        self.spaces: Spaces | None = None  # every space opened so far (closed at stop)
         self.error: str | None = "storage not opened yet"
 
     def require_store(self) -> VectorStore:
@@ -52,4 +54,4 @@ class StoreSlot:
 class ModelListener(Protocol):
     """A service told when a model is (re)loaded, e.g. to rebuild what it cached per model."""
 
-    async def on_model_loaded(self, model: ClapModel) -> None: ...
+    async def on_model_loaded(self, model: EmbeddingModel) -> None: ...

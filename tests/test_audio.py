@@ -80,9 +80,9 @@ def test_bad_pcm_is_a_clear_bad_request(data: bytes, fmt: str, channels: int, ne
 @pytest.mark.parametrize("sr", [0, -44100])
 def test_zero_rate_is_bad_request(sr: int) -> None:
     with pytest.raises(BadRequest, match="sample_rate must be a positive integer"):
-        resample(np.zeros(10, np.float32), sr)
+        resample(np.zeros(10, np.float32), sr, 48_000)
     with pytest.raises(BadRequest):
-        StreamResampler(sr)
+        StreamResampler(sr, 48_000)
 
 
 # --- resampling ---------------------------------------------------------------------------
@@ -90,19 +90,21 @@ def test_zero_rate_is_bad_request(sr: int) -> None:
 
 def test_resample_keeps_pitch_and_length() -> None:
     x = _tone(2.0, sr=44_100, f=1000.0, seed=1)
-    y = resample(x, 44_100)
+    y = resample(x, 44_100, 48_000)
     assert y.dtype == np.float32
     assert abs(len(y) - 96_000) <= 1
     peak_hz = np.argmax(np.abs(np.fft.rfft(y))) * 48_000 / len(y)
     assert abs(peak_hz - 1000.0) < 2.0
-    assert resample(x, 48_000) is not None and np.array_equal(resample(x, 48_000), x)
+    assert resample(x, 48_000, 48_000) is not None and np.array_equal(
+        resample(x, 48_000, 48_000), x
+    )
 
 
 def test_stream_resampler_ignores_chunk_boundaries() -> None:
     x = _tone(7.3, sr=44_100, seed=2)
-    whole = resample(x, 44_100)
+    whole = resample(x, 44_100, 48_000)
     rng = np.random.default_rng(3)
-    rs = StreamResampler(44_100)
+    rs = StreamResampler(44_100, 48_000)
     parts, pos = [], 0
     while pos < len(x):
         n = int(rng.integers(1, 20_000))
@@ -224,3 +226,14 @@ def test_iter_pcm_chunks_join_to_decode_pcm(fmt: str, channels: int) -> None:
     np.testing.assert_array_equal(np.concatenate(chunks), decode_pcm(raw, fmt, channels))
     with pytest.raises(BadRequest, match="frame size"):
         list(iter_pcm(raw[:-1], fmt, channels, 999))
+
+
+def test_split_windows_hop_longer_than_window_and_repeat_padding() -> None:
+    # hop 12 > window 10: windows at 0 and 12, and no empty tail when the audio ends at a hop
+    w = split_windows(np.arange(1, 25, dtype=np.float32), 10, 12)
+    assert w.shape == (2, 10) and w[1, 0] == 13
+    assert split_windows(np.arange(1, 26, dtype=np.float32), 10, 12)[2, 0] == 25
+    # msclap tiles a short clip to the full length; transformers' CLAP zero-pads the remainder
+    np.testing.assert_array_equal(
+        repeat_pad(np.array([1, 2, 3], np.float32), 8, "repeat"), [1, 2, 3, 1, 2, 3, 1, 2]
+    )

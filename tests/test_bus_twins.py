@@ -106,6 +106,8 @@ CASES: dict[str, Case] = {
     "config": Case(),
     "status": Case(),
     "storage.stats": Case(),
+    "storage.spaces": Case(),
+    "storage.spaces.drop": Case({"space": "m-nobody-000000-d8"}),  # 404 both ways
     "embed.text": Case({"text": "calm piano"}),
     "embed.audio": Case({"format": "pcm_s16_le", "sample_rate": 48000, "channels": 1, "data": PCM}),
     "tracks.get": Case({"track_id": "t1", "include_text": True, "include_audio": True}),

@@ -15,6 +15,7 @@ import pytest
 from insight.config import ModelSettings
 from insight.errors import BadRequest, NotReady
 from insight.inference.clap import ClapModel, select_providers
+from insight.inference.model import embed_audio
 from insight.testing import build_tiny_clap
 
 
@@ -76,17 +77,17 @@ def test_similar_audio_similar_vectors(model: ClapModel) -> None:
 
 def test_embed_audio_windows_and_track_vector(model: ClapModel) -> None:
     x = np.concatenate([_tone(10, 440), _tone(10, 2000), _tone(5, 440)])
-    vec, n = model.embed_audio(x, 10.0, 10.0)
+    vec, n = embed_audio(model, x, 10.0, 10.0)
     assert n == 3
     windows = model.embed_windows(
         np.stack([x[:480_000], x[480_000:960_000], np.tile(x[960_000:], 2)])
     )
     np.testing.assert_allclose(vec, ClapModel.track_vector(windows), atol=1e-6)
     assert abs(float(np.linalg.norm(vec)) - 1.0) < 1e-5
-    _, n5 = model.embed_audio(x, 5.0, 5.0)
+    _, n5 = embed_audio(model, x, 5.0, 5.0)
     assert n5 == 5
     with pytest.raises(BadRequest):
-        model.embed_audio(np.zeros(0, np.float32), 10.0, 10.0)
+        embed_audio(model, np.zeros(0, np.float32), 10.0, 10.0)
 
 
 def test_embed_features_matches_windows(model: ClapModel) -> None:
@@ -186,16 +187,18 @@ def test_streamed_chunks_give_the_one_call_vector(model: ClapModel) -> None:
     stereo = stereo + 0.05 * rng.standard_normal((t.size, 2))
     data = (np.clip(stereo, -1, 1) * 32767).astype("<i2").tobytes()
 
-    one, n_one = model.embed_audio(resample(decode_pcm(data, "pcm_s16_le", 2), sr), 10.0, 10.0)
+    one, n_one = embed_audio(
+        model, resample(decode_pcm(data, "pcm_s16_le", 2), sr, 48_000), 10.0, 10.0
+    )
 
-    rs = StreamResampler(sr)
+    rs = StreamResampler(sr, 48_000)
     parts, pos, frame = [], 0, 4
     while pos < len(data):
         n = int(rng.integers(1, 30_000)) * frame
         chunk = data[pos : pos + n]
         pos += n
         parts.append(rs.process(decode_pcm(chunk, "pcm_s16_le", 2), last=pos >= len(data)))
-    streamed, n_streamed = model.embed_audio(np.concatenate(parts), 10.0, 10.0)
+    streamed, n_streamed = embed_audio(model, np.concatenate(parts), 10.0, 10.0)
     assert n_one == n_streamed == 3
     assert float(one @ streamed) >= 0.99999
 

@@ -26,6 +26,7 @@ from insight.inference.audio import (  # noqa: E402
 )
 from insight.inference.clap import ClapModel, session_options  # noqa: E402
 from insight.inference.export import ExportError, export_clap, quantize_int8  # noqa: E402
+from insight.inference.model import embed_audio  # noqa: E402
 from insight.inference.text import format_track_text  # noqa: E402
 from insight.testing.hf_clap import build_hf_clap  # noqa: E402
 
@@ -90,7 +91,9 @@ def test_audio_window_vectors_match_transformers(
 ) -> None:
     seconds, sr, channels, fmt = CASES[case]
     model, processor = hf
-    mono = resample(decode_pcm(_pcm(_music(seconds, sr, channels, 1), fmt), fmt, channels), sr)
+    mono = resample(
+        decode_pcm(_pcm(_music(seconds, sr, channels, 1), fmt), fmt, channels), sr, 48_000
+    )
     windows = split_windows(mono, 480_000, 480_000)
     expected_windows = max(1, int(np.ceil(len(mono) / 480_000)))
     assert windows.shape[0] == expected_windows
@@ -113,7 +116,7 @@ def test_audio_window_vectors_match_transformers(
     cos = np.sum(ref * got, axis=1)
     assert cos.min() >= 0.9999, cos
 
-    track, n = ours.embed_audio(mono, 10.0, 10.0)
+    track, n = embed_audio(ours, mono, 10.0, 10.0)
     assert n == expected_windows
     assert float(track @ _norm(ref.mean(axis=0))) >= 0.9999
 
@@ -184,7 +187,7 @@ def test_export_layout_and_int8(exported: tuple[Path, Path], ours: ClapModel) ->
     assert q.quantized
     texts = TEXTS[:8]
     assert float(np.min(np.sum(q.embed_text(texts) * ours.embed_text(texts), axis=1))) >= 0.99
-    w = resample(_music(10.0, 48_000, 1, 5)[:, 0].astype(np.float32), 48_000)[None, :]
+    w = resample(_music(10.0, 48_000, 1, 5)[:, 0].astype(np.float32), 48_000, 48_000)[None, :]
     assert float(q.embed_windows(w)[0] @ ours.embed_windows(w)[0]) >= 0.99
 
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from insight.config import InferenceSettings, ModelSettings
-from insight.errors import BadRequest, Busy, NotReady
+from insight.errors import BadRequest, Busy, Conflict, NotReady
 from insight.inference.clap import ClapModel
+from insight.inference.model import embed_audio
 from insight.inference.pool import InferencePool
 from insight.testing import build_tiny_clap
 
@@ -51,7 +52,7 @@ async def test_concurrent_requests_are_batched(models: tuple[ClapModel, ClapMode
 
         x = np.concatenate([_windows(1, 9)[0]] * 6)  # 576 000 samples
         vec, n = await pool.embed_audio(x, 10.0, 10.0)
-        ref, n_ref = model.embed_audio(x, 10.0, 10.0)
+        ref, n_ref = embed_audio(model, x, 10.0, 10.0)
         assert n == n_ref == 2
         np.testing.assert_allclose(vec, ref, atol=1e-5)
         assert pool.stats.batches >= 3 and pool.stats.items >= 24 + 10 + 2
@@ -116,6 +117,29 @@ async def test_mixed_window_lengths_and_bad_input(models: tuple[ClapModel, ClapM
         with pytest.raises(BadRequest):
             await pool.embed_audio(np.zeros(0, np.float32), 10.0, 10.0)
         assert (await pool.embed_texts(["still alive"])).shape == (1, 512)
+    finally:
+        await pool.close()
+
+
+async def test_windows_cut_at_another_rate_are_refused(
+    models: tuple[ClapModel, ClapModel],
+) -> None:
+    """Audio cut for a model of another family (44.1 kHz) is never embedded at 48 kHz, in the
+    same batch as windows cut for this model; those still get their vectors."""
+    model = models[0]
+    pool = InferencePool(model, InferenceSettings(max_batch=16, max_wait_ms=50))
+    await pool.start()
+    try:
+        w = _windows(2, 3)
+        ok, refused = await asyncio.gather(
+            pool.embed_windows(w, rate=48_000),
+            pool.embed_windows(w, rate=44_100),
+            return_exceptions=True,
+        )
+        assert isinstance(refused, Conflict) and "44100 Hz" in refused.message
+        np.testing.assert_allclose(ok, model.embed_windows(w), atol=1e-5)
+        bulk = await asyncio.gather(pool.embed_windows(w, True, 44_100), return_exceptions=True)
+        assert isinstance(bulk[0], Conflict)  # the scan's lane checks it too
     finally:
         await pool.close()
 

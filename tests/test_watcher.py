@@ -17,9 +17,12 @@ import pytest
 import pytest_asyncio
 from conftest import Running, make_settings, start_running, stop_running
 
+from insight.inference.model import AudioSpec
 from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT
 from insight.watcher.scanner import path_track_id
 from insight.watcher.service import WatcherService
+
+CLAP_SPEC = AudioSpec(48_000, 480_000, 480_000)  # 10 s windows of transformers CLAP
 
 CODECS = {
     ".mp3": "libmp3lame",
@@ -337,7 +340,7 @@ async def test_sampled_mode(tmp_path: Path, tiny_model_dir: Path) -> None:
 def _decoded(path: Path) -> tuple[np.ndarray, float, float]:
     from insight.watcher.decode import decode_full
 
-    d = decode_full(path, 10, 10)
+    d = decode_full(path, CLAP_SPEC)
     assert d.audio is not None
     return d.audio, 10.0, 10.0
 
@@ -435,8 +438,8 @@ def test_file_decode_equals_streamed_pcm(tmp_path: Path) -> None:
         for packet in stream.encode(None):
             c.mux(packet)
 
-    streamed = resample(decode_pcm(pcm.tobytes(), "pcm_s16_le", 2), rate)
-    decoded = decode_full(path, 10, 10)
+    streamed = resample(decode_pcm(pcm.tobytes(), "pcm_s16_le", 2), rate, 48_000)
+    decoded = decode_full(path, CLAP_SPEC)
     assert decoded.audio is not None and decoded.audio.shape == streamed.shape
     assert float(np.abs(decoded.audio - streamed).max()) <= 1e-6
     assert abs(decoded.duration_s - n / rate) < 1e-3
@@ -498,8 +501,8 @@ def test_decode_reads_every_sample_format(
     from insight.watcher.decode import decode_full
 
     x = _write_tone_file(tmp_path / f"x.{ext}", codec, fmt, layout, 44_100)
-    expected = resample(x.mean(axis=1).astype(np.float32), 44_100)
-    decoded = decode_full(tmp_path / f"x.{ext}", 10, 10)
+    expected = resample(x.mean(axis=1).astype(np.float32), 44_100, 48_000)
+    decoded = decode_full(tmp_path / f"x.{ext}", CLAP_SPEC)
     assert decoded.audio is not None and decoded.audio.shape == expected.shape
     assert float(np.abs(decoded.audio - expected).max()) <= tolerance
 
@@ -511,8 +514,8 @@ def test_decode_converts_unknown_sample_formats_with_ffmpeg(
     from insight.watcher import decode
 
     _write_tone_file(tmp_path / "x.flac", "flac", "s16", "stereo", 44_100)
-    direct = decode.decode_full(tmp_path / "x.flac", 10, 10).audio
+    direct = decode.decode_full(tmp_path / "x.flac", CLAP_SPEC).audio
     monkeypatch.delitem(decode._SAMPLE_TYPES, "s16")
-    converted = decode.decode_full(tmp_path / "x.flac", 10, 10).audio
+    converted = decode.decode_full(tmp_path / "x.flac", CLAP_SPEC).audio
     assert direct is not None and converted is not None and direct.shape == converted.shape
     assert float(np.abs(direct - converted).max()) <= 1e-6

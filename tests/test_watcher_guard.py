@@ -15,6 +15,7 @@ from conftest import make_settings, start_running, stop_running
 
 from insight.config import ConfigError, load_settings
 from insight.errors import BadRequest
+from insight.inference.model import AudioSpec
 from insight.watcher.decode import Limits, decode_full, decode_sampled
 from insight.watcher.guard import (
     MB,
@@ -36,6 +37,8 @@ from insight.watcher.scanner import fingerprint, walk
 from insight.watcher.service import Job, WatcherService, normalise_folder
 from insight.watcher.state import WatcherState
 from insight.watcher.tags import read_tags
+
+CLAP_SPEC = AudioSpec(48_000, 480_000, 480_000)  # 10 s windows of transformers CLAP
 
 
 def write_wav(path: Path, seconds: float, rate: int = 16000) -> Path:
@@ -104,18 +107,23 @@ def test_size_budget(tmp_path: Path) -> None:
 
 def test_decode_budgets(tmp_path: Path) -> None:
     f = write_wav(tmp_path / "four.wav", 4.0)
-    assert decode_full(f, 10, 10).duration_s == pytest.approx(4.0, abs=0.01)
-    capped = decode_full(f, 10, 10, Limits(max_audio_s=1.5))
+    assert decode_full(f, CLAP_SPEC).duration_s == pytest.approx(4.0, abs=0.01)
+    capped = decode_full(f, CLAP_SPEC, Limits(max_audio_s=1.5))
     assert capped.duration_s == pytest.approx(1.5, abs=1e-6)
-    assert decode_sampled(f, 3, 1.0, Limits(max_audio_s=2.0)).windows.shape[0] >= 1
+    assert (
+        decode_sampled(
+            f, 3, AudioSpec(48_000, 48_000, 48_000), Limits(max_audio_s=2.0)
+        ).windows.shape[0]
+        >= 1
+    )
     with pytest.raises(OverBudget, match="INSIGHT_WATCHER__MAX_DECODE_S"):
-        decode_full(f, 10, 10, Limits(budget=Budget(seconds=1e-9)))
+        decode_full(f, CLAP_SPEC, Limits(budget=Budget(seconds=1e-9)))
     stopping = Budget()
     stopping.stop.set()
     with pytest.raises(Interrupted):
-        decode_full(f, 10, 10, Limits(budget=stopping))
+        decode_full(f, CLAP_SPEC, Limits(budget=stopping))
     with pytest.raises(Refused, match="size budget"):
-        decode_full(f, 10, 10, Limits(max_bytes=100))
+        decode_full(f, CLAP_SPEC, Limits(max_bytes=100))
 
 
 async def test_service_records_why_odd_files_were_skipped(

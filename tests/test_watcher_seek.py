@@ -9,7 +9,11 @@ import av
 import numpy as np
 import pytest
 
-from insight.watcher.decode import SR, decode_full, decode_sampled, spread, window_starts
+from insight.inference.model import AudioSpec
+from insight.watcher.decode import decode_full, decode_sampled, spread, window_starts
+
+CLAP_SPEC = AudioSpec(48_000, 480_000, 480_000)  # 10 s windows of transformers CLAP
+SR = CLAP_SPEC.sample_rate
 
 RATE = 44_100
 
@@ -51,9 +55,9 @@ def encode(path: Path, codec: str, seconds: float, **options: str) -> Path:
 )
 def test_sampled_windows_equal_a_full_decode(tmp_path: Path, ext: str, codec: str) -> None:
     path = encode(tmp_path / f"x.{ext}", codec, 45.0)
-    sampled = decode_sampled(path, 3, 10.0)
+    sampled = decode_sampled(path, 3, CLAP_SPEC)
     assert sampled.seeked  # decoded around the windows only
-    full = decode_full(path, 10.0, 10.0).audio
+    full = decode_full(path, CLAP_SPEC).audio
     assert full is not None
     starts = [round(s * SR) for s in window_starts(sampled.duration_s, 3, 10.0)]
     assert abs(sampled.duration_s - full.shape[0] / SR) < 0.05
@@ -71,8 +75,8 @@ def test_sampled_windows_equal_a_full_decode(tmp_path: Path, ext: str, codec: st
 def test_variable_bitrate_mp3_decodes_whole(tmp_path: Path) -> None:
     """mp3 without a constant bitrate seeks by estimate: the whole file is decoded instead."""
     path = encode(tmp_path / "vbr.mp3", "libmp3lame", 45.0, abr="1")
-    sampled = decode_sampled(path, 3, 10.0)
+    sampled = decode_sampled(path, 3, CLAP_SPEC)
     assert not sampled.seeked
-    full = decode_full(path, 10.0, 10.0).audio
+    full = decode_full(path, CLAP_SPEC).audio
     assert full is not None
     np.testing.assert_array_equal(sampled.windows, spread(full, 3, 10 * SR))

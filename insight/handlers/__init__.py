@@ -1,7 +1,18 @@
 """Request handlers, one module per capability; ``ROUTERS`` is the endpoint table."""
 
 from insight.api import Endpoint
-from insight.handlers import embed, mood, playlists, similar, stream, system, taste, tracks, views
+from insight.handlers import (
+    embed,
+    mood,
+    playlists,
+    similar,
+    spaces,
+    stream,
+    system,
+    taste,
+    tracks,
+    views,
+)
 from insight.handlers import listens as listens_handlers
 from insight.handlers import watcher as watcher_handlers
 from insight.models import handlers as models_handlers
@@ -18,6 +29,7 @@ ROUTERS = [
     listens_handlers.router,
     similar.router,
     models_handlers.router,
+    spaces.router,
     watcher_handlers.router,
     playlists.router,
     views.router,

@@ -10,7 +10,7 @@ import numpy as np
 from insight.api import Router
 from insight.errors import BadRequest, PayloadTooLarge
 from insight.inference.audio import StreamResampler, iter_pcm, pcm_frames
-from insight.inference.clap import ClapModel
+from insight.inference.model import AudioSpec, track_vector
 from insight.ingest.windows import WindowCutter
 from insight.library import metadata_text
 from insight.schemas import (
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from insight.inference.pool import InferencePool
 
 router = Router(tag="embed")
-SAMPLE_RATE = 48_000
 CHUNK_S = 10.0  # input decoded and resampled at a time
 CHUNK_WINDOWS = 16  # ... and at most this many windows completed by one chunk
 
@@ -55,27 +54,28 @@ async def embed_audio(app: App, req: AudioEmbedRequest) -> AudioEmbedResponse:
             f"({cfg.max_embed_s:g} s, INSIGHT_AUDIO__MAX_EMBED_S); stream longer audio "
             "through /stream/start, /frames and /end"
         )
-    window, hop = pool.model.window_samples(cfg.window_size_s, cfg.hop_size_s)
-    chunk_s = min(CHUNK_S, CHUNK_WINDOWS * hop / SAMPLE_RATE)
+    spec = pool.model.audio_spec(cfg.window_size_s, cfg.hop_size_s)
+    chunk_s = min(CHUNK_S, CHUNK_WINDOWS * spec.hop / spec.sample_rate)
     chunks = iter_pcm(req.data, req.format, req.channels, round(chunk_s * req.sample_rate))
-    vector, windows = await embed_chunks(pool, chunks, req.sample_rate, window, hop)
+    vector, windows = await embed_chunks(pool, chunks, req.sample_rate, spec)
     return AudioEmbedResponse(embedding=vector.tolist(), duration_s=duration, windows=windows)
 
 
 async def embed_chunks(
-    pool: InferencePool, chunks: Iterator[np.ndarray], sample_rate: int, window: int, hop: int
+    pool: InferencePool, chunks: Iterator[np.ndarray], sample_rate: int, spec: AudioSpec
 ) -> tuple[np.ndarray, int]:
     """Mean vector of the windows of a stream of mono chunks: the same windows as
     ``split_windows`` over the whole audio, holding a chunk and a window at a time."""
-    resampler = StreamResampler(sample_rate, SAMPLE_RATE)
-    cutter = WindowCutter(window, hop)
+    resampler = StreamResampler(sample_rate, spec.sample_rate)
+    cutter = WindowCutter(spec.window, spec.hop, spec.padding)
     total = np.zeros(0, dtype=np.float64)
     count = 0
 
     async def add(windows: np.ndarray) -> None:
         nonlocal total, count
         if windows.shape[0]:
-            vectors = (await pool.embed_windows(windows)).astype(np.float64)
+            vectors = await pool.embed_windows(windows, rate=spec.sample_rate)
+            vectors = vectors.astype(np.float64)
             total = vectors.sum(axis=0) + (total if count else 0.0)
             count += windows.shape[0]
 
@@ -87,4 +87,4 @@ async def embed_chunks(
         await add(tail[None, :])
     if not count:
         raise BadRequest("audio is empty: no samples to embed")
-    return ClapModel.track_vector((total / count)[None, :]), count
+    return track_vector((total / count)[None, :]), count

@@ -81,7 +81,7 @@ async def _upsert(app: App, req: UpsertRequest) -> UpsertResponse:
 
 @router.endpoint("tracks.upsert", "POST", "/tracks/upsert")
 async def upsert(app: App, req: UpsertRequest) -> UpsertResponse:
-    """Upsert a track with pre-computed embeddings (512-d; mood is derived when possible)."""
+    """Upsert a track with pre-computed embeddings (the model's size; mood derived if possible)."""
     return await _upsert(app, req)
 
 

@@ -1,9 +1,13 @@
-"""Audio front-end: PCM decode, resampling to 48 kHz, windowing and CLAP log-mel features.
+"""Audio front-end: PCM decode, resampling to the model rate, windowing and log-mel features.
 
 The log-mel features reproduce transformers' ``ClapFeatureExtractor`` for the unfused CLAP
 checkpoints (``truncation="rand_trunc"``, ``padding="repeatpad"``): periodic Hann window, centred
 STFT with reflect padding, power spectrum, Slaney mel filterbank, ``10*log10`` with a 1e-10
-floor. Windowing is ours and deterministic (the extractor's random crop is never used).
+floor. The same steps are torchlibrosa's ``Spectrogram`` + ``LogmelFilterBank`` (Microsoft
+CLAP), whose filterbank may be made for another rate than the audio's (``mel_sampling_rate``)
+and whose short clips are tiled to the full length (``padding="repeat"``). The sample rate and
+window always come from the model's ``preprocessor_config.json``. Windowing is ours and
+deterministic (the extractor's random crop is never used).
 """
 
 from __future__ import annotations
@@ -20,7 +24,6 @@ import soxr
 from insight.audio_format import AudioFormat
 from insight.errors import BadRequest
 
-TARGET_SR = 48_000
 _SAMPLE_BYTES = {AudioFormat.PCM_F32_LE: 4, AudioFormat.PCM_S16_LE: 2, AudioFormat.PCM_S24_LE: 3}
 
 
@@ -110,7 +113,7 @@ def _check_rate(sr: int, what: str = "sample_rate") -> None:
         raise BadRequest(f"{what} must be a positive integer in Hz, got {sr!r}")
 
 
-def resample(x: np.ndarray, sr_in: int, sr_out: int = TARGET_SR) -> np.ndarray:
+def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     """One-shot high-quality resampling (soxr HQ); identity when the rates match."""
     _check_rate(sr_in)
     _check_rate(sr_out, "target sample rate")
@@ -123,7 +126,7 @@ def resample(x: np.ndarray, sr_in: int, sr_out: int = TARGET_SR) -> np.ndarray:
 class StreamResampler:
     """Chunked resampling whose output does not depend on where the chunks were cut."""
 
-    def __init__(self, sr_in: int, sr_out: int = TARGET_SR):
+    def __init__(self, sr_in: int, sr_out: int):
         _check_rate(sr_in)
         _check_rate(sr_out, "target sample rate")
         self.sr_in = sr_in
@@ -149,11 +152,17 @@ class StreamResampler:
 # --- windows ------------------------------------------------------------------------------
 
 
-def repeat_pad(x: np.ndarray, n: int) -> np.ndarray:
-    """HF ``repeatpad``: tile the clip a whole number of times, then zero-pad to ``n``."""
+PADDINGS = ("repeatpad", "repeat")
+
+
+def repeat_pad(x: np.ndarray, n: int, padding: str = "repeatpad") -> np.ndarray:
+    """HF ``repeatpad``: tile the clip a whole number of times, then zero-pad to ``n``;
+    ``repeat`` (Microsoft CLAP): tile it past ``n`` and cut."""
     if x.shape[-1] >= n:
         return x[..., :n]
-    reps = n // x.shape[-1]
+    reps = n // x.shape[-1] if padding == "repeatpad" else -(-n // x.shape[-1])
+    if padding == "repeat":
+        return np.ascontiguousarray(np.tile(x, reps)[..., :n])
     out = np.zeros((*x.shape[:-1], n), dtype=x.dtype)
     tiled = np.tile(x, reps)
     out[..., : tiled.shape[-1]] = tiled
@@ -161,13 +170,17 @@ def repeat_pad(x: np.ndarray, n: int) -> np.ndarray:
 
 
 def split_windows(
-    x: np.ndarray, window_samples: int, hop_samples: int, min_tail_samples: int = 0
+    x: np.ndarray,
+    window_samples: int,
+    hop_samples: int,
+    min_tail_samples: int = 0,
+    padding: str = "repeatpad",
 ) -> np.ndarray:
     """Cut ``x`` into windows ``[B, window_samples]`` every ``hop_samples``.
 
     Samples after the last full window form a repeat-padded tail window (dropped when shorter
     than ``min_tail_samples``, unless it is the only window). Audio shorter than one window
-    gives one repeat-padded window.
+    gives one repeat-padded window (``padding`` as :func:`repeat_pad`).
     """
     if window_samples <= 0 or hop_samples <= 0:
         raise BadRequest("window and hop must be positive")
@@ -176,13 +189,13 @@ def split_windows(
     if n == 0:
         raise BadRequest("audio is empty: no samples to embed")
     if n <= window_samples:
-        return repeat_pad(x, window_samples)[None, :]
+        return repeat_pad(x, window_samples, padding)[None, :]
     n_full = 1 + (n - window_samples) // hop_samples
     full = np.lib.stride_tricks.sliding_window_view(x, window_samples)[::hop_samples][:n_full]
     next_start = n_full * hop_samples
     last_end = (n_full - 1) * hop_samples + window_samples
-    if last_end < n and n - last_end >= min_tail_samples:
-        tail = repeat_pad(x[next_start:], window_samples)
+    if last_end < n and next_start < n and n - last_end >= min_tail_samples:
+        tail = repeat_pad(x[next_start:], window_samples, padding)
         return np.concatenate([full, tail[None, :]], axis=0)
     return np.ascontiguousarray(full)
 
@@ -192,7 +205,10 @@ def split_windows(
 
 @dataclass(frozen=True)
 class MelConfig:
-    sampling_rate: int = TARGET_SR
+    """A feature extractor's settings; the defaults are transformers' unfused CLAP extractor's,
+    for a folder without ``preprocessor_config.json`` (a family may give others)."""
+
+    sampling_rate: int = 48_000
     n_fft: int = 1024
     hop_length: int = 480
     n_mels: int = 64
@@ -202,11 +218,17 @@ class MelConfig:
     nb_max_samples: int = 480_000
     padding: str = "repeatpad"
     truncation: str = "rand_trunc"
+    mel_sampling_rate: int | None = None  # the filterbank's rate when not the audio's
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> MelConfig:
-        sr = int(d.get("sampling_rate", TARGET_SR))
+    def from_dict(cls, d: dict[str, Any], defaults: dict[str, Any] | None = None) -> MelConfig:
+        d = {**(defaults or {}), **d}
+        sr = int(d.get("sampling_rate", cls.sampling_rate))
         max_s = float(d.get("max_length_s", 10))
+        padding = str(d.get("padding", "repeatpad"))
+        if padding not in PADDINGS:
+            raise ValueError(f"padding {padding!r} is not one of {', '.join(PADDINGS)}")
+        mel_sr = d.get("mel_sampling_rate")
         return cls(
             sampling_rate=sr,
             n_fft=int(d.get("fft_window_size", d.get("n_fft", 1024))),
@@ -216,20 +238,21 @@ class MelConfig:
             f_max=float(d.get("frequency_max", 14_000.0)),
             max_length_s=max_s,
             nb_max_samples=int(d.get("nb_max_samples", round(max_s * sr))),
-            padding=str(d.get("padding", "repeatpad")),
+            padding=padding,
             truncation=str(d.get("truncation", "rand_trunc")),
+            mel_sampling_rate=int(mel_sr) if mel_sr is not None else None,
         )
 
     @classmethod
-    def from_model_dir(cls, path: Path) -> MelConfig:
-        """``preprocessor_config.json`` of the model folder, else the unfused CLAP defaults."""
+    def from_model_dir(cls, path: Path, defaults: dict[str, Any] | None = None) -> MelConfig:
+        """``preprocessor_config.json`` of the model folder over ``defaults`` (the family's)."""
         for p in (
             Path(path) / "preprocessor_config.json",
             Path(path) / "onnx" / "preprocessor_config.json",
         ):
             if p.is_file():
-                return cls.from_dict(json.loads(p.read_text()))
-        return cls()
+                return cls.from_dict(json.loads(p.read_text()), defaults)
+        return cls.from_dict({}, defaults)
 
     @property
     def frames(self) -> int:
@@ -267,7 +290,7 @@ def mel_filterbank(cfg: MelConfig) -> np.ndarray:
         cfg.n_mels + 2,
     )
     filter_freqs = _mel_to_hz(mel_pts, scale)
-    fft_freqs = np.linspace(0, cfg.sampling_rate // 2, n_bins)
+    fft_freqs = np.linspace(0, (cfg.mel_sampling_rate or cfg.sampling_rate) // 2, n_bins)
     diff = np.diff(filter_freqs)
     slopes = filter_freqs[None, :] - fft_freqs[:, None]
     down = -slopes[:, :-2] / diff[:-1]
@@ -306,7 +329,7 @@ class MelExtractor:
             x = x[None, :]
         if x.ndim != 2 or x.shape[1] == 0:
             raise BadRequest(f"expected windows of shape [B, N], got {x.shape}")
-        x = repeat_pad(x, self.cfg.nb_max_samples)
+        x = repeat_pad(x, self.cfg.nb_max_samples, self.cfg.padding)
         n, hop = self.cfg.n_fft, self.cfg.hop_length
         padded = np.pad(x, ((0, 0), (n // 2, n // 2)), mode="reflect")
         frames = np.lib.stride_tricks.sliding_window_view(padded, n, axis=-1)[:, ::hop]

@@ -1,4 +1,9 @@
-"""CLAP on ONNX Runtime: the two towers, lazily loaded, with configured execution providers."""
+"""Two-tower ONNX models (CLAP and its kin): lazily loaded sessions, configured providers.
+
+``ClapModel`` is the one ONNX base of every family (:mod:`insight.inference.families`): two
+towers (``text_model.onnx``, ``audio_model.onnx``), a ``tokenizer.json`` and the feature
+extractor of ``preprocessor_config.json``; a family only supplies defaults and its id.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from insight.config import ModelSettings
 from insight.errors import BadRequest, NotReady
 from insight.inference import fast_graph
 from insight.inference.audio import MelConfig, MelExtractor, split_windows
+from insight.inference.model import AudioSpec, l2_normalize, track_vector
 from insight.inference.model_dir import ModelFiles, find_model_files
 from insight.inference.ort_options import session_options
 from insight.inference.text import Tokenizer
@@ -70,12 +76,6 @@ def select_providers(settings: ModelSettings) -> tuple[list[str], str]:
     return providers, device
 
 
-def l2_normalize(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    norm = np.linalg.norm(x, axis=-1, keepdims=True)
-    return (x / np.maximum(norm, 1e-12)).astype(np.float32)
-
-
 class _LazySession:
     """One ``InferenceSession``, created on first use by exactly one thread."""
 
@@ -122,21 +122,27 @@ def single_threaded_blas() -> None:
 
 
 class ClapModel:
-    """Text and audio towers of one CLAP model; every vector is L2-normalised float32."""
+    """Text and audio towers of one model; every vector is L2-normalised float32.
+
+    Implements :class:`insight.inference.model.EmbeddingModel`.
+    """
 
     def __init__(
         self,
         files: ModelFiles,
         settings: ModelSettings,
         model_id: str | None = None,
+        family: str = "hf-clap",
+        mel_defaults: dict[str, Any] | None = None,
     ):
         self.files = files
         self.model_dir = files.root
         self.model_id = model_id or files.root.name
+        self.family = family
         self.dim = files.dim
         self.providers, self.device = select_providers(settings)
         self.tokenizer = Tokenizer.from_model_dir(files.root)
-        self.mel_config = MelConfig.from_model_dir(files.root)
+        self.mel_config = MelConfig.from_model_dir(files.root, mel_defaults)
         self.mel = MelExtractor(self.mel_config)
         self._settings = settings
         self._options = session_options(settings.threads)
@@ -161,6 +167,8 @@ class ClapModel:
         settings: ModelSettings,
         model_id: str | None = None,
         cache_dir: Path | None = None,
+        family: str = "hf-clap",
+        mel_defaults: dict[str, Any] | None = None,
     ) -> ClapModel:
         """The model in ``model_dir``. With ``cache_dir``, a folder we did not export runs its
         rewritten graph and int8 where accurate (:mod:`insight.inference.fast_graph`)."""
@@ -174,7 +182,7 @@ class ClapModel:
                 files = find_model_files(root, quantized=False)
             except NotReady:  # only the int8 files are there
                 files = find_model_files(root, quantized=True)
-        model = cls(files, settings, model_id)
+        model = cls(files, settings, model_id, family, mel_defaults)
         export = fast_graph.export_report(root, files.config)
         if export is not None:
             model.use(fast_graph.for_export(files, settings.quantized, export))
@@ -205,6 +213,18 @@ class ClapModel:
     @property
     def loaded(self) -> bool:
         return self._text.loaded and self._audio.loaded
+
+    @property
+    def sample_rate(self) -> int:
+        return self.mel_config.sampling_rate
+
+    @property
+    def max_window_samples(self) -> int:
+        return self.mel_config.nb_max_samples
+
+    @property
+    def has_text(self) -> bool:
+        return True
 
     def warmup(self) -> None:
         """Create both sessions and run each once."""
@@ -258,7 +278,7 @@ class ClapModel:
         return l2_normalize(out)
 
     def embed_windows(self, windows: np.ndarray) -> np.ndarray:
-        """Raw 48 kHz windows ``[B, N]`` → ``[B, dim]`` (one vector per window)."""
+        """Raw windows ``[B, N]`` at the model rate → ``[B, dim]`` (one vector per window)."""
         windows = np.asarray(windows, dtype=np.float32)
         if windows.ndim != 2 or windows.shape[0] == 0:
             raise BadRequest(f"expected audio windows [B, N], got shape {windows.shape}")
@@ -268,24 +288,20 @@ class ClapModel:
             out[start : start + feats.shape[0]] = self.embed_features(feats)
         return out
 
-    @staticmethod
-    def track_vector(window_vectors: np.ndarray) -> np.ndarray:
-        """A track's vector: the L2-normalised mean of its window vectors."""
-        return l2_normalize(np.asarray(window_vectors, dtype=np.float32).mean(axis=0))
+    track_vector = staticmethod(track_vector)
 
-    def window_samples(self, window_s: float, hop_s: float) -> tuple[int, int]:
-        """Window and hop in samples at the model rate; a window is at most the model's input."""
-        sr = self.mel_config.sampling_rate
-        window = min(round(window_s * sr), self.mel_config.nb_max_samples)
-        return max(1, window), max(1, round(hop_s * sr))
+    def audio_spec(self, window_s: float, hop_s: float) -> AudioSpec:
+        """Window and hop in samples at the model rate. A window is at most the model's input
+        (7 s for msclap); one cut to it takes its hop along, so the configured overlap (none
+        by default) stays and no audio falls between windows."""
+        sr = self.sample_rate
+        wanted = max(1, round(window_s * sr))
+        window = min(wanted, self.max_window_samples)
+        hop = max(1, round(hop_s * sr * window / wanted))
+        return AudioSpec(sr, window, hop, self.mel_config.padding)
 
-    def embed_audio(
-        self, mono48k: np.ndarray, window_s: float, hop_s: float
-    ) -> tuple[np.ndarray, int]:
-        """A track vector and the number of windows it was made of."""
-        window, hop = self.window_samples(window_s, hop_s)
-        windows = split_windows(mono48k, window, hop)
-        return self.track_vector(self.embed_windows(windows)), windows.shape[0]
+    def split_windows(self, mono: np.ndarray, spec: AudioSpec) -> np.ndarray:
+        return split_windows(mono, spec.window, spec.hop, padding=spec.padding)
 
     def _run(
         self, session: ort.InferenceSession, feed: dict[str, Any], rows: int, prefer: str

@@ -7,11 +7,14 @@ torch before anything is written to the destination.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -105,8 +108,6 @@ def export_clap(
     if quantize not in (None, "int8"):
         raise ExportError(f"unsupported quantization {quantize!r}; use 'int8'")
     torch, transformers = _require_export_deps()
-    from insight.inference.export_patches import export_friendly
-
     t0 = time.perf_counter()
     model = transformers.ClapModel.from_pretrained(str(source)).eval()
     processor = transformers.ClapProcessor.from_pretrained(str(source))
@@ -141,7 +142,7 @@ def export_clap(
     ids = enc["input_ids"].astype(np.int64)
     mask = enc["attention_mask"].astype(np.int64)
     sr = int(fe.sampling_rate)
-    clips = _synthetic_audio(sr, float(fe.nb_max_samples) / sr, 2)
+    clips = _synthetic_audio(sr, float(fe.nb_max_samples) / sr, 3)  # 2 traced, 3 checked
     feats = fe(clips, sampling_rate=sr, return_tensors="np", truncation="rand_trunc")[
         "input_features"
     ]
@@ -151,22 +152,77 @@ def export_clap(
     if model.config.audio_config.enable_fusion:
         feats = np.repeat(feats, 4, axis=1)
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {
         "source": str(source),
         "exporter_version": EXPORTER_VERSION,
         "opset": opset,
         "quantize": quantize,
     }
+
+    def write_files(tmp: Path) -> None:
+        tokenizer.backend_tokenizer.save(str(tmp / "tokenizer.json"))
+        fe_dict = {k: v for k, v in fe.to_dict().items() if not isinstance(v, np.ndarray)}
+        (tmp / "preprocessor_config.json").write_text(json.dumps(fe_dict, indent=2, default=str))
+        config = json.loads(model.config.to_json_string())
+        config.update(
+            projection_dim=int(model.config.projection_dim),
+            max_text_length=MAX_TEXT_LENGTH,
+            pad_token_id=int(tokenizer.pad_token_id),
+        )
+        (tmp / "config.json").write_text(json.dumps(config, indent=2))
+
+    return export_folder(
+        Path(out_dir),
+        TextTower(),
+        AudioTower(),
+        {"input_ids": ids, "attention_mask": mask},
+        feats[:2],
+        write_files,
+        report,
+        t0=t0,
+        opset=opset,
+        quantize=quantize,
+        verify=verify,
+        check_feats=feats,
+    )
+
+
+def export_folder(
+    out_dir: Path,
+    text_tower: Any,
+    audio_tower: Any,
+    text_feed: dict[str, np.ndarray],
+    feats: np.ndarray,
+    write_files: Callable[[Path], None],
+    report: dict[str, Any],
+    *,
+    t0: float,
+    opset: int = 20,
+    quantize: str | None = None,
+    verify: bool = True,
+    check_feats: np.ndarray | None = None,
+    max_sequence: int = 512,
+    audio_patches: Sequence[Callable[[], AbstractContextManager[Any]]] = (),
+) -> Path:
+    """Trace two towers (torch modules taking ``input_ids, attention_mask`` and
+    ``input_features``) to ONNX with a dynamic batch (and sequence), check each against torch
+    (audio on ``check_feats`` when given: a batch other than the traced one), quantize, let
+    ``write_files`` add the tokenizer and configs, and move it all into ``out_dir`` only then.
+    Every family's exporter ends here."""
+    torch, _ = _require_export_deps()
+    from insight.inference.export_patches import export_friendly
+
+    ids, mask = (torch.from_numpy(text_feed[k]) for k in ("input_ids", "attention_mask"))
+    check = feats if check_feats is None else check_feats
+    out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as tmp_s:
         tmp = Path(tmp_s)
         batch = torch.export.Dim("batch", min=1, max=1024)
-        seq = torch.export.Dim("sequence", min=2, max=512)
+        seq = torch.export.Dim("sequence", min=2, max=max_sequence)
         with torch.no_grad():
             torch.onnx.export(
-                TextTower().eval(),
-                (torch.from_numpy(ids), torch.from_numpy(mask)),
+                text_tower.eval(),
+                (ids, mask),
                 str(tmp / "text_model.onnx"),
                 input_names=["input_ids", "attention_mask"],
                 output_names=["text_embeds"],
@@ -178,10 +234,12 @@ def export_clap(
                     "attention_mask": {0: batch, 1: seq},
                 },
             )
-            with export_friendly():
-                AudioTower()(torch.from_numpy(feats))  # eager first: constants for the trace
+            with export_friendly(), contextlib.ExitStack() as patches:
+                for patch in audio_patches:
+                    patches.enter_context(patch())
+                audio_tower(torch.from_numpy(feats))  # eager first: constants for the trace
                 torch.onnx.export(
-                    AudioTower().eval(),
+                    audio_tower.eval(),
                     (torch.from_numpy(feats),),
                     str(tmp / "audio_model.onnx"),
                     input_names=["input_features"],
@@ -191,23 +249,13 @@ def export_clap(
                     opset_version=opset,
                     dynamic_shapes={"input_features": {0: batch}},
                 )
-            ref_text = _features(
-                model.get_text_features(
-                    input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)
-                )
-            ).numpy()
-            ref_audio = _features(
-                model.get_audio_features(input_features=torch.from_numpy(feats))
-            ).numpy()
+            ref_text = text_tower(ids, mask).numpy()
+            ref_audio = audio_tower(torch.from_numpy(check)).numpy()
         report["export_s"] = round(time.perf_counter() - t0, 1)
-        text_feed = {"input_ids": ids, "attention_mask": mask}
-        audio_feed = {"input_features": feats}
+        feeds = {"text": text_feed, "audio": {"input_features": check}}
         if verify:
-            for tower, feed, ref in (
-                ("text", text_feed, ref_text),
-                ("audio", audio_feed, ref_audio),
-            ):
-                got = _ort_run(tmp / f"{tower}_model.onnx", feed)
+            for tower, ref in (("text", ref_text), ("audio", ref_audio)):
+                got = _ort_run(tmp / f"{tower}_model.onnx", feeds[tower])
                 cos = float(_cosines(got, ref).min())
                 diff = float(np.abs(got - ref).max())
                 report[f"{tower}_max_abs_diff"] = diff
@@ -221,24 +269,16 @@ def export_clap(
                         f"{MIN_COSINE}, max abs diff {diff:.3g}); nothing was written"
                     )
         if quantize == "int8":
-            for tower, feed in (("text", text_feed), ("audio", audio_feed)):
+            for tower in ("text", "audio"):
                 src, dst = tmp / f"{tower}_model.onnx", tmp / f"{tower}_model_quantized.onnx"
                 quantize_int8(src, dst)
+                feed = feeds[tower]
                 cos = float(_cosines(_ort_run(dst, feed), _ort_run(src, feed)).min())
                 report[f"{tower}_int8_min_cosine"] = cos
                 log.info("export_quantized tower=%s min_cosine_vs_fp32=%.5f", tower, cos)
                 if verify and not cos >= MIN_COSINE_INT8:
                     raise ExportError(f"{tower} int8 model too far from fp32 (cosine {cos:.4f})")
-        tokenizer.backend_tokenizer.save(str(tmp / "tokenizer.json"))
-        fe_dict = {k: v for k, v in fe.to_dict().items() if not isinstance(v, np.ndarray)}
-        (tmp / "preprocessor_config.json").write_text(json.dumps(fe_dict, indent=2, default=str))
-        config = json.loads(model.config.to_json_string())
-        config.update(
-            projection_dim=int(model.config.projection_dim),
-            max_text_length=MAX_TEXT_LENGTH,
-            pad_token_id=int(tokenizer.pad_token_id),
-        )
-        (tmp / "config.json").write_text(json.dumps(config, indent=2))
+        write_files(tmp)
         report["total_s"] = round(time.perf_counter() - t0, 1)
         (tmp / "export.json").write_text(json.dumps(report, indent=2))
         for f in tmp.iterdir():

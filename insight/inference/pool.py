@@ -29,8 +29,8 @@ from typing import Any, Literal
 import numpy as np
 
 from insight.config import InferenceSettings
-from insight.errors import BadRequest, Busy, NotReady
-from insight.inference.clap import ClapModel
+from insight.errors import BadRequest, Busy, Conflict, NotReady
+from insight.inference.model import EmbeddingModel, track_vector
 from insight.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,7 @@ class _Job:
     items: Any  # list[str] for text, np.ndarray [B, N] for audio
     size: int
     future: asyncio.Future[np.ndarray]
+    rate: int | None = None  # audio: the sample rate the windows were cut at
 
 
 @dataclass
@@ -69,7 +70,7 @@ class PoolStats:
 
 
 class InferencePool:
-    def __init__(self, model: ClapModel, settings: InferenceSettings):
+    def __init__(self, model: EmbeddingModel, settings: InferenceSettings):
         self._model = model
         self.settings = settings
         self.stats = PoolStats()
@@ -82,7 +83,7 @@ class InferencePool:
         self._pending = 0
 
     @property
-    def model(self) -> ClapModel:
+    def model(self) -> EmbeddingModel:
         return self._model
 
     @property
@@ -114,7 +115,7 @@ class InferencePool:
             self._executor.shutdown(wait=True)
             self._executor = None
 
-    async def swap(self, model: ClapModel) -> None:
+    async def swap(self, model: EmbeddingModel) -> None:
         """Use ``model`` for every batch formed from now on; batches in flight finish as is."""
         if self._executor is not None:
             await asyncio.get_running_loop().run_in_executor(self._executor, model.warmup)
@@ -129,33 +130,40 @@ class InferencePool:
             return np.empty((0, self._model.dim), dtype=np.float32)
         return await self._submit("text", texts, len(texts))
 
-    async def embed_windows(self, windows: np.ndarray, bulk: bool = False) -> np.ndarray:
-        """Vectors of ``windows``; ``bulk`` work (a background scan) runs on its own runners."""
+    async def embed_windows(
+        self, windows: np.ndarray, bulk: bool = False, rate: int | None = None
+    ) -> np.ndarray:
+        """Vectors of ``windows``; ``bulk`` work (a background scan) runs on its own runners.
+
+        ``rate``: the sample rate the windows were cut at (the model's when they were cut); a
+        batch whose model has another one (swapped to another family meanwhile) refuses them
+        with ``Conflict`` instead of embedding audio at the wrong rate."""
         windows = np.asarray(windows, dtype=np.float32)
         if windows.ndim == 1:
             windows = windows[None, :]
         if windows.ndim != 2 or windows.shape[0] == 0 or windows.shape[1] == 0:
             raise BadRequest(f"expected audio windows [B, N], got shape {windows.shape}")
         if not bulk:
-            return await self._submit("audio", windows, windows.shape[0])
+            return await self._submit("audio", windows, windows.shape[0], rate)
         step = self.settings.bulk_batch
         parts = [
-            await self._submit("bulk", windows[i : i + step], min(step, windows.shape[0] - i))
+            await self._submit("bulk", windows[i : i + step], min(step, windows.shape[0] - i), rate)
             for i in range(0, windows.shape[0], step)
         ]
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
 
     async def embed_audio(
-        self, mono48k: np.ndarray, window_s: float, hop_s: float
+        self, mono: np.ndarray, window_s: float, hop_s: float
     ) -> tuple[np.ndarray, int]:
-        from insight.inference.audio import split_windows
+        """A track vector of ``mono`` (at the model's rate) and its number of windows."""
+        model = self._model
+        windows = model.split_windows(mono, model.audio_spec(window_s, hop_s))
+        vectors = await self.embed_windows(windows, rate=model.sample_rate)
+        return track_vector(vectors), int(windows.shape[0])
 
-        window, hop = self._model.window_samples(window_s, hop_s)
-        windows = split_windows(mono48k, window, hop)
-        vectors = await self.embed_windows(windows)
-        return ClapModel.track_vector(vectors), windows.shape[0]
-
-    async def _submit(self, lane: Lane, items: Any, size: int) -> np.ndarray:
+    async def _submit(
+        self, lane: Lane, items: Any, size: int, rate: int | None = None
+    ) -> np.ndarray:
         if not self._tasks:
             raise NotReady("inference pool is not running")
         if self._pending >= self.settings.max_queue:
@@ -165,7 +173,7 @@ class InferencePool:
         self._pending += 1
         try:
             kind: Kind = "text" if lane == "text" else "audio"
-            self._queues[lane].put_nowait(_Job(kind, items, size, fut))
+            self._queues[lane].put_nowait(_Job(kind, items, size, fut, rate))
             return await fut
         finally:
             self._pending -= 1
@@ -204,13 +212,21 @@ class InferencePool:
             task.add_done_callback(self._running.discard)
 
     async def _run(
-        self, kind: Kind, jobs: list[_Job], model: ClapModel, slots: asyncio.Semaphore
+        self, kind: Kind, jobs: list[_Job], model: EmbeddingModel, slots: asyncio.Semaphore
     ) -> None:
         """One batch (audio: one per window length) on a runner; frees the runner slot."""
         try:
             if kind == "audio":  # only windows of one length can share a batch
                 groups: dict[int, list[_Job]] = {}
                 for j in jobs:
+                    if j.rate is not None and j.rate != model.sample_rate:
+                        j.future.set_exception(
+                            Conflict(
+                                f"the model changed to {model.model_id} ({model.sample_rate} Hz) "
+                                f"while this audio was cut at {j.rate} Hz: send it again"
+                            )
+                        )
+                        continue
                     groups.setdefault(j.items.shape[1], []).append(j)
                 for group in groups.values():
                     await self._run_batch(kind, group, model)
@@ -222,7 +238,7 @@ class InferencePool:
                 if not j.future.done():
                     j.future.set_exception(NotReady("inference pool closed"))
 
-    async def _run_batch(self, kind: Kind, jobs: list[_Job], model: ClapModel) -> None:
+    async def _run_batch(self, kind: Kind, jobs: list[_Job], model: EmbeddingModel) -> None:
         assert self._executor is not None
         size = sum(j.size for j in jobs)
         t0 = time.perf_counter()

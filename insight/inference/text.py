@@ -42,9 +42,16 @@ def _find(root: Path, name: str) -> Path | None:
 class Tokenizer:
     """``tokenizers`` with the model's pad id, truncation that keeps ``</s>``, dynamic padding."""
 
-    def __init__(self, tokenizer: HFTokenizer, pad_id: int, max_length: int = DEFAULT_MAX_LENGTH):
+    def __init__(
+        self,
+        tokenizer: HFTokenizer,
+        pad_id: int,
+        max_length: int = DEFAULT_MAX_LENGTH,
+        suffix: str = "",
+    ):
         self.pad_id = pad_id
         self.max_length = max_length
+        self.suffix = suffix  # appended to every text (GPT-2 towers read their end token)
         tok = tokenizer
         tok.no_padding()
         # tokenizers reserves room for the special tokens the post-processor adds.
@@ -74,11 +81,11 @@ class Tokenizer:
         if (positions := text_cfg.get("max_position_embeddings")) is not None:
             # RoBERTa positions start after the pad id: 514 positions hold 512 tokens.
             max_length = min(max_length, int(positions) - 2)
-        return cls(tok, int(pad_id or 0), max_length)
+        return cls(tok, int(pad_id or 0), max_length, str(cfg.get("text_suffix", "")))
 
     def encode_batch(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """``(input_ids, attention_mask)``, int64 ``[B, T]``, T = the longest text of the batch."""
-        encs = self._tok.encode_batch(list(texts), add_special_tokens=True)
+        encs = self._tok.encode_batch([t + self.suffix for t in texts], add_special_tokens=True)
         width = max((len(e.ids) for e in encs), default=0) or 1
         ids = np.full((len(encs), width), self.pad_id, dtype=np.int64)
         mask = np.zeros((len(encs), width), dtype=np.int64)

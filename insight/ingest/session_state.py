@@ -19,7 +19,7 @@ import numpy as np
 
 from insight.errors import BadRequest, BusTimeout, InsightError
 from insight.inference.audio import StreamResampler, decode_pcm
-from insight.inference.clap import ClapModel
+from insight.inference.model import track_vector
 from insight.ingest.windows import WindowCutter
 from insight.schemas import SessionStatus
 
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("insight.sessions")
 
-SAMPLE_RATE = 48_000
 SAMPLE_BYTES = {"pcm_f32_le": 4, "pcm_s16_le": 2, "pcm_s24_le": 3}
 
 
@@ -80,9 +79,10 @@ class LiveSession:
         self.info = info
         self.loaded = loaded
         model = loaded.require_pool().model
-        window, hop = model.window_samples(audio.window_size_s, audio.hop_size_s)
-        self.resampler = StreamResampler(info.sample_rate, SAMPLE_RATE)
-        self.cutter = WindowCutter(window, hop)
+        spec = model.audio_spec(audio.window_size_s, audio.hop_size_s)
+        self.rate = spec.sample_rate  # a swap to a model of another rate fails the session
+        self.resampler = StreamResampler(info.sample_rate, spec.sample_rate)
+        self.cutter = WindowCutter(spec.window, spec.hop, spec.padding)
         self.vectors: list[np.ndarray] = []
         self.processed_seq = 0
         self.error: str | None = None
@@ -91,7 +91,8 @@ class LiveSession:
 
     async def _embed(self, windows: np.ndarray) -> None:
         if windows.shape[0]:
-            self.vectors.extend(await self.loaded.require_pool().embed_windows(windows))
+            pool = self.loaded.require_pool()
+            self.vectors.extend(await pool.embed_windows(windows, rate=self.rate))
 
     async def on_frame(self, msg: Msg) -> None:
         try:
@@ -110,7 +111,7 @@ class LiveSession:
         object alive a while after unsubscribing; its resampler held 16 MB.)"""
         self.error = self.error or "session closed"
         self.resampler.close()
-        self.cutter = WindowCutter(self.cutter.window, self.cutter.hop)
+        self.cutter = WindowCutter(self.cutter.window, self.cutter.hop, self.cutter.padding)
 
     async def caught_up(self, seq: int, timeout: float = 60.0) -> None:
         async with self.progress:
@@ -133,4 +134,4 @@ class LiveSession:
             await self._embed(tail[None, :])
         if not self.vectors:
             return None
-        return ClapModel.track_vector(np.stack(self.vectors))
+        return track_vector(np.stack(self.vectors))

@@ -1,4 +1,4 @@
-"""Cutting a stream of 48 kHz samples into windows as it arrives.
+"""Cutting a stream of samples (at the model rate) into windows as it arrives.
 
 Gives exactly the windows ``split_windows`` gives for the whole audio at once (same starts,
 same repeat-padded tail), while holding at most one window plus one chunk in memory.
@@ -12,8 +12,8 @@ from insight.inference.audio import repeat_pad
 
 
 class WindowCutter:
-    def __init__(self, window: int, hop: int) -> None:
-        self.window, self.hop = window, hop
+    def __init__(self, window: int, hop: int, padding: str = "repeatpad") -> None:
+        self.window, self.hop, self.padding = window, hop, padding
         self.buf = np.zeros(0, dtype=np.float32)
         self.total = 0  # samples seen
         self.emitted = 0  # full windows cut so far
@@ -40,8 +40,8 @@ class WindowCutter:
     def tail(self) -> np.ndarray | None:
         """The last, repeat-padded window once the stream has ended (None if there is none)."""
         if self.emitted == 0:
-            return repeat_pad(self.buf, self.window) if self.buf.size else None
+            return repeat_pad(self.buf, self.window, self.padding) if self.buf.size else None
         last_end_gap = self.buf.shape[0] + self.hop - self.window - self._skip
         if self.buf.size and last_end_gap > 0:
-            return repeat_pad(self.buf, self.window)
+            return repeat_pad(self.buf, self.window, self.padding)
         return None

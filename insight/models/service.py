@@ -254,6 +254,8 @@ class ModelsService:
         for collection, bucket in ((TRACKS_TEXT, out.text), (TRACKS_AUDIO, out.audio)):
             async for points in scroll_pages(store, collection, limit=512):
                 bucket.extend(p for p in points if p.payload.get("model_id") != current)
+            if self.stores.spaces is not None:  # tracks other model spaces have and this one lacks
+                bucket.extend(await self.stores.spaces.missing(collection))
         return out
 
     async def stale_count(self) -> int:
@@ -279,6 +281,8 @@ class ModelsService:
         total = 0
         for collection in (TRACKS_TEXT, TRACKS_AUDIO):
             total += max(0, await store.count(collection) - await store.count(collection, mine))
+            if self.stores.spaces is not None:  # tracks other model spaces have and this one lacks
+                total += len(await self.stores.spaces.missing(collection))
         return total
 
     async def on_model_loaded(self, model: Any) -> None:
@@ -314,7 +318,10 @@ class ModelsService:
         dropped = 0
         lost = sorted(audio_ids - set(queued))
         if drop_unrecoverable and lost:
-            dropped = len(await self.stores.require_store().delete(TRACKS_AUDIO, lost))
+            gone = set(await self.stores.require_store().delete(TRACKS_AUDIO, lost))
+            if self.stores.spaces is not None:  # and where other model spaces hold them
+                gone |= set(await self.stores.spaces.delete_elsewhere(TRACKS_AUDIO, lost))
+            dropped = len(gone)
         self._stale = None
         remaining = await self.stale_count()
         message = f"re-embedded {text_done} text vectors"

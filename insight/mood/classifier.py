@@ -205,3 +205,14 @@ class MoodClassifier:
             "valence": c.valence,
             "arousal": c.arousal,
         }
+
+    # --- as an analyser (insight.analysers) ------------------------------------------------
+
+    name = "mood"
+    fields: tuple[str, ...] = ("primary_mood", "moods", "mood_scores", "valence", "arousal")
+
+    async def payload_fields(
+        self, vector: np.ndarray, audio: np.ndarray | None = None, sample_rate: int | None = None
+    ) -> dict[str, Any]:
+        """Mood is read off the vector (audio unused): ``mood_fields``."""
+        return await self.mood_fields(vector)

@@ -11,7 +11,7 @@ import numpy as np
 import onnxruntime  # noqa: F401  (must load before usearch: the reverse order segfaults)
 from usearch.index import Index
 
-from insight.errors import StorageNotReady
+from insight.errors import DimensionMismatch
 from insight.storage.file_sql import read_rows, read_seq
 from insight.storage.memtable import MemTable
 from insight.storage.rwlock import RWLock
@@ -38,7 +38,7 @@ def load_collection(
     rows = read_rows(db, name)
     bad = next((len(r[4]) for r in rows if len(r[4]) != 4 * dim), None)
     if bad is not None:
-        raise StorageNotReady(
+        raise DimensionMismatch(
             f"collection {name!r} in {db_path} holds {bad // 4}-d vectors but "
             f"the model gives {dim}-d; use another INSIGHT_STORAGE__COLLECTION_PREFIX"
             " or data dir, or re-embed the library"

@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from insight.errors import BadRequest, InsightError, StorageNotReady
+from insight.errors import BadRequest, DimensionMismatch, InsightError, StorageNotReady
 from insight.storage.base import COLLECTIONS, Point, ScoredPoint, StoreStats, point_id
 from insight.storage.common import check_key, check_limit, full_name
 from insight.storage.qdrant_filter import (
@@ -172,7 +172,7 @@ class QdrantStore:
             info = await self._call(client.get_collection(name))
             size = _vector_size(info.config.params.vectors)
             if size is not None and size != self.dim:
-                raise StorageNotReady(
+                raise DimensionMismatch(
                     f"{self.where}: collection {name!r} holds {size}-d vectors but the model "
                     f"gives {self.dim}-d; use another INSIGHT_STORAGE__COLLECTION_PREFIX or "
                     "re-embed the library"
@@ -354,6 +354,18 @@ class QdrantStore:
         except InsightError as e:
             return StoreStats(mode=self.mode, connected=False, collections={}, message=e.message)
         return StoreStats(mode=self.mode, connected=True, collections=counts)
+
+    async def drop_collections(self) -> list[str]:
+        """Delete this store's collections (a model space dropped on request); their names."""
+        client = self._cl()
+        dropped = []
+        for logical in COLLECTIONS:
+            name = full_name(self.prefix, logical)
+            if await self._call(client.collection_exists(name)):
+                await self._call(client.delete_collection(name))
+                dropped.append(name)
+            self._ready.discard(name)
+        return dropped
 
 
 def _vector_size(vectors: Any) -> int | None:

@@ -4,8 +4,8 @@
   and tail of the file: cheap, and enough to recognise a moved file).
 - ``tags``: title, artists, album, genres, MusicBrainz ids (mutagen; PyAV container metadata as
   fallback, e.g. WAV INFO tags); the file name when there is no title.
-- ``decode``: PyAV decode to mono 48 kHz float32, whole file (``full``) or N windows spread
-  over the track (``sampled``, seeking so the rest is never decoded).
+- ``decode``: PyAV decode to mono float32 at the model's rate, whole file (``full``) or N
+  windows spread over the track (``sampled``, seeking so the rest is never decoded).
 - ``state``: SQLite under the data dir (path, size, mtime, content hash, track id, status,
   error) so restarts skip finished files and moved files keep their vectors.
 - ``live``: watchdog events, debounced.

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from insight.inference.clap import ClapModel
+from insight.inference.model import track_vector
 from insight.schemas import IngestMetadata
 from insight.watcher.decode import Limits, decode_full, decode_sampled
 from insight.watcher.tags import TrackTags, read_tags
@@ -53,18 +53,17 @@ async def analyze_file(
     ``executor`` runs the decode and tag reading (the watcher's low-priority threads);
     ``bulk`` embeds as background work that yields to interactive requests."""
     pool = loaded.require_pool()
+    spec = pool.model.audio_spec(audio.window_size_s, audio.hop_size_s)  # sized as the model
     loop = asyncio.get_running_loop()
     if mode == "sampled":
         decoded = await loop.run_in_executor(
-            executor, decode_sampled, path, sampled_windows, audio.window_size_s, limits
+            executor, decode_sampled, path, sampled_windows, spec, limits
         )
     else:
-        decoded = await loop.run_in_executor(
-            executor, decode_full, path, audio.window_size_s, audio.hop_size_s, limits
-        )
+        decoded = await loop.run_in_executor(executor, decode_full, path, spec, limits)
     tags = await loop.run_in_executor(executor, read_tags, path, decoded.metadata)
-    vectors = await pool.embed_windows(decoded.windows, bulk=bulk)
-    vector = ClapModel.track_vector(vectors)
+    vectors = await pool.embed_windows(decoded.windows, bulk=bulk, rate=spec.sample_rate)
+    vector = track_vector(vectors)
     return Analysis(tags, vector, int(decoded.windows.shape[0]), decoded.duration_s)
 
 

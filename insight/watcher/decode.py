@@ -1,6 +1,8 @@
-"""Audio files → mono 48 kHz float32 with PyAV (ffmpeg inside the wheel, no system ffmpeg).
+"""Audio files → mono float32 at the model rate with PyAV (ffmpeg inside the wheel).
 
-Files are opened by ``guard.open_regular`` (regular files only, never blocking) and handed to
+The rate and the window come from the loaded model (an ``AudioSpec``), so a file is cut
+exactly as ``embed-audio`` and stream sessions cut the same audio. Files are opened by
+``guard.open_regular`` (regular files only, never blocking) and handed to
 PyAV as file objects; ``Limits`` bound each decode in time (``Budget``) and in audio kept.
 """
 
@@ -16,11 +18,11 @@ import av
 import numpy as np
 
 from insight.inference.audio import downmix, repeat_pad, resample, split_windows
+from insight.inference.model import AudioSpec
 from insight.watcher.guard import Budget, open_regular
 
 log = logging.getLogger("insight.watcher.decode")
 
-SR = 48_000
 MAX_BAD_PACKETS = 50
 
 
@@ -130,29 +132,30 @@ def _to_mono(planes: list[np.ndarray], fmt: str, channels: int) -> np.ndarray:
 
 
 class _Runs:
-    """Decoded samples at the decoder's rate, made mono and resampled to 48 kHz (soxr, as live
+    """Decoded samples at the decoder's rate, made mono and resampled to ``sr`` (soxr, as live
     streams are) one run of equal rate, format and layout at a time: once per track instead of
     per frame is ~2x faster than ffmpeg's swresample chunk by chunk, and a change mid-file
     stays correct."""
 
-    def __init__(self) -> None:
+    def __init__(self, sr: int) -> None:
+        self.sr = sr
         self.done: list[np.ndarray] = []
         self.key: tuple[int, str, int] = (0, "", 0)  # rate, format, channels
         self.chunks: list[list[np.ndarray]] = []
-        self.samples_48k = 0.0
+        self.samples_out = 0.0
 
     def add(self, planes: list[np.ndarray], rate: int, fmt: str, channels: int) -> None:
         if (rate, fmt, channels) != self.key:
             self._flush()
             self.key = (rate, fmt, channels)
         self.chunks.append(planes)
-        self.samples_48k += planes[0].shape[0] * len(planes) / channels * SR / rate
+        self.samples_out += planes[0].shape[0] * len(planes) / channels * self.sr / rate
 
     def _flush(self) -> None:
         if self.chunks:
             rate, fmt, channels = self.key
             planes = [np.concatenate(p) for p in zip(*self.chunks, strict=True)]
-            self.done.append(resample(_to_mono(planes, fmt, channels), rate, SR))
+            self.done.append(resample(_to_mono(planes, fmt, channels), rate, self.sr))
         self.chunks = []
 
     def audio(self) -> np.ndarray:
@@ -165,16 +168,17 @@ class _Runs:
 def _decode(
     container: Any,
     stream: Any,
+    sr: int,
     start_s: float = 0.0,
     max_samples: int | None = None,
     budget: Budget | None = None,
     exact_skip: bool = False,
 ) -> np.ndarray:
-    """Decode from ``start_s`` (after a seek) until ``max_samples`` mono 48 kHz samples;
+    """Decode from ``start_s`` (after a seek) until ``max_samples`` mono samples at ``sr``;
     ``budget`` is checked per packet (time limit, shutdown). ``exact_skip``: the first sample
     kept is the one at ``start_s`` even when that is 0 (no seek tolerance)."""
     to_float: Any = None  # ffmpeg's converter, only for sample formats _planes does not read
-    runs = _Runs()
+    runs = _Runs(sr)
     bad = 0
     skip = start_s if exact_skip or start_s > 0 else None
 
@@ -211,7 +215,7 @@ def _decode(
             continue
         for frame in frames:
             take(frame)
-        if max_samples is not None and runs.samples_48k >= max_samples:
+        if max_samples is not None and runs.samples_out >= max_samples:
             break
     else:
         for out in to_float.resample(None) if to_float is not None else ():
@@ -228,31 +232,32 @@ def duration_of(container: Any, stream: Any) -> float | None:
     return None
 
 
-def spread(x: np.ndarray, n: int, window: int) -> np.ndarray:
+def spread(x: np.ndarray, n: int, window: int, padding: str = "repeatpad") -> np.ndarray:
     """``n`` windows spread evenly over ``x`` (all windows when ``x`` is short)."""
     if x.shape[0] <= window * n:
-        return split_windows(x, window, window, min_tail_samples=window // 4)
+        return split_windows(x, window, window, min_tail_samples=window // 4, padding=padding)
     starts = np.linspace(0, x.shape[0] - window, n + 2)[1:-1].astype(int)
     return np.stack([x[s : s + window] for s in starts])
 
 
-def decode_full(path: Path, window_s: float, hop_s: float, limits: Limits | None = None) -> Decoded:
+def decode_full(path: Path, spec: AudioSpec, limits: Limits | None = None) -> Decoded:
     """Every window of the track (its first ``max_audio_s`` seconds when it is longer)."""
     limits = limits or Limits()
-    cap = int(limits.max_audio_s * SR) if limits.max_audio_s is not None else None
+    sr = spec.sample_rate
+    cap = int(limits.max_audio_s * sr) if limits.max_audio_s is not None else None
     src = _Source(path, limits)
     try:
         meta = _metadata(src.container, src.stream)
         try:
-            x = _decode(src.container, src.stream, max_samples=cap, budget=limits.budget)
+            x = _decode(src.container, src.stream, sr, max_samples=cap, budget=limits.budget)
         except av.FFmpegError as exc:
             raise DecodeFailed(str(exc)) from exc
     finally:
         src.close()
     if cap is not None and x.shape[0] >= cap:
         log.info("audio_capped path=%s kept_s=%.0f", path, limits.max_audio_s)
-    windows = split_windows(x, int(window_s * SR), int(hop_s * SR))
-    return Decoded(windows=windows, duration_s=x.shape[0] / SR, metadata=meta, audio=x)
+    windows = split_windows(x, spec.window, spec.hop, padding=spec.padding)
+    return Decoded(windows=windows, duration_s=x.shape[0] / sr, metadata=meta, audio=x)
 
 
 PREROLL_S = 0.5  # decoded before each window and dropped: primes decoder and resampler
@@ -289,31 +294,34 @@ def _probe(container: Any, stream: Any) -> tuple[float, bool]:
 
 
 def _window_at(
-    container: Any, stream: Any, t0: float, start_s: float, window: int, budget: Budget
+    container: Any, stream: Any, t0: float, start_s: float, spec: AudioSpec, budget: Budget
 ) -> np.ndarray:
     """The ``window`` samples a full decode has from ``start_s``: decoding starts
-    ``PREROLL_S`` earlier on an input sample that is also a 48 kHz sample (147 at 44.1 kHz), so
-    the resampler's grid is the full decode's and only its settled output is kept."""
+    ``PREROLL_S`` earlier on an input sample that is also an output sample (147 at 44.1 kHz
+    for 48 kHz), so the resampler's grid is the full decode's and only its settled output is
+    kept."""
+    sr, window = spec.sample_rate, spec.window
     rate = int(stream.codec_context.sample_rate or stream.rate)
-    grid = rate // gcd(rate, SR)
+    grid = rate // gcd(rate, sr)
     first_in = max(0, int((start_s - PREROLL_S) * rate) // grid * grid)
-    first_out = first_in * SR // rate
-    skip = round(start_s * SR) - first_out
+    first_out = first_in * sr // rate
+    skip = round(start_s * sr) - first_out
     begin = t0 + first_in / rate
     container.seek(int(begin / stream.time_base), stream=stream, backward=True)
     seg = _decode(
-        container, stream, begin, skip + window + int(TAIL_S * SR), budget, exact_skip=True
+        container, stream, sr, begin, skip + window + int(TAIL_S * sr), budget, exact_skip=True
     )[skip : skip + window]
-    return repeat_pad(seg, window) if 0 < seg.shape[0] < window else seg
+    return repeat_pad(seg, window, spec.padding) if 0 < seg.shape[0] < window else seg
 
 
-def decode_sampled(path: Path, n: int, window_s: float, limits: Limits | None = None) -> Decoded:
+def decode_sampled(path: Path, n: int, spec: AudioSpec, limits: Limits | None = None) -> Decoded:
     """``n`` windows spread over the track, decoding only around them (a seek per window);
     the whole file where seeking is inexact (variable-bitrate mp3) or the duration unknown."""
     limits = limits or Limits()
     budget = limits.budget
-    cap = int(limits.max_audio_s * SR) if limits.max_audio_s is not None else None
-    window = int(window_s * SR)
+    sr, window = spec.sample_rate, spec.window
+    window_s = window / sr
+    cap = int(limits.max_audio_s * sr) if limits.max_audio_s is not None else None
     src = _Source(path, limits)
     container, stream = src.container, src.stream
     try:
@@ -323,7 +331,7 @@ def decode_sampled(path: Path, n: int, window_s: float, limits: Limits | None = 
         if exact and duration is not None and duration > window_s * (n + 1):
             try:
                 out = [
-                    _window_at(container, stream, t0, s, window, budget)
+                    _window_at(container, stream, t0, s, spec, budget)
                     for s in window_starts(duration, n, window_s)
                 ]
                 if all(w.shape[0] == window for w in out):
@@ -331,8 +339,8 @@ def decode_sampled(path: Path, n: int, window_s: float, limits: Limits | None = 
             except (av.FFmpegError, DecodeFailed) as exc:
                 log.debug("seek_failed path=%s error=%s", path, exc)
         container.seek(0)
-        x = _decode(container, stream, max_samples=cap, budget=budget)
-        return Decoded(spread(x, n, window), x.shape[0] / SR, meta)
+        x = _decode(container, stream, sr, max_samples=cap, budget=budget)
+        return Decoded(spread(x, n, window, spec.padding), x.shape[0] / sr, meta)
     except av.FFmpegError as exc:
         raise DecodeFailed(str(exc)) from exc
     finally:
