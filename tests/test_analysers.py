@@ -48,7 +48,7 @@ class Greedy:
 
 
 async def test_an_analyser_adds_fields_beside_mood(running: Running) -> None:
-    library = running.app.services["library"]
+    library = running.app.services.library
     library.analysers.extend([Brightness(), Broken(), Greedy()])
     status, _ = await running.api.call(
         "POST", "/tracks/embed-text", {"track_id": "t1", "metadata": {"name": "Calm Song"}}
