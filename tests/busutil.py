@@ -82,8 +82,22 @@ class WorkerProcess:
                 self.kill()
 
 
-async def service_instances(nc: Any, wait: float = 0.3) -> set[str]:
-    """Ids of the ``insight`` service instances that answer a ping."""
+async def service_instances(
+    nc: Any, wait: float = 0.3, expect: int | None = None, within: float = 10.0
+) -> set[str]:
+    """Ids of the ``insight`` service instances that answer a ping within ``wait`` s.
+
+    With ``expect``, ping again (for at most ``within`` s) until that many answer: on a loaded
+    machine an instance may answer after the window without being gone."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        ids = await _ping_instances(nc, wait)
+        if expect is None or len(ids) >= expect or loop.time() > deadline:
+            return ids
+
+
+async def _ping_instances(nc: Any, wait: float) -> set[str]:
     inbox = nc.new_inbox()
     sub = await nc.subscribe(inbox)
     await nc.publish("$SRV.PING.insight", b"", reply=inbox)

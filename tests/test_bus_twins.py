@@ -301,11 +301,11 @@ async def test_two_workers_share_requests(
     )
     try:
         nc = running.bus.nc
-        assert len(await service_instances(nc)) == 2
+        assert len(await service_instances(nc, expect=2)) == 2
         for _ in range(200):
             await running.bus.call("insight.v1.health")
         served = []
-        for sid in await service_instances(nc):
+        for sid in await service_instances(nc, expect=2):
             msg = await nc.request(f"$SRV.STATS.insight.{sid}", b"", timeout=2)
             endpoints = unpack(msg.data, Format.JSON)["endpoints"]
             served.append(sum(e["num_requests"] for e in endpoints if e["name"] == "health"))

@@ -80,7 +80,7 @@ async def test_a_second_private_store_is_refused_and_never_served(
                 "insight.v1.tracks.upsert",
                 {"track_id": f"t{i}", "metadata": {"name": f"Song {i}"}, "text_embedding": vec(i)},
             )
-        alone = await service_instances(bus)
+        alone = await service_instances(bus, expect=1)
         assert len(alone) == 1
         second_dir = tmp_path / "b"
         second = WorkerProcess(nats_server.url, second_dir, tiny_model_dir).start()
@@ -96,7 +96,9 @@ async def test_a_second_private_store_is_refused_and_never_served(
         assert f"node {owner.app.worker_id}" in err and str(tmp_path / "a") in err, err
         assert "INSIGHT_STORAGE__MODE=qdrant" in err, err
         # it never joined the queue group and never opened its store
-        assert instances and all(ids == alone for ids in instances), instances
+        # (a ping answered late on a loaded machine may miss the owner: never an extra instance)
+        assert instances and all(ids <= alone for ids in instances), instances
+        assert any(ids == alone for ids in instances), instances
         assert not (second_dir / ".lock").exists()
         for _ in range(8):
             for i in range(5):
