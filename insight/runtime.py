@@ -49,6 +49,10 @@ class Worker:
         await self.take_store_lease()
         await self.app.start()
         self.components = await start_components(self.app)
+        from insight.scale.remote import start_remote  # scale-out: inference workers
+
+        if (remote := await start_remote(self.app)) is not None:
+            self.components.append(remote)
         self.service = BusService(self.app)
         await self.service.start()
         log.info("worker_started nats=%s", ",".join(map(redact_url, nats_url.split(","))))
@@ -61,7 +65,13 @@ class Worker:
         if identity is None or storage.lease_ttl_s == 0:
             return
         assert self.app.js is not None
-        lease = StoreLease(self.app.js, identity, self.app.worker_id, storage.lease_ttl_s)
+        lease = StoreLease(
+            self.app.js,
+            identity,
+            self.app.worker_id,
+            storage.lease_ttl_s,
+            replicas=self.settings.nats.replicas,
+        )
         await lease.acquire()
         self.lease = lease
 

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 async def start_components(app: App) -> list[Any]:
     """Create streams/buckets and start consumers; returns objects with ``stop()``."""
     assert app.js is not None
-    await ensure_streams(app.js)
+    await ensure_streams(app.js, app.settings.nats.replicas)
     sessions = SessionManager(app)
     await sessions.start()
     app.services["sessions"] = sessions

@@ -21,10 +21,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -37,6 +37,18 @@ log = logging.getLogger(__name__)
 
 Kind = Literal["text", "audio"]
 Lane = Literal["text", "audio", "bulk"]  # one queue and batcher each; "bulk" holds audio
+
+
+class Offload(Protocol):
+    """Somewhere else to embed (``insight.scale.remote``); None: nowhere, embed here."""
+
+    async def embed(
+        self,
+        kind: Kind,
+        items: Any,
+        model_id: str,
+        local: Callable[[Any], Awaitable[np.ndarray]],
+    ) -> np.ndarray | None: ...
 
 
 @dataclass
@@ -80,6 +92,7 @@ class InferencePool:
         self._bulk_slots = asyncio.Semaphore(settings.runners)  # background scan batches
         self._executor: ThreadPoolExecutor | None = None
         self._pending = 0
+        self.remote: Offload | None = None  # inference workers on the bus (scale-out)
 
     @property
     def model(self) -> ClapModel:
@@ -127,6 +140,13 @@ class InferencePool:
         texts = list(texts)
         if not texts:
             return np.empty((0, self._model.dim), dtype=np.float32)
+        if self.remote is not None:
+            out = await self.remote.embed("text", texts, self._model.model_id, self._local_texts)
+            if out is not None:
+                return out
+        return await self._local_texts(texts)
+
+    async def _local_texts(self, texts: list[str]) -> np.ndarray:
         return await self._submit("text", texts, len(texts))
 
     async def embed_windows(self, windows: np.ndarray, bulk: bool = False) -> np.ndarray:
@@ -136,6 +156,17 @@ class InferencePool:
             windows = windows[None, :]
         if windows.ndim != 2 or windows.shape[0] == 0 or windows.shape[1] == 0:
             raise BadRequest(f"expected audio windows [B, N], got shape {windows.shape}")
+        if self.remote is not None:
+
+            async def local(part: np.ndarray) -> np.ndarray:
+                return await self._local_windows(part, bulk)
+
+            out = await self.remote.embed("audio", windows, self._model.model_id, local)
+            if out is not None:
+                return out
+        return await self._local_windows(windows, bulk)
+
+    async def _local_windows(self, windows: np.ndarray, bulk: bool) -> np.ndarray:
         if not bulk:
             return await self._submit("audio", windows, windows.shape[0])
         step = self.settings.bulk_batch

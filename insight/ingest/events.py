@@ -119,7 +119,7 @@ class EventConsumers:
         return self.app.js
 
     async def start(self) -> None:
-        self.versions = await versions_bucket(self.js)
+        self.versions = await versions_bucket(self.js, self.app.settings.nats.replicas)
         self.backfills = BackfillReconciler(self.app, self.versions, self._version_key)
         # Library events: one shared consumer, each event applied once to the shared store
         # (out of order after a crash is fine: the per-track version guard keeps the newest).

@@ -98,7 +98,7 @@ class SessionManager:
     async def start(self) -> None:
         nc = self.app.nc
         assert nc is not None
-        self.kv = await sessions_bucket(self.js)
+        self.kv = await sessions_bucket(self.js, self.app.settings.nats.replicas)
         wid = self.app.worker_id
         self._subs = [
             await nc.subscribe(subjects.worker_subject(wid, "end"), cb=self._on_forwarded_end),
