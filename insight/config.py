@@ -210,6 +210,18 @@ class WatcherSettings(BaseModel):
     scan_interval_s: float = Field(default=3600.0, ge=0)
     workers: int = Field(default=1, ge=1, le=32)
     mode: Literal["full", "sampled"] = "full"
+    distributed: Literal["auto", "off"] = Field(
+        default="auto",
+        description="auto: with inference workers on the bus, files are analysed by every node "
+        "through the INSIGHT_SCAN work queue (the library at the same path on each); off: here",
+    )
+    scan_ack_wait_s: float = Field(
+        default=30.0,
+        ge=1,
+        le=3600,
+        description="A scan job not acknowledged (or renewed) this long goes to another node; "
+        "set by the node that creates the insight-scan consumer",
+    )
     sampled_windows: int = Field(default=3, ge=1)
     threads: int = Field(
         default=0,

@@ -51,8 +51,7 @@ class Worker:
         self.components = await start_components(self.app)
         from insight.scale.remote import start_remote  # scale-out: inference workers
 
-        if (remote := await start_remote(self.app)) is not None:
-            self.components.append(remote)
+        self.components += await start_remote(self.app)
         self.service = BusService(self.app)
         await self.service.start()
         log.info("worker_started nats=%s", ",".join(map(redact_url, nats_url.split(","))))

@@ -12,7 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import socket
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from insight.bus.connection import connect, flush_subscriptions
@@ -49,10 +52,14 @@ class InferenceNode:
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self._beat: asyncio.Task[None] | None = None
+        self.scan: Any = None  # insight.scale.scan.ScanConsumer with the watcher extra
+        self._executor: ThreadPoolExecutor | None = None
 
     async def start(self, nats_url: str) -> None:
         self.nc = await connect(nats_url, self.settings.nats, name="insight-inference")
+        self.app.nc, self.app.js = self.nc, self.nc.jetstream()
         await self.app.load_configured_model()
+        await self._start_scan()
         nc = self.nc
         for kind in p.KINDS:
             self._subs.append(
@@ -72,12 +79,33 @@ class InferenceNode:
             self.capacity,
         )
 
+    async def _start_scan(self) -> None:
+        """Take part in distributed scans (needs the ``watcher`` extra for decoding)."""
+        try:
+            from insight.scale.scan import ScanConsumer
+        except ImportError:
+            log.info("scan_consumer_unavailable reason=watcher_extra_not_installed")
+            return
+        slots = self.settings.watcher.workers
+        self._executor = ThreadPoolExecutor(slots, thread_name_prefix="insight-scan")
+        self.scan = await ScanConsumer(self.app, slots, self._executor).start()
+
     def hello(self) -> p.Hello | None:
         pool = self.app.pool
         if pool is None:
             return None
         model = pool.model
-        return p.Hello(self.worker_id, model.model_id, model.dim, self.capacity, self.max_items)
+        slots = self.scan.slots if self.scan is not None else 0
+        return p.Hello(
+            self.worker_id,
+            model.model_id,
+            model.dim,
+            self.capacity,
+            self.max_items,
+            slots,
+            socket.gethostname(),
+            os.getpid(),
+        )
 
     async def announce(self) -> None:
         hello = self.hello()
@@ -150,6 +178,10 @@ class InferenceNode:
 
     async def stop(self) -> None:
         self._stopping.set()
+        if self.scan is not None:
+            await self.scan.stop()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
         if self._beat is not None:
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(asyncio.shield(self._beat), 5)

@@ -44,6 +44,9 @@ class Hello:
     dim: int
     inflight: int  # requests it takes at once
     max_items: int  # windows or texts per request
+    scan_slots: int = 0  # files it analyses at once from the scan work queue
+    host: str = ""
+    pid: int = 0
 
     def pack(self) -> bytes:
         return msgpack.packb(
@@ -53,6 +56,9 @@ class Hello:
                 "dim": self.dim,
                 "inflight": self.inflight,
                 "max_items": self.max_items,
+                "scan_slots": self.scan_slots,
+                "host": self.host,
+                "pid": self.pid,
             }
         )
 
@@ -60,7 +66,14 @@ class Hello:
     def unpack(cls, data: bytes) -> Hello:
         d = msgpack.unpackb(data)
         return cls(
-            str(d["id"]), str(d["model"]), int(d["dim"]), int(d["inflight"]), int(d["max_items"])
+            str(d["id"]),
+            str(d["model"]),
+            int(d["dim"]),
+            int(d["inflight"]),
+            int(d["max_items"]),
+            int(d.get("scan_slots", 0)),
+            str(d.get("host", "")),
+            int(d.get("pid", 0)),
         )
 
 

@@ -117,10 +117,13 @@ class RemoteInference:
         if peer is None or peer.gone.is_set():
             self.peers[hello.worker_id] = Peer(hello, time.monotonic())
             log.info(
-                "inference_worker_joined id=%s model=%s capacity=%d",
+                "inference_worker_joined id=%s host=%s pid=%d model=%s capacity=%d scan_slots=%d",
                 hello.worker_id,
+                hello.host,
+                hello.pid,
                 hello.model_id,
                 hello.inflight,
+                hello.scan_slots,
             )
             async with self._changed:
                 self._changed.notify_all()
@@ -255,8 +258,18 @@ def _consume(task: asyncio.Future[Any]) -> None:
         task.exception()
 
 
-async def start_remote(app: App) -> RemoteInference | None:
-    """The dispatcher of a store node, unless ``INSIGHT_INFERENCE__REMOTE=off``."""
+async def start_remote(app: App) -> list[Any]:
+    """A store node's scale-out parts (objects with ``stop()``): the inference dispatcher
+    (unless ``INSIGHT_INFERENCE__REMOTE=off``) and, with a watcher, the distributed scan."""
     if app.settings.inference.remote == "off":
-        return None
-    return await RemoteInference(app).start()
+        return []
+    remote = await RemoteInference(app).start()
+    parts: list[Any] = [remote]
+    watcher = app.services.get("watcher")
+    if watcher is not None:
+        from insight.scale.scan import ScanConsumer, ScanDispatch
+
+        slots = app.settings.watcher.workers
+        parts.append(await ScanConsumer(app, slots, watcher.executor).start())
+        parts.append(await ScanDispatch(app, remote, watcher).start())
+    return parts
