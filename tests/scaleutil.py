@@ -133,8 +133,10 @@ class NatsCluster:
             stderr=subprocess.DEVNULL,
         )
 
-    async def start(self, nc_factory: Any, timeout: float = 60.0) -> None:
-        """Start every node; wait until JetStream has a meta leader (a stream can be made)."""
+    async def start(self, timeout: float = 60.0) -> None:
+        """Start every node; wait until an R3 stream can be made (JetStream has a leader)."""
+        import nats
+
         for i in range(len(self.procs)):
             self.start_node(i)
         loop = asyncio.get_running_loop()
@@ -142,16 +144,22 @@ class NatsCluster:
         last: Exception | None = None
         while loop.time() < deadline:
             try:
-                nc = await nc_factory(self.url)
+                nc = await nats.connect(servers=self.urls, connect_timeout=2)
                 try:
-                    await nc.jetstream().account_info()
+                    js = nc.jetstream()
+                    await js.add_stream(name="PROBE", subjects=["probe"], num_replicas=3)
+                    await js.delete_stream("PROBE")
                     return
                 finally:
                     await nc.close()
             except Exception as exc:
                 last = exc
                 await asyncio.sleep(0.5)
-        raise TimeoutError(f"the NATS cluster did not elect a JetStream leader: {last}")
+        raise TimeoutError(f"the NATS cluster did not elect a JetStream leader: {last!r}")
+
+    def index_of(self, url: Any) -> int:
+        """The node a client is connected to (``nc.connected_url``)."""
+        return self.client_ports.index(int(url.port))
 
     def kill(self, i: int) -> None:
         proc = self.procs[i]

@@ -197,6 +197,9 @@ class RemoteInference:
                     log.warning("inference_remote_failed worker=%s error=%s", wid, err.message)
                     break
                 await asyncio.sleep(0.05 * (attempt + 1))
+            except Exception as exc:  # the connection is failing over to another server
+                log.info("inference_remote_retry worker=%s error=%r", wid, exc)
+                await asyncio.sleep(0.25 * (attempt + 1))
             finally:
                 await self._release(peer)
             self.retries += 1

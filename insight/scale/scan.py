@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("insight.scale.scan")
 
+PUBLISH_ATTEMPTS = 12  # about 25 s of retries
+
 
 class ScanDispatch:
     """The store node's side: jobs out, results in (once per work id)."""
@@ -107,7 +109,7 @@ class ScanDispatch:
         )
         msg_id = f"{path}|{st.st_size}|{st.st_mtime_ns}|{work_id}"
         try:
-            await self.app.js.publish(w.SCAN_WORK, body, headers={"Nats-Msg-Id": msg_id})
+            await self._publish(body, msg_id)
             limit = w.MAX_DELIVER * (cfg.scan_ack_wait_s + cfg.max_decode_s)
             try:
                 return await asyncio.wait_for(fut, limit)
@@ -115,6 +117,22 @@ class ScanDispatch:
                 raise DecodeFailed(f"no node analysed {path} within {limit:g} s") from None
         finally:
             self.pending.pop(work_id, None)
+
+    async def _publish(self, body: bytes, msg_id: str) -> None:
+        """Publish a job, retried through a server's loss or a leader election; the Msg-Id
+        makes a retry of a publish that did land a no-op."""
+        assert self.app.js is not None
+        for attempt in range(PUBLISH_ATTEMPTS):
+            try:
+                await self.app.js.publish(
+                    w.SCAN_WORK, body, headers={"Nats-Msg-Id": msg_id}, timeout=5
+                )
+                return
+            except Exception as exc:
+                if attempt == PUBLISH_ATTEMPTS - 1:
+                    raise NotReady(f"the scan queue takes no work: {exc!r}") from None
+                log.info("scan_publish_retry attempt=%d error=%r", attempt + 1, exc)
+                await asyncio.sleep(min(0.25 * 2**attempt, 3.0))
 
     async def _on_result(self, msg: Msg) -> None:
         try:
@@ -265,6 +283,7 @@ class ScanConsumer:
             await self.app.nc.request(job["reply"], body, timeout=10)
         except NoRespondersError:
             log.info("scan_result_unclaimed work=%s (store node gone)", job["id"])
-        except (NatsTimeout, TimeoutError):
+        except Exception as exc:  # a timeout, a server lost on the way: do it again later
+            log.info("scan_result_unsent work=%s error=%r", job["id"], exc)
             return False
         return True
