@@ -88,7 +88,8 @@ class InferenceNode:
             return
         slots = self.settings.watcher.workers
         self._executor = ThreadPoolExecutor(slots, thread_name_prefix="insight-scan")
-        self.scan = await ScanConsumer(self.app, slots, self._executor).start()
+        executor = self._executor
+        self.scan = await ScanConsumer(self.app, slots, lambda: executor).start()
 
     def hello(self) -> p.Hello | None:
         pool = self.app.pool

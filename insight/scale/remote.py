@@ -273,6 +273,6 @@ async def start_remote(app: App) -> list[Any]:
         from insight.scale.scan import ScanConsumer, ScanDispatch
 
         slots = app.settings.watcher.workers
-        parts.append(await ScanConsumer(app, slots, watcher.executor).start())
+        parts.append(await ScanConsumer(app, slots, lambda: watcher.executor).start())
         parts.append(await ScanDispatch(app, remote, watcher).start())
     return parts

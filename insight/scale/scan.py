@@ -19,6 +19,7 @@ import logging
 import os
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import Executor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -160,7 +161,11 @@ class ScanDispatch:
 class ScanConsumer:
     """Any node's side: take jobs from ``INSIGHT_SCAN``, analyse, send the result, ack."""
 
-    def __init__(self, app: App, slots: int, executor: Executor | None = None) -> None:
+    def __init__(
+        self, app: App, slots: int, executor: Callable[[], Executor | None] = lambda: None
+    ) -> None:
+        """``executor`` gives the threads for decoding at each job (the watcher's may change
+        when it moves to the foreground)."""
         self.app, self.slots, self.executor = app, slots, executor
         self.node = app.worker_id
         self.done = 0
@@ -243,6 +248,12 @@ class ScanConsumer:
         except (Interrupted, NotReady):
             await msg.nak(delay=1.0)
             return
+        except Exception as exc:  # this node's trouble, not the file's: another node tries
+            log.warning("scan_job_failed_here path=%s error=%r", path, exc)
+            if msg.metadata.num_delivered < w.MAX_DELIVER:
+                await msg.nak(delay=1.0)
+                return
+            body = w.pack_error(job["id"], self.node, "undecodable", f"{type(exc).__name__}: {exc}")
         finally:
             keep.cancel()
         if await self._answer(job, body):
@@ -261,7 +272,7 @@ class ScanConsumer:
                 str(job["mode"]),
                 int(job.get("sampled") or cfg.sampled_windows),
                 limits,
-                executor=self.executor,
+                executor=self.executor(),
                 bulk=True,
             )
         except (DecodeFailed, OverBudget, Refused, OSError) as exc:
