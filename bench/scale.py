@@ -13,10 +13,11 @@ scan start until the watcher is idle, on the same generated library (bench/scan.
   embeds files from ``INSIGHT_SCAN``).
 
 Goals: ``scan_1 / scan_2`` >= 1.8 (two workers on two cores), ``remote_1 / in_process - 1``
-<= 10 %. Failure: ``--kill-runs`` scans (tiny model) in which one of two workers is SIGKILLed
-at a random moment: every file must be analysed and applied exactly once.
+<= 10 % (best of ``--rounds`` interleaved rounds). Failure: ``--kill-runs`` scans (tiny model)
+in which one of two workers is SIGKILLed after a random number of files: every file must be
+analysed and applied exactly once.
 
-    .venv/bin/python bench/scale.py [--tracks 8] [--seconds 30] [--model DIR] [--kill-runs 5]
+    .venv/bin/python bench/scale.py [--tracks 16] [--seconds 120] [--rounds 2] [--model DIR]
 
 ``--model`` defaults to bench/scan.py's full-size clap-htsat-unfused export (built in
 ``--work-dir`` when missing). Prints the CPU, its ISA flags and the load average before/after.
@@ -114,7 +115,7 @@ async def scan(
     *,
     remote: bool = True,
     distributed: bool = True,
-    kill_after_s: float | None = None,
+    kill_at: int | None = None,
 ) -> dict[str, Any]:
     """One scan of ``library``; returns seconds and how many files each node applied."""
     name = f"w{workers}-{'d' if distributed else 'r'}-{time.monotonic_ns()}"
@@ -155,10 +156,12 @@ async def scan(
         await asyncio.to_thread(lambda: pool.model.embed_text(["warm"]))
         t0 = time.perf_counter()
         watcher.scan()
-        if kill_after_s is not None:
-            await asyncio.sleep(kill_after_s)
-            victim = random.choice(procs)
-            victim.send_signal(signal.SIGKILL)
+        if kill_at is not None and dispatch is not None:  # mid-scan: after kill_at files
+            for _ in range(60_000):  # 5 minutes at most
+                if sum(dispatch.by_node.values()) >= kill_at:
+                    break
+                await asyncio.sleep(0.005)
+            random.choice(procs).send_signal(signal.SIGKILL)
         await watcher.wait_idle(within_s=900)
         seconds = time.perf_counter() - t0
         rows = watcher.state.all()
@@ -182,36 +185,38 @@ async def run(args: argparse.Namespace, model: Path, tiny: Path) -> dict[str, An
     library = work / "library"
     make_library(library, args.tracks, args.seconds)
     kill_lib = work / "kill-library"
-    make_library(kill_lib, args.kill_tracks, 12.0)
+    make_library(kill_lib, args.kill_tracks, 30.0)
     server = EmbeddedNats(work / "nats")
     await server.start()
     try:
         name = "bench/clap-full"
         res: dict[str, Any] = {}
-        for label, kw in (
-            ("in_process", {"workers": 0, "remote": False}),
-            ("remote_1", {"workers": 1, "distributed": False}),
-            ("scan_1", {"workers": 1}),
-            ("scan_2", {"workers": 2}),
-        ):
-            res[label] = await scan(server, work, model, name, library, **kw)  # type: ignore[arg-type]
-            print(label, res[label], flush=True)
+        scenarios: dict[str, dict[str, Any]] = {
+            "in_process": {"workers": 0, "remote": False},
+            "remote_1": {"workers": 1, "distributed": False},
+            "scan_1": {"workers": 1},
+            "scan_2": {"workers": 2},
+        }
+        for r in range(args.rounds):  # interleaved: load drift on a shared box hits all alike
+            for label, kw in scenarios.items():
+                out = await scan(server, work, model, name, library, **kw)
+                res.setdefault(label, []).append(out)
+                print(r, label, out, flush=True)
+        best = {label: min(x["seconds"] for x in res[label]) for label in scenarios}
         kills = []
         for i in range(args.kill_runs):
-            after = random.uniform(0.3, 2.0)
-            r = await scan(server, work, tiny, "insight/tiny-clap", kill_lib, 2, kill_after_s=after)
-            r["kill_after_s"] = round(after, 2)
-            kills.append(r)
-            print("kill", i, r, flush=True)
+            at = random.randint(1, args.kill_tracks - 3)
+            out = await scan(server, work, tiny, "insight/tiny-clap", kill_lib, 2, kill_at=at)
+            out["killed_after_files"] = at
+            kills.append(out)
+            print("kill", i, out, flush=True)
         res["kill_runs"] = kills
+        res["best_seconds"] = best
         res["ratios"] = {
-            "scan_1_over_scan_2": round(res["scan_1"]["seconds"] / res["scan_2"]["seconds"], 2),
-            "remote_1_overhead": round(
-                res["remote_1"]["seconds"] / res["in_process"]["seconds"] - 1, 3
-            ),
-            "scan_1_over_in_process": round(
-                res["in_process"]["seconds"] / res["scan_1"]["seconds"], 2
-            ),
+            "scan_1_over_scan_2": round(best["scan_1"] / best["scan_2"], 2),
+            "remote_1_overhead": round(best["remote_1"] / best["in_process"] - 1, 3),
+            "in_process_over_scan_1": round(best["in_process"] / best["scan_1"], 2),
+            "in_process_over_scan_2": round(best["in_process"] / best["scan_2"], 2),
         }
         res["failure"] = {
             "files_lost": sum(args.kill_tracks - k["done_rows"] for k in kills),
@@ -224,11 +229,12 @@ async def run(args: argparse.Namespace, model: Path, tiny: Path) -> dict[str, An
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--tracks", type=int, default=8)
-    ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--tracks", type=int, default=16)
+    ap.add_argument("--seconds", type=float, default=120.0)
+    ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--model", type=Path, default=None)
     ap.add_argument("--kill-runs", type=int, default=5)
-    ap.add_argument("--kill-tracks", type=int, default=8)
+    ap.add_argument("--kill-tracks", type=int, default=12)
     ap.add_argument("--work-dir", type=Path, default=Path("/tmp/insight-scale-bench"))
     args = ap.parse_args()
     args.work_dir.mkdir(parents=True, exist_ok=True)

@@ -14,13 +14,14 @@ from typing import Any, Literal
 import msgpack
 import numpy as np
 
+from insight.bus import subjects
 from insight.errors import BadRequest, InsightError, PayloadTooLarge
 
-PREFIX = "insight.internal.infer"
-HELLO = f"{PREFIX}.hello"  # a worker announces itself (and answers DISCOVER)
-BYE = f"{PREFIX}.bye"  # a worker that stops cleanly
-DISCOVER = f"{PREFIX}.discover"  # a store node asks every worker to announce itself now
-QUEUE_GROUP = "insight-infer"
+PREFIX = subjects.INFER_PREFIX
+HELLO = subjects.INFER_HELLO
+BYE = subjects.INFER_BYE
+DISCOVER = subjects.INFER_DISCOVER
+QUEUE_GROUP = subjects.INFER_QUEUE_GROUP
 
 Kind = Literal["audio", "text"]
 KINDS: tuple[Kind, ...] = ("audio", "text")

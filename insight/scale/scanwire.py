@@ -14,15 +14,16 @@ import msgpack
 import numpy as np
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 
+from insight.bus import subjects
 from insight.watcher.analysis import Analysis
 from insight.watcher.decode import DecodeFailed
 from insight.watcher.guard import OverBudget, Refused
 from insight.watcher.tags import TrackTags
 
-SCAN_STREAM = "INSIGHT_SCAN"
-SCAN_WORK = "insight.internal.scan.work"
-SCAN_CONSUMER = "insight-scan"
-RESULT_PREFIX = "insight.internal.scan.result"
+SCAN_STREAM = subjects.SCAN_STREAM
+SCAN_WORK = subjects.SCAN_WORK
+SCAN_CONSUMER = subjects.SCAN_CONSUMER
+RESULT_PREFIX = subjects.SCAN_RESULT_PREFIX
 MAX_DELIVER = 5
 
 STREAM = StreamConfig(
