@@ -2,7 +2,8 @@
 files lost or doubled when a worker is killed mid-scan. Ratios in one run. Not a test.
 
 Every process is real: an embedded nats-server, the store node (``insight serve``'s worker, in
-this process, watcher in the foreground, model threads = 1) and ``insight worker --role
+this process, its watcher's background scan with one decode thread at nice 0, model threads =
+1) and ``insight worker --role
 inference`` children (``INSIGHT_MODEL__THREADS=1``, one scan slot each). Scenarios, timed from
 scan start until the watcher is idle, on the same generated library (bench/scan.py's tracks):
 
@@ -10,12 +11,14 @@ scan start until the watcher is idle, on the same generated library (bench/scan.
 * ``remote_1``: one worker, ``INSIGHT_WATCHER__DISTRIBUTED=off`` (the store node decodes, the
   worker embeds: the cost of inference over the bus);
 * ``scan_1`` / ``scan_2``: one / two workers with the distributed scan (every node decodes and
-  embeds files from ``INSIGHT_SCAN``).
+  embeds files from ``INSIGHT_SCAN``);
+* ``workers_only_1`` / ``workers_only_2``: the same with ``INSIGHT_WATCHER__SCAN_HERE=false``
+  (the store node only applies results: N workers, N single-threaded cores).
 
-Goals: ``scan_1 / scan_2`` >= 1.8 (two workers on two cores), ``remote_1 / in_process - 1``
-<= 10 % (best of ``--rounds`` interleaved rounds). Failure: ``--kill-runs`` scans (tiny model)
-in which one of two workers is SIGKILLed after a random number of files: every file must be
-analysed and applied exactly once.
+Goals: ``workers_only_1 / workers_only_2`` >= 1.8 (two workers on two cores),
+``remote_1 / in_process - 1`` <= 10 % (best of ``--rounds`` interleaved rounds). Failure:
+``--kill-runs`` scans (tiny model) in which one of two workers is SIGKILLed after a random
+number of files: every file must be analysed and applied exactly once.
 
     .venv/bin/python bench/scale.py [--tracks 16] [--seconds 120] [--rounds 2] [--model DIR]
 
@@ -115,6 +118,7 @@ async def scan(
     *,
     remote: bool = True,
     distributed: bool = True,
+    scan_here: bool = True,
     kill_at: int | None = None,
 ) -> dict[str, Any]:
     """One scan of ``library``; returns seconds and how many files each node applied."""
@@ -134,6 +138,9 @@ async def scan(
             "scan_interval_s": 0,
             "distributed": "auto" if distributed else "off",
             "scan_ack_wait_s": 5.0,
+            "nice": 0,
+            "threads": 1,
+            "scan_here": scan_here,
         },
         log_level="WARNING",
     )
@@ -142,8 +149,7 @@ async def scan(
         await store.start(server.url)
         app = store.app
         pool = app.require_pool()
-        watcher = app.services["watcher"]
-        watcher.foreground()
+        watcher = app.services["watcher"]  # background scan (bulk), nice 0, one decode thread
         dispatch = next((c for c in store.components if isinstance(c, ScanDispatch)), None)
         rem = next((c for c in store.components if isinstance(c, RemoteInference)), None)
         loop = asyncio.get_running_loop()
@@ -196,6 +202,8 @@ async def run(args: argparse.Namespace, model: Path, tiny: Path) -> dict[str, An
             "remote_1": {"workers": 1, "distributed": False},
             "scan_1": {"workers": 1},
             "scan_2": {"workers": 2},
+            "workers_only_1": {"workers": 1, "scan_here": False},
+            "workers_only_2": {"workers": 2, "scan_here": False},
         }
         for r in range(args.rounds):  # interleaved: load drift on a shared box hits all alike
             for label, kw in scenarios.items():
@@ -214,6 +222,7 @@ async def run(args: argparse.Namespace, model: Path, tiny: Path) -> dict[str, An
         res["best_seconds"] = best
         res["ratios"] = {
             "scan_1_over_scan_2": round(best["scan_1"] / best["scan_2"], 2),
+            "workers_only_1_over_2": round(best["workers_only_1"] / best["workers_only_2"], 2),
             "remote_1_overhead": round(best["remote_1"] / best["in_process"] - 1, 3),
             "in_process_over_scan_1": round(best["in_process"] / best["scan_1"], 2),
             "in_process_over_scan_2": round(best["in_process"] / best["scan_2"], 2),

@@ -215,6 +215,11 @@ class WatcherSettings(BaseModel):
         description="auto: with inference workers on the bus, files are analysed by every node "
         "through the INSIGHT_SCAN work queue (the library at the same path on each); off: here",
     )
+    scan_here: bool = Field(
+        default=True,
+        description="Also analyse files of a distributed scan on this node (false: a weak "
+        "store node leaves decoding and embedding to the inference workers)",
+    )
     scan_ack_wait_s: float = Field(
         default=30.0,
         ge=1,

@@ -48,6 +48,7 @@ class Offload(Protocol):
         items: Any,
         model_id: str,
         local: Callable[[Any], Awaitable[np.ndarray]],
+        wait: bool = True,
     ) -> np.ndarray | None: ...
 
 
@@ -141,7 +142,8 @@ class InferencePool:
         if not texts:
             return np.empty((0, self._model.dim), dtype=np.float32)
         if self.remote is not None:
-            out = await self.remote.embed("text", texts, self._model.model_id, self._local_texts)
+            model_id = self._model.model_id
+            out = await self.remote.embed("text", texts, model_id, self._local_texts, wait=False)
             if out is not None:
                 return out
         return await self._local_texts(texts)
@@ -161,7 +163,8 @@ class InferencePool:
             async def local(part: np.ndarray) -> np.ndarray:
                 return await self._local_windows(part, bulk)
 
-            out = await self.remote.embed("audio", windows, self._model.model_id, local)
+            model_id = self._model.model_id
+            out = await self.remote.embed("audio", windows, model_id, local, wait=bulk)
             if out is not None:
                 return out
         return await self._local_windows(windows, bulk)

@@ -163,9 +163,12 @@ class RemoteInference:
     # --- work -------------------------------------------------------------------------
 
     async def embed(
-        self, kind: p.Kind, items: Any, model_id: str, local: Local
+        self, kind: p.Kind, items: Any, model_id: str, local: Local, wait: bool = True
     ) -> np.ndarray | None:
-        """Vectors of ``items`` from the workers (chunks in parallel); None: no worker."""
+        """Vectors of ``items`` from the workers (chunks in parallel); None: no worker.
+
+        ``wait`` (bulk work): wait for a free slot; else (a search, a live stream) a chunk that
+        finds every worker busy is embedded here at once rather than queue behind a scan."""
         peers = self.workers(model_id)
         if not peers or len(items) == 0:
             return None
@@ -173,14 +176,16 @@ class RemoteInference:
         if kind == "audio":
             step = max(1, min(step, self.max_payload // max(1, items.shape[1] * 4)))
         chunks = [items[i : i + step] for i in range(0, len(items), step)]
-        parts = await asyncio.gather(*(self._one(kind, c, model_id, local) for c in chunks))
+        parts = await asyncio.gather(*(self._one(kind, c, model_id, local, wait) for c in chunks))
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
 
-    async def _one(self, kind: p.Kind, chunk: Any, model_id: str, local: Local) -> np.ndarray:
+    async def _one(
+        self, kind: p.Kind, chunk: Any, model_id: str, local: Local, wait: bool
+    ) -> np.ndarray:
         work_id = uuid.uuid4().hex
         payload = p.pack_request(work_id, model_id, kind, chunk)
         for attempt in range(ATTEMPTS):
-            peer = await self._acquire(model_id)
+            peer = await self._acquire(model_id, wait)
             if peer is None:
                 break
             wid = peer.hello.worker_id
@@ -206,8 +211,9 @@ class RemoteInference:
         self.local_items += len(chunk)
         return await local(chunk)
 
-    async def _acquire(self, model_id: str) -> Peer | None:
-        """The least busy worker with a free slot; waits for one (bounded), None if none."""
+    async def _acquire(self, model_id: str, wait: bool) -> Peer | None:
+        """The least busy worker with a free slot; waits for one (bounded, if ``wait``), None
+        if none."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.cfg.remote_timeout_s
         async with self._changed:
@@ -226,7 +232,7 @@ class RemoteInference:
                     peer.used = loop.time()
                     return peer
                 left = deadline - loop.time()
-                if left <= 0:
+                if left <= 0 or not wait:
                     return None
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), min(left, 1.0))
@@ -272,7 +278,8 @@ async def start_remote(app: App) -> list[Any]:
     if watcher is not None:
         from insight.scale.scan import ScanConsumer, ScanDispatch
 
-        slots = app.settings.watcher.workers
-        parts.append(await ScanConsumer(app, slots, lambda: watcher.executor).start())
+        if app.settings.watcher.scan_here:
+            slots = app.settings.watcher.workers
+            parts.append(await ScanConsumer(app, slots, lambda: watcher.executor).start())
         parts.append(await ScanDispatch(app, remote, watcher).start())
     return parts

@@ -88,7 +88,9 @@ class ScanDispatch:
         """Files in flight across the cluster: ours plus every worker's scan slots."""
         pool = self.app.pool
         peers = self.remote.workers(pool.model.model_id) if pool is not None else []
-        return self.app.settings.watcher.workers + sum(p.hello.scan_slots for p in peers)
+        cfg = self.app.settings.watcher
+        here = cfg.workers if cfg.scan_here else 0
+        return max(1, here + sum(p.hello.scan_slots for p in peers))
 
     async def analyze(self, path: Path) -> Analysis:
         """``path``'s analysis from whichever node takes the job."""
@@ -228,6 +230,10 @@ class ScanConsumer:
             log.warning("scan_job_poison error=%s", exc)
             await msg.term()
             return
+        if not job["reply"].startswith(w.RESULT_PREFIX + ".") or not job["path"].startswith("/"):
+            log.warning("scan_job_refused reply=%s path=%s", job["reply"], job["path"])
+            await msg.term()  # results go to a store node only, for absolute paths only
+            return
         pool = self.app.pool
         if pool is None or pool.model.model_id != job["model"]:
             await msg.nak(delay=1.0)  # not this node's model (or none yet): another node
@@ -248,6 +254,10 @@ class ScanConsumer:
         except (Interrupted, NotReady):
             await msg.nak(delay=1.0)
             return
+        except asyncio.CancelledError:  # this node stops: the job goes to another one now
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(msg.nak(), 1.0)
+            raise
         except Exception as exc:  # this node's trouble, not the file's: another node tries
             log.warning("scan_job_failed_here path=%s error=%r", path, exc)
             if msg.metadata.num_delivered < w.MAX_DELIVER:
