@@ -118,8 +118,16 @@ async def test_cluster_loses_a_nats_node_and_an_inference_worker(
         rows = watcher.state.all()
         assert [r.status for r in rows] == [DONE] * FILES, [(r.path, r.error) for r in rows]
         assert watcher.outcomes["analyzed"] == FILES  # each file stored once
-        assert sum(dispatch.by_node.values()) == FILES  # each work id applied once
-        assert (await js.stream_info(SCAN_STREAM)).state.messages == 0  # nothing left behind
+        # each work id applied once (a file done while no worker was heard is analysed here)
+        assert sum(dispatch.by_node.values()) <= FILES
+        # nothing left behind: a job whose ack was lost with a node comes back after the ack
+        # wait, and its second result is answered "duplicate" (not applied) and acked
+        for _ in range(150):
+            if (await js.stream_info(SCAN_STREAM)).state.messages == 0:
+                break
+            await asyncio.sleep(0.2)
+        assert (await js.stream_info(SCAN_STREAM)).state.messages == 0
+        assert watcher.outcomes["analyzed"] == FILES
         await drained(js, subjects.LIBRARY_CONSUMER, timeout=120)
         assert (await js.stream_info(subjects.EVENTS_STREAM)).state.messages == EVENTS
         names = await stored_names(store)

