@@ -101,3 +101,53 @@ def process_of(
 ) -> InferenceProcess:
     pid = remote.peers[worker_id].hello.pid
     return next(p for p in procs if p.proc is not None and p.proc.pid == pid)
+
+
+@pytest.mark.asyncio
+async def test_bad_scan_jobs_are_terminated_and_never_answered_elsewhere(
+    tmp_path: Path, tiny_model_dir: Path, nats_server: EmbeddedNats
+) -> None:
+    """Poison, a reply subject that is not a store node's, a relative path: each job is
+    terminated at once (no retries), and no reply reaches the subject it named."""
+    import msgpack
+    import nats
+
+    from insight.scale import scanwire as w
+
+    lib = tmp_path / "lib"
+    write_track(lib / "a.flac", seconds=3.0)
+    store = await in_process_worker(
+        nats_server.url, tmp_path / "store", tiny_model_dir, watcher={"folders": [str(lib)]}
+    )
+    nc = await nats.connect(nats_server.url)
+    try:
+        heard: list[bytes] = []
+
+        async def hear(msg: Any) -> None:
+            heard.append(msg.data)
+
+        sub = await nc.subscribe("insight.v1.>", cb=hear)
+        js = nc.jetstream()
+        model = store.app.require_pool().model.model_id
+        jobs = [
+            b"\xc1 not msgpack",
+            msgpack.packb({"id": "x"}),
+            w.pack_job("j1", str(lib / "a.flac"), "insight.v1.tracks.delete", "full", 3, model),
+            w.pack_job("j2", "lib/a.flac", w.result_subject("nobody"), "full", 3, model),
+        ]
+        for i, body in enumerate(jobs):
+            await js.publish(w.SCAN_WORK, body, headers={"Nats-Msg-Id": f"bad-{i}"})
+        for _ in range(100):
+            info = await js.consumer_info(w.SCAN_STREAM, w.SCAN_CONSUMER)
+            if info.num_ack_pending == 0 and info.num_pending == 0:
+                break
+            await asyncio.sleep(0.1)
+        info = await js.consumer_info(w.SCAN_STREAM, w.SCAN_CONSUMER)
+        assert info.num_pending == 0 and info.num_ack_pending == 0
+        assert info.num_redelivered == 0  # terminated on first sight, not retried
+        assert (await js.stream_info(w.SCAN_STREAM)).state.messages == 0
+        await sub.unsubscribe()
+        assert heard == []
+    finally:
+        await nc.close()
+        await store.stop()
