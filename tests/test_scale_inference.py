@@ -9,6 +9,7 @@ import msgpack
 import nats
 import numpy as np
 import pytest
+from prometheus_client import REGISTRY
 
 from insight.bus.embedded import EmbeddedNats
 from insight.scale import protocol as p
@@ -23,6 +24,14 @@ def remote_of(worker: object) -> RemoteInference:
     found = [c for c in worker.components if isinstance(c, RemoteInference)]  # type: ignore[attr-defined]
     assert len(found) == 1
     return found[0]
+
+
+async def gauge_becomes(name: str, want: float) -> bool:
+    for _ in range(100):  # the dispatcher's sweep sets it every half heartbeat
+        if REGISTRY.get_sample_value(name) == want:
+            return True
+        await asyncio.sleep(0.05)
+    return False
 
 
 def windows(n: int, samples: int, seed: int = 0) -> np.ndarray:
@@ -71,6 +80,11 @@ async def test_two_inference_workers_share_work_and_survive_a_kill(
         assert cosine_rows(text_got, text_local).min() >= 0.9999
         assert set(remote.sent) == set(ids), remote.sent
         assert remote.local_items == 0
+        assert await gauge_becomes("insight_inference_workers", 2.0)
+        remote_items = REGISTRY.get_sample_value(
+            "insight_remote_inference_items_total", {"where": "remote"}
+        )
+        assert remote_items is not None and remote_items >= 16
 
         # a worker killed while work is in flight: everything completes on the other one
         before = dict(remote.sent)
@@ -89,6 +103,7 @@ async def test_two_inference_workers_share_work_and_survive_a_kill(
         survivor = [w for w in ids if w in remote.sent and remote.sent[w] > before.get(w, 0)]
         assert survivor, remote.sent
         assert len(remote.workers(model_id)) == 1  # the dead one was dropped
+        assert await gauge_becomes("insight_inference_workers", 1.0)
         assert remote.local_items == 0  # the survivor took the dead worker's share
     finally:
         if store is not None:

@@ -106,7 +106,8 @@ class LeaseRefused(StoreConflict):
             f"This worker's {mine.where} would split the data (requests answered by either "
             "store). Fix: share one store (INSIGHT_STORAGE__MODE=qdrant with the same "
             "INSIGHT_STORAGE__URL and COLLECTION_PREFIX on every worker), or run this worker "
-            "without a store (INSIGHT_STORAGE__ENABLED=false: embedding work only), or stop "
+            "as `insight worker --role inference` (embedding work for the store's node, no "
+            "store), or stop "
             f"the other node; a crashed node's lease expires {ttl_s:g} s after its last renewal"
         )
         self.holder = holder

@@ -28,6 +28,7 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
 from insight.errors import InsightError
+from insight.metrics import INFERENCE_WORKERS, REMOTE_ITEMS
 from insight.scale import protocol as p
 from insight.tasks import cancel_and_wait
 
@@ -150,6 +151,8 @@ class RemoteInference:
             for wid, peer in list(self.peers.items()):
                 if now - peer.seen > limit:
                     await self._drop(wid, f"silent for {now - peer.seen:.1f} s")
+            pool = self.app.pool
+            INFERENCE_WORKERS.set(len(self.workers(pool.model.model_id)) if pool else 0)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.cfg.heartbeat_s / 2)
 
@@ -192,6 +195,7 @@ class RemoteInference:
             try:
                 vectors = await self._ask(peer, kind, payload, work_id, model_id, len(chunk))
                 self.sent[wid] += len(chunk)
+                REMOTE_ITEMS.labels("remote").inc(len(chunk))
                 return vectors
             except (NatsTimeout, NoRespondersError, PeerGone) as exc:
                 await self._drop(wid, type(exc).__name__)
@@ -209,6 +213,7 @@ class RemoteInference:
                 await self._release(peer)
             self.retries += 1
         self.local_items += len(chunk)
+        REMOTE_ITEMS.labels("local").inc(len(chunk))
         return await local(chunk)
 
     async def _acquire(self, model_id: str, wait: bool) -> Peer | None:
