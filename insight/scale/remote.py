@@ -200,12 +200,11 @@ class RemoteInference:
             except (NatsTimeout, NoRespondersError, PeerGone) as exc:
                 await self._drop(wid, type(exc).__name__)
             except InsightError as err:
-                if err.status == 409:  # another model: not for this store node
-                    await self._drop(wid, err.message)
-                elif err.status != 429:
+                if err.status == 429:  # full: another worker, or this one a moment later
+                    await asyncio.sleep(0.05 * (attempt + 1))
+                else:  # another model, a broken or lying answer: not this worker again
                     log.warning("inference_remote_failed worker=%s error=%s", wid, err.message)
-                    break
-                await asyncio.sleep(0.05 * (attempt + 1))
+                    await self._drop(wid, err.message)
             except Exception as exc:  # the connection is failing over to another server
                 log.info("inference_remote_retry worker=%s error=%r", wid, exc)
                 await asyncio.sleep(0.25 * (attempt + 1))
