@@ -151,3 +151,20 @@ async def test_no_inference_worker_means_local_and_bad_requests_are_refused(
         await nc.close()
         proc.stop()
         await store.stop()
+
+
+def test_an_inference_worker_needs_a_bus_to_join(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "INSIGHT_NATS__URL": "", "INSIGHT_STORAGE__DATA_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "insight.cli", "worker", "--role", "inference"],
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert b"joins an existing bus: set --nats-url or INSIGHT_NATS__URL" in done.stderr
+    assert not (tmp_path / "nats").exists()  # no embedded server was started for it
