@@ -56,6 +56,11 @@ def cmd_run(worker: bool, bridge: bool) -> Callable[[argparse.Namespace], int]:
             use_system_malloc()
         settings = _settings(args)
         setup_logging(settings.log_level)
+        if getattr(args, "role", "all") == "inference":  # insight.scale.node
+            from insight.scale.node import run_inference_node
+
+            asyncio.run(run_inference_node(settings))
+            return 0
         try:
             asyncio.run(run_until_signal(settings, worker=worker, bridge=bridge))
         except StoreConflict as exc:
@@ -120,6 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = sub.add_parser(name, help=text)
         p.add_argument("--nats-url", help="join this NATS instead of starting one")
+        if name == "worker":
+            p.add_argument(
+                "--role",
+                choices=["all", "inference"],
+                default="all",
+                help="inference: embedding work only (no store, watcher, history or lease)",
+            )
         p.set_defaults(func=cmd_run(worker, bridge))
 
     p = sub.add_parser("status", help="summarise a running instance's health")

@@ -12,7 +12,8 @@ Start order (``start``), each step using only what the steps before it made:
 4. the configured model (absent → degraded; the listeners cache what they need per model);
 5. the watcher's workers (and its scan, when enabled);
 6. the background download of the configured model when none is loaded and it may fetch one;
-7. with a bus: JetStream streams and buckets, stream sessions, event consumers, metrics.
+7. with a bus: JetStream streams and buckets, stream sessions, event consumers, metrics, and
+   scale-out (remote inference through inference workers, the distributed scan).
 
 ``stop`` runs the same steps backwards: bus components, background tasks, services (watcher,
 models, playlists, history), the inference pool, the store.
@@ -100,7 +101,7 @@ async def start_bus_components(app: App, services: Services) -> None:
 
     assert app.nc is not None and app.js is not None
     s = app.settings
-    await ensure_streams(app.js)
+    await ensure_streams(app.js, s.nats.replicas)
     services.sessions = SessionManager(
         s.stream,
         s.audio,
@@ -110,6 +111,7 @@ async def start_bus_components(app: App, services: Services) -> None:
         app.nc,
         app.js,
         app.worker_id,
+        replicas=s.nats.replicas,
     )
     await services.sessions.start()
     services.events = EventConsumers(
@@ -120,16 +122,25 @@ async def start_bus_components(app: App, services: Services) -> None:
         app.stores,
         services.library,
         services.history,
+        replicas=s.nats.replicas,
     )
     await services.events.start()
     services.metrics = await MetricsCollector(app.stores, app.js, app.instance_id).start()
+    from insight.scale.remote import start_remote
+
+    services.scale = await start_remote(app)
 
 
 async def stop(app: App) -> None:
     """Stop what ``start`` started, in reverse order; safe after a partial start."""
     services = app.built_services
     if services is not None:
-        for component in (services.metrics, services.events, services.sessions):
+        for component in (
+            *reversed(services.scale),
+            services.metrics,
+            services.events,
+            services.sessions,
+        ):
             if component is not None:
                 with contextlib.suppress(Exception):
                     await component.stop()

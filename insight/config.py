@@ -87,6 +87,27 @@ class InferenceSettings(BaseModel):
         le=256,
         description="Windows per batch of a background scan (on runners of its own)",
     )
+    remote: Literal["auto", "off"] = Field(
+        default="auto",
+        description="auto: send embedding work to `insight worker --role inference` nodes of "
+        "the same model when any are on the bus, else embed here; off: always here",
+    )
+    remote_inflight: int = Field(
+        default=2, ge=1, le=64, description="Requests in flight per inference worker"
+    )
+    remote_timeout_s: float = Field(
+        default=30.0, gt=0, description="An inference request unanswered this long goes elsewhere"
+    )
+    remote_max_windows: int = Field(
+        default=16, ge=1, le=256, description="Audio windows (or texts) per inference request"
+    )
+    heartbeat_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="Inference workers announce themselves this often; silent for 3 of these, "
+        "a worker is dropped and its requests go to another",
+    )
 
 
 class StorageSettings(BaseModel):
@@ -146,6 +167,13 @@ class NatsSettings(BaseModel):
     tls_ca: Path | None = None
     port: int = Field(default=0, ge=0, le=65535, description="Embedded server port; 0 = free")
     max_payload_mb: float = Field(default=8.0, gt=0, le=64)
+    replicas: int = Field(
+        default=1,
+        ge=1,
+        le=5,
+        description="Replicas of the streams and KV buckets insight creates (3 on a 3-node "
+        "NATS cluster); existing ones keep theirs",
+    )
     auth_file: Path | None = Field(
         default=None,
         description="User/password file of the embedded server; default <data_dir>/nats/auth.env",
@@ -182,6 +210,23 @@ class WatcherSettings(BaseModel):
     scan_interval_s: float = Field(default=3600.0, ge=0)
     workers: int = Field(default=1, ge=1, le=32)
     mode: Literal["full", "sampled"] = "full"
+    distributed: Literal["auto", "off"] = Field(
+        default="auto",
+        description="auto: with inference workers on the bus, files are analysed by every node "
+        "through the INSIGHT_SCAN work queue (the library at the same path on each); off: here",
+    )
+    scan_here: bool = Field(
+        default=True,
+        description="Also analyse files of a distributed scan on this node (false: a weak "
+        "store node leaves decoding and embedding to the inference workers)",
+    )
+    scan_ack_wait_s: float = Field(
+        default=30.0,
+        ge=1,
+        le=3600,
+        description="A scan job not acknowledged (or renewed) this long goes to another node; "
+        "set by the node that creates the insight-scan consumer",
+    )
     sampled_windows: int = Field(default=3, ge=1)
     threads: int = Field(
         default=0,

@@ -36,6 +36,14 @@ INFERENCE_SECONDS = Histogram(
 )
 INFERENCE_QUEUE = Gauge("insight_inference_queue_depth", "Requests waiting for inference")
 EVENTS = Counter("insight_events_total", "Bus events by kind and outcome", ["kind", "outcome"])
+INFERENCE_WORKERS = Gauge(
+    "insight_inference_workers", "Inference workers of this node's model heard on the bus"
+)
+REMOTE_ITEMS = Counter(
+    "insight_remote_inference_items_total",
+    "Windows and texts embedded by inference workers (where=remote) or here instead (local)",
+    ["where"],
+)
 SESSIONS = Gauge("insight_stream_sessions", "Streaming sessions owned by this worker")
 STORE_POINTS = Gauge("insight_store_points", "Points per collection", ["collection"])
 STREAM_MESSAGES = Gauge("insight_stream_messages", "Messages held per JetStream stream", ["stream"])

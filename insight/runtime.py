@@ -59,7 +59,13 @@ class Worker:
         if identity is None or storage.lease_ttl_s == 0:
             return
         assert self.app.js is not None
-        lease = StoreLease(self.app.js, identity, self.app.worker_id, storage.lease_ttl_s)
+        lease = StoreLease(
+            self.app.js,
+            identity,
+            self.app.worker_id,
+            storage.lease_ttl_s,
+            replicas=self.settings.nats.replicas,
+        )
         await lease.acquire()
         self.lease = lease
 

@@ -6,8 +6,8 @@ in their constructor (see compose.py for the order), never by looking it up.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from insight.history import ListeningHistory
@@ -35,3 +35,5 @@ class Services:
     sessions: SessionManager | None = None
     events: EventConsumers | None = None
     metrics: MetricsCollector | None = None
+    # scale-out (insight.scale): remote inference and the distributed scan, each with stop()
+    scale: list[Any] = field(default_factory=list)

@@ -243,12 +243,12 @@ NAMED_VOLUME = re.compile(r"^([A-Za-z0-9][\w.-]*):")
 def test_compose_services_and_profiles() -> None:
     doc = compose()
     svc = doc["services"]
-    assert set(svc) == {"nats", "qdrant", "insight", "worker", "ma-bridge"}
+    assert set(svc) == {"nats", "qdrant", "insight", "worker", "ma-bridge"} | CLUSTER
     assert "profiles" not in svc["insight"] and svc["worker"]["profiles"] == ["scale"]
     assert svc["ma-bridge"]["profiles"] == ["music-assistant"]
     # worker + bridge in one container, against the compose NATS, Qdrant storage.
-    assert svc["insight"]["command"] == ["serve", "--nats-url", "nats://nats:4222"]
-    assert svc["worker"]["command"] == ["worker", "--nats-url", "nats://nats:4222"]
+    assert svc["insight"]["command"] == ["serve", "--nats-url", NATS_URLS]
+    assert svc["worker"]["command"] == ["worker", "--nats-url", NATS_URLS]
     for name in ("insight", "worker"):
         env = svc[name]["environment"]
         assert env["INSIGHT_STORAGE__MODE"] == "qdrant"
@@ -259,7 +259,7 @@ def test_compose_services_and_profiles() -> None:
     assert svc["ma-bridge"]["environment"]["INSIGHT_NATS__USER"] == "music_assistant"
     assert "ports" not in svc["worker"]  # scaled replicas must not fight over a host port
     # nats runs our nats.conf; its password variables are passed in.
-    assert svc["nats"]["command"] == ["-c", "/etc/nats/nats.conf"]
+    assert svc["nats"]["command"] == ["-c", "${NATS_CONFIG:-/etc/nats/nats.conf}"]
     assert "./nats.conf:/etc/nats/nats.conf:ro" in svc["nats"]["volumes"]
     assert set(PASSWORDS) <= set(svc["nats"]["environment"])
     # Every named volume is declared.
@@ -270,6 +270,45 @@ def test_compose_services_and_profiles() -> None:
         if (m := NAMED_VOLUME.match(v)) and not v.startswith(".")
     }
     assert used <= set(doc["volumes"]) and {"nats-data", "qdrant-data", "insight-data"} <= used
+
+
+CLUSTER = {"nats-2", "nats-3", "inference"}
+NATS_URLS = "${INSIGHT_NATS_URLS:-nats://nats:4222}"
+
+
+def test_compose_cluster_profile() -> None:
+    """3 NATS nodes (the base one with NATS_CONFIG set) and stateless inference workers."""
+    svc = compose()["services"]
+    assert all(svc[name]["profiles"] == ["cluster"] for name in CLUSTER)
+    for name in ("nats-2", "nats-3"):
+        assert svc[name]["command"] == ["-c", "/etc/nats/cluster/node.conf"]
+        assert svc[name]["environment"]["NATS_SERVER_NAME"] == name
+        assert set(PASSWORDS) <= set(svc[name]["environment"])
+    assert svc["nats"]["environment"]["NATS_SERVER_NAME"] == "nats"
+    assert "./deploy/nats-cluster:/etc/nats/cluster:ro" in svc["nats"]["volumes"]
+    inference = svc["inference"]
+    assert inference["command"] == ["worker", "--role", "inference", "--nats-url", NATS_URLS]
+    assert "ports" not in inference and inference["environment"]["INSIGHT_NATS__USER"] == "insight"
+    example = (ROOT / ".env.example").read_text()
+    assert (
+        "INSIGHT_NATS_REPLICAS=3" in example
+        and "NATS_CONFIG=/etc/nats/cluster/node.conf" in example
+    )
+
+
+def test_cluster_node_conf_is_valid_and_has_nats_confs_users() -> None:
+    binary = str(nats_server_binary())
+    node = ROOT / "deploy" / "nats-cluster" / "node.conf"
+    env = {**os.environ, **PASSWORDS, "NATS_SERVER_NAME": "nats-2"}
+    ok = subprocess.run([binary, "-t", "-c", str(node)], env=env, capture_output=True, timeout=30)
+    assert ok.returncode == 0, ok.stderr
+    bare = {k: v for k, v in env.items() if k != "NATS_SERVER_NAME"}
+    bad = subprocess.run([binary, "-t", "-c", str(node)], env=bare, capture_output=True, timeout=30)
+    assert bad.returncode != 0 and b"NATS_SERVER_NAME" in bad.stdout + bad.stderr
+    accounts = (ROOT / "deploy" / "nats-cluster" / "accounts.conf").read_text()
+    main = (ROOT / "nats.conf").read_text()
+    block = main[main.index("# One account holds") : main.index("system_account: SYS")]
+    assert block in accounts  # the same users and permissions as the single node
 
 
 def test_compose_healthchecks() -> None:

@@ -46,6 +46,9 @@ def test_every_code_subject_is_documented() -> None:
         subjects.AUDIO_STREAM,
         subjects.SESSIONS_BUCKET,
         subjects.VERSIONS_BUCKET,
+        subjects.SCAN_STREAM,
+        subjects.SCAN_CONSUMER,
+        subjects.INFER_QUEUE_GROUP,
     ):
         assert f"`{stream}`" in DOC
 
@@ -53,7 +56,13 @@ def test_every_code_subject_is_documented() -> None:
 def test_every_documented_subject_is_used() -> None:
     endpoint_subjects = {ep.subject for ep in all_endpoints()}
     constants = set(code_constants().values())
-    prefixes = {subjects.AUDIO_PREFIX, subjects.DLQ_PREFIX, subjects.WORKER_PREFIX}
+    prefixes = {
+        subjects.AUDIO_PREFIX,
+        subjects.DLQ_PREFIX,
+        subjects.WORKER_PREFIX,
+        subjects.INFER_PREFIX,
+        subjects.SCAN_RESULT_PREFIX,
+    }
     for subject in documented():
         if subject.startswith("$SRV"):
             continue
@@ -76,7 +85,7 @@ def test_no_subject_literals_outside_the_subjects_module() -> None:
                 isinstance(node, ast.Constant)
                 and isinstance(node.value, str)
                 and re.fullmatch(
-                    r"insight\.(events|audio|dlq|notify|worker|v1)\.[\w.>*-]+", node.value
+                    r"insight\.(events|audio|dlq|notify|worker|v1|internal)\.[\w.>*-]+", node.value
                 )
             ):
                 offenders.append(f"{path.relative_to(ROOT)}: {node.value}")

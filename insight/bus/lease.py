@@ -106,17 +106,20 @@ class LeaseRefused(StoreConflict):
             f"This worker's {mine.where} would split the data (requests answered by either "
             "store). Fix: share one store (INSIGHT_STORAGE__MODE=qdrant with the same "
             "INSIGHT_STORAGE__URL and COLLECTION_PREFIX on every worker), or run this worker "
-            "without a store (INSIGHT_STORAGE__ENABLED=false: embedding work only), or stop "
+            "as `insight worker --role inference` (embedding work for the store's node, no "
+            "store), or stop "
             f"the other node; a crashed node's lease expires {ttl_s:g} s after its last renewal"
         )
         self.holder = holder
 
 
-async def lease_bucket(js: JetStreamContext, ttl_s: float) -> KeyValue:
+async def lease_bucket(js: JetStreamContext, ttl_s: float, replicas: int = 1) -> KeyValue:
     """The lease bucket; an existing one keeps its TTL (see ``StoreLease.ttl_s``)."""
     try:
         return await js.create_key_value(
-            KeyValueConfig(bucket=subjects.STORE_LEASE_BUCKET, history=1, ttl=ttl_s)
+            KeyValueConfig(
+                bucket=subjects.STORE_LEASE_BUCKET, history=1, ttl=ttl_s, replicas=replicas
+            )
         )
     except BadRequestError:  # exists with another TTL: theirs wins, for every node alike
         return await js.key_value(subjects.STORE_LEASE_BUCKET)
@@ -132,8 +135,10 @@ class StoreLease:
         node: str,
         ttl_s: float,
         key: str = subjects.STORE_LEASE_KEY,
+        replicas: int = 1,
     ) -> None:
         self.js, self.identity, self.key, self.ttl_s = js, identity, key, ttl_s
+        self.replicas = replicas
         self.me = Holder(
             identity.id, identity.shared, identity.where, node, socket.gethostname(), os.getpid()
         )
@@ -145,7 +150,7 @@ class StoreLease:
 
     async def acquire(self) -> None:
         """Take the lease (or join it, same identity); raises LeaseRefused, then renews it."""
-        self.kv = await lease_bucket(self.js, self.ttl_s)
+        self.kv = await lease_bucket(self.js, self.ttl_s, self.replicas)
         ttl = (await self.kv.status()).ttl
         if ttl:
             self.ttl_s = ttl

@@ -1,12 +1,18 @@
-"""JetStream streams and KV buckets, created idempotently by every worker at start."""
+"""JetStream streams and KV buckets, created idempotently by every worker at start.
+
+``replicas`` (``INSIGHT_NATS__REPLICAS``) is the replica count of what is created here: 3 on a
+3-node cluster keeps every message through the loss of one server. An existing stream or bucket
+never loses replicas to a worker configured with fewer (the larger count wins).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import BadRequestError
+from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 
 from insight.bus import subjects
@@ -44,22 +50,45 @@ STREAMS = (
 )
 
 
-async def ensure_streams(js: JetStreamContext) -> None:
+async def ensure_stream(js: JetStreamContext, cfg: StreamConfig, replicas: int = 1) -> None:
+    """Create ``cfg`` with ``replicas``, or bring an existing stream to it (keeping more)."""
+    cfg = dataclasses.replace(cfg, num_replicas=replicas)
+    try:
+        await js.add_stream(cfg)
+    except BadRequestError:
+        # Exists with another config (e.g. an operator's limits): keep theirs.
+        with contextlib.suppress(BadRequestError, NotFoundError):
+            info = await js.stream_info(cfg.name or "")
+            cfg.num_replicas = max(replicas, info.config.num_replicas or 1)
+            await js.update_stream(cfg)
+
+
+async def ensure_streams(js: JetStreamContext, replicas: int = 1) -> None:
     for cfg in STREAMS:
-        try:
-            await js.add_stream(cfg)
-        except BadRequestError:
-            # Exists with another config (e.g. an operator's limits): keep theirs.
-            with contextlib.suppress(BadRequestError):
-                await js.update_stream(cfg)
+        await ensure_stream(js, cfg, replicas)
 
 
-async def sessions_bucket(js: JetStreamContext) -> KeyValue:
-    return await js.create_key_value(
-        KeyValueConfig(bucket=subjects.SESSIONS_BUCKET, history=1, ttl=DAY)
+async def open_bucket(js: JetStreamContext, cfg: KeyValueConfig) -> KeyValue:
+    """The bucket as it exists (whatever its replicas or TTL), else created with ``cfg``."""
+    try:
+        return await js.key_value(cfg.bucket)
+    except (BucketNotFoundError, NotFoundError):
+        pass
+    try:
+        return await js.create_key_value(cfg)
+    except BadRequestError:  # created meanwhile by another node with another config
+        return await js.key_value(cfg.bucket)
+
+
+async def sessions_bucket(js: JetStreamContext, replicas: int = 1) -> KeyValue:
+    return await open_bucket(
+        js,
+        KeyValueConfig(bucket=subjects.SESSIONS_BUCKET, history=1, ttl=DAY, replicas=replicas),
     )
 
 
-async def versions_bucket(js: JetStreamContext) -> KeyValue:
+async def versions_bucket(js: JetStreamContext, replicas: int = 1) -> KeyValue:
     """Last applied event sequence per track: replays and late redeliveries change nothing."""
-    return await js.create_key_value(KeyValueConfig(bucket=subjects.VERSIONS_BUCKET, history=1))
+    return await open_bucket(
+        js, KeyValueConfig(bucket=subjects.VERSIONS_BUCKET, history=1, replicas=replicas)
+    )

@@ -60,3 +60,18 @@ WORKER_PREFIX = "insight.worker"
 
 def worker_subject(worker_id: str, action: str) -> str:
     return f"{WORKER_PREFIX}.{worker_id}.session.{action}"
+
+
+# Scale-out (insight.scale), between insight nodes only.
+# Core NATS: inference workers announce themselves and serve embedding requests.
+INFER_PREFIX = "insight.internal.infer"
+INFER_HELLO = "insight.internal.infer.hello"  # a worker announces itself (and answers DISCOVER)
+INFER_BYE = "insight.internal.infer.bye"  # a worker that stops cleanly
+INFER_DISCOVER = "insight.internal.infer.discover"  # a store node asks workers to announce now
+INFER_QUEUE_GROUP = "insight-infer"
+
+# JetStream: the distributed scan's work queue, and the store node's result subject.
+SCAN_STREAM = "INSIGHT_SCAN"
+SCAN_WORK = "insight.internal.scan.work"
+SCAN_CONSUMER = "insight-scan"
+SCAN_RESULT_PREFIX = "insight.internal.scan.result"

@@ -21,10 +21,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -37,6 +37,19 @@ log = logging.getLogger(__name__)
 
 Kind = Literal["text", "audio"]
 Lane = Literal["text", "audio", "bulk"]  # one queue and batcher each; "bulk" holds audio
+
+
+class Offload(Protocol):
+    """Somewhere else to embed (``insight.scale.remote``); None: nowhere, embed here."""
+
+    async def embed(
+        self,
+        kind: Kind,
+        items: Any,
+        model_id: str,
+        local: Callable[[Any], Awaitable[np.ndarray]],
+        wait: bool = True,
+    ) -> np.ndarray | None: ...
 
 
 @dataclass
@@ -81,6 +94,7 @@ class InferencePool:
         self._bulk_slots = asyncio.Semaphore(settings.runners)  # background scan batches
         self._executor: ThreadPoolExecutor | None = None
         self._pending = 0
+        self.remote: Offload | None = None  # inference workers on the bus (scale-out)
 
     @property
     def model(self) -> EmbeddingModel:
@@ -128,6 +142,14 @@ class InferencePool:
         texts = list(texts)
         if not texts:
             return np.empty((0, self._model.dim), dtype=np.float32)
+        if self.remote is not None:
+            model_id = self._model.model_id
+            out = await self.remote.embed("text", texts, model_id, self._local_texts, wait=False)
+            if out is not None:
+                return out
+        return await self._local_texts(texts)
+
+    async def _local_texts(self, texts: list[str]) -> np.ndarray:
         return await self._submit("text", texts, len(texts))
 
     async def embed_windows(
@@ -143,6 +165,21 @@ class InferencePool:
             windows = windows[None, :]
         if windows.ndim != 2 or windows.shape[0] == 0 or windows.shape[1] == 0:
             raise BadRequest(f"expected audio windows [B, N], got shape {windows.shape}")
+        if self.remote is not None and (rate is None or rate == self._model.sample_rate):
+            # (windows cut at another rate go the local way, which refuses them)
+
+            async def local(part: np.ndarray) -> np.ndarray:
+                return await self._local_windows(part, bulk, rate)
+
+            model_id = self._model.model_id
+            out = await self.remote.embed("audio", windows, model_id, local, wait=bulk)
+            if out is not None:
+                return out
+        return await self._local_windows(windows, bulk, rate)
+
+    async def _local_windows(
+        self, windows: np.ndarray, bulk: bool, rate: int | None = None
+    ) -> np.ndarray:
         if not bulk:
             return await self._submit("audio", windows, windows.shape[0], rate)
         step = self.settings.bulk_batch

@@ -115,8 +115,10 @@ class EventConsumers:
         stores: StoreSlot,
         library: Library,
         history: ListeningHistory,
+        replicas: int = 1,
     ) -> None:
         self.nc, self._js, self.instance_id = nc, js, instance_id
+        self.replicas = replicas  # of the versions bucket (INSIGHT_NATS__REPLICAS)
         self.loaded, self.stores, self.library, self.history = loaded, stores, library, history
         self.versions: KeyValue | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -130,7 +132,7 @@ class EventConsumers:
         return self._js
 
     async def start(self) -> None:
-        self.versions = await versions_bucket(self.js)
+        self.versions = await versions_bucket(self.js, self.replicas)
         self.backfills = BackfillReconciler(
             self.stores, self.library, self.versions, self._version_key
         )

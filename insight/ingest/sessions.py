@@ -78,8 +78,10 @@ class SessionManager:
         nc: NATS,
         js: JetStreamContext,
         worker_id: str,
+        replicas: int = 1,
     ) -> None:
         self.cfg, self.audio, self.loaded, self.stores = cfg, audio, loaded, stores
+        self.replicas = replicas  # of the sessions bucket (INSIGHT_NATS__REPLICAS)
         self.library, self.nc, self._js, self.worker_id = library, nc, js, worker_id
         self.live: dict[str, LiveSession] = {}
         self.kv: KeyValue | None = None
@@ -109,7 +111,7 @@ class SessionManager:
 
     async def start(self) -> None:
         nc = self.nc
-        self.kv = await sessions_bucket(self.js)
+        self.kv = await sessions_bucket(self.js, self.replicas)
         wid = self.worker_id
         self._subs = [
             await nc.subscribe(subjects.worker_subject(wid, "end"), cb=self._on_forwarded_end),

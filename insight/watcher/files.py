@@ -16,7 +16,7 @@ from collections import deque
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from insight.config import WatcherSettings
 from insight.errors import NotReady
@@ -45,6 +45,14 @@ class WatcherIO:
     loaded: ModelSlot
     stores: StoreSlot
     library: Library
+
+
+class Offload(Protocol):
+    """Another place to analyse files (``insight.scale.scan``: the cluster's scan queue)."""
+
+    def active(self) -> bool: ...
+
+    async def analyze(self, path: Path) -> Analysis: ...
 
 
 @dataclass
@@ -77,6 +85,7 @@ class FileWork:
         self.limits = Limits(int(cfg.max_file_mb * MB), cfg.max_audio_s)
         self.done_at: deque[float] = deque(maxlen=RATE_WINDOW)
         self.executor, self.bulk = executor, bulk  # the service's threads; background or not
+        self.offload: Offload | None = None  # set by insight.scale.scan on a store node
 
     async def deleted(self, path: Path) -> None:
         rows = self.state.under(str(path)) + [r for r in [self.state.get(str(path))] if r]
@@ -227,6 +236,8 @@ class FileWork:
 
     async def analyze(self, path: Path) -> Analysis:
         """Decode (in the watcher's mode), read tags, embed the windows; nothing is stored."""
+        if self.offload is not None and self.offload.active():
+            return await self.offload.analyze(path)
         limits = Limits(
             self.limits.max_bytes,
             self.limits.max_audio_s,

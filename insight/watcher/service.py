@@ -119,6 +119,13 @@ class WatcherService:
                 for i in range(self.cfg.workers)
             ]
 
+    def ensure_workers(self, n: int) -> None:
+        """At least ``n`` workers (at most 64): a distributed scan keeps that many files in
+        flight, one per scan slot of the cluster (insight.scale.scan)."""
+        while self._workers and len(self._workers) < min(n, 64):
+            name = f"watcher-worker-{len(self._workers)}"
+            self._workers.append(asyncio.create_task(self._worker(), name=name))
+
     async def start(self, scan: bool = True) -> None:
         self._start_workers()
         if self.running:

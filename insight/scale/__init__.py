@@ -1,0 +1,1 @@
+"""Scale-out on the bus: stateless inference workers and the store node's dispatcher."""

@@ -1,0 +1,168 @@
+"""The wire of remote inference: subjects and msgpack bodies (docs: subjects.md).
+
+A request carries a work id, the model id the vectors must come from, and either texts or
+float32 audio windows ``[B, N]`` as raw bytes; the reply carries the same work id and the
+vectors ``[B, D]`` as float32 bytes, or an error ``{"error": status, "message": ...}``.
+Bytes, not lists: a 10 s window is 480 000 samples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import msgpack
+import numpy as np
+
+from insight.bus import subjects
+from insight.errors import BadRequest, InsightError, PayloadTooLarge
+
+PREFIX = subjects.INFER_PREFIX
+HELLO = subjects.INFER_HELLO
+BYE = subjects.INFER_BYE
+DISCOVER = subjects.INFER_DISCOVER
+QUEUE_GROUP = subjects.INFER_QUEUE_GROUP
+
+Kind = Literal["audio", "text"]
+KINDS: tuple[Kind, ...] = ("audio", "text")
+MAX_TEXT_CHARS = 4096
+
+
+def shared_subject(kind: Kind) -> str:
+    """Served by every inference worker in the queue group ``insight-infer``."""
+    return f"{PREFIX}.{kind}"
+
+
+def worker_subject(worker_id: str, kind: Kind) -> str:
+    """One worker's own subject: the dispatcher chooses the worker (bounded in-flight)."""
+    return f"{PREFIX}.w.{worker_id}.{kind}"
+
+
+@dataclass(frozen=True)
+class Hello:
+    worker_id: str
+    model_id: str
+    dim: int
+    inflight: int  # requests it takes at once
+    max_items: int  # windows or texts per request
+    scan_slots: int = 0  # files it analyses at once from the scan work queue
+    host: str = ""
+    pid: int = 0
+
+    def pack(self) -> bytes:
+        return msgpack.packb(
+            {
+                "id": self.worker_id,
+                "model": self.model_id,
+                "dim": self.dim,
+                "inflight": self.inflight,
+                "max_items": self.max_items,
+                "scan_slots": self.scan_slots,
+                "host": self.host,
+                "pid": self.pid,
+            }
+        )
+
+    @classmethod
+    def unpack(cls, data: bytes) -> Hello:
+        d = msgpack.unpackb(data)
+        return cls(
+            str(d["id"]),
+            str(d["model"]),
+            int(d["dim"]),
+            int(d["inflight"]),
+            int(d["max_items"]),
+            int(d.get("scan_slots", 0)),
+            str(d.get("host", "")),
+            int(d.get("pid", 0)),
+        )
+
+
+def pack_request(work_id: str, model_id: str, kind: Kind, items: Any) -> bytes:
+    body: dict[str, Any] = {"id": work_id, "model": model_id}
+    if kind == "text":
+        body["texts"] = list(items)
+    else:
+        arr = np.ascontiguousarray(items, dtype=np.float32)
+        body["shape"] = list(arr.shape)
+        body["windows"] = arr.tobytes()
+    return msgpack.packb(body)
+
+
+@dataclass
+class Request:
+    work_id: str
+    model_id: str
+    kind: Kind
+    items: Any  # list[str] or np.ndarray [B, N]
+
+    @property
+    def size(self) -> int:
+        return len(self.items)
+
+
+def unpack_request(data: bytes, kind: Kind, max_items: int) -> Request:
+    """Checks every field; a bad request is a ``BadRequest`` naming what is wrong."""
+    try:
+        body = msgpack.unpackb(data)
+    except Exception as exc:
+        raise BadRequest(f"inference request is not msgpack: {exc}") from None
+    if not isinstance(body, dict) or not isinstance(body.get("id"), str):
+        raise BadRequest("inference request needs an `id` string")
+    model = body.get("model")
+    if not isinstance(model, str):
+        raise BadRequest("inference request needs a `model` string")
+    if kind == "text":
+        texts = body.get("texts")
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            raise BadRequest("text request needs `texts`: a list of strings")
+        if not texts or len(texts) > max_items:
+            raise PayloadTooLarge(f"{len(texts)} texts per request; 1 to {max_items} allowed")
+        return Request(body["id"], model, kind, [t[:MAX_TEXT_CHARS] for t in texts])
+    shape, raw = body.get("shape"), body.get("windows")
+    if (
+        not isinstance(shape, list)
+        or len(shape) != 2
+        or not all(isinstance(n, int) and n > 0 for n in shape)
+        or not isinstance(raw, bytes)
+    ):
+        raise BadRequest("audio request needs `shape` [B, N] and `windows` float32 bytes")
+    if shape[0] > max_items:
+        raise PayloadTooLarge(f"{shape[0]} windows per request; at most {max_items} allowed")
+    if len(raw) != shape[0] * shape[1] * 4:
+        raise BadRequest(
+            f"`windows` holds {len(raw)} bytes, shape {shape} needs {shape[0] * shape[1] * 4}"
+        )
+    windows = np.frombuffer(raw, dtype=np.float32).reshape(shape)
+    if not np.isfinite(windows).all():
+        raise BadRequest("audio windows hold NaN or infinite samples")
+    return Request(body["id"], model, kind, windows)
+
+
+def pack_reply(work_id: str, model_id: str, vectors: np.ndarray) -> bytes:
+    arr = np.ascontiguousarray(vectors, dtype=np.float32)
+    return msgpack.packb(
+        {"id": work_id, "model": model_id, "shape": list(arr.shape), "vectors": arr.tobytes()}
+    )
+
+
+def pack_error(work_id: str | None, err: InsightError) -> bytes:
+    return msgpack.packb({"id": work_id, "error": err.status, "message": err.message})
+
+
+def unpack_reply(data: bytes, work_id: str, model_id: str, size: int) -> np.ndarray:
+    """The vectors of ``work_id``; an error reply raises it, a reply to another work or from
+    another model raises ``InsightError`` (the caller drops that answer)."""
+    body = msgpack.unpackb(data)
+    if body.get("error") is not None:
+        raise InsightError(str(body.get("message")), status=int(body["error"]))
+    if body.get("id") != work_id or body.get("model") != model_id:
+        raise InsightError(
+            f"reply for work {body.get('id')} of model {body.get('model')}, "
+            f"expected {work_id} of {model_id}"
+        )
+    shape = body["shape"]
+    vectors = np.frombuffer(body["vectors"], dtype=np.float32).reshape(shape)
+    if vectors.shape[0] != size:
+        raise InsightError(f"reply holds {vectors.shape[0]} vectors for {size} items")
+    return vectors
