@@ -126,7 +126,7 @@ async def start_bus_components(app: App, services: Services) -> None:
     )
     await services.events.start()
     services.metrics = await MetricsCollector(app.stores, app.js, app.instance_id).start()
-    from insight.scale.remote import start_remote
+    from insight.scale.setup import start_remote
 
     services.scale = await start_remote(app)
 

@@ -67,7 +67,7 @@ async def test_two_inference_workers_share_work_and_survive_a_kill(
         assert pool.remote is remote
         model_id = pool.model.model_id
         ids = await wait_workers(remote, model_id, 2, procs)
-        window, _ = pool.model.window_samples(10.0, 10.0)
+        window = pool.model.audio_spec(10.0, 10.0).window
 
         # the same vectors as in-process inference, work spread over both workers
         audio = windows(12, window)

@@ -26,7 +26,7 @@ ACK_WAIT = "3"
 
 def part(worker: Any, cls: type) -> Any:
     found = [c for c in worker.app.services.scale if isinstance(c, cls)]
-    assert len(found) == 1, worker.components
+    assert len(found) == 1, worker.app.services.scale
     return found[0]
 
 
@@ -84,7 +84,7 @@ async def test_distributed_scan_applies_every_file_once_through_a_killed_node(
         assert len(stored) == FILES
         # the vectors are those of a local analysis
         path = lib / "t3.flac"
-        here = await analyze_file(app, path, "full", 3)
+        here = await analyze_file(app.loaded, app.settings.audio, path, "full", 3)
         points = await app.require_store().get(
             TRACKS_AUDIO, [stored[str(path)].key], with_vectors=True
         )

@@ -269,21 +269,3 @@ class RemoteInference:
 def _consume(task: asyncio.Future[Any]) -> None:
     if not task.cancelled():
         task.exception()
-
-
-async def start_remote(app: App) -> list[Any]:
-    """A store node's scale-out parts (objects with ``stop()``): the inference dispatcher
-    (unless ``INSIGHT_INFERENCE__REMOTE=off``) and, with a watcher, the distributed scan."""
-    if app.settings.inference.remote == "off":
-        return []
-    remote = await RemoteInference(app).start()
-    parts: list[Any] = [remote]
-    watcher = app.services.watcher
-    if watcher is not None:
-        from insight.scale.scan import ScanConsumer, ScanDispatch
-
-        if app.settings.watcher.scan_here:
-            slots = app.settings.watcher.workers
-            parts.append(await ScanConsumer(app, slots, lambda: watcher.executor).start())
-        parts.append(await ScanDispatch(app, remote, watcher).start())
-    return parts

@@ -61,7 +61,7 @@ async def test_a_lying_worker_is_dropped_and_the_work_done_here(
     parts: list[Any] = []
     try:
         pool = store.app.require_pool()
-        remote = next(c for c in store.components if isinstance(c, RemoteInference))
+        remote = next(c for c in store.app.services.scale if isinstance(c, RemoteInference))
         model_id = pool.model.model_id
         parts = await liar(nc, "liar00000001", model_id, pool.model.dim, how)
         for _ in range(100):
@@ -69,7 +69,7 @@ async def test_a_lying_worker_is_dropped_and_the_work_done_here(
                 break
             await asyncio.sleep(0.05)
         assert remote.workers(model_id), "the liar was never heard"
-        window, _ = pool.model.window_samples(10.0, 10.0)
+        window = pool.model.audio_spec(10.0, 10.0).window
         rng = np.random.default_rng(1)
         audio = (0.1 * rng.standard_normal((3, window))).astype(np.float32)
         got = await asyncio.wait_for(pool.embed_windows(audio, bulk=True), 30)
