@@ -128,7 +128,9 @@ async def start_bus_components(app: App, services: Services) -> None:
     services.metrics = await MetricsCollector(app.stores, app.js, app.instance_id).start()
     from insight.scale.setup import start_remote
 
-    services.scale = await start_remote(app)
+    services.scale = await start_remote(
+        s, app.loaded, app.nc, app.js, app.worker_id, services.watcher
+    )
 
 
 async def stop(app: App) -> None:

@@ -89,7 +89,18 @@ class InferenceNode:
         slots = self.settings.watcher.workers
         self._executor = ThreadPoolExecutor(slots, thread_name_prefix="insight-scan")
         executor = self._executor
-        self.scan = await ScanConsumer(self.app, slots, lambda: executor).start()
+        assert self.nc is not None and self.app.js is not None
+        self.scan = await ScanConsumer(
+            self.settings.watcher,
+            self.settings.audio,
+            self.app.loaded,
+            self.nc,
+            self.app.js,
+            self.worker_id,
+            slots,
+            lambda: executor,
+            replicas=self.settings.nats.replicas,
+        ).start()
 
     def hello(self) -> p.Hello | None:
         pool = self.app.pool

@@ -36,8 +36,8 @@ if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
     from nats.aio.msg import Msg
 
-    from insight.app import App
     from insight.config import InferenceSettings
+    from insight.state import ModelSlot
 
 log = logging.getLogger("insight.scale.remote")
 
@@ -60,10 +60,13 @@ class Peer:
 
 
 class RemoteInference:
-    def __init__(self, app: App) -> None:
-        self.app = app
-        self.cfg: InferenceSettings = app.settings.inference
-        self.max_payload = int(app.settings.nats.max_payload_mb * 1024 * 1024 * 0.9)
+    def __init__(
+        self, cfg: InferenceSettings, max_payload_mb: float, loaded: ModelSlot, nc: NATS
+    ) -> None:
+        """``loaded``: the model slot whose pool (also one loaded later) gets ``remote``;
+        ``max_payload_mb``: the bus's payload cap (``NatsSettings.max_payload_mb``)."""
+        self.cfg, self.loaded, self.nc = cfg, loaded, nc
+        self.max_payload = int(max_payload_mb * 1024 * 1024 * 0.9)
         self.peers: dict[str, Peer] = {}
         self.sent: Counter[str] = Counter()  # answered items per worker id
         self.local_items = 0  # items embedded here because no worker took them
@@ -72,11 +75,6 @@ class RemoteInference:
         self._subs: list[Any] = []
         self._sweeper: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
-
-    @property
-    def nc(self) -> NATS:
-        assert self.app.nc is not None
-        return self.app.nc
 
     async def start(self) -> RemoteInference:
         self._subs = [
@@ -92,8 +90,9 @@ class RemoteInference:
     async def stop(self) -> None:
         self._stopping.set()
         await cancel_and_wait([self._sweeper])
-        if self.app.pool is not None and getattr(self.app.pool, "remote", None) is self:
-            self.app.pool.remote = None
+        pool = self.loaded.pool
+        if pool is not None and getattr(pool, "remote", None) is self:
+            pool.remote = None
         for sub in self._subs:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
@@ -102,7 +101,7 @@ class RemoteInference:
 
     def _attach(self) -> None:
         """Offer ourselves to the pool (also a pool created later, e.g. after a download)."""
-        pool = self.app.pool
+        pool = self.loaded.pool
         if pool is not None and pool.remote is None:
             pool.remote = self
 
@@ -151,7 +150,7 @@ class RemoteInference:
             for wid, peer in list(self.peers.items()):
                 if now - peer.seen > limit:
                     await self._drop(wid, f"silent for {now - peer.seen:.1f} s")
-            pool = self.app.pool
+            pool = self.loaded.pool
             INFERENCE_WORKERS.set(len(self.workers(pool.model.model_id)) if pool else 0)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.cfg.heartbeat_s / 2)

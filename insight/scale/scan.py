@@ -37,10 +37,13 @@ from insight.watcher.decode import DecodeFailed, Limits
 from insight.watcher.guard import MB, Budget, Interrupted, OverBudget, Refused
 
 if TYPE_CHECKING:
+    from nats.aio.client import Client as NATS
     from nats.aio.msg import Msg
+    from nats.js import JetStreamContext
 
-    from insight.app import App
+    from insight.config import AudioSettings, WatcherSettings
     from insight.scale.remote import RemoteInference
+    from insight.state import ModelSlot
 
 log = logging.getLogger("insight.scale.scan")
 
@@ -50,27 +53,38 @@ PUBLISH_ATTEMPTS = 12  # about 25 s of retries
 class ScanDispatch:
     """The store node's side: jobs out, results in (once per work id)."""
 
-    def __init__(self, app: App, remote: RemoteInference, watcher: Any) -> None:
-        self.app, self.remote, self.watcher = app, remote, watcher
-        self.node = app.worker_id
+    def __init__(
+        self,
+        cfg: WatcherSettings,
+        loaded: ModelSlot,
+        nc: NATS,
+        js: JetStreamContext,
+        node: str,
+        remote: RemoteInference,
+        watcher: Any,
+        replicas: int = 1,
+    ) -> None:
+        """``node``: this worker's id (results come back on its subject); ``replicas``: of
+        the scan stream (``INSIGHT_NATS__REPLICAS``)."""
+        self.cfg, self.loaded, self.nc, self.js = cfg, loaded, nc, js
+        self.node, self.remote, self.watcher, self.replicas = node, remote, watcher, replicas
         self.pending: dict[str, asyncio.Future[Analysis]] = {}
         self.by_node: Counter[str] = Counter()  # results applied, per node
         self.duplicates = 0
         self._sub: Any = None
 
     def active(self) -> bool:
-        pool = self.app.pool
+        pool = self.loaded.pool
         return (
             pool is not None
-            and self.app.settings.watcher.distributed == "auto"
+            and self.cfg.distributed == "auto"
             and bool(self.remote.workers(pool.model.model_id))
         )
 
     async def start(self) -> ScanDispatch:
-        assert self.app.nc is not None and self.app.js is not None
-        await ensure_stream(self.app.js, w.STREAM, self.app.settings.nats.replicas)
-        self._sub = await self.app.nc.subscribe(w.result_subject(self.node), cb=self._on_result)
-        await self.app.nc.flush()
+        await ensure_stream(self.js, w.STREAM, self.replicas)
+        self._sub = await self.nc.subscribe(w.result_subject(self.node), cb=self._on_result)
+        await self.nc.flush()
         self.watcher.files.offload = self
         return self
 
@@ -86,18 +100,17 @@ class ScanDispatch:
 
     def slots(self) -> int:
         """Files in flight across the cluster: ours plus every worker's scan slots."""
-        pool = self.app.pool
+        pool = self.loaded.pool
         peers = self.remote.workers(pool.model.model_id) if pool is not None else []
-        cfg = self.app.settings.watcher
+        cfg = self.cfg
         here = cfg.workers if cfg.scan_here else 0
         return max(1, here + sum(p.hello.scan_slots for p in peers))
 
     async def analyze(self, path: Path) -> Analysis:
         """``path``'s analysis from whichever node takes the job."""
-        assert self.app.js is not None
-        pool = self.app.require_pool()
+        pool = self.loaded.require_pool()
         self.watcher.ensure_workers(self.slots())
-        cfg = self.app.settings.watcher
+        cfg = self.cfg
         st = await asyncio.to_thread(path.stat)
         work_id = f"{uuid.uuid4().hex}"
         fut: asyncio.Future[Analysis] = asyncio.get_running_loop().create_future()
@@ -124,12 +137,9 @@ class ScanDispatch:
     async def _publish(self, body: bytes, msg_id: str) -> None:
         """Publish a job, retried through a server's loss or a leader election; the Msg-Id
         makes a retry of a publish that did land a no-op."""
-        assert self.app.js is not None
         for attempt in range(PUBLISH_ATTEMPTS):
             try:
-                await self.app.js.publish(
-                    w.SCAN_WORK, body, headers={"Nats-Msg-Id": msg_id}, timeout=5
-                )
+                await self.js.publish(w.SCAN_WORK, body, headers={"Nats-Msg-Id": msg_id}, timeout=5)
                 return
             except Exception as exc:
                 if attempt == PUBLISH_ATTEMPTS - 1:
@@ -164,28 +174,35 @@ class ScanConsumer:
     """Any node's side: take jobs from ``INSIGHT_SCAN``, analyse, send the result, ack."""
 
     def __init__(
-        self, app: App, slots: int, executor: Callable[[], Executor | None] = lambda: None
+        self,
+        cfg: WatcherSettings,
+        audio: AudioSettings,
+        loaded: ModelSlot,
+        nc: NATS,
+        js: JetStreamContext,
+        node: str,
+        slots: int,
+        executor: Callable[[], Executor | None] = lambda: None,
+        replicas: int = 1,
     ) -> None:
-        """``executor`` gives the threads for decoding at each job (the watcher's may change
-        when it moves to the foreground)."""
-        self.app, self.slots, self.executor = app, slots, executor
-        self.node = app.worker_id
+        """``slots``: jobs analysed at once; ``executor`` gives the threads for decoding at
+        each job (the watcher's may change when it moves to the foreground)."""
+        self.cfg, self.audio, self.loaded, self.nc, self.js = cfg, audio, loaded, nc, js
+        self.node, self.slots, self.executor, self.replicas = node, slots, executor, replicas
         self.done = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self._psub: Any = None
 
     async def start(self) -> ScanConsumer:
-        js = self.app.js
-        assert js is not None
-        await ensure_stream(js, w.STREAM, self.app.settings.nats.replicas)
-        self._psub = await js.pull_subscribe(
+        await ensure_stream(self.js, w.STREAM, self.replicas)
+        self._psub = await self.js.pull_subscribe(
             w.SCAN_WORK,
             durable=w.SCAN_CONSUMER,
             stream=w.SCAN_STREAM,
             config=ConsumerConfig(
                 ack_policy=AckPolicy.EXPLICIT,
-                ack_wait=self.app.settings.watcher.scan_ack_wait_s,
+                ack_wait=self.cfg.scan_ack_wait_s,
                 max_deliver=w.MAX_DELIVER,
                 max_ack_pending=1024,
             ),
@@ -234,7 +251,7 @@ class ScanConsumer:
             log.warning("scan_job_refused reply=%s path=%s", job["reply"], job["path"])
             await msg.term()  # results go to a store node only, for absolute paths only
             return
-        pool = self.app.pool
+        pool = self.loaded.pool
         if pool is None or pool.model.model_id != job["model"]:
             await msg.nak(delay=1.0)  # not this node's model (or none yet): another node
             return
@@ -273,12 +290,12 @@ class ScanConsumer:
             await msg.nak(delay=1.0)
 
     async def _analyse(self, job: dict[str, Any], path: Path) -> bytes:
-        cfg = self.app.settings.watcher
+        cfg = self.cfg
         limits = Limits(int(cfg.max_file_mb * MB), cfg.max_audio_s, Budget(cfg.max_decode_s))
         try:
             result = await analyze_file(
-                self.app.loaded,
-                self.app.settings.audio,
+                self.loaded,
+                self.audio,
                 path,
                 str(job["mode"]),
                 int(job.get("sampled") or cfg.sampled_windows),
@@ -294,15 +311,14 @@ class ScanConsumer:
     async def _keep_claim(self, msg: Msg) -> None:
         with contextlib.suppress(Exception):
             while True:
-                await asyncio.sleep(self.app.settings.watcher.scan_ack_wait_s / 3)
+                await asyncio.sleep(self.cfg.scan_ack_wait_s / 3)
                 await msg.in_progress()
 
     async def _answer(self, job: dict[str, Any], body: bytes) -> bool:
         """Send the result; True when the job is finished (applied, a duplicate, or its store
         node is gone and will rescan), False to try again later."""
-        assert self.app.nc is not None
         try:
-            await self.app.nc.request(job["reply"], body, timeout=10)
+            await self.nc.request(job["reply"], body, timeout=10)
         except NoRespondersError:
             log.info("scan_result_unclaimed work=%s (store node gone)", job["id"])
         except Exception as exc:  # a timeout, a server lost on the way: do it again later
