@@ -24,7 +24,7 @@ from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT
 from insight.watcher.analysis import Analysis, analyze_file, store_analysis
 from insight.watcher.decode import DecodeFailed, Limits
 from insight.watcher.guard import MB, Budget, Interrupted, OverBudget, Refused, check_regular
-from insight.watcher.scanner import fingerprint, track_id_for
+from insight.watcher.scanner import fingerprint, path_exists, track_id_for
 from insight.watcher.state import DONE, FAILED, PENDING, FileRow, WatcherState
 
 if TYPE_CHECKING:
@@ -62,10 +62,6 @@ class Job:
     force: bool = False
 
 
-def _exists(path: str | Path) -> bool:
-    return os.path.exists(path)
-
-
 class FileWork:
     """What happens to one file, against the watcher state and the library."""
 
@@ -90,7 +86,7 @@ class FileWork:
     async def deleted(self, path: Path) -> None:
         rows = self.state.under(str(path)) + [r for r in [self.state.get(str(path))] if r]
         for row in rows:
-            if not _exists(row.path):
+            if not path_exists(row.path):
                 await self.forget(row)
 
     async def apply_move(self, old: str, new: str, folder: Path, mtime_ns: int) -> None:
@@ -154,7 +150,7 @@ class FileWork:
             return "unchanged"
         if not job.force and row is None:
             for old in self.state.by_hash(st.st_size, fp):
-                if old.status == DONE and not _exists(old.path):
+                if old.status == DONE and not path_exists(old.path):
                     await self.apply_move(old.path, key, job.folder, st.st_mtime_ns)
                     return "moved"
         try:

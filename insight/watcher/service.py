@@ -26,7 +26,14 @@ from insight.watcher.files import FileWork, Job
 from insight.watcher.live import Change, LiveWatch
 from insight.watcher.polite import watcher_executor
 from insight.watcher.roots import folder_refusal, normalise_folder, resolved
-from insight.watcher.scanner import is_audio, normalise_extensions, survey, walk
+from insight.watcher.scanner import (
+    is_audio,
+    normalise_extensions,
+    path_is_dir,
+    path_is_file,
+    survey,
+    walk,
+)
 from insight.watcher.state import DONE, FAILED, WatcherState
 
 if TYPE_CHECKING:
@@ -38,18 +45,6 @@ __all__ = ["Job", "WatcherService", "normalise_folder"]
 log = logging.getLogger("insight.watcher")
 
 RECENT_FAILURES = 20
-
-
-def _exists(path: str | Path) -> bool:
-    return os.path.exists(path)
-
-
-def _is_file(path: Path) -> bool:
-    return path.is_file()
-
-
-def _is_dir(path: Path) -> bool:
-    return path.is_dir()
 
 
 class WatcherService:
@@ -114,15 +109,15 @@ class WatcherService:
 
     def _start_workers(self) -> None:
         if not self._workers:
-            self._workers = [
-                asyncio.create_task(self._worker(), name=f"watcher-worker-{i}")
-                for i in range(self.cfg.workers)
-            ]
+            self._add_workers(self.cfg.workers)
 
     def ensure_workers(self, n: int) -> None:
-        """At least ``n`` workers (at most 64): a distributed scan keeps that many files in
-        flight, one per scan slot of the cluster (insight.scale.scan)."""
-        while self._workers and len(self._workers) < min(n, 64):
+        """At least ``n`` (at most 64) started workers: one per cluster scan slot (scale.scan)."""
+        if self._workers:
+            self._add_workers(min(n, 64))
+
+    def _add_workers(self, n: int) -> None:
+        while len(self._workers) < n:
             name = f"watcher-worker-{len(self._workers)}"
             self._workers.append(asyncio.create_task(self._worker(), name=name))
 
@@ -263,7 +258,7 @@ class WatcherService:
         queued = 0
         for f in folders:
             root = Path(f.path)
-            if not _is_dir(root):
+            if not path_is_dir(root):
                 log.warning("watch_folder_missing path=%s", root)
                 continue
             todo, moves, gone = await asyncio.to_thread(
@@ -297,7 +292,7 @@ class WatcherService:
             elif c.kind == "changed":
                 p = Path(c.path)
                 folder = self.folder_of(p)
-                if folder is not None and is_audio(p, self.exts) and _is_file(p):
+                if folder is not None and is_audio(p, self.exts) and path_is_file(p):
                     self._enqueue(Job(p, folder))
             elif c.kind == "deleted":
                 await self.files.deleted(Path(c.path))
@@ -306,7 +301,7 @@ class WatcherService:
         rows = (
             self.state.under(str(src)) if is_dir else [r for r in [self.state.get(str(src))] if r]
         )
-        if is_dir and not rows and _is_dir(dest):
+        if is_dir and not rows and path_is_dir(dest):
             for p in walk(dest, self.exts):
                 if (folder := self.folder_of(p)) is not None:
                     self._enqueue(Job(p, folder))
@@ -335,7 +330,7 @@ class WatcherService:
             for row in self.state.by_track(tid):
                 path = Path(row.path)
                 folder = Path(row.folder)
-                if row.status == DONE and _is_file(path):
+                if row.status == DONE and path_is_file(path):
                     self._enqueue(Job(path, folder, force=True))
                     queued.add(tid)
                     break
