@@ -42,6 +42,31 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+ISA_FLAGS = (
+    "avx512_bf16",
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512bw",
+    "avx512_vnni",
+    "avx_vnni",
+    "amx_tile",
+    "amx_int8",
+)
+
+
+def cpu_isa() -> list[str]:
+    """The ISA flags that matter to ONNX Runtime's kernels, as /proc/cpuinfo (lscpu) names them."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                return [f for f in ISA_FLAGS if f in have]
+    except OSError:
+        pass
+    return []
+
+
 def cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
@@ -80,3 +105,14 @@ def track_texts(n: int = 32) -> list[str]:
         format_track_text(f"Song {i}", ["Artist", "Other"], "Album", ["rock", "pop"])
         for i in range(n)
     ]
+
+
+def machine(load_before: tuple[float, float, float]) -> dict[str, Any]:
+    """A benchmark's machine line: the CPU, its ISA flags, cores and the load around the run."""
+    return {
+        "cpu": cpu_model(),
+        "isa": cpu_isa(),
+        "cores": cores(),
+        "loadavg_before": [round(x, 2) for x in load_before],
+        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+    }

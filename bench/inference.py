@@ -28,35 +28,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import cpu_model, timeit, to_48k_mono, tone_pcm, track_texts
+from bench.common import cpu_isa, cpu_model, timeit, to_48k_mono, tone_pcm, track_texts
 from insight.config import ModelSettings
 from insight.inference.audio import split_windows
 from insight.inference.clap import ClapModel
 from insight.inference.model import embed_audio
-
-ISA_FLAGS = (
-    "avx512_bf16",
-    "avx2",
-    "fma",
-    "avx512f",
-    "avx512bw",
-    "avx512_vnni",
-    "avx_vnni",
-    "amx_tile",
-    "amx_int8",
-)
-
-
-def cpu_isa() -> list[str]:
-    """The ISA flags that matter to ONNX Runtime's kernels, as /proc/cpuinfo (lscpu) names them."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                have = set(line.split(":", 1)[1].split())
-                return [f for f in ISA_FLAGS if f in have]
-    except OSError:
-        pass
-    return []
 
 
 def build_hub(src: Path, work: Path) -> Path:

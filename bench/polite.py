@@ -32,8 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import cores, cpu_model
-from bench.inference import cpu_isa
+from bench.common import machine
 from bench.scan import make_library, model_dir
 from insight.config import Settings
 
@@ -148,13 +147,7 @@ def main() -> None:
         k: round(busy[k] / idle[k], 2)
         for k in ("search_text_p50_ms", "search_text_p99_ms", "embed_text_p99_ms", "stream_rtf")
     }
-    res["machine"] = {
-        "cpu": cpu_model(),
-        "isa": cpu_isa(),
-        "cores": cores(),
-        "loadavg_before": [round(x, 2) for x in load_before],
-        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
-    }
+    res["machine"] = machine(load_before)
     print(json.dumps(res, indent=2))
 
 

@@ -43,8 +43,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import cores, cpu_model
-from bench.inference import cpu_isa
+from bench.common import machine
 from bench.scan import model_dir, write_track
 from insight.bus.embedded import EmbeddedNats
 from insight.config import Settings
@@ -254,11 +253,7 @@ def main() -> None:
     load_before = os.getloadavg()
     res = asyncio.run(run(args, model, tiny))
     res["machine"] = {
-        "cpu": cpu_model(),
-        "isa": cpu_isa(),
-        "cores": cores(),
-        "loadavg_before": [round(x, 2) for x in load_before],
-        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+        **machine(load_before),
         "tracks": args.tracks,
         "track_s": args.seconds,
         "model": str(model),

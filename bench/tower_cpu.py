@@ -25,8 +25,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import cpu_model
-from bench.inference import build_hub, build_source, cpu_isa
+from bench.common import cpu_isa, cpu_model
+from bench.inference import build_hub, build_source
 from insight.config import ModelSettings
 from insight.inference.clap import ClapModel, session_options
 
