@@ -9,6 +9,8 @@ from typing import Any
 
 import nats
 import pytest
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js import JetStreamContext
 
 from insight.bus import subjects
 from insight.bus.client import BusClient
@@ -33,6 +35,20 @@ R3 = (
     f"KV_{subjects.VERSIONS_BUCKET}",
     f"KV_{subjects.STORE_LEASE_BUCKET}",
 )
+
+
+async def stream_info(js: JetStreamContext, name: str, within_s: float = 60.0) -> Any:
+    """Stream info, asked again while the cluster elects new leaders after a node's loss
+    (a JetStream API request can time out then, as it would for any client)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while True:
+        try:
+            return await js.stream_info(name)
+        except NatsTimeout:
+            if loop.time() > deadline:
+                raise
+            await asyncio.sleep(0.5)
 
 
 async def call(bus: BusClient, subject: str, body: dict[str, Any], tries: int = 8) -> Any:
@@ -83,7 +99,7 @@ async def test_cluster_loses_a_nats_node_and_an_inference_worker(
         nc = await nats.connect(servers=cluster.urls, max_reconnect_attempts=-1)
         js = nc.jetstream()
         for name in R3:
-            info = await js.stream_info(name)
+            info = await stream_info(js, name)
             assert info.config.num_replicas == 3, name
         for i in range(EVENTS):
             uri = f"library://track/{i}"
@@ -123,17 +139,17 @@ async def test_cluster_loses_a_nats_node_and_an_inference_worker(
         # nothing left behind: a job whose ack was lost with a node comes back after the ack
         # wait, and its second result is answered "duplicate" (not applied) and acked
         for _ in range(150):
-            if (await js.stream_info(SCAN_STREAM)).state.messages == 0:
+            if (await stream_info(js, SCAN_STREAM)).state.messages == 0:
                 break
             await asyncio.sleep(0.2)
-        assert (await js.stream_info(SCAN_STREAM)).state.messages == 0
+        assert (await stream_info(js, SCAN_STREAM)).state.messages == 0
         assert watcher.outcomes["analyzed"] == FILES
         await drained(js, subjects.LIBRARY_CONSUMER, timeout=120)
-        assert (await js.stream_info(subjects.EVENTS_STREAM)).state.messages == EVENTS
+        assert (await stream_info(js, subjects.EVENTS_STREAM)).state.messages == EVENTS
         names = await stored_names(store)
         assert {f"library://track/{i}" for i in range(EVENTS)} <= set(names)
         for name in R3:  # every replicated stream is still there, with its replicas
-            assert (await js.stream_info(name)).config.num_replicas == 3, name
+            assert (await stream_info(js, name)).config.num_replicas == 3, name
     finally:
         if nc is not None:
             await nc.close()
