@@ -38,6 +38,7 @@ class Endpoint:
     body: BodyKind = "json"
     status: int = 200
     errors: tuple[int, ...] = ()
+    query: tuple[str, ...] = ()  # query parameters of a raw-body endpoint (HTTP only)
 
     @property
     def subject(self) -> str:
@@ -62,6 +63,7 @@ class Router:
         body: BodyKind | None = None,
         status: int = 200,
         errors: tuple[int, ...] = (),
+        query: tuple[str, ...] = (),
     ) -> Callable[[Handler], Handler]:
         def register(fn: Handler) -> Handler:
             request, response = _io_types(fn)
@@ -80,6 +82,7 @@ class Router:
                     body=kind,
                     status=status,
                     errors=errors,
+                    query=query,
                 )
             )
             return fn

@@ -98,6 +98,13 @@ class DimensionMismatch(StorageNotReady):
     """A collection holds vectors of another dimension than the store was opened with."""
 
 
+class BusUnavailable(InsightError):
+    """NATS or a JetStream leader did not answer (a node lost, a leader being elected)."""
+
+    status = 503
+    code = "BUS_UNAVAILABLE"
+
+
 class BusTimeout(InsightError):
     status = 504
     code = "BUS_TIMEOUT"

@@ -228,3 +228,20 @@ async def test_end_announces_the_analyzed_track(
     assert note["audio_stored"] is True and note["text_stored"] is True
     assert note["primary_mood"] == ended["primary_mood"] and note["primary_mood"]
     assert note["model_id"] == worker.app.require_pool().model.model_id
+
+
+async def test_frames_without_their_stream_get_a_retryable_503(
+    client: tuple[NATS, BusClient], worker: Worker
+) -> None:
+    """The audio stream is gone (a node lost, a leader not yet elected, an operator's delete):
+    the caller is told the bus is unavailable and may retry, not "internal error"."""
+    nc, bus = client
+    sid = (await bus.call("insight.v1.stream.start", {"track_id": "gone", **START}))["session_id"]
+    await bus.call("insight.v1.stream.frames", {"session_id": sid, "data": pcm(1.0, 0)})
+    await nc.jetstream().delete_stream(subjects.AUDIO_STREAM)
+    with pytest.raises(InsightError) as exc:
+        await bus.call("insight.v1.stream.frames", {"session_id": sid, "data": pcm(1.0, 1)})
+    assert exc.value.status == 503 and exc.value.code == "BUS_UNAVAILABLE"
+    assert "retry" in exc.value.message
+    status = await bus.call("insight.v1.stream.status", {"session_id": sid})
+    assert status["buffered_seconds"] == pytest.approx(1.0)  # the refused frames count nothing

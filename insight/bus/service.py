@@ -19,6 +19,15 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from nats.errors import (
+    ConnectionClosedError,
+    ConnectionReconnectingError,
+    NoRespondersError,
+    OutboundBufferLimitError,
+    StaleConnectionError,
+)
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
 from nats.micro.request import Request
 from nats.micro.service import EndpointConfig, Service, ServiceConfig, ServiceStats
 
@@ -27,7 +36,7 @@ from insight.api import Endpoint
 from insight.bus import wire
 from insight.bus.connection import flush_subscriptions
 from insight.codec import decode, pack
-from insight.errors import InsightError
+from insight.errors import BusTimeout, BusUnavailable, InsightError
 from insight.handlers import all_endpoints
 from insight.metrics import REQUEST_LATENCY, REQUESTS
 
@@ -37,6 +46,31 @@ if TYPE_CHECKING:
     from insight.app import App
 
 log = logging.getLogger("insight.bus.service")
+
+# what a handler meets while a NATS node or a JetStream leader is being replaced: the caller
+# gets a 503 it can retry, not an "internal error"
+BUS_DOWN = (
+    ConnectionClosedError,
+    ConnectionReconnectingError,
+    NoRespondersError,
+    NoStreamResponseError,
+    OutboundBufferLimitError,
+    ServiceUnavailableError,
+    StaleConnectionError,
+)
+
+
+def bus_error(exc: Exception) -> InsightError | None:
+    """The retryable error a NATS exception stands for, or None for any other exception."""
+    if isinstance(exc, NatsTimeout):
+        return BusTimeout(f"the message bus did not answer in time ({type(exc).__name__}); retry")
+    if isinstance(exc, BUS_DOWN):
+        return BusUnavailable(
+            f"the message bus is unavailable ({type(exc).__name__}): a NATS node or a "
+            "JetStream leader is being replaced; retry shortly"
+        )
+    return None
+
 
 SERVICE_NAME = "insight"
 QUEUE_GROUP = "insight"
@@ -78,11 +112,17 @@ async def handle(app: App, ep: Endpoint, req: Request) -> str | None:
             log.warning("request_failed id=%s ep=%s error=%s", request_id, ep.name, err.message)
         error = await reply_error(req, err, headers)
     except Exception as exc:
-        status = "500"
-        log.exception("request_crashed id=%s ep=%s", request_id, ep.name)
-        error = await reply_error(
-            req, InsightError(f"internal error: {type(exc).__name__}"), headers
-        )
+        mapped = bus_error(exc)
+        if mapped is not None:
+            status = str(mapped.status)
+            log.warning("request_failed id=%s ep=%s error=%s", request_id, ep.name, mapped.message)
+            error = await reply_error(req, mapped, headers)
+        else:
+            status = "500"
+            log.exception("request_crashed id=%s ep=%s", request_id, ep.name)
+            error = await reply_error(
+                req, InsightError(f"internal error: {type(exc).__name__}"), headers
+            )
     finally:
         REQUESTS.labels(endpoint=ep.name, status=status).inc()
         REQUEST_LATENCY.labels(endpoint=ep.name).observe(time.perf_counter() - started)

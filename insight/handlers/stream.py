@@ -39,7 +39,12 @@ async def start(app: App, req: StartStreamRequest) -> StartStreamResponse:
 
 
 @router.endpoint(
-    "stream.frames", "POST", "/stream/{session_id}/frames", body="raw", errors=(404, 409)
+    "stream.frames",
+    "POST",
+    "/stream/{session_id}/frames",
+    body="raw",
+    errors=(404, 409),
+    query=("offset",),
 )
 async def frames(app: App, req: FramesRequest) -> FramesResponse:
     """Send raw PCM frames (the format given at start); windows are embedded as they fill."""

@@ -105,6 +105,16 @@ def _partly_accepted(status: int, body: bytes, fmt: Format, accepted: int) -> we
     return error_response(err, fmt)
 
 
+def _offset_param(request: web.Request) -> int | None:
+    """The frames body's byte offset in the session (``?offset=``), if the client sent one."""
+    raw = request.query.get("offset")
+    if raw is None:
+        return None
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 15:
+        raise BadRequest(f"offset must be a whole number of bytes, got {raw[:40]!r}")
+    return int(raw)
+
+
 def error_response(err: InsightError, fmt: Format) -> web.Response:
     return web.Response(
         status=err.status, body=pack(err.body(), fmt), content_type=fmt.content_type
@@ -297,23 +307,32 @@ class Bridge:
                 f"unsupported Content-Type {ctype!r} for frames: send raw PCM as "
                 "application/octet-stream"
             )
+        offset = _offset_param(request)
         data = await self.bodies.read(request)
         session_id = request.match_info["session_id"]
         async with self._serial(session_id):
-            return await self._send_frames(ep, session_id, data, fmt, request_id)
+            return await self._send_frames(ep, session_id, data, offset, fmt, request_id)
 
     async def _send_frames(
-        self, ep: Endpoint, session_id: str, data: bytes, fmt: Format, request_id: str
+        self,
+        ep: Endpoint,
+        session_id: str,
+        data: bytes,
+        offset: int | None,
+        fmt: Format,
+        request_id: str,
     ) -> web.Response:
         chunk = max(1024, self.bus.nc.max_payload - FRAME_OVERHEAD)
         chunk -= chunk % 24  # a whole number of sample frames for every format and layout
         reply = None
         for start in range(0, max(len(data), 1), chunk):
-            piece = {
+            piece: dict[str, Any] = {
                 "session_id": session_id,
                 "data": data[start : start + chunk],
                 "remaining_bytes": len(data) - start,
             }
+            if offset is not None:
+                piece["offset"] = offset + start
             reply = await self.bus.request_raw(
                 ep.subject, pack(piece), reply_format=fmt, request_id=request_id
             )

@@ -75,6 +75,10 @@ def _operation(ep: Endpoint, schemas: dict[str, Any]) -> dict[str, Any]:
             if sch.get("type") in ("string", "boolean", "integer", "number") or "enum" in sch
         ]
     elif ep.body == "raw":
+        params += [
+            {"name": name, "in": "query", "required": False, "schema": props[name]}
+            for name in ep.query
+        ]
         op["requestBody"] = {
             "required": True,
             "content": {

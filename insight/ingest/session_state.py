@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from insight.errors import BadRequest, BusTimeout, InsightError
+from insight.errors import BadRequest, BusTimeout, Conflict, InsightError
 from insight.inference.audio import StreamResampler, decode_pcm
 from insight.inference.model import track_vector
 from insight.ingest.windows import WindowCutter
@@ -59,6 +59,27 @@ class SessionInfo:
     @property
     def seconds(self) -> float:
         return self.bytes_received / (self.frame_bytes * self.sample_rate)
+
+
+def already_stored(info: SessionInfo, offset: int | None, size: int) -> int:
+    """How many leading bytes of a frames body at ``offset`` the session already holds.
+
+    A client that sends the offset can retry a request whose reply it lost: what was stored
+    is skipped, never stored twice. A body that would leave a gap is refused.
+    """
+    if offset is None:
+        return 0
+    if offset % info.frame_bytes:
+        raise BadRequest(
+            f"offset {offset} is not a whole number of {info.frame_bytes}-byte frames "
+            f"({info.format}, {info.channels} channel(s))"
+        )
+    if offset > info.bytes_received:
+        raise Conflict(
+            f"frames at byte {offset} would leave a gap: session {info.session_id} holds "
+            f"{info.bytes_received} bytes; resend from offset {info.bytes_received}"
+        )
+    return min(size, info.bytes_received - offset)
 
 
 def track_key(track_id: str) -> str:

@@ -39,7 +39,13 @@ from insight.errors import (
     PayloadTooLarge,
 )
 from insight.inference.audio import decode_pcm
-from insight.ingest.session_state import LiveSession, SessionInfo, check_session_id, track_key
+from insight.ingest.session_state import (
+    LiveSession,
+    SessionInfo,
+    already_stored,
+    check_session_id,
+    track_key,
+)
 from insight.metrics import SESSIONS
 from insight.schemas import (
     AbortResponse,
@@ -252,16 +258,23 @@ class SessionManager:
                 f"{info.frame_bytes}-byte frames ({info.format}, {info.channels} channel(s))"
             )
         decode_pcm(req.data, info.format, info.channels)  # reject NaN/inf before storing
-        added = size / (info.frame_bytes * info.sample_rate)
+        seen = already_stored(info, req.offset, len(req.data))
+        data = req.data[seen:]
+        added = (size - seen) / (info.frame_bytes * info.sample_rate)
         if info.seconds + added > self.cfg.max_buffered_s:
             raise PayloadTooLarge(
                 f"session {info.session_id} would exceed {self.cfg.max_buffered_s:.0f} s of "
                 "audio (INSIGHT_STREAM__MAX_BUFFERED_S); end it and start a new one"
             )
-        if req.data:
-            ack = await self.js.publish(subjects.audio_subject(info.session_id), req.data)
+        if data:
+            # the id makes a publish whose ack was lost idempotent: sent again, it is answered
+            # as a duplicate with the first copy's sequence
+            msg_id = f"{info.session_id}:{info.bytes_received}"
+            ack = await self.js.publish(
+                subjects.audio_subject(info.session_id), data, headers={"Nats-Msg-Id": msg_id}
+            )
             info.last_seq = ack.seq
-            info.bytes_received += len(req.data)
+            info.bytes_received += len(data)
         info.last_activity = time.time()
         live = self.live.get(info.session_id)
         if live is not None:

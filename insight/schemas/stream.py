@@ -32,7 +32,14 @@ class SessionRef(Schema):
 
 class FramesRequest(SessionRef):
     data: Pcm
-    seq: int | None = Field(default=None, ge=0, description="Chunk number, set by the bridge")
+    offset: int | None = Field(
+        default=None,
+        ge=0,
+        le=1 << 40,
+        description="Byte offset of this data in the session's audio (the bytes sent before "
+        "it). With it a retry is safe: bytes already stored are not stored again, and a gap "
+        "is refused (409) with the offset to resend from",
+    )
     remaining_bytes: int | None = Field(
         default=None,
         ge=0,
