@@ -87,10 +87,11 @@ def _match(gr: Graph, mean: onnx.NodeProto) -> tuple[str, float, str, str, onnx.
     if _only(gr, sqrt.output[0], "Div") is None:
         return None
     mul = _only(gr, div.output[0], "Mul")
-    gamma = None if mul is None else _other(mul, div.output[0])
-    bias = None if mul is None else _only(gr, mul.output[0], "Add")
+    if mul is None:
+        return None
+    bias = _only(gr, mul.output[0], "Add")
     beta = None if bias is None else _other(bias, mul.output[0])
-    g, b = _vector(gr, gamma), _vector(gr, beta)
+    g, b = _vector(gr, _other(mul, div.output[0])), _vector(gr, beta)
     if bias is None or g is None or b is None or g.shape != b.shape:
         return None
     return x, eps, gr.add_initializer("ln_gamma", g), gr.add_initializer("ln_beta", b), bias
