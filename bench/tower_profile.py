@@ -1,8 +1,10 @@
 """Where one 10 s window's time goes in an audio tower: ONNX Runtime's profile, one thread.
 
-Per-op totals (ms per run and share), the matrix products' achieved GOP/s by shape, and the
-same-shape peak of this CPU (one large fp32 and int8 product) to compare them with. Warm-up
-runs are left out of the totals. Not a test; numbers go to BENCHMARKS.md.
+Per-op totals (share, and ms per run), the matrix products' achieved GOP/s by shape, and the
+peak of this CPU for one large fp32 and int8 product to compare them with. Warm-up runs are left
+out. The profiler's durations are wall time, which on a shared box includes time the thread
+waited for a core; they are scaled so that they add up to the thread's CPU time per run (the
+shares are the profiler's own). Not a test; numbers go to BENCHMARKS.md.
 
     .venv/bin/python bench/tower_profile.py GRAPH.onnx [GRAPH.onnx ...] [--reps N]
 """
@@ -72,15 +74,19 @@ def profile(path: Path, reps: int, tmp: str) -> dict[str, Any]:
             gemm[key][0] += e["dur"]
             gemm[key][1] += 2.0 * ins[0][-1] * float(np.prod(out))
     total = sum(ops.values())
+
+    def ms(us: float) -> float:  # a share of the profile as CPU ms per run
+        return us / total * cpu_ms
+
     return {
         "cpu_ms": round(cpu_ms, 2),
         "kernel_ms": round(total / reps / 1000, 2),
         "ops": {
-            k: [round(v / reps / 1000, 2), round(100 * v / total, 1), count[k] // reps]
+            k: [round(ms(v), 2), round(100 * v / total, 1), count[k] // reps]
             for k, v in ops.most_common()
         },
         "gemm_gops": {
-            k: [round(t / reps / 1000, 2), round(f / t / 1000, 0)]
+            k: [round(ms(t), 2), round(f / reps / (ms(t) / 1000) / 1e9, 0)]
             for k, (t, f) in sorted(gemm.items(), key=lambda kv: -kv[1][0])
         },
     }
@@ -133,7 +139,8 @@ def main() -> None:
         for path in args.graphs:
             r = profile(path, args.reps, tmp)
             result[str(path)] = r
-            print(f"\n## {path}: {r['cpu_ms']} ms CPU, {r['kernel_ms']} ms in kernels")
+            cpu, wall = r["cpu_ms"], r["kernel_ms"]
+            print(f"\n## {path}: {cpu} ms CPU per run ({wall} ms wall in kernels)")
             for op, (ms, share, n) in list(r["ops"].items())[:14]:
                 print(f"| {op} | {ms} ms | {share} % | {n} nodes |")
             for key, (ms, gops) in list(r["gemm_gops"].items())[:8]:
