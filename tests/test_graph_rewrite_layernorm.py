@@ -10,7 +10,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from insight.inference.graph_rewrite.graph import Graph, prune, topological_sort
-from insight.inference.graph_rewrite.layernorm import fuse_layer_norms, raise_opset
+from insight.inference.graph_rewrite.layernorm import fuse_checked, fuse_layer_norms, raise_opset
 from insight.inference.graph_rewrite.probe import session
 
 C = 24
@@ -92,3 +92,14 @@ def test_look_alikes_are_left_alone(variant: dict[str, object]) -> None:
     assert n == 0
     assert [x.op_type for x in new.graph.node] == [x.op_type for x in model.graph.node]
     assert next(o.version for o in new.opset_import if o.domain == "") == 14
+
+
+def test_checked_fusion_hands_back_the_norm_outputs_to_compare() -> None:
+    x = np.random.default_rng(1).normal(0, 3, (2, 5, C)).astype(np.float32)
+    model = spelled_out()
+    new, n, outs, why = fuse_checked(model, {"x": x})
+    assert (n, outs, why) == (1, ["y"], None)
+    assert "LayerNormalization" in [node.op_type for node in new.graph.node]
+    same, n, outs, why = fuse_checked(spelled_out(axis=1), {"x": x})
+    assert n == 0 and outs == [] and why is None
+    assert "ReduceMean" in [node.op_type for node in same.graph.node]

@@ -15,7 +15,8 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from insight.inference.graph_rewrite.graph import Graph
+from insight.inference.graph_rewrite.graph import Graph, prune, topological_sort
+from insight.inference.graph_rewrite.verify import MAX_ABS_DIFF, max_abs_diff
 
 LAYER_NORM_OPSET = 17
 
@@ -123,3 +124,27 @@ def raise_opset(model: onnx.ModelProto, version: int = LAYER_NORM_OPSET) -> None
     for op in model.opset_import:
         if op.domain in ("", "ai.onnx") and op.version < version:
             op.version = version
+
+
+def fuse_checked(
+    model: onnx.ModelProto, feed: dict[str, np.ndarray]
+) -> tuple[onnx.ModelProto, int, list[str], str | None]:
+    """``model`` with its norms fused, how many, the fused nodes' outputs and None; or
+    ``model`` itself, 0, [] and why, when the fused graph does not run or differs on ``feed``
+    (so a graph this step cannot handle still gets the other rewrites)."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    gr = Graph(out.graph)
+    fused = fuse_layer_norms(gr)
+    if not fused:
+        return model, 0, [], None
+    raise_opset(out)
+    topological_sort(out.graph)
+    prune(out.graph)
+    try:
+        diff = max_abs_diff(model, out, [feed], gr.checkpoints)
+    except Exception as exc:  # e.g. a scale ONNX Runtime's kernel does not take
+        return model, 0, [], f"layer-norm fusion does not run: {type(exc).__name__}: {exc}"
+    if not diff <= MAX_ABS_DIFF:
+        return model, 0, [], f"layer-norm fusion differs (max diff {diff:.3g})"
+    return out, fused, list(gr.checkpoints), None

@@ -95,14 +95,12 @@ def rewrite_graph(
     runs = [record(out, shaped, types, f) for f in (feed_one, feed_two, feed_three)]
     report.folded = fold.fold(gr, shaped, runs)
     prune(g)
-    gr = Graph(g)
-    report.layer_norms = layernorm.fuse_layer_norms(gr)
-    if report.layer_norms:
-        layernorm.raise_opset(out)
-        topological_sort(g)
-        prune(g)
-        made = {o for n in g.node for o in n.output}  # a fused norm's inner tensors are gone
-        report.checkpoints = [c for c in [*report.checkpoints, *gr.checkpoints] if c in made]
+    out, report.layer_norms, norms, why = layernorm.fuse_checked(out, feed_one)
+    g = out.graph
+    if why:
+        report.skipped.append(why)
+    made = {o for n in g.node for o in n.output}  # a fused norm's inner tensors are gone
+    report.checkpoints = [c for c in [*report.checkpoints, *norms] if c in made]
     report.nodes_after = len(g.node)
     for why in report.skipped:
         log.info("graph_rewrite_skipped reason=%s", why)
