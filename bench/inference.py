@@ -263,7 +263,7 @@ def main() -> None:
             "hub_as_found_fp32",
             "cos_hub_as_found_fp32_vs_transformers",
         ),
-        ("ours fp32 (exporter v3)", "ours_fp32", "cos_fp32_vs_transformers"),
+        ("ours fp32", "ours_fp32", "cos_fp32_vs_transformers"),
         ("ours int8", "ours_int8", None),
     ]
     for name, key, cos_key in rows:

@@ -54,7 +54,12 @@ def main() -> None:
     import torch
     from transformers import ClapModel as HFClap
 
-    from insight.inference.export import export_clap, is_current_export, quantize_int8
+    from insight.inference.export import (
+        EXPORTER_VERSION,
+        export_clap,
+        is_current_export,
+        quantize_int8,
+    )
 
     torch.set_num_threads(1)
     work: Path = args.work_dir
@@ -72,7 +77,7 @@ def main() -> None:
     graphs = {
         "hub as found fp32 (legacy graph)": hub / "onnx" / "audio_model.onnx",
         "hub rewritten fp32": rewritten / "audio_model.onnx",
-        "ours fp32 (exporter v3)": ours / "audio_model.onnx",
+        f"ours fp32 (exporter v{EXPORTER_VERSION})": ours / "audio_model.onnx",
         "hub as found int8 (not rewritten)": as_found_int8,
         "hub rewritten int8 (the default)": rewritten / "audio_model_int8.onnx",
         "ours int8": ours / "audio_model_quantized.onnx",

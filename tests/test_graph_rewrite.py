@@ -64,6 +64,13 @@ def check_rewrite(path: Path, layers: int) -> None:
     assert report.resizes == 1
     assert swin_movers(new) == []
     assert report.nodes_after < report.nodes_before / 2
+    # every norm spelled out by the legacy exporter is one LayerNormalization node again
+    # (two per Swin block at least), none is left as ReduceMean/Sub/Pow/...
+    ops = [n.op_type for n in new.graph.node]
+    assert report.layer_norms >= 2 * layers
+    assert ops.count("LayerNormalization") == report.layer_norms
+    assert "ReduceMean" in [n.op_type for n in original.graph.node]
+    assert "ReduceMean" not in ops and "Pow" not in ops
     a, b = session(original, optimize=True), session(new, optimize=True)
     for feed in (f1, f3, f5):
         want, got = a.run(None, feed)[0], b.run(None, feed)[0]

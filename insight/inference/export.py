@@ -23,7 +23,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 # Bumped whenever the exported graphs change (benchmarks re-export older folders).
-EXPORTER_VERSION = 3
+EXPORTER_VERSION = 4
 MIN_COSINE = 0.9999
 MIN_COSINE_INT8 = 0.99
 MAX_TEXT_LENGTH = 77
@@ -294,10 +294,16 @@ def quantize_int8(src: Path, dst: Path) -> None:
     The quantizer re-runs ONNX shape inference, which refuses a graph whose recorded
     ``value_info`` disagrees with it; torch 2.11's exporter leaves such stale entries (768 vs
     512 at the projection). They are only hints, so they are dropped before quantizing.
+    Convolutions with short dot products stay fp32 (:mod:`.quant_rules`).
     """
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    from insight.inference.quant_rules import short_convs
+
     model = onnx.load(str(src))
     del model.graph.value_info[:]
-    quantize_dynamic(model, dst, per_channel=True, weight_type=QuantType.QInt8)
+    keep = short_convs(model)
+    quantize_dynamic(
+        model, dst, per_channel=True, weight_type=QuantType.QInt8, nodes_to_exclude=keep
+    )

@@ -2,7 +2,8 @@
 
 The same changes our exporter makes on the torch side (export_patches.py), made on the ONNX
 graph instead: Swin shift + window partition (and their inverses) and patch merging as one
-token ``Gather`` each, the bicubic stretch as a 4-tap gather, zero ``Pad`` nodes dropped.
+token ``Gather`` each, the bicubic stretch as a 4-tap gather, zero ``Pad`` nodes dropped,
+spelled-out layer norms fused into ``LayerNormalization`` (our export has them as such).
 Every number a rewrite needs is read off ONNX Runtime running the original graph; the result
 is checked against the original on fixed inputs by :mod:`.verify` before anyone uses it.
 """

@@ -10,14 +10,14 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
-from insight.inference.graph_rewrite import fold, pads, regions, resize
+from insight.inference.graph_rewrite import fold, layernorm, pads, regions, resize
 from insight.inference.graph_rewrite.graph import Graph, prune, topological_sort
 from insight.inference.graph_rewrite.probe import data_dependent, elem_types, record, run_subgraph
 
 log = logging.getLogger(__name__)
 
 # Bumped whenever the rewritten graphs change (cached rewrites of older versions are redone).
-REWRITER_VERSION = 1
+REWRITER_VERSION = 2
 
 
 @dataclass
@@ -26,6 +26,7 @@ class RewriteReport:
     resizes: int = 0
     zero_pads: int = 0
     folded: int = 0
+    layer_norms: int = 0
     checkpoints: list[str] = field(default_factory=list)
     nodes_before: int = 0
     nodes_after: int = 0
@@ -94,6 +95,12 @@ def rewrite_graph(
     runs = [record(out, shaped, types, f) for f in (feed_one, feed_two, feed_three)]
     report.folded = fold.fold(gr, shaped, runs)
     prune(g)
+    out, report.layer_norms, norms, why = layernorm.fuse_checked(out, feed_one)
+    g = out.graph
+    if why:
+        report.skipped.append(why)
+    made = {o for n in g.node for o in n.output}  # a fused norm's inner tensors are gone
+    report.checkpoints = [c for c in [*report.checkpoints, *norms] if c in made]
     report.nodes_after = len(g.node)
     for why in report.skipped:
         log.info("graph_rewrite_skipped reason=%s", why)
