@@ -47,3 +47,16 @@ def _shared_thread_pool(threads: int | None) -> None:
                 threads,
                 _pool_threads,
             )
+
+
+# ONNX Runtime fusions the text tower runs faster without. ``SkipLayerNormFusion`` turns each
+# residual Add + LayerNormalization into one SkipLayerNormalization, whose CPU kernel took
+# ~3 ms per call at batch 32 where Add + LayerNormalization take ~0.8 ms (RoBERTa-base, 1
+# thread, AMD EPYC): 4 % of the fp32 tower and 7 % of the int8 one (BENCHMARKS.md, "Session
+# 6: the text tower"). The outputs stay within float rounding of the fused graph.
+TEXT_DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
+
+
+def text_session_kwargs() -> dict[str, list[str]]:
+    """Extra ``InferenceSession`` arguments for a text tower."""
+    return {"disabled_optimizers": list(TEXT_DISABLED_OPTIMIZERS)}
