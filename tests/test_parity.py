@@ -162,6 +162,40 @@ def test_text_vectors_match_transformers(ours: ClapModel, hf: tuple[Any, Any]) -
     np.testing.assert_array_equal(mask, enc["attention_mask"].numpy()[:, : ids.shape[1]])
 
 
+def _fused_ops(path: Path, out: Path, **kwargs: Any) -> set[str]:
+    """Op types of ``path`` after ONNX Runtime's optimisations (its own dump of them)."""
+    import onnx
+    import onnxruntime as ort
+
+    opts = session_options(None)
+    opts.optimized_model_filepath = str(out)
+    ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"], **kwargs)
+    return {n.op_type for n in onnx.load(str(out)).graph.node}
+
+
+def test_text_session_runs_without_skip_layer_norm_fusion(
+    exported: tuple[Path, Path], ours: ClapModel, tmp_path: Path
+) -> None:
+    """The text tower's session refuses the SkipLayerNormalization fusion (slower on CPU at
+    batch 32: BENCHMARKS.md, Session 6) and gives the default session's vectors."""
+    import onnxruntime as ort
+
+    from insight.inference.ort_options import text_session_kwargs
+
+    text = exported[1] / "text_model.onnx"
+    assert "SkipLayerNormalization" in _fused_ops(text, tmp_path / "default.onnx")
+    ops = _fused_ops(text, tmp_path / "text.onnx", **text_session_kwargs())
+    assert "SkipLayerNormalization" not in ops and "LayerNormalization" in ops
+    assert ours.towers.text == text
+    assert ours._text._extra == text_session_kwargs()  # the service's text session uses them
+    plain = ort.InferenceSession(
+        str(text), session_options(None), providers=["CPUExecutionProvider"]
+    )
+    ids, mask = ours.tokenizer.encode_batch(TEXTS)  # one batch, as embed_text runs them
+    (ref,) = plain.run(["text_embeds"], {"input_ids": ids, "attention_mask": mask})
+    np.testing.assert_allclose(ours.embed_text(TEXTS), _norm(ref), atol=1e-5)
+
+
 def test_export_layout_and_int8(exported: tuple[Path, Path], ours: ClapModel) -> None:
     _, out = exported
     for name in (

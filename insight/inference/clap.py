@@ -22,7 +22,7 @@ from insight.inference import fast_graph
 from insight.inference.audio import MelConfig, MelExtractor, split_windows
 from insight.inference.model import AudioSpec, l2_normalize, track_vector
 from insight.inference.model_dir import ModelFiles, find_model_files
-from insight.inference.ort_options import session_options
+from insight.inference.ort_options import session_options, text_session_kwargs
 from insight.inference.text import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -79,11 +79,19 @@ def select_providers(settings: ModelSettings) -> tuple[list[str], str]:
 class _LazySession:
     """One ``InferenceSession``, created on first use by exactly one thread."""
 
-    def __init__(self, path: Path, providers: list[str], options: ort.SessionOptions, dim: int):
+    def __init__(
+        self,
+        path: Path,
+        providers: list[str],
+        options: ort.SessionOptions,
+        dim: int,
+        extra: dict[str, Any] | None = None,
+    ):
         self.path = path
         self._providers = providers
         self._options = options
         self._dim = dim
+        self._extra = extra or {}  # more InferenceSession arguments (disabled_optimizers)
         self._lock = threading.Lock()
         self._session: ort.InferenceSession | None = None
 
@@ -99,7 +107,10 @@ class _LazySession:
             if self._session is None:
                 try:
                     s = ort.InferenceSession(
-                        str(self.path), sess_options=self._options, providers=self._providers
+                        str(self.path),
+                        sess_options=self._options,
+                        providers=self._providers,
+                        **self._extra,
                     )
                 except Exception as exc:  # corrupt or incompatible file
                     raise NotReady(f"cannot load {self.path.name}: {exc}") from exc
@@ -157,7 +168,8 @@ class ClapModel:
         self.audio_batch = self._settings.audio_batch or auto_audio_batch(
             self.device, self.quantized
         )
-        self._text = _LazySession(towers.text, self.providers, self._options, self.dim)
+        extra = text_session_kwargs() if self.device == "CPU" else None  # measured on CPU
+        self._text = _LazySession(towers.text, self.providers, self._options, self.dim, extra)
         self._audio = _LazySession(towers.audio, self.providers, self._options, self.dim)
 
     @classmethod

@@ -47,3 +47,17 @@ def _shared_thread_pool(threads: int | None) -> None:
                 threads,
                 _pool_threads,
             )
+
+
+# ONNX Runtime fusions the text tower runs faster without. ``SkipLayerNormFusion`` turns each
+# residual Add + LayerNormalization into one SkipLayerNormalization, whose CPU kernel took
+# 4-5 ms per call at batch 32 where Add + LayerNormalization take ~0.8 ms (RoBERTa-base, 1
+# thread, AMD EPYC): 2-10 % of the tower (BENCHMARKS.md, "Session 6: the text tower"). fp32
+# outputs stay within float rounding of the fused graph (int8: cosine 0.9999, the dynamic
+# quantizer rounding those differences).
+TEXT_DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
+
+
+def text_session_kwargs() -> dict[str, list[str]]:
+    """Extra ``InferenceSession`` arguments for a text tower."""
+    return {"disabled_optimizers": list(TEXT_DISABLED_OPTIMIZERS)}
