@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -47,11 +47,46 @@ class DownloadRef(Schema):
     download_id: str
 
 
+class ModelLoadRequest(ModelRef):
+    switch: Literal["migrate", "now"] = Field(
+        default="migrate",
+        description=(
+            "migrate: when the loaded model's space holds vectors, fill the new model's space "
+            "first (both models in memory meanwhile) while the old one keeps serving, then "
+            "switch; now: switch at once to the new model's space (empty until re-embedded)"
+        ),
+    )
+
+
+class MigrationStatus(Schema):
+    """A staged switch to another model: its space is filled while the old one serves."""
+
+    model_id: str
+    from_model_id: str | None = None
+    space: str
+    from_space: str
+    phase: Literal["text", "audio", "switching", "done", "cancelled", "failed"]
+    text_total: int = 0
+    text_done: int = 0
+    audio_total: int = 0
+    audio_done: int = 0
+    unrecoverable: int = Field(
+        default=0,
+        description="Audio vectors with no file to analyse again (stay in the old space)",
+    )
+    unrecoverable_ids: list[str] = Field(default_factory=list, description="The first 100")
+    started_at: int
+    finished_at: int | None = None
+    eta_s: float | None = None
+    error: str | None = None
+
+
 class ModelActionResponse(Schema):
     model_id: str
     success: bool
     message: str
     stale_vectors: int = 0
+    migration: MigrationStatus | None = None
 
 
 class ReembedRequest(Schema):

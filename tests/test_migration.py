@@ -1,0 +1,239 @@
+"""Staged model switch: the old model and space serve until the new space is filled.
+
+Two real tiny models of different dimensions (512 and 256), a real watcher over encoded audio
+files, a real bus for library events, the file store, over HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import pytest_asyncio
+
+from insight.bus import subjects
+from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT
+from insight.storage.spaces import space_key
+from insight.testing.tiny_clap import build_tiny_clap
+from tests.busutil import drained, track_event
+from tests.conftest import Running, make_settings, start_running, stop_running
+from tests.fake_hub import FakeHub, hub_layout
+from tests.test_watcher import tagged, write_track
+
+MODEL_B = "test-org/tiny-256"
+KEY_B = space_key(MODEL_B, 256)
+
+
+@pytest.fixture(scope="module")
+def model_b_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_clap(tmp_path_factory.mktemp("tiny-256"), dim=256, seed=3)
+
+
+@pytest_asyncio.fixture
+async def hub(model_b_dir: Path) -> AsyncIterator[FakeHub]:
+    h = await FakeHub(repos={MODEL_B: hub_layout(model_b_dir)}).start()
+    yield h
+    await h.stop()
+
+
+def settings_for(tmp_path: Path, tiny_model_dir: Path, hub: FakeHub) -> Any:
+    music = tmp_path / "music"
+    if not music.exists():
+        write_track(music / "a.flac", tags=tagged("Alpha", "A", "AA", "Rock"), freq=300)
+        write_track(music / "b.flac", tags=tagged("Beta", "B", "BB", "Jazz"), freq=600)
+    return make_settings(
+        tmp_path / "data",
+        tiny_model_dir,
+        model={"hub_endpoint": hub.url},
+        watcher={"folders": [str(music)], "debounce_s": 0.2, "scan_interval_s": 0},
+    )
+
+
+async def filled(r: Running) -> None:
+    """Three tracks from MA, two files analysed, model B in the hub cache."""
+    for i in range(3):
+        status, _ = await r.api.call(
+            "POST",
+            "/tracks/embed-text",
+            {"track_id": f"ma-{i}", "metadata": {"name": f"Song {i}", "artists": ["X"]}},
+        )
+        assert status == 200
+    watcher = r.app.services.watcher
+    await watcher.start()
+    await watcher.wait_idle(60)
+    assert await r.app.store.count(TRACKS_AUDIO) == 2
+    status, body = await r.api.call("POST", "/models/download", {"model_id": MODEL_B})
+    assert status == 200, body
+    for _ in range(400):
+        if r.app.services.models.model_dir(MODEL_B) is not None:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("model B was not downloaded")
+
+
+async def answers(r: Running) -> list[Any]:
+    """What a text search and an audio search answer (ids and scores)."""
+    out = []
+    _, found = await r.api.call("POST", "/tracks/search-text", {"query": "Song 1", "limit": 10})
+    out.append([(h["track_id"], round(h["score"], 5)) for h in found["results"]])
+    points, _ = await r.app.store.scroll(TRACKS_AUDIO, None, 10, True)
+    probe = sorted(points, key=lambda p: p.key)[0]
+    _, found = await r.api.call(
+        "POST", "/tracks/search", {"embedding": probe.vector.tolist(), "collection": "audio"}
+    )
+    out.append([(h["track_id"], round(h["score"], 5)) for h in found["results"]])
+    return out
+
+
+async def migration(r: Running) -> dict[str, Any]:
+    status, body = await r.api.call("GET", "/models/migration")
+    assert status == 200, body
+    return dict(body)
+
+
+async def until(r: Running, phase: str, within_s: float = 60.0) -> dict[str, Any]:
+    for _ in range(int(within_s / 0.05)):
+        body = await migration(r)
+        if body["phase"] == phase:
+            return body
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"migration never reached {phase}: {body}")
+
+
+async def test_old_space_serves_until_the_new_one_is_filled(
+    tmp_path: Path, tiny_model_dir: Path, hub: FakeHub
+) -> None:
+    r = await start_running(settings_for(tmp_path, tiny_model_dir, hub))
+    try:
+        await filled(r)
+        before = await answers(r)
+        old_store = r.app.store
+        r.app.services.watcher.pause()  # holds the audio phase: files wait in the queue
+        status, body = await r.api.call("POST", f"/models/{MODEL_B}/load", {})
+        assert status == 200, body
+        assert body["migration"]["space"] == KEY_B and body["migration"]["from_space"] == "default"
+        assert "both models are in memory" in body["message"]
+        state = await until(r, "audio")
+        assert (state["text_total"], state["text_done"]) == (5, 5)
+        assert (state["audio_total"], state["audio_done"]) == (2, 0)
+
+        # every query still answers from the old space with the old model's vectors
+        assert await answers(r) == before
+        assert r.app.store is old_store and r.app.pool.model.model_id == "insight/tiny-clap"
+        _, emb = await r.api.call("POST", "/embed/text", {"text": "calm piano"})
+        assert len(emb["embedding"]) == 512
+
+        # an event mid-migration lands in both spaces, each with its own model's vector
+        js = r.stack.bridge.nc.jetstream()
+        await js.publish(subjects.TRACK_ADDED, track_event("library://track/9", "Nine"))
+        await drained(js, subjects.LIBRARY_CONSUMER)
+        target = r.app.services.models.migrations.last.stores.store
+        (old,) = await old_store.get(TRACKS_TEXT, ["library://track/9"], with_vectors=True)
+        (new,) = await target.get(TRACKS_TEXT, ["library://track/9"], with_vectors=True)
+        assert old.payload["model_id"] == "insight/tiny-clap" and old.vector.shape == (512,)
+        assert new.payload["model_id"] == MODEL_B and new.vector.shape == (256,)
+        # a streamed audio vector cannot be made again: reported, kept in the old space
+        status, _ = await r.api.call(
+            "POST",
+            "/tracks/upsert",
+            {"track_id": "streamed", "metadata": {"name": "S"}, "audio_embedding": [1.0] * 512},
+        )
+        assert status == 200
+        state = await migration(r)
+        assert state["unrecoverable_ids"] == ["streamed"]
+
+        r.app.services.watcher.resume()
+        done = await until(r, "done")
+        assert (done["audio_total"], done["audio_done"], done["unrecoverable"]) == (3, 2, 1)
+        assert r.app.pool.model.model_id == MODEL_B and r.app.store.dim == 256
+        assert r.app.services.models.migrations.last.loaded.pool is r.app.pool  # old released
+        texts = await r.app.store.get(TRACKS_TEXT, ["ma-1", "library://track/9"])
+        assert {p.payload["model_id"] for p in texts} == {MODEL_B} and len(texts) == 2
+        audio, _ = await r.app.store.scroll(TRACKS_AUDIO, None, 10, True)
+        assert len(audio) == 2 and {p.vector.shape for p in audio} == {(256,)}
+        _, found = await r.api.call("POST", "/tracks/search-text", {"query": "Song 1"})
+        assert found["results"][0]["track_id"] == "ma-1"
+        assert found["results"] != before[0]
+        _, spaces = await r.api.call("GET", "/storage/spaces")
+        listed = {s["space"]: s for s in spaces["spaces"]}
+        assert listed[KEY_B]["current"] and not listed["default"]["current"]
+        assert listed["default"]["counts"][TRACKS_AUDIO] == 3  # 2 files + streamed, kept
+        assert not (tmp_path / "data" / "migration.json").exists()
+        status, dropped = await r.api.call("DELETE", "/storage/spaces/default")
+        assert status == 200 and dropped["dim"] == 512
+    finally:
+        await stop_running(r)
+
+
+async def test_cancel_leaves_the_old_model_serving(
+    tmp_path: Path, tiny_model_dir: Path, hub: FakeHub
+) -> None:
+    r = await start_running(settings_for(tmp_path, tiny_model_dir, hub))
+    try:
+        await filled(r)
+        before = await answers(r)
+        r.app.services.watcher.pause()
+        status, body = await r.api.call("POST", f"/models/{MODEL_B}/load", {})
+        assert status == 200 and body["migration"]["phase"] in ("text", "audio")
+        await until(r, "audio")
+        status, err = await r.api.call("DELETE", f"/storage/spaces/{KEY_B}")
+        assert status == 409 and "migration" in err["error"]["message"]
+        status, body = await r.api.call("DELETE", "/models/migration")
+        assert status == 200 and body["phase"] == "cancelled"
+        r.app.services.watcher.resume()
+        await r.app.services.watcher.wait_idle(60)
+        assert r.app.pool.model.model_id == "insight/tiny-clap"
+        assert await answers(r) == before
+        assert r.app.services.library.mirror is None
+        assert not (tmp_path / "data" / "migration.json").exists()
+        status, _ = await r.api.call("DELETE", "/models/migration")
+        assert status == 404
+        _, spaces = await r.api.call("GET", "/storage/spaces")
+        listed = {s["space"]: s for s in spaces["spaces"]}
+        assert listed["default"]["current"] and listed[KEY_B]["counts"][TRACKS_TEXT] == 5
+        assert listed[KEY_B]["counts"][TRACKS_AUDIO] == 0  # queued files were not analysed
+
+        # the explicit immediate switch: at once, into the space the cancel left
+        status, body = await r.api.call("POST", f"/models/{MODEL_B}/load", {"switch": "now"})
+        assert status == 200 and body["migration"] is None
+        assert r.app.pool.model.model_id == MODEL_B and r.app.store.dim == 256
+        assert body["stale_vectors"] == 2  # the audio the new space lacks
+    finally:
+        await stop_running(r)
+
+
+async def test_a_restart_mid_migration_begins_it_again(
+    tmp_path: Path, tiny_model_dir: Path, hub: FakeHub
+) -> None:
+    settings = settings_for(tmp_path, tiny_model_dir, hub)
+    r = await start_running(settings)
+    try:
+        await filled(r)
+        before = await answers(r)
+        r.app.services.watcher.pause()
+        status, _ = await r.api.call("POST", f"/models/{MODEL_B}/load", {})
+        assert status == 200
+        await until(r, "audio")
+        assert await answers(r) == before
+    finally:
+        await stop_running(r)
+    assert (tmp_path / "data" / "migration.json").exists()
+
+    r = await start_running(settings)  # the old model loads, the migration begins again
+    try:
+        done = await until(r, "done")
+        assert done["text_done"] == 5 and done["audio_done"] == 2
+        assert r.app.pool.model.model_id == MODEL_B
+        _, spaces = await r.api.call("GET", "/storage/spaces")
+        counts = {s["space"]: s["counts"] for s in spaces["spaces"]}
+        assert counts["default"][TRACKS_TEXT] == 5 and counts["default"][TRACKS_AUDIO] == 2
+        assert counts[KEY_B][TRACKS_TEXT] == 5 and counts[KEY_B][TRACKS_AUDIO] == 2
+        vec = np.asarray((await r.api.call("POST", "/embed/text", {"text": "x"}))[1]["embedding"])
+        assert vec.shape == (256,)
+        assert not (tmp_path / "data" / "migration.json").exists()
+    finally:
+        await stop_running(r)
