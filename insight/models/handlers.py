@@ -69,8 +69,10 @@ async def reembed(app: App, req: ReembedRequest) -> ReembedResponse:
     "models.load", "POST", "/models/{model_id:.+}/load", body="optional", errors=(400, 404)
 )
 async def load(app: App, req: ModelLoadRequest) -> ModelActionResponse:
-    """Load a downloaded model: by default a staged switch (the loaded model serves until the
-    new one's space is filled; see GET /models/migration); ``"switch": "now"`` at once."""
+    """Load a downloaded model; by default the old one serves until the new space is filled.
+
+    A staged switch (GET /models/migration) when the loaded model's space holds vectors;
+    ``"switch": "now"`` switches at once (the new space starts empty until re-embedded)."""
     return await models(app).load(req.model_id, req.switch)
 
 
