@@ -16,7 +16,7 @@ import pytest
 import pytest_asyncio
 
 from insight.bus import subjects
-from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT
+from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT, Point
 from insight.storage.spaces import space_key
 from insight.testing.tiny_clap import build_tiny_clap
 from tests.busutil import drained, track_event
@@ -110,8 +110,14 @@ async def test_old_space_serves_until_the_new_one_is_filled(
     r = await start_running(settings_for(tmp_path, tiny_model_dir, hub))
     try:
         await filled(r)
-        before = await answers(r)
         old_store = r.app.store
+        # an MA track carrying a watched file's audio vector (ingest/links.py)
+        files, _ = await old_store.scroll(TRACKS_AUDIO, None, 10, True)
+        file = sorted(files, key=lambda p: p.key)[0]
+        payload = {"track_id": "ma-linked", "name": "L", "linked_from": file.key}
+        payload["model_id"] = "insight/tiny-clap"
+        await old_store.upsert(TRACKS_AUDIO, [Point("ma-linked", file.vector, payload)])
+        before = await answers(r)
         r.app.services.watcher.pause()  # holds the audio phase: files wait in the queue
         status, body = await r.api.call("POST", f"/models/{MODEL_B}/load", {})
         assert status == 200, body
@@ -119,7 +125,11 @@ async def test_old_space_serves_until_the_new_one_is_filled(
         assert "both models are in memory" in body["message"]
         state = await until(r, "audio")
         assert (state["text_total"], state["text_done"]) == (5, 5)
-        assert (state["audio_total"], state["audio_done"]) == (2, 0)
+        assert (state["audio_total"], state["audio_done"]) == (3, 0)
+        _, system = await r.api.call("GET", "/status")
+        assert (
+            system["migration"]["phase"] == "audio" and system["migration"]["model_id"] == MODEL_B
+        )
 
         # every query still answers from the old space with the old model's vectors
         assert await answers(r) == before
@@ -148,21 +158,24 @@ async def test_old_space_serves_until_the_new_one_is_filled(
 
         r.app.services.watcher.resume()
         done = await until(r, "done")
-        assert (done["audio_total"], done["audio_done"], done["unrecoverable"]) == (3, 2, 1)
+        assert (done["audio_total"], done["audio_done"], done["unrecoverable"]) == (4, 3, 1)
         assert r.app.pool.model.model_id == MODEL_B and r.app.store.dim == 256
         assert r.app.services.models.migrations.last.loaded.pool is r.app.pool  # old released
         texts = await r.app.store.get(TRACKS_TEXT, ["ma-1", "library://track/9"])
         assert {p.payload["model_id"] for p in texts} == {MODEL_B} and len(texts) == 2
         audio, _ = await r.app.store.scroll(TRACKS_AUDIO, None, 10, True)
-        assert len(audio) == 2 and {p.vector.shape for p in audio} == {(256,)}
+        assert len(audio) == 3 and {p.vector.shape for p in audio} == {(256,)}
+        new_vectors = {p.key: p.vector for p in audio}
+        assert np.array_equal(new_vectors["ma-linked"], new_vectors[file.key])  # linked again
         _, found = await r.api.call("POST", "/tracks/search-text", {"query": "Song 1"})
         assert found["results"][0]["track_id"] == "ma-1"
         assert found["results"] != before[0]
         _, spaces = await r.api.call("GET", "/storage/spaces")
         listed = {s["space"]: s for s in spaces["spaces"]}
         assert listed[KEY_B]["current"] and not listed["default"]["current"]
-        assert listed["default"]["counts"][TRACKS_AUDIO] == 3  # 2 files + streamed, kept
+        assert listed["default"]["counts"][TRACKS_AUDIO] == 4  # 2 files, linked, streamed
         assert not (tmp_path / "data" / "migration.json").exists()
+        assert (await r.api.call("GET", "/status"))[1]["migration"] is None
         status, dropped = await r.api.call("DELETE", "/storage/spaces/default")
         assert status == 200 and dropped["dim"] == 512
     finally:

@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from insight.ingest.links import HEARD
 from insight.library import Library, TextItem
 from insight.mood.classifier import MoodClassifier
 from insight.schemas import HashedMetadata, IngestMetadata, MigrationStatus
@@ -240,11 +241,19 @@ class Migration:
     async def _audio(self) -> None:
         self.phase = "audio"
         self.audio_total += await self.source.count(TRACKS_AUDIO)
-        ids = {p.key for p in await self._missing(TRACKS_AUDIO, False)}
+        missing = await self._missing(TRACKS_AUDIO, False)
+        linked = {p.key: p for p in missing if p.payload.get("linked_from")}
+        ids = {p.key for p in missing if p.key not in linked}
         watcher = self.watcher
         queued = await watcher.reanalyze(ids, into=self) if watcher is not None and ids else set()
         self.pending |= queued
         self.lost.extend(sorted(ids - queued))
+        await self._wait(watcher)
+        if linked and not self.stop.is_set():
+            await self._relink(linked)
+
+    async def _wait(self, watcher: WatcherService | None) -> None:
+        """Until the watcher has analysed every pending file (paused: as long as it is)."""
         idle = 0
         while self.pending and not self.stop.is_set():
             await asyncio.sleep(WAIT_S)
@@ -255,6 +264,26 @@ class Migration:
             if idle >= 3:  # the watcher dropped them (stopped): they are not made again
                 self.lost.extend(sorted(self.pending))
                 self.pending.clear()
+
+    async def _relink(self, linked: dict[str, Point]) -> None:
+        """MA tracks that carry a watched file's audio vector (insight/ingest/links.py) get
+        the file's vector from the next model."""
+        target = self.stores.require_store()
+        sources = sorted({str(p.payload["linked_from"]) for p in linked.values()})
+        files = {p.key: p for p in await target.get(TRACKS_AUDIO, sources, with_vectors=True)}
+        points = []
+        for key, p in sorted(linked.items()):
+            file = files.get(str(p.payload["linked_from"]))
+            if file is None or file.vector is None:
+                self.lost.append(key)
+                continue
+            heard = {k: file.payload[k] for k in HEARD if k in file.payload}
+            payload = {**p.payload, **heard, "model_id": self.model_id}
+            points.append(Point(key, file.vector, payload))
+        if points:
+            await target.upsert(TRACKS_AUDIO, points)
+            self.audio_done += len(points)
+            self.made += len(points)
 
 
 class MigrationFile:

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from insight.schemas.base import Schema
 from insight.schemas.enums import DownloadStatus
-from insight.schemas.system import ModelDetail
+from insight.schemas.system import MigrationStatus, ModelDetail
 
 
 class ModelsResponse(Schema):
@@ -56,29 +56,6 @@ class ModelLoadRequest(ModelRef):
             "switch; now: switch at once to the new model's space (empty until re-embedded)"
         ),
     )
-
-
-class MigrationStatus(Schema):
-    """A staged switch to another model: its space is filled while the old one serves."""
-
-    model_id: str
-    from_model_id: str | None = None
-    space: str
-    from_space: str
-    phase: Literal["text", "audio", "switching", "done", "cancelled", "failed"]
-    text_total: int = 0
-    text_done: int = 0
-    audio_total: int = 0
-    audio_done: int = 0
-    unrecoverable: int = Field(
-        default=0,
-        description="Audio vectors with no file to analyse again (stay in the old space)",
-    )
-    unrecoverable_ids: list[str] = Field(default_factory=list, description="The first 100")
-    started_at: int
-    finished_at: int | None = None
-    eta_s: float | None = None
-    error: str | None = None
 
 
 class ModelActionResponse(Schema):
