@@ -79,14 +79,33 @@ async def answers(r: Running) -> list[Any]:
     """What a text search and an audio search answer (ids and scores)."""
     out = []
     _, found = await r.api.call("POST", "/tracks/search-text", {"query": "Song 1", "limit": 10})
-    out.append([(h["track_id"], round(h["score"], 5)) for h in found["results"]])
+    out.append([(h["track_id"], h["score"]) for h in found["results"]])
     points, _ = await r.app.store.scroll(TRACKS_AUDIO, None, 10, True)
     probe = sorted(points, key=lambda p: p.key)[0]
     _, found = await r.api.call(
         "POST", "/tracks/search", {"embedding": probe.vector.tolist(), "collection": "audio"}
     )
-    out.append([(h["track_id"], round(h["score"], 5)) for h in found["results"]])
+    out.append([(h["track_id"], h["score"]) for h in found["results"]])
     return out
+
+
+def same(a: list[Any], b: list[Any]) -> bool:
+    """The same tracks in the same order with the same scores (to float noise)."""
+    return all(
+        [t for t, _ in x] == [t for t, _ in y]
+        and np.allclose([s for _, s in x], [s for _, s in y], atol=1e-5)
+        for x, y in zip(a, b, strict=True)
+    )
+
+
+async def stored(store: Any, key: str) -> list[Any]:
+    """The text point ``key`` once it is there (the consumer's counters lag a publish)."""
+    for _ in range(600):
+        got = await store.get(TRACKS_TEXT, [key], with_vectors=True)
+        if got:
+            return list(got)
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{key} never stored")
 
 
 async def migration(r: Running) -> dict[str, Any]:
@@ -132,7 +151,7 @@ async def test_old_space_serves_until_the_new_one_is_filled(
         )
 
         # every query still answers from the old space with the old model's vectors
-        assert await answers(r) == before
+        assert same(await answers(r), before)
         assert r.app.store is old_store and r.app.pool.model.model_id == "insight/tiny-clap"
         _, emb = await r.api.call("POST", "/embed/text", {"text": "calm piano"})
         assert len(emb["embedding"]) == 512
@@ -142,8 +161,8 @@ async def test_old_space_serves_until_the_new_one_is_filled(
         await js.publish(subjects.TRACK_ADDED, track_event("library://track/9", "Nine"))
         await drained(js, subjects.LIBRARY_CONSUMER)
         target = r.app.services.models.migrations.last.stores.store
-        (old,) = await old_store.get(TRACKS_TEXT, ["library://track/9"], with_vectors=True)
-        (new,) = await target.get(TRACKS_TEXT, ["library://track/9"], with_vectors=True)
+        (old,) = await stored(old_store, "library://track/9")
+        (new,) = await stored(target, "library://track/9")
         assert old.payload["model_id"] == "insight/tiny-clap" and old.vector.shape == (512,)
         assert new.payload["model_id"] == MODEL_B and new.vector.shape == (256,)
         # a streamed audio vector cannot be made again: reported, kept in the old space
@@ -168,8 +187,8 @@ async def test_old_space_serves_until_the_new_one_is_filled(
         new_vectors = {p.key: p.vector for p in audio}
         assert np.array_equal(new_vectors["ma-linked"], new_vectors[file.key])  # linked again
         _, found = await r.api.call("POST", "/tracks/search-text", {"query": "Song 1"})
-        assert found["results"][0]["track_id"] == "ma-1"
-        assert found["results"] != before[0]
+        assert {"ma-0", "ma-1", "ma-2"} <= {h["track_id"] for h in found["results"]}
+        assert not same([[(h["track_id"], h["score"]) for h in found["results"]]], before[:1])
         _, spaces = await r.api.call("GET", "/storage/spaces")
         listed = {s["space"]: s for s in spaces["spaces"]}
         assert listed[KEY_B]["current"] and not listed["default"]["current"]
@@ -195,12 +214,14 @@ async def test_cancel_leaves_the_old_model_serving(
         await until(r, "audio")
         status, err = await r.api.call("DELETE", f"/storage/spaces/{KEY_B}")
         assert status == 409 and "migration" in err["error"]["message"]
+        status, err = await r.api.call("DELETE", f"/models/{MODEL_B}")  # its files are in use
+        assert status == 409 and "migration" in err["error"]["message"]
         status, body = await r.api.call("DELETE", "/models/migration")
         assert status == 200 and body["phase"] == "cancelled"
         r.app.services.watcher.resume()
         await r.app.services.watcher.wait_idle(60)
         assert r.app.pool.model.model_id == "insight/tiny-clap"
-        assert await answers(r) == before
+        assert same(await answers(r), before)
         assert r.app.services.library.mirror is None
         assert not (tmp_path / "data" / "migration.json").exists()
         status, _ = await r.api.call("DELETE", "/models/migration")
@@ -231,7 +252,7 @@ async def test_a_restart_mid_migration_begins_it_again(
         status, _ = await r.api.call("POST", f"/models/{MODEL_B}/load", {})
         assert status == 200
         await until(r, "audio")
-        assert await answers(r) == before
+        assert same(await answers(r), before)
     finally:
         await stop_running(r)
     assert (tmp_path / "data" / "migration.json").exists()

@@ -289,8 +289,8 @@ class Migration:
 class MigrationFile:
     """``migration.json``: the target of the running migration, read again at start."""
 
-    def __init__(self, data_dir: Path) -> None:
-        self.path = Path(data_dir) / "migration.json"
+    def __init__(self, data_dir: Path, base: str = "") -> None:
+        self.path = Path(data_dir) / (f"migration.{base}.json" if base else "migration.json")
 
     def read(self) -> dict[str, Any] | None:
         try:

@@ -263,6 +263,9 @@ class ModelsService:
         validate_model_id(model_id)
         if model_id == self.current_id:
             raise Conflict(f"model {model_id} is loaded: load another model before deleting it")
+        running = self.migrations.running if self.migrations is not None else None
+        if running is not None and running.model_id == model_id:
+            raise Conflict(f"a migration to {model_id} is running: DELETE /models/migration first")
         if self.downloads.active_for(model_id) is not None:
             raise Conflict(f"model {model_id} is being downloaded: cancel the download first")
         if model_id == self.local_id:

@@ -49,7 +49,7 @@ class Migrations:
     ) -> None:
         self.settings, self.loaded, self.stores, self.library = settings, loaded, stores, library
         self.watcher, self.build_model, self.use_model = watcher, build_model, use_model
-        self.file = MigrationFile(settings.storage.data_dir)
+        self.file = MigrationFile(settings.storage.data_dir, settings.storage.collection_prefix)
         self.last: Migration | None = None
 
     @property
