@@ -10,8 +10,8 @@ Start order (``start``), each step using only what the steps before it made:
 3. the services: mood, library, playlists (+ its refresh task), map, watcher (optional
    extra), models; the model listeners are mood then models;
 4. the configured model (absent → degraded; the listeners cache what they need per model);
-5. the watcher's workers (and its scan, when enabled), then a model migration that a restart
-   interrupted (``migration.json``), begun again in the background;
+5. the watcher's workers (and its scan, when enabled), then (a worker on the bus) a model
+   migration that a restart interrupted (``migration.json``), begun again in the background;
 6. the background download of the configured model when none is loaded and it may fetch one;
 7. with a bus: JetStream streams and buckets, stream sessions, event consumers, metrics, and
    scale-out (remote inference through inference workers, the distributed scan).
@@ -75,7 +75,8 @@ async def start(app: App, *, background: bool = True) -> Services:
         await app.load_configured_model()
     if watcher is not None:
         await watcher.open()
-    if models.migrations is not None and app.pool is not None:  # one a restart interrupted
+    if models.migrations is not None and app.pool is not None and app.nc is not None:
+        # one a restart interrupted, in a serving worker (never a one-shot `insight scan`)
         app.spawn(models.migrations.resume(models.model_dir), name="migration-resume")
     if app.pool is None and s.model.path is None and s.model.auto_download:
         app.spawn(download_and_load(models, app.loaded, s.model.name), name="auto-download")
