@@ -175,15 +175,23 @@ async def test_old_space_serves_until_the_new_one_is_filled(
         state = await migration(r)
         assert state["unrecoverable_ids"] == ["streamed"]
 
+        # a file scanned mid-migration: analysed into the old space, then queued for the new
+        late = write_track(tmp_path / "music" / "c.flac", tags=tagged("Gamma", "C", "CC", "Pop"))
+        r.app.services.watcher.scan()
         r.app.services.watcher.resume()
         done = await until(r, "done")
-        assert (done["audio_total"], done["audio_done"], done["unrecoverable"]) == (4, 3, 1)
+        assert (done["audio_total"], done["audio_done"], done["unrecoverable"]) == (5, 4, 1)
+        row = r.app.services.watcher.state.get(str(late))
+        assert row is not None and row.track_id
+        (was,) = await old_store.get(TRACKS_AUDIO, [row.track_id], with_vectors=True)
+        (now,) = await r.app.store.get(TRACKS_AUDIO, [row.track_id], with_vectors=True)
+        assert was.vector.shape == (512,) and now.vector.shape == (256,)
         assert r.app.pool.model.model_id == MODEL_B and r.app.store.dim == 256
         assert r.app.services.models.migrations.last.loaded.pool is r.app.pool  # old released
-        texts = await r.app.store.get(TRACKS_TEXT, ["ma-1", "library://track/9"])
-        assert {p.payload["model_id"] for p in texts} == {MODEL_B} and len(texts) == 2
+        texts = await r.app.store.get(TRACKS_TEXT, ["ma-1", "library://track/9", row.track_id])
+        assert {p.payload["model_id"] for p in texts} == {MODEL_B} and len(texts) == 3
         audio, _ = await r.app.store.scroll(TRACKS_AUDIO, None, 10, True)
-        assert len(audio) == 3 and {p.vector.shape for p in audio} == {(256,)}
+        assert len(audio) == 4 and {p.vector.shape for p in audio} == {(256,)}
         new_vectors = {p.key: p.vector for p in audio}
         assert np.array_equal(new_vectors["ma-linked"], new_vectors[file.key])  # linked again
         _, found = await r.api.call("POST", "/tracks/search-text", {"query": "Song 1"})
@@ -192,7 +200,7 @@ async def test_old_space_serves_until_the_new_one_is_filled(
         _, spaces = await r.api.call("GET", "/storage/spaces")
         listed = {s["space"]: s for s in spaces["spaces"]}
         assert listed[KEY_B]["current"] and not listed["default"]["current"]
-        assert listed["default"]["counts"][TRACKS_AUDIO] == 4  # 2 files, linked, streamed
+        assert listed["default"]["counts"][TRACKS_AUDIO] == 5  # 3 files, linked, streamed
         assert not (tmp_path / "data" / "migration.json").exists()
         assert (await r.api.call("GET", "/status"))[1]["migration"] is None
         status, dropped = await r.api.call("DELETE", "/storage/spaces/default")

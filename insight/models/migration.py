@@ -253,13 +253,15 @@ class Migration:
             await self._relink(linked)
 
     async def _wait(self, watcher: WatcherService | None) -> None:
-        """Until the watcher has analysed every pending file (paused: as long as it is)."""
+        """Until the watcher has analysed every pending file and holds no other work (a file
+        analysed by the serving model mid-switch would meet the new space): paused with work
+        queued, as long as it is paused."""
         idle = 0
-        while self.pending and not self.stop.is_set():
+        while not self.stop.is_set():
+            busy = watcher is not None and bool(watcher.queue.qsize() or watcher.inhand)
+            if not busy and not self.pending:
+                return
             await asyncio.sleep(WAIT_S)
-            if watcher is None or watcher.paused:
-                continue
-            busy = not watcher.queue.empty() or watcher.current
             idle = 0 if busy else idle + 1
             if idle >= 3:  # the watcher dropped them (stopped): they are not made again
                 self.lost.extend(sorted(self.pending))

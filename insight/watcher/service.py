@@ -58,7 +58,7 @@ class WatcherService:
         self.queue: asyncio.Queue[Job] = asyncio.Queue()
         self._queued: set[str] = set()
         self.current: set[str] = set()
-        self._inhand: set[str] = set()  # taken from the queue by a worker (maybe paused)
+        self.inhand: set[str] = set()  # taken from the queue by a worker (maybe paused)
         self._resume = asyncio.Event()
         self._resume.set()
         self.running = False
@@ -344,7 +344,7 @@ class WatcherService:
     async def _worker(self) -> None:
         while True:
             job = await self.queue.get()
-            self._inhand.add(job.key)
+            self.inhand.add(job.key)
             try:
                 await self._resume.wait()
                 self.current.add(str(job.path))
@@ -355,7 +355,7 @@ class WatcherService:
                 log.exception("watcher_job_crashed path=%s", job.path)
             finally:
                 self.current.discard(str(job.path))
-                self._inhand.discard(job.key)
+                self.inhand.discard(job.key)
                 self._queued.discard(job.key)
                 self.queue.task_done()
 
@@ -371,7 +371,7 @@ class WatcherService:
 
     def status(self) -> WatcherStatus:
         counts = self.state.counts()
-        pending = self.queue.qsize() + len(self._inhand)
+        pending = self.queue.qsize() + len(self.inhand)
         rate = self.files.rate_per_min()
         scanning = self._scan_task is not None and not self._scan_task.done()
         if self.paused:
