@@ -187,8 +187,13 @@ class Migration:
 
     # --- the run --------------------------------------------------------------------------
 
-    async def run(self, switch: Callable[[Migration], Awaitable[None]]) -> None:
-        """Text, then audio, then ``switch`` (the serving slot to the next model)."""
+    async def run(
+        self,
+        switch: Callable[[Migration], Awaitable[None]],
+        failed: Callable[[Migration], Awaitable[None]],
+    ) -> None:
+        """Text, then audio, then ``switch`` (the serving slot to the next model); ``failed``
+        releases what it holds when a step raises."""
         try:
             await self._text()
             if not self.stop.is_set():
@@ -208,6 +213,7 @@ class Migration:
         except Exception as exc:
             self.phase, self.error, self.finished = "failed", str(exc), time.time()
             log.exception("migration_failed model=%s", self.model_id)
+            await failed(self)
 
     async def _missing(self, collection: str, have_counts: bool) -> list[Point]:
         """Points of the serving space whose track the next space lacks."""

@@ -84,7 +84,7 @@ class Migrations:
         self.file.write(model.model_id, key, m.from_model_id)
         self.library.mirror = m
         self.last = m
-        m.task = asyncio.create_task(m.run(self._switch), name="model-migration")
+        m.task = asyncio.create_task(m.run(self._switch, self._failed), name="model-migration")
         log.info(
             "migration_started model=%s space=%s from=%s (two models in memory until it ends)",
             model.model_id,
@@ -123,6 +123,17 @@ class Migrations:
                 await asyncio.wait_for(asyncio.shield(m.task), STOP_WAIT_S)
         if m.active:
             m.phase = phase
+        await self._release(m)
+
+    async def _failed(self, m: Migration) -> None:
+        """A migration that failed: the old model keeps serving, nothing is resumed."""
+        self.file.clear()
+        await self._release(m)
+
+    async def _release(self, m: Migration) -> None:
+        """Writes stop going to the next space, which may be dropped; its pool is closed."""
+        if self.library.mirror is m:
+            self.library.mirror = None
         spaces = self.stores.spaces
         if spaces is not None and spaces.staging == m.space:
             spaces.staging = None
