@@ -7,6 +7,7 @@ files, a real bus for library events, the file store, over HTTP.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -239,11 +240,24 @@ async def test_cancel_leaves_the_old_model_serving(
         assert listed["default"]["current"] and listed[KEY_B]["counts"][TRACKS_TEXT] == 5
         assert listed[KEY_B]["counts"][TRACKS_AUDIO] == 0  # queued files were not analysed
 
-        # the explicit immediate switch: at once, into the space the cancel left
-        status, body = await r.api.call("POST", f"/models/{MODEL_B}/load", {"switch": "now"})
-        assert status == 200 and body["migration"] is None
+        # the explicit immediate switch (`insight models load --now`): at once, into the space
+        # the cancel left
+        cli = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "insight.cli",
+            "models",
+            "load",
+            MODEL_B,
+            "--now",
+            "--url",
+            r.api.base,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await asyncio.wait_for(cli.communicate(), 60)
+        assert cli.returncode == 0 and b"2 stored vectors were made by another model" in out
         assert r.app.pool.model.model_id == MODEL_B and r.app.store.dim == 256
-        assert body["stale_vectors"] == 2  # the audio the new space lacks
+        assert r.app.services.models.migrations.running is None
     finally:
         await stop_running(r)
 
