@@ -201,6 +201,7 @@ async def test_old_space_serves_until_the_new_one_is_filled(
         _, spaces = await r.api.call("GET", "/storage/spaces")
         listed = {s["space"]: s for s in spaces["spaces"]}
         assert listed[KEY_B]["current"] and not listed["default"]["current"]
+        assert not any(s["migrating"] for s in spaces["spaces"])
         assert listed["default"]["counts"][TRACKS_AUDIO] == 5  # 3 files, linked, streamed
         assert not (tmp_path / "data" / "migration.json").exists()
         assert (await r.api.call("GET", "/status"))[1]["migration"] is None
@@ -223,6 +224,8 @@ async def test_cancel_leaves_the_old_model_serving(
         await until(r, "audio")
         status, err = await r.api.call("DELETE", f"/storage/spaces/{KEY_B}")
         assert status == 409 and "migration" in err["error"]["message"]
+        _, spaces = await r.api.call("GET", "/storage/spaces")
+        assert [s["space"] for s in spaces["spaces"] if s["migrating"]] == [KEY_B]
         status, err = await r.api.call("DELETE", f"/models/{MODEL_B}")  # its files are in use
         assert status == 409 and "migration" in err["error"]["message"]
         status, body = await r.api.call("DELETE", "/models/migration")

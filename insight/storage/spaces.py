@@ -11,7 +11,9 @@ every other model gets a keyed space on first load.
 After a switch the old space stays as it is: switching back is instant, re-embedding reads
 the tracks the new space lacks from it (``missing``), and it is deleted only on request
 (``DELETE /storage/spaces/{space}``). ``spaces.json`` in the data dir records the spaces used
-and the current one, so a restart opens the right space before any model is loaded.
+and the current one, so a restart opens the right space before any model is loaded. A model
+migration (insight/models/migration.py) opens the next model's space with ``prepare``, beside
+the current one, which serves until the switch; that space is ``staging`` meanwhile.
 """
 
 from __future__ import annotations
@@ -256,7 +258,8 @@ class Spaces:
             store = await self._open_space(key, space.dim)
             counts = {c: await store.count(c) for c in COLLECTIONS}
             current = self.current is not None and self.current.key == key
-            out.append(asdict(space) | {"counts": counts, "current": current})
+            extra = {"counts": counts, "current": current, "migrating": key == self.staging}
+            out.append(asdict(space) | extra)
         return out
 
     async def drop(self, key: str) -> Space:
