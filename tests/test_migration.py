@@ -296,3 +296,41 @@ async def test_a_restart_mid_migration_begins_it_again(
         assert not (tmp_path / "data" / "migration.json").exists()
     finally:
         await stop_running(r)
+
+
+async def test_a_restart_on_the_target_model_ends_the_migration(
+    tmp_path: Path, tiny_model_dir: Path, model_b_dir: Path, hub: FakeHub
+) -> None:
+    """Restarted with the migration's model configured: it serves its space as far as it got,
+    nothing resumes, and the old space is kept."""
+    settings = settings_for(tmp_path, tiny_model_dir, hub)
+    r = await start_running(settings)
+    try:
+        await filled(r)
+        r.app.services.watcher.pause()
+        status, _ = await r.api.call("POST", f"/models/{MODEL_B}/load", {})
+        assert status == 200
+        await until(r, "audio")
+    finally:
+        await stop_running(r)
+
+    on_b = settings.model_copy(
+        update={"model": settings.model.model_copy(update={"path": model_b_dir, "name": MODEL_B})}
+    )
+    r = await start_running(on_b)
+    try:
+        assert r.app.pool.model.model_id == MODEL_B
+        for _ in range(200):  # the resume task runs in the background
+            if not (tmp_path / "data" / "migration.json").exists():
+                break
+            await asyncio.sleep(0.05)
+        assert not (tmp_path / "data" / "migration.json").exists()
+        status, _ = await r.api.call("GET", "/models/migration")
+        assert status == 404
+        _, spaces = await r.api.call("GET", "/storage/spaces")
+        listed = {s["space"]: s for s in spaces["spaces"]}
+        assert listed[KEY_B]["current"] and listed[KEY_B]["counts"][TRACKS_TEXT] == 5
+        assert listed["default"]["counts"][TRACKS_TEXT] == 5
+        assert listed["default"]["counts"][TRACKS_AUDIO] == 2
+    finally:
+        await stop_running(r)
