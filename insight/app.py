@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
     from nats.js import JetStreamContext
 
+    from insight.inference.model import EmbeddingModel
     from insight.inference.pool import InferencePool
     from insight.services import Services
     from insight.storage.base import VectorStore
@@ -185,8 +186,11 @@ class App:
 
     async def load_model(self, model_dir: Path, model_id: str | None = None) -> None:
         """Load (or hot-swap to) the model in ``model_dir``."""
+        await self.use_model(await self.build_model(model_dir, model_id))
+
+    async def build_model(self, model_dir: Path, model_id: str | None = None) -> EmbeddingModel:
+        """The model in ``model_dir``, loaded and warm, not used yet."""
         from insight.inference.families import load_model
-        from insight.inference.pool import InferencePool
 
         model = await asyncio.to_thread(
             load_model,
@@ -196,6 +200,12 @@ class App:
             self.settings.storage.data_dir / "graphs",
         )
         await asyncio.to_thread(model.embed_text, ["warm up"])  # sessions built before use
+        return model
+
+    async def use_model(self, model: EmbeddingModel) -> None:
+        """Serve ``model`` and its space from now on (hot swap; the listeners are told)."""
+        from insight.inference.pool import InferencePool
+
         store = None
         if self.spaces is not None and self.store is not None:
             # the model's own collections, made with its dimension (the old space stays)

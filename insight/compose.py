@@ -10,13 +10,14 @@ Start order (``start``), each step using only what the steps before it made:
 3. the services: mood, library, playlists (+ its refresh task), map, watcher (optional
    extra), models; the model listeners are mood then models;
 4. the configured model (absent → degraded; the listeners cache what they need per model);
-5. the watcher's workers (and its scan, when enabled);
+5. the watcher's workers (and its scan, when enabled), then (a worker on the bus) a model
+   migration that a restart interrupted (``migration.json``), begun again in the background;
 6. the background download of the configured model when none is loaded and it may fetch one;
 7. with a bus: JetStream streams and buckets, stream sessions, event consumers, metrics, and
    scale-out (remote inference through inference workers, the distributed scan).
 
-``stop`` runs the same steps backwards: bus components, background tasks, services (watcher,
-models, playlists, history), the inference pool, the store.
+``stop`` runs the same steps backwards: bus components, background tasks, services (models
+with its migration, watcher, playlists, history), the inference pool, the store.
 """
 
 from __future__ import annotations
@@ -57,7 +58,9 @@ async def start(app: App, *, background: bool = True) -> Services:
     playlists = PlaylistService(s.storage.data_dir, app.loaded, app.stores, app.tasks, app.nc)
     await playlists.open()
     watcher = build_watcher(app, library, background)
-    models = ModelsService(s, app.loaded, app.stores, app.load_model, library, watcher)
+    models = ModelsService(
+        s, app.loaded, app.stores, app.load_model, library, watcher, app.build_model, app.use_model
+    )
     app.services = services = Services(
         history=history,
         mood=mood,
@@ -72,6 +75,9 @@ async def start(app: App, *, background: bool = True) -> Services:
         await app.load_configured_model()
     if watcher is not None:
         await watcher.open()
+    if models.migrations is not None and app.pool is not None and app.nc is not None:
+        # one a restart interrupted, in a serving worker (never a one-shot `insight scan`)
+        app.spawn(models.migrations.resume(models.model_dir), name="migration-resume")
     if app.pool is None and s.model.path is None and s.model.auto_download:
         app.spawn(download_and_load(models, app.loaded, s.model.name), name="auto-download")
     if app.nc is not None and app.js is not None:
@@ -148,9 +154,9 @@ async def stop(app: App) -> None:
                     await component.stop()
     await app.tasks.close()
     if services is not None:
+        await services.models.close()  # a migration stops before the watcher drops its files
         if services.watcher is not None:
             await services.watcher.close()
-        await services.models.close()
         await services.playlists.close()
         await services.history.close()
     if app.pool is not None:

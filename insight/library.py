@@ -83,6 +83,23 @@ def extra_fields(meta: IngestMetadata) -> dict[str, Any]:
     return {k: v for k, v in out.items() if v not in (None, "", {})}
 
 
+class Mirror(Protocol):
+    """Where every write also goes while a model migration fills the next model's space
+    (insight/models/migration.py): the new model makes its own vectors from what it gets."""
+
+    async def texts(self, items: list[TextItem]) -> None: ...
+
+    async def analysis(
+        self, track_id: str, meta: HashedMetadata, source: str, file_path: str | None, audio: bool
+    ) -> None: ...
+
+    async def upserted(
+        self, track_id: str, meta: IngestMetadata, text: bool, audio: bool
+    ) -> None: ...
+
+    async def deleted(self, track_id: str, text: bool, audio: bool) -> None: ...
+
+
 class Library:
     """Stores tracks: text and audio vectors with one payload, then announces them."""
 
@@ -92,6 +109,7 @@ class Library:
         self.loaded, self.stores, self.mood, self.nc = loaded, stores, mood, nc
         # analysers beside mood (insight.analysers): installed ones; a service may add its own
         self.analysers: list[Analyser] = discover()
+        self.mirror: Mirror | None = None  # set while a model migration runs
 
     def _payload(
         self,
@@ -158,6 +176,8 @@ class Library:
             )
         if points:
             await store.upsert(TRACKS_TEXT, points)
+        if self.mirror is not None and todo:
+            await self.mirror.texts(todo)
         return [results[i.track_id] for i in items]
 
     async def ingest_analysis(
@@ -179,6 +199,8 @@ class Library:
             return Stored(track_id, text)
         meta = HashedMetadata(**metadata.model_dump(), metadata_hash=metadata_hash)
         result = await self._write(track_id, meta, source, text_vec, audio_vector, file_path)
+        if self.mirror is not None:
+            await self.mirror.analysis(track_id, meta, source, file_path, audio_vector is not None)
         result.text = text
         await self.announce(track_id, source, result)
         return result
@@ -191,7 +213,12 @@ class Library:
         audio_vector: np.ndarray | None,
     ) -> Stored:
         """Store pre-computed vectors (``/tracks/upsert``)."""
-        return await self._write(track_id, metadata, "upsert", text_vector, audio_vector)
+        stored = await self._write(track_id, metadata, "upsert", text_vector, audio_vector)
+        if self.mirror is not None:  # the next model re-embeds the text; the audio is lost
+            await self.mirror.upserted(
+                track_id, metadata, text_vector is not None, audio_vector is not None
+            )
+        return stored
 
     async def _write(
         self,
@@ -223,6 +250,8 @@ class Library:
         db = self.stores.require_store()
         text_deleted = bool(await db.delete(TRACKS_TEXT, [track_id])) if text else False
         audio_deleted = bool(await db.delete(TRACKS_AUDIO, [track_id])) if audio else False
+        if self.mirror is not None:
+            await self.mirror.deleted(track_id, text, audio)
         return text_deleted, audio_deleted
 
     async def announce(self, track_id: str, source: str, result: Stored) -> None:

@@ -155,7 +155,7 @@ async def test_stale_vectors_and_reembed(stack: Running) -> None:
     await watcher.wait_idle(60)
     assert await stale(stack) == (0, 0)
     await download(stack)
-    status, body = await api.call("POST", f"/models/{MODEL_B}/load", {})
+    status, body = await api.call("POST", f"/models/{MODEL_B}/load", {"switch": "now"})
     assert status == 200, body
     # text: 3 + 2 files; audio: 2 files + 1 streamed
     assert body["stale_vectors"] == 8

@@ -35,6 +35,7 @@ async def list_spaces(app: App, req: Empty) -> SpacesResponse:
                 dim=d["dim"],
                 model_id=d["model_id"],
                 current=d["current"],
+                migrating=d["migrating"],
                 counts=d["counts"],
             )
             for d in described

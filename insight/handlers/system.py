@@ -113,6 +113,9 @@ async def status(app: App, req: Empty) -> SystemStatus:
         features.append("watcher")
     if app.pool is not None and app.pool.model.device != "CPU":
         features.append(app.pool.model.device.lower())
+    services = app.built_services
+    staged = services.models.migrations if services is not None else None
+    running = staged.running if staged is not None else None
     return SystemStatus(
         version=app.version,
         health=health_info.status,
@@ -121,6 +124,7 @@ async def status(app: App, req: Empty) -> SystemStatus:
         storage=await storage_stats(app),
         features=features,
         message=health_info.message,
+        migration=running.status() if running is not None else None,
     )
 
 

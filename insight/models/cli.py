@@ -121,7 +121,7 @@ def _progress_printer(job: Any, done: threading.Event) -> None:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    """Ask a running instance to hot-swap to a downloaded model."""
+    """Ask a running instance to load a downloaded model (a staged switch; ``--now``: at once)."""
     import urllib.error
     import urllib.parse
     import urllib.request
@@ -130,9 +130,11 @@ def cmd_load(args: argparse.Namespace) -> int:
     host = "127.0.0.1" if settings.server.host in ("0.0.0.0", "::") else settings.server.host
     base = args.url or f"http://{host}:{settings.server.port}/api/v1"
     url = f"{base}/models/{urllib.parse.quote(args.model_id, safe='/')}/load"
-    req = urllib.request.Request(
-        url, data=b"", method="POST", headers={"Accept": "application/json"}
-    )
+    data = json.dumps({"switch": "now"}).encode() if args.now else b""
+    headers = {"Accept": "application/json"}
+    if data:
+        headers["Content-Type"] = "application/json"
+    req = urllib.request.Request(url, data=data, method="POST", headers=headers)
     if settings.server.api_key:
         req.add_header("Authorization", f"Bearer {settings.server.api_key.get_secret_value()}")
     try:
@@ -157,7 +159,12 @@ def add_commands(models_sub: Any) -> None:
     p.add_argument("model_id", nargs="?", help="hub id (default INSIGHT_MODEL__NAME)")
     p.add_argument("--endpoint", help="hub URL (default INSIGHT_MODEL__HUB_ENDPOINT/HF_ENDPOINT)")
     p.set_defaults(func=cmd_download)
-    p = models_sub.add_parser("load", help="hot-swap a running instance to a downloaded model")
+    p = models_sub.add_parser("load", help="switch a running instance to a downloaded model")
     p.add_argument("model_id")
+    p.add_argument(
+        "--now",
+        action="store_true",
+        help="switch at once (default: the loaded model serves until the new space is filled)",
+    )
     p.add_argument("--url", help="API base (default http://<server>/api/v1)")
     p.set_defaults(func=cmd_load)

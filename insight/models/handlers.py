@@ -5,13 +5,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from insight.api import Router
+from insight.errors import NotFound
 from insight.schemas import (
     DownloadProgress,
     DownloadRef,
     DownloadResponse,
     DownloadsResponse,
     Empty,
+    MigrationStatus,
     ModelActionResponse,
+    ModelLoadRequest,
     ModelRef,
     ModelsResponse,
     ReembedRequest,
@@ -21,6 +24,7 @@ from insight.schemas import (
 if TYPE_CHECKING:
     from insight.app import App
     from insight.models.service import ModelsService
+    from insight.models.staging import Migrations
 
 router = Router(tag="models")
 
@@ -64,9 +68,34 @@ async def reembed(app: App, req: ReembedRequest) -> ReembedResponse:
 @router.endpoint(
     "models.load", "POST", "/models/{model_id:.+}/load", body="optional", errors=(400, 404)
 )
-async def load(app: App, req: ModelRef) -> ModelActionResponse:
-    """Load a downloaded model; requests in flight finish on the old one."""
-    return await models(app).load(req.model_id)
+async def load(app: App, req: ModelLoadRequest) -> ModelActionResponse:
+    """Load a downloaded model; by default the old one serves until the new space is filled.
+
+    A staged switch (GET /models/migration) when the loaded model's space holds vectors;
+    ``"switch": "now"`` switches at once (the new space starts empty until re-embedded)."""
+    return await models(app).load(req.model_id, req.switch)
+
+
+def migrations(app: App) -> Migrations:
+    m = models(app).migrations
+    if m is None:
+        raise NotFound("model migrations are not available in this worker")
+    return m
+
+
+@router.endpoint("models.migration", "GET", "/models/migration", errors=(404,))
+async def migration(app: App, req: Empty) -> MigrationStatus:
+    """The running (or last) model migration: phase, done/total per collection, ETA."""
+    last = migrations(app).last
+    if last is None:
+        raise NotFound("no model migration has run since start")
+    return last.status()
+
+
+@router.endpoint("models.migration.cancel", "DELETE", "/models/migration", errors=(404,))
+async def cancel_migration(app: App, req: Empty) -> MigrationStatus:
+    """Cancel the running migration: the loaded model keeps serving, both spaces stay."""
+    return (await migrations(app).cancel()).status()
 
 
 @router.endpoint("models.delete", "DELETE", "/models/{model_id:.+}", errors=(400, 404, 409))

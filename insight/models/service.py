@@ -23,11 +23,12 @@ from insight.models.download import (
     cached_size,
     delete_cached,
 )
+from insight.models.migration import Migration, text_item
 from insight.models.registry import KNOWN_MODELS, known_model, validate_model_id
+from insight.models.staging import Migrations
 from insight.schemas import (
     DownloadResponse,
     DownloadStatus,
-    HashedMetadata,
     ModelActionResponse,
     ModelDetail,
     ModelsResponse,
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 
     from insight.config import Settings
     from insight.library import Library
+    from insight.models.staging import BuildModel, UseModel
     from insight.state import ModelSlot, StoreSlot
     from insight.watcher.service import WatcherService
 
@@ -75,9 +77,12 @@ class ModelsService:
         load_model: LoadModel,
         library: Library,
         watcher: WatcherService | None = None,
+        build_model: BuildModel | None = None,
+        use_model: UseModel | None = None,
     ) -> None:
         """``load_model(dir, id)`` loads or hot-swaps the model (the app's; it tells the
-        model listeners); ``watcher`` re-analyses audio files for ``reembed``."""
+        model listeners); ``watcher`` re-analyses audio files for ``reembed``;
+        ``build_model`` + ``use_model`` (its two halves) let ``load`` stage a migration."""
         self.settings, self.loaded, self.stores = settings, loaded, stores
         self.load_model, self.library, self.watcher = load_model, library, watcher
         s = settings
@@ -87,6 +92,11 @@ class ModelsService:
         )
         self._load_lock = asyncio.Lock()
         self._stale: tuple[float, str | None, int] | None = None
+        self.migrations: Migrations | None = None
+        if build_model is not None and use_model is not None:
+            self.migrations = Migrations(
+                settings, loaded, stores, library, watcher, build_model, use_model
+            )
 
     # --- status -----------------------------------------------------------------------
 
@@ -195,10 +205,16 @@ class ModelsService:
             already_exists=False,
         )
 
-    async def load(self, model_id: str) -> ModelActionResponse:
-        """Hot swap: requests in flight finish on the old model, new batches use the new one."""
+    async def load(self, model_id: str, switch: str = "now") -> ModelActionResponse:
+        """``now``: hot swap, requests in flight finish on the old model, new batches use the
+        new one. ``migrate``: a staged switch when the serving space holds vectors."""
         validate_model_id(model_id)
         async with self._load_lock:
+            running = self.migrations.running if self.migrations is not None else None
+            if running is not None and running.model_id == model_id and switch == "migrate":
+                return self._migrating(running)
+            if running is not None and self.migrations is not None:
+                await self.migrations.cancel()  # another model, or now: this one stops
             if model_id == self.current_id:
                 return ModelActionResponse(
                     model_id=model_id,
@@ -213,7 +229,12 @@ class ModelsService:
                     "(or `insight models download`)",
                     code="MODEL_NOT_DOWNLOADED",
                 )
-            await self.load_model(path, model_id)
+            if switch == "migrate" and self.migrations and await self.migrations.needed():
+                migration = await self.migrations.begin(path, model_id)  # None: switched
+                if migration is not None:
+                    return self._migrating(migration)
+            else:
+                await self.load_model(path, model_id)
         self._stale = None
         stale = await self.stale_count()
         message = "Model loaded successfully"
@@ -226,10 +247,25 @@ class ModelsService:
             model_id=model_id, success=True, message=message, stale_vectors=stale
         )
 
+    def _migrating(self, m: Migration) -> ModelActionResponse:
+        return ModelActionResponse(
+            model_id=m.model_id,
+            success=True,
+            message=(
+                f"Migrating to {m.model_id}: {m.from_model_id} keeps serving from its space "
+                "until the new space is filled (GET /api/v1/models/migration; both models are "
+                "in memory meanwhile), then the switch is made"
+            ),
+            migration=m.status(),
+        )
+
     def delete(self, model_id: str) -> ModelActionResponse:
         validate_model_id(model_id)
         if model_id == self.current_id:
             raise Conflict(f"model {model_id} is loaded: load another model before deleting it")
+        running = self.migrations.running if self.migrations is not None else None
+        if running is not None and running.model_id == model_id:
+            raise Conflict(f"a migration to {model_id} is running: DELETE /models/migration first")
         if self.downloads.active_for(model_id) is not None:
             raise Conflict(f"model {model_id} is being downloaded: cancel the download first")
         if model_id == self.local_id:
@@ -290,26 +326,13 @@ class ModelsService:
 
     async def reembed(self, drop_unrecoverable: bool = False) -> ReembedResponse:
         """Text vectors now; audio by re-analysing known files (queued on the watcher)."""
-        from insight.library import TextItem
-
         self.loaded.require_pool()
         self.stores.require_store()
         library = self.library
         stale = await self.scan_stale()
         text_done = 0
         for start in range(0, len(stale.text), REEMBED_BATCH):
-            items = [
-                TextItem(
-                    track_id=p.key,
-                    metadata=HashedMetadata.model_validate(
-                        {k: v for k, v in p.payload.items() if v is not None}
-                        | {"name": p.payload.get("name") or p.key}
-                    ),
-                    source=p.payload.get("source") or "reembed",
-                    file_path=p.payload.get("file_path"),
-                )
-                for p in stale.text[start : start + REEMBED_BATCH]
-            ]
+            items = [text_item(p) for p in stale.text[start : start + REEMBED_BATCH]]
             done = await library.ingest_text(items, skip_unchanged=False)
             text_done += sum(1 for d in done if d.text_stored)
         audio_ids = {p.key for p in stale.audio}
@@ -350,4 +373,6 @@ class ModelsService:
         )
 
     async def close(self) -> None:
+        if self.migrations is not None:
+            await self.migrations.close()
         await self.downloads.close()

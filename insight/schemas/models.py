@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field
 
 from insight.schemas.base import Schema
 from insight.schemas.enums import DownloadStatus
-from insight.schemas.system import ModelDetail
+from insight.schemas.system import MigrationStatus, ModelDetail
 
 
 class ModelsResponse(Schema):
@@ -47,11 +47,23 @@ class DownloadRef(Schema):
     download_id: str
 
 
+class ModelLoadRequest(ModelRef):
+    switch: Literal["migrate", "now"] = Field(
+        default="migrate",
+        description=(
+            "migrate: when the loaded model's space holds vectors, fill the new model's space "
+            "first (both models in memory meanwhile) while the old one keeps serving, then "
+            "switch; now: switch at once to the new model's space (empty until re-embedded)"
+        ),
+    )
+
+
 class ModelActionResponse(Schema):
     model_id: str
     success: bool
     message: str
     stale_vectors: int = 0
+    migration: MigrationStatus | None = None
 
 
 class ReembedRequest(Schema):

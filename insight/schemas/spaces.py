@@ -14,6 +14,7 @@ class SpaceInfo(Schema):
     dim: int
     model_id: str | None = None
     current: bool = False
+    migrating: bool = Field(default=False, description="being filled by a model migration")
     counts: dict[str, int] = Field(default_factory=dict, description="vectors per collection")
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
+from pydantic import Field
+
 from insight.schemas.base import Schema
 from insight.schemas.enums import HealthStatus, ModelStatus
 
@@ -77,6 +81,29 @@ class ModelDetail(Schema):
     note: str | None = None
 
 
+class MigrationStatus(Schema):
+    """A staged switch to another model: its space is filled while the old one serves."""
+
+    model_id: str
+    from_model_id: str | None = None
+    space: str
+    from_space: str
+    phase: Literal["text", "audio", "switching", "done", "cancelled", "failed"]
+    text_total: int = 0
+    text_done: int = 0
+    audio_total: int = 0
+    audio_done: int = 0
+    unrecoverable: int = Field(
+        default=0,
+        description="Audio vectors with no file to analyse again (stay in the old space)",
+    )
+    unrecoverable_ids: list[str] = Field(default_factory=list, description="The first 100")
+    started_at: int
+    finished_at: int | None = None
+    eta_s: float | None = None
+    error: str | None = None
+
+
 class SystemStatus(Schema):
     version: str
     health: HealthStatus
@@ -86,3 +113,4 @@ class SystemStatus(Schema):
     features: list[str]
     workers: int = 1
     message: str | None = None
+    migration: MigrationStatus | None = None  # the running model migration

@@ -11,7 +11,9 @@ every other model gets a keyed space on first load.
 After a switch the old space stays as it is: switching back is instant, re-embedding reads
 the tracks the new space lacks from it (``missing``), and it is deleted only on request
 (``DELETE /storage/spaces/{space}``). ``spaces.json`` in the data dir records the spaces used
-and the current one, so a restart opens the right space before any model is loaded.
+and the current one, so a restart opens the right space before any model is loaded. A model
+migration (insight/models/migration.py) opens the next model's space with ``prepare``, beside
+the current one, which serves until the switch; that space is ``staging`` meanwhile.
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ class Spaces:
         self.base = settings.collection_prefix
         self.catalog = Catalog(settings.data_dir, self.base)
         self.current: Space | None = None
+        self.staging: str | None = None  # the space a migration fills (never dropped meanwhile)
         self._open: dict[str, VectorStore] = {}
         self._lock = asyncio.Lock()  # one switch or drop at a time
         self._open_lock = asyncio.Lock()
@@ -110,20 +113,38 @@ class Spaces:
     async def for_model(self, model_id: str, dim: int) -> VectorStore:
         """The space of ``model_id`` (created with ``dim`` when new), made current."""
         async with self._lock:
-            _, spaces = self.catalog.read()
-            key = space_key(model_id, dim)
-            store = None
-            if key not in spaces:
-                store = await self._adopt_default(model_id, dim, spaces.get(DEFAULT_KEY))
-            if store is not None:
-                key = DEFAULT_KEY
-            else:
-                store = await self._open_space(key, dim)
-            spaces[key] = Space(key, dim, model_id)
-            self.catalog.write(key, spaces)
-            self.current = spaces[key]
+            key, store = await self._resolve(model_id, dim, make_current=True)
+            if self.staging == key:
+                self.staging = None
             log.info("model_space key=%s dim=%d model=%s", key or "default", dim, model_id)
             return store
+
+    async def prepare(self, model_id: str, dim: int) -> tuple[str, VectorStore]:
+        """The space of ``model_id`` opened (and recorded) beside the current one, which stays
+        current: what a migration fills before the switch (see insight/models/migration.py)."""
+        async with self._lock:
+            return await self._resolve(model_id, dim, make_current=False)
+
+    async def _resolve(
+        self, model_id: str, dim: int, make_current: bool
+    ) -> tuple[str, VectorStore]:
+        current, spaces = self.catalog.read()
+        key = space_key(model_id, dim)
+        store = None
+        if key not in spaces:
+            store = await self._adopt_default(model_id, dim, spaces.get(DEFAULT_KEY))
+        if store is not None:
+            key = DEFAULT_KEY
+        else:
+            store = await self._open_space(key, dim)
+        spaces[key] = Space(key, dim, model_id)
+        if make_current:
+            current = key
+            self.current = spaces[key]
+        elif self.current is not None:
+            current = self.current.key
+        self.catalog.write(current, spaces)
+        return key, store
 
     async def _adopt_default(
         self, model_id: str, dim: int, record: Space | None
@@ -237,7 +258,8 @@ class Spaces:
             store = await self._open_space(key, space.dim)
             counts = {c: await store.count(c) for c in COLLECTIONS}
             current = self.current is not None and self.current.key == key
-            out.append(asdict(space) | {"counts": counts, "current": current})
+            extra = {"counts": counts, "current": current, "migrating": key == self.staging}
+            out.append(asdict(space) | extra)
         return out
 
     async def drop(self, key: str) -> Space:
@@ -251,6 +273,8 @@ class Spaces:
             if self.current is not None and key == self.current.key:
                 name = key or "default"
                 raise Conflict(f"space {name!r} is the loaded model's: load another model first")
+            if key == self.staging:
+                raise Conflict(f"space {key!r} is being filled by a migration: cancel it first")
             await self._open_space(key, space.dim)
             await self._drop_open(key)
             del spaces[key]

@@ -24,7 +24,7 @@ from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT
 from insight.watcher.analysis import Analysis, analyze_file, store_analysis
 from insight.watcher.decode import DecodeFailed, Limits
 from insight.watcher.guard import MB, Budget, Interrupted, OverBudget, Refused, check_regular
-from insight.watcher.scanner import fingerprint, path_exists, track_id_for
+from insight.watcher.scanner import fingerprint, path_exists, path_is_file, track_id_for
 from insight.watcher.state import DONE, FAILED, PENDING, FileRow, WatcherState
 
 if TYPE_CHECKING:
@@ -55,11 +55,46 @@ class Offload(Protocol):
     async def analyze(self, path: Path) -> Analysis: ...
 
 
+class Target(Protocol):
+    """Another model to analyse a known file with, into its own space (a model migration)."""
+
+    @property
+    def loaded(self) -> ModelSlot: ...
+
+    @property
+    def library(self) -> Library: ...
+
+    def analysed(self, track_id: str, ok: bool) -> None: ...
+
+
 @dataclass
 class Job:
     path: Path
     folder: Path
     force: bool = False
+    into: Target | None = None  # analyse with the target's model, as ``track_id``
+    track_id: str | None = None
+
+    @property
+    def key(self) -> str:
+        """Queue key: a file may be queued once for the serving model and once for a target."""
+        return str(self.path) if self.into is None else f"{self.path}\0into"
+
+    def dropped(self) -> None:
+        """Taken off the queue unprocessed: a migration waiting for it counts it as lost."""
+        if self.into is not None:
+            self.into.analysed(self.track_id or "", False)
+
+
+def known_jobs(state: WatcherState, track_ids: set[str], into: Target | None) -> list[Job]:
+    """A forced job per track id that has an analysed file still on disk."""
+    jobs = []
+    for tid in track_ids:
+        for row in state.by_track(tid):
+            if row.status == DONE and path_is_file(Path(row.path)):
+                jobs.append(Job(Path(row.path), Path(row.folder), True, into, tid))
+                break
+    return jobs
 
 
 class FileWork:
@@ -119,6 +154,8 @@ class FileWork:
 
     async def process(self, job: Job) -> str:
         """Analyse one file unless the state says it is done; returns what happened."""
+        if job.into is not None:
+            return await self.process_into(job, job.into)
         path, key = job.path, str(job.path)
         try:
             st = await asyncio.to_thread(path.stat)
@@ -181,6 +218,36 @@ class FileWork:
         self.done_at.append(time.monotonic())
         return "analyzed"
 
+    async def process_into(self, job: Job, into: Target) -> str:
+        """A known file analysed again with the target's model into its space; the file's
+        state row (the serving model's analysis) is not touched."""
+        track_id = job.track_id or track_id_for(job.folder, job.path, None)
+        try:
+            limits = Limits(self.limits.max_bytes, self.limits.max_audio_s, self._budget())
+            result = await analyze_file(
+                into.loaded,
+                self.audio,
+                job.path,
+                self.mode,
+                self.cfg.sampled_windows,
+                limits,
+                executor=self.executor,
+                bulk=self.bulk,
+            )
+            await store_analysis(into.library, track_id, result, str(job.path))
+        except Interrupted:
+            into.analysed(track_id, False)
+            return "interrupted"
+        except Exception as exc:
+            log.warning("file_reanalysis_failed path=%s error=%s", job.path, exc)
+            into.analysed(track_id, False)
+            return "failed"
+        into.analysed(track_id, True)
+        return "migrated"
+
+    def _budget(self) -> Budget:
+        return Budget(self.cfg.max_decode_s, self.stopping)
+
     def _refused(self, job: Job, row: FileRow | None, st: os.stat_result, exc: Refused) -> str:
         self.record(str(job.path), job.folder, row, st, None, FAILED, f"skipped: {exc}")
         log.warning("file_skipped path=%s reason=%s", job.path, exc)
@@ -234,11 +301,7 @@ class FileWork:
         """Decode (in the watcher's mode), read tags, embed the windows; nothing is stored."""
         if self.offload is not None and self.offload.active():
             return await self.offload.analyze(path)
-        limits = Limits(
-            self.limits.max_bytes,
-            self.limits.max_audio_s,
-            Budget(self.cfg.max_decode_s, self.stopping),
-        )
+        limits = Limits(self.limits.max_bytes, self.limits.max_audio_s, self._budget())
         return await analyze_file(
             self.loaded,
             self.audio,

@@ -22,7 +22,7 @@ from insight.errors import BadRequest, Conflict, NotFound
 from insight.schemas import WatchedFolder, WatcherFailure, WatcherStatus
 from insight.tasks import cancel_and_wait
 from insight.watcher.analysis import Analysis
-from insight.watcher.files import FileWork, Job
+from insight.watcher.files import FileWork, Job, Target, known_jobs
 from insight.watcher.live import Change, LiveWatch
 from insight.watcher.polite import watcher_executor
 from insight.watcher.roots import folder_refusal, normalise_folder, resolved
@@ -58,7 +58,7 @@ class WatcherService:
         self.queue: asyncio.Queue[Job] = asyncio.Queue()
         self._queued: set[str] = set()
         self.current: set[str] = set()
-        self._inhand: set[str] = set()  # taken from the queue by a worker (maybe paused)
+        self.inhand: set[str] = set()  # taken from the queue by a worker (maybe paused)
         self._resume = asyncio.Event()
         self._resume.set()
         self.running = False
@@ -146,8 +146,9 @@ class WatcherService:
             self._live = None
         while not self.queue.empty():
             job = self.queue.get_nowait()
-            self._queued.discard(str(job.path))
+            self._queued.discard(job.key)
             self.queue.task_done()
+            job.dropped()
         log.info("watcher_stopped")
 
     async def close(self) -> None:
@@ -275,7 +276,7 @@ class WatcherService:
         )
 
     def _enqueue(self, job: Job) -> int:
-        key = str(job.path)
+        key = job.key
         if key in self._queued:
             return 0
         self._queued.add(key)
@@ -323,18 +324,17 @@ class WatcherService:
 
     # --- re-analysis for re-embedding -----------------------------------------------------
 
-    async def reanalyze(self, track_ids: set[str]) -> set[str]:
-        """Queue the known files of ``track_ids`` for analysis; returns the ids queued."""
-        queued: set[str] = set()
-        for tid in track_ids:
-            for row in self.state.by_track(tid):
-                path = Path(row.path)
-                folder = Path(row.folder)
-                if row.status == DONE and path_is_file(path):
-                    self._enqueue(Job(path, folder, force=True))
-                    queued.add(tid)
-                    break
-        return queued
+    async def reanalyze(self, track_ids: set[str], into: Target | None = None) -> set[str]:
+        """Queue the known files of ``track_ids`` (for ``into``'s model if given); ids queued."""
+        jobs = known_jobs(self.state, track_ids, into)
+        for job in jobs:
+            self._enqueue(job)
+        return {job.track_id or "" for job in jobs}
+
+    def analyse_into(self, path: Path, track_id: str, into: Target) -> bool:
+        """Queue ``path`` for analysis with ``into``'s model, as ``track_id``."""
+        job = Job(path, path.parent, True, into, track_id)
+        return path_is_file(path) and self._enqueue(job) >= 0
 
     def knows(self, track_id: str) -> bool:
         return bool(self.state.by_track(track_id))
@@ -344,7 +344,7 @@ class WatcherService:
     async def _worker(self) -> None:
         while True:
             job = await self.queue.get()
-            self._inhand.add(str(job.path))
+            self.inhand.add(job.key)
             try:
                 await self._resume.wait()
                 self.current.add(str(job.path))
@@ -355,8 +355,8 @@ class WatcherService:
                 log.exception("watcher_job_crashed path=%s", job.path)
             finally:
                 self.current.discard(str(job.path))
-                self._inhand.discard(str(job.path))
-                self._queued.discard(str(job.path))
+                self.inhand.discard(job.key)
+                self._queued.discard(job.key)
                 self.queue.task_done()
 
     async def process(self, job: Job) -> str:
@@ -371,7 +371,7 @@ class WatcherService:
 
     def status(self) -> WatcherStatus:
         counts = self.state.counts()
-        pending = self.queue.qsize() + len(self._inhand)
+        pending = self.queue.qsize() + len(self.inhand)
         rate = self.files.rate_per_min()
         scanning = self._scan_task is not None and not self._scan_task.done()
         if self.paused:

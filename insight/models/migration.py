@@ -1,0 +1,318 @@
+"""A staged model switch: the next model fills its own space while the loaded one serves.
+
+Loading a model whose space differs from the loaded one's, while that space holds vectors,
+starts a migration (the default of ``POST /models/{id}/load``; ``"switch": "now"`` switches at
+once, as before). Meanwhile:
+
+- both models are in memory: the next one has an inference pool of its own;
+- every query (search, similar, radio, recommend, mood, map, ...) keeps using the serving
+  model and its space: the serving slots are not touched until the end;
+- text vectors the next space lacks are embedded again from the stored metadata; known audio
+  files are analysed again by the folder watcher with the next model, into its space;
+- every write (events, embed-text, stream ends, scans, deletes) goes to the serving space and,
+  through ``Library.mirror``, to the next one: text embedded by the next model, watched files
+  queued for it; an audio vector with no file (a stream, ``/tracks/upsert``) cannot be made
+  again, is reported as unrecoverable and stays reachable in the old space;
+- ``GET /models/migration`` shows phase, counts and ETA; ``DELETE /models/migration`` cancels
+  it (the old model keeps serving; what the next space got stays in it).
+
+When everything is done the serving slot switches to the next model and its space in one step
+and the old model is released; the old space stays until ``DELETE /storage/spaces/{space}``.
+``migration.json`` in the data dir records the target, so a restart mid-migration starts it
+again; the next space keeps what it got, only what it lacks is done again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from insight.ingest.links import HEARD
+from insight.library import Library, TextItem
+from insight.mood.classifier import MoodClassifier
+from insight.schemas import HashedMetadata, IngestMetadata, MigrationStatus
+from insight.state import ModelSlot, StoreSlot
+from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT, Point
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from insight.inference.model import EmbeddingModel
+    from insight.storage.base import VectorStore
+    from insight.watcher.service import WatcherService
+
+log = logging.getLogger("insight.models.migration")
+
+BATCH = 64
+PAGE = 512
+WAIT_S = 0.2
+SHOWN = 100  # unrecoverable ids listed in the status
+
+
+def text_item(p: Point, source: str = "reembed") -> TextItem:
+    """A stored text point as what re-embeds it: its payload is the track's metadata."""
+    return TextItem(
+        track_id=p.key,
+        metadata=HashedMetadata.model_validate(
+            {k: v for k, v in p.payload.items() if v is not None}
+            | {"name": p.payload.get("name") or p.key}
+        ),
+        source=p.payload.get("source") or source,
+        file_path=p.payload.get("file_path"),
+    )
+
+
+class Migration:
+    """One staged switch to ``model``: its slots, its library and its progress."""
+
+    def __init__(
+        self,
+        model: EmbeddingModel,
+        space: str,
+        source: VectorStore,
+        target: VectorStore,
+        serving: ModelSlot,
+        watcher: WatcherService | None,
+    ) -> None:
+        self.model, self.space, self.source, self.serving = model, space, source, serving
+        self.watcher = watcher
+        self.loaded = ModelSlot()  # the next model, beside the serving one
+        self.stores = StoreSlot()
+        self.stores.store, self.stores.error = target, None
+        self.mood = MoodClassifier(self.loaded)
+        self.library = Library(self.loaded, self.stores, self.mood)  # no announcements
+        self.from_model_id = serving.model_id
+        self.from_space = ""
+        self.phase = "text"
+        self.text_total = self.text_done = self.audio_total = self.audio_done = 0
+        self.made = 0  # vectors this migration made (for the ETA)
+        self.lost: list[str] = []
+        self.pending: set[str] = set()
+        self.started = time.time()
+        self.finished: float | None = None
+        self.error: str | None = None
+        self.stop = asyncio.Event()  # cancel or shutdown: loops end at their next step
+        self.task: asyncio.Task[None] | None = None
+
+    @property
+    def model_id(self) -> str:
+        return self.model.model_id
+
+    @property
+    def active(self) -> bool:
+        return self.phase in ("text", "audio", "switching")
+
+    # --- progress -----------------------------------------------------------------------
+
+    def status(self) -> MigrationStatus:
+        remaining = max(0, self.text_total - self.text_done) + len(self.pending)
+        elapsed = time.time() - self.started
+        eta = None
+        if self.active and self.made and remaining:
+            eta = round(remaining * elapsed / self.made, 1)
+        return MigrationStatus(
+            model_id=self.model_id,
+            from_model_id=self.from_model_id,
+            space=self.space or "default",
+            from_space=self.from_space or "default",
+            phase=self.phase,  # type: ignore[arg-type]
+            text_total=self.text_total,
+            text_done=self.text_done,
+            audio_total=self.audio_total,
+            audio_done=self.audio_done,
+            unrecoverable=len(self.lost),
+            unrecoverable_ids=self.lost[:SHOWN],
+            started_at=int(self.started),
+            finished_at=int(self.finished) if self.finished else None,
+            eta_s=eta,
+            error=self.error,
+        )
+
+    def analysed(self, track_id: str, ok: bool) -> None:
+        """The watcher's word on a file it analysed with the next model (Target protocol)."""
+        if track_id not in self.pending:
+            return
+        self.pending.discard(track_id)
+        if ok:
+            self.audio_done += 1
+            self.made += 1
+        else:
+            self.lost.append(track_id)
+
+    # --- writes while it runs (Library.mirror) -----------------------------------------
+
+    async def texts(self, items: list[TextItem]) -> None:
+        try:
+            await self.library.ingest_text(items, skip_unchanged=False)
+        except Exception as exc:  # the serving write stands; the status says what failed
+            log.warning("migration_mirror_failed tracks=%d error=%s", len(items), exc)
+
+    async def analysis(
+        self, track_id: str, meta: HashedMetadata, source: str, file_path: str | None, audio: bool
+    ) -> None:
+        watcher = self.watcher
+        path = Path(file_path) if audio and file_path and self.active else None
+        if path is not None and watcher is not None and watcher.analyse_into(path, track_id, self):
+            if track_id not in self.pending:
+                self.pending.add(track_id)
+                self.audio_total += 1
+            return
+        await self.upserted(track_id, meta, True, audio, source, file_path)
+
+    async def upserted(
+        self,
+        track_id: str,
+        meta: IngestMetadata,
+        text: bool,
+        audio: bool,
+        source: str = "upsert",
+        file_path: str | None = None,
+    ) -> None:
+        """Text embedded again by the next model; an audio vector with no file is lost."""
+        if text:
+            hashed = HashedMetadata.model_validate(meta.model_dump())
+            await self.texts([TextItem(track_id, hashed, source, file_path)])
+        if audio and track_id not in self.lost:
+            self.audio_total += 1
+            self.lost.append(track_id)
+
+    async def deleted(self, track_id: str, text: bool, audio: bool) -> None:
+        with contextlib.suppress(Exception):
+            await self.library.delete_track(track_id, text=text, audio=audio)
+
+    # --- the run --------------------------------------------------------------------------
+
+    async def run(
+        self,
+        switch: Callable[[Migration], Awaitable[None]],
+        failed: Callable[[Migration], Awaitable[None]],
+    ) -> None:
+        """Text, then audio, then ``switch`` (the serving slot to the next model); ``failed``
+        releases what it holds when a step raises."""
+        try:
+            await self._text()
+            if not self.stop.is_set():
+                await self._audio()
+            if self.stop.is_set():
+                return
+            self.phase = "switching"
+            await switch(self)
+            self.phase, self.finished = "done", time.time()
+            log.info(
+                "migration_done model=%s text=%d audio=%d unrecoverable=%d",
+                self.model_id,
+                self.text_done,
+                self.audio_done,
+                len(self.lost),
+            )
+        except Exception as exc:
+            self.phase, self.error, self.finished = "failed", str(exc), time.time()
+            log.exception("migration_failed model=%s", self.model_id)
+            await failed(self)
+
+    async def _missing(self, collection: str, have_counts: bool) -> list[Point]:
+        """Points of the serving space whose track the next space lacks."""
+        out: list[Point] = []
+        offset: str | None = None
+        while not self.stop.is_set():
+            page, offset = await self.source.scroll(collection, offset, PAGE)
+            keys = [p.key for p in page]
+            have = {p.key for p in await self.stores.require_store().get(collection, keys)}
+            out.extend(p for p in page if p.key not in have)
+            if have_counts:
+                self.text_done += len(have)
+            else:
+                self.audio_done += len(have)
+            if offset is None or not page:
+                break
+        return out
+
+    async def _text(self) -> None:
+        self.phase = "text"
+        self.text_total = await self.source.count(TRACKS_TEXT)
+        todo = await self._missing(TRACKS_TEXT, True)
+        for start in range(0, len(todo), BATCH):
+            if self.stop.is_set():
+                return
+            items = [text_item(p) for p in todo[start : start + BATCH]]
+            await self.library.ingest_text(items, skip_unchanged=False)
+            self.text_done += len(items)
+            self.made += len(items)
+
+    async def _audio(self) -> None:
+        self.phase = "audio"
+        self.audio_total += await self.source.count(TRACKS_AUDIO)
+        missing = await self._missing(TRACKS_AUDIO, False)
+        linked = {p.key: p for p in missing if p.payload.get("linked_from")}
+        ids = {p.key for p in missing if p.key not in linked}
+        watcher = self.watcher
+        queued = await watcher.reanalyze(ids, into=self) if watcher is not None and ids else set()
+        self.pending |= queued
+        self.lost.extend(sorted(ids - queued))
+        await self._wait(watcher)
+        if linked and not self.stop.is_set():
+            await self._relink(linked)
+
+    async def _wait(self, watcher: WatcherService | None) -> None:
+        """Until the watcher has analysed every pending file and holds no other work (a file
+        analysed by the serving model mid-switch would meet the new space): paused with work
+        queued, as long as it is paused."""
+        idle = 0
+        while not self.stop.is_set():
+            busy = watcher is not None and bool(watcher.queue.qsize() or watcher.inhand)
+            if not busy and not self.pending:
+                return
+            await asyncio.sleep(WAIT_S)
+            idle = 0 if busy else idle + 1
+            if idle >= 3:  # the watcher dropped them (stopped): they are not made again
+                self.lost.extend(sorted(self.pending))
+                self.pending.clear()
+
+    async def _relink(self, linked: dict[str, Point]) -> None:
+        """MA tracks that carry a watched file's audio vector (insight/ingest/links.py) get
+        the file's vector from the next model."""
+        target = self.stores.require_store()
+        sources = sorted({str(p.payload["linked_from"]) for p in linked.values()})
+        files = {p.key: p for p in await target.get(TRACKS_AUDIO, sources, with_vectors=True)}
+        points = []
+        for key, p in sorted(linked.items()):
+            file = files.get(str(p.payload["linked_from"]))
+            if file is None or file.vector is None:
+                self.lost.append(key)
+                continue
+            heard = {k: file.payload[k] for k in HEARD if k in file.payload}
+            payload = {**p.payload, **heard, "model_id": self.model_id}
+            points.append(Point(key, file.vector, payload))
+        if points:
+            await target.upsert(TRACKS_AUDIO, points)
+            self.audio_done += len(points)
+            self.made += len(points)
+
+
+class MigrationFile:
+    """``migration.json``: the target of the running migration, read again at start."""
+
+    def __init__(self, data_dir: Path, base: str = "") -> None:
+        self.path = Path(data_dir) / (f"migration.{base}.json" if base else "migration.json")
+
+    def read(self) -> dict[str, Any] | None:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) and isinstance(data.get("model_id"), str) else None
+
+    def write(self, model_id: str, space: str, from_model_id: str | None) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        body = {"model_id": model_id, "space": space, "from_model_id": from_model_id}
+        tmp.write_text(json.dumps(body))
+        tmp.replace(self.path)
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)

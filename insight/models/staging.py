@@ -1,0 +1,165 @@
+"""Starting, switching, cancelling and resuming model migrations (see migration.py).
+
+Memory: a migration holds two models (the serving one and the next one, each with its
+inference pool) until it switches; the old one is released at the switch or at cancel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+from insight.errors import NotFound
+from insight.inference.pool import InferencePool
+from insight.models.migration import Migration, MigrationFile
+from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+    from pathlib import Path
+
+    from insight.config import Settings
+    from insight.inference.model import EmbeddingModel
+    from insight.library import Library
+    from insight.state import ModelSlot, StoreSlot
+    from insight.watcher.service import WatcherService
+
+    BuildModel = Callable[[Path, str], Awaitable[EmbeddingModel]]
+    UseModel = Callable[[EmbeddingModel], Awaitable[None]]
+
+log = logging.getLogger("insight.models.migration")
+
+STOP_WAIT_S = 10.0
+
+
+class Migrations:
+    """The worker's migration: at most one runs; the last one's status stays readable."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        loaded: ModelSlot,
+        stores: StoreSlot,
+        library: Library,
+        watcher: WatcherService | None,
+        build_model: BuildModel,
+        use_model: UseModel,
+    ) -> None:
+        self.settings, self.loaded, self.stores, self.library = settings, loaded, stores, library
+        self.watcher, self.build_model, self.use_model = watcher, build_model, use_model
+        self.file = MigrationFile(settings.storage.data_dir, settings.storage.collection_prefix)
+        self.last: Migration | None = None
+
+    @property
+    def running(self) -> Migration | None:
+        m = self.last
+        return m if m is not None and m.active else None
+
+    async def needed(self) -> bool:
+        """A staged switch only pays when the serving space holds vectors."""
+        store, spaces = self.stores.store, self.stores.spaces
+        if store is None or spaces is None or self.loaded.pool is None:
+            return False
+        return bool(await store.count(TRACKS_TEXT) or await store.count(TRACKS_AUDIO))
+
+    async def begin(self, path: Path, model_id: str) -> Migration | None:
+        """Load ``model_id`` beside the serving model and start filling its space; ``None``
+        when its space is the serving one (then it was switched to at once)."""
+        spaces, source = self.stores.spaces, self.stores.require_store()
+        assert spaces is not None and spaces.current is not None
+        model = await self.build_model(path, model_id)
+        key, target = await spaces.prepare(model.model_id, model.dim)
+        if key == spaces.current.key:
+            await self.use_model(model)
+            return None
+        m = Migration(model, key, source, target, self.loaded, self.watcher)
+        m.from_space = spaces.current.key
+        pool = InferencePool(model, self.settings.inference)
+        await pool.start()
+        m.loaded.pool, m.loaded.error = pool, None
+        await m.mood.on_model_loaded(model)
+        spaces.staging = key
+        self.file.write(model.model_id, key, m.from_model_id)
+        self.library.mirror = m
+        self.last = m
+        m.task = asyncio.create_task(m.run(self._switch, self._failed), name="model-migration")
+        log.info(
+            "migration_started model=%s space=%s from=%s (two models in memory until it ends)",
+            model.model_id,
+            key,
+            m.from_space or "default",
+        )
+        return m
+
+    async def _switch(self, m: Migration) -> None:
+        """Done: the serving slot to the next model and space in one step, the old released."""
+        await self.use_model(m.model)  # the serving pool swaps models; the space becomes current
+        self.library.mirror = None
+        self.file.clear()
+        own, m.loaded.pool = m.loaded.pool, self.loaded.pool  # files still queued: served pool
+        if own is not None and own is not self.loaded.pool:
+            await own.close()
+
+    async def cancel(self) -> Migration:
+        """Stop the running migration; the old model keeps serving, both spaces stay."""
+        m = self.running
+        if m is None:
+            raise NotFound("no model migration is running")
+        await self._stop(m, "cancelled")
+        self.file.clear()
+        log.info("migration_cancelled model=%s", m.model_id)
+        return m
+
+    async def _stop(self, m: Migration, phase: str) -> None:
+        m.stop.set()
+        if self.library.mirror is m:
+            self.library.mirror = None
+        if m.task is not None and not m.task.done():
+            if m.phase != "switching":  # a switch under way finishes: never half done
+                m.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError, Exception):
+                await asyncio.wait_for(asyncio.shield(m.task), STOP_WAIT_S)
+        if m.active:
+            m.phase = phase
+        await self._release(m)
+
+    async def _failed(self, m: Migration) -> None:
+        """A migration that failed: the old model keeps serving, nothing is resumed."""
+        self.file.clear()
+        await self._release(m)
+
+    async def _release(self, m: Migration) -> None:
+        """Writes stop going to the next space, which may be dropped; its pool is closed."""
+        if self.library.mirror is m:
+            self.library.mirror = None
+        spaces = self.stores.spaces
+        if spaces is not None and spaces.staging == m.space:
+            spaces.staging = None
+        pool, m.loaded.pool = m.loaded.pool, None
+        if pool is not None and pool is not self.loaded.pool:
+            await pool.close()
+
+    async def resume(self, model_dir: Callable[[str], Path | None]) -> Migration | None:
+        """At start: the migration ``migration.json`` records, begun again (what the next
+        space already holds is kept and skipped)."""
+        saved = self.file.read()
+        if saved is None:
+            return None
+        model_id = str(saved["model_id"])
+        if model_id == self.loaded.model_id or not await self.needed():
+            self.file.clear()  # switched to it already, or nothing to move
+            return None
+        path = model_dir(model_id)
+        if path is None:
+            log.warning("migration_not_resumed model=%s reason=not_downloaded", model_id)
+            return None
+        log.info("migration_resumed model=%s", model_id)
+        return await self.begin(path, model_id)
+
+    async def close(self) -> None:
+        """Shutdown: the running migration stops; ``migration.json`` stays for the restart."""
+        m = self.running
+        if m is not None:
+            await self._stop(m, "cancelled")
