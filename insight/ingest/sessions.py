@@ -266,12 +266,10 @@ class SessionManager:
                 f"session {info.session_id} would exceed {self.cfg.max_buffered_s:.0f} s of "
                 "audio (INSIGHT_STREAM__MAX_BUFFERED_S); end it and start a new one"
             )
-        if data:
-            # the id makes a publish whose ack was lost idempotent: sent again, it is answered
-            # as a duplicate with the first copy's sequence
-            msg_id = f"{info.session_id}:{info.bytes_received}"
+        if data:  # a lost ack's retry is answered as a duplicate (same seq), not stored twice
+            msg_id = {"Nats-Msg-Id": f"{info.session_id}:{info.bytes_received}"}
             ack = await self.js.publish(
-                subjects.audio_subject(info.session_id), data, headers={"Nats-Msg-Id": msg_id}
+                subjects.audio_subject(info.session_id), data, headers=msg_id
             )
             info.last_seq = ack.seq
             info.bytes_received += len(data)
