@@ -55,6 +55,17 @@ def build_source(work: Path) -> Path:
     return src
 
 
+def build_graphs(work: Path) -> tuple[Path, Path, Path]:
+    """The transformers folder, our int8 export of it and the hub-layout copy (built once)."""
+    from insight.inference.export import export_clap, is_current_export
+
+    src = build_source(work)
+    ours = work / "onnx"
+    if not is_current_export(ours):
+        export_clap(src, ours, quantize="int8")
+    return src, ours, build_hub(src, work)
+
+
 RSS_SNIPPET = """
 import sys, numpy as np
 from pathlib import Path

@@ -32,7 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import machine, timeit, track_texts
-from bench.inference import build_hub, build_source
+from bench.inference import build_graphs
 from bench.tower_cpu import cpu_ms
 from insight.config import ModelSettings
 from insight.inference.clap import ClapModel, session_options
@@ -95,16 +95,10 @@ def main() -> None:
     from transformers import ClapModel as HFClap
     from transformers import ClapProcessor
 
-    from insight.inference.export import export_clap, is_current_export
-
     torch.set_num_threads(args.threads)
     work: Path = args.work_dir
     work.mkdir(parents=True, exist_ok=True)
-    src = build_source(work)
-    ours = work / "onnx"
-    if not is_current_export(ours):
-        export_clap(src, ours, quantize="int8")
-    hub = build_hub(src, work)
+    src, ours, hub = build_graphs(work)
 
     def load(folder: Path, quantized: bool | None, cache: bool = False) -> ClapModel:
         settings = ModelSettings(threads=args.threads, quantized=quantized)

@@ -26,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import cpu_isa, cpu_model
-from bench.inference import build_hub, build_source
+from bench.inference import build_graphs
 from insight.config import ModelSettings
 from insight.inference.clap import ClapModel, session_options
 
@@ -56,19 +56,13 @@ def main() -> None:
 
     from insight.inference.export import (
         EXPORTER_VERSION,
-        export_clap,
-        is_current_export,
         quantize_int8,
     )
 
     torch.set_num_threads(1)
     work: Path = args.work_dir
     work.mkdir(parents=True, exist_ok=True)
-    src = build_source(work)
-    ours = work / "onnx"
-    if not is_current_export(ours):
-        export_clap(src, ours, quantize="int8")
-    hub = build_hub(src, work)
+    src, ours, hub = build_graphs(work)
     served = ClapModel.load(hub, ModelSettings(threads=1), "hub", work / "graphs")
     rewritten = served.towers.audio.parent
     as_found_int8 = work / "hub_as_found_int8.onnx"

@@ -6,12 +6,14 @@ never an in-process stack: what matters is what a hostile neighbour can do to th
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +81,19 @@ class Served:
         took = time.monotonic() - start
         assert code == 0, f"exit code {code}\n{self.log()[-4000:]}"
         return took
+
+
+def call(served: Served, method: str, path: str, body: Any = None) -> Any:
+    """One JSON request to the served bridge; the decoded reply (an HTTP error raises)."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(
+        f"{served.base}{path}",
+        data=data,
+        method=method,
+        headers={"Accept": "application/json", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.load(resp)
 
 
 def start_served(

@@ -11,22 +11,10 @@ from typing import Any
 
 from insight.storage.spaces import space_key
 from insight.testing.tiny_clap import build_tiny_clap
-from tests.adversarial.conftest import Served, start_served
+from tests.adversarial.conftest import Served, call, start_served
 from tests.test_watcher import tagged, write_track
 
 MODEL_B = "test-org/tiny-128"
-
-
-def call(served: Served, method: str, path: str, body: Any = None) -> Any:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(
-        f"{served.base}{path}",
-        data=data,
-        method=method,
-        headers={"Accept": "application/json", "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        return json.load(resp)
 
 
 def cache(model_dir: Path, models_dir: Path) -> None:

@@ -3,25 +3,10 @@ dir, back again, and a spaces.json that was mangled in between."""
 
 from __future__ import annotations
 
-import json
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 from insight.testing.tiny_clap import build_tiny_clap
-from tests.adversarial.conftest import Served, start_served
-
-
-def call(served: Served, method: str, path: str, body: Any = None) -> Any:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(
-        f"{served.base}{path}",
-        data=data,
-        method=method,
-        headers={"Accept": "application/json", "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        return json.load(resp)
+from tests.adversarial.conftest import Served, call, start_served
 
 
 def store_and_find(served: Served, track_id: str, name: str) -> list[str]:
