@@ -117,3 +117,32 @@ async def test_a_publish_whose_ack_was_lost_is_not_stored_twice(stack: Running) 
     assert status == 200 and ended["duration_s"] == pytest.approx(2.0)
     assert ended["windows_processed"] == 2  # 1 s windows over 2 s, not 3
     assert first.seq > 0
+
+
+@pytest.mark.parametrize(
+    ("case", "stored_s", "sent_s", "held_s", "messages"),
+    [
+        ("retry of more", 0.5, 1.0, 1.0, 2),  # the stored half once, then the new half
+        ("retry of less", 1.0, 0.5, 1.0, 1),  # a bridge that splits smaller: nothing new
+        ("another body", 0.5, 0.5, 1.0, 2),  # the lost body stays, the new one follows it
+    ],
+)
+async def test_a_lost_ack_and_a_body_of_another_size_store_each_byte_once(
+    stack: Running, case: str, stored_s: float, sent_s: float, held_s: float, messages: int
+) -> None:
+    """The stream holds a body whose ack was lost; the next body at that offset is a retry of
+    more or of less of the same audio, or a different body: the session counts what the
+    stream holds, each byte once, and never drops audio."""
+    sid = await start(stack, f"retry/sizes-{case.replace(' ', '-')}")
+    audio = pcm_f32(1.0, seed=9)
+    stored = audio[: int(stored_s * RATE) * 4]
+    sent = pcm_f32(sent_s, seed=10) if case == "another body" else audio[: int(sent_s * RATE) * 4]
+    js = stack.bus.nc.jetstream()
+    await js.publish(subjects.audio_subject(sid), stored, headers={"Nats-Msg-Id": f"{sid}:0"})
+    status, reply = await frames(stack, sid, sent)
+    assert status == 200, reply
+    assert reply["buffered_seconds"] == pytest.approx(held_s)
+    assert await audio_messages(stack, sid) == messages
+    last = (await js.get_last_msg(subjects.AUDIO_STREAM, subjects.audio_subject(sid))).data
+    newest = {"retry of more": audio[len(stored) :], "retry of less": stored, "another body": sent}
+    assert last == newest[case]

@@ -39,6 +39,7 @@ from insight.errors import (
     PayloadTooLarge,
 )
 from insight.inference.audio import decode_pcm
+from insight.ingest.audio_log import append_audio
 from insight.ingest.session_state import (
     LiveSession,
     SessionInfo,
@@ -266,13 +267,7 @@ class SessionManager:
                 f"session {info.session_id} would exceed {self.cfg.max_buffered_s:.0f} s of "
                 "audio (INSIGHT_STREAM__MAX_BUFFERED_S); end it and start a new one"
             )
-        if data:  # a lost ack's retry is answered as a duplicate (same seq), not stored twice
-            msg_id = {"Nats-Msg-Id": f"{info.session_id}:{info.bytes_received}"}
-            ack = await self.js.publish(
-                subjects.audio_subject(info.session_id), data, headers=msg_id
-            )
-            info.last_seq = ack.seq
-            info.bytes_received += len(data)
+        await append_audio(self.js, info, data)
         info.last_activity = time.time()
         live = self.live.get(info.session_id)
         if live is not None:
