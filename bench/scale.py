@@ -226,11 +226,13 @@ async def run(args: argparse.Namespace, model: Path, tiny: Path) -> dict[str, An
                 print(r, label, out, flush=True)
             base = vectors["in_process"]  # remote windows (16-bit PCM) vs in-process float32
             cosines.append(min(float(np.dot(base[f], vectors["remote_1"][f])) for f in base))
+            print(r, "remote_1 vs in_process lowest track cosine", cosines[-1], flush=True)
         best = {label: min(x["seconds"] for x in res[label]) for label in scenarios}
         kills = []
         for i in range(args.kill_runs):
             at = random.randint(1, args.kill_tracks - 3)
             out = await scan(server, work, tiny, "insight/tiny-clap", kill_lib, 2, kill_at=at)
+            del out["vectors"]
             out["killed_after_files"] = at
             kills.append(out)
             print("kill", i, out, flush=True)
