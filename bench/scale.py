@@ -1,5 +1,7 @@
 """Scale-out benchmark: a folder scan with 0, 1 and 2 single-threaded inference workers, and
 files lost or doubled when a worker is killed mid-scan. Ratios in one run. Not a test.
+Also the lowest cosine between a track's vector from ``remote_1`` (windows on the wire as 16-bit
+PCM, ``INSIGHT_INFERENCE__REMOTE_PCM``) and from ``in_process`` (float32, never on the wire).
 
 Every process is real: an embedded nats-server, the store node (``insight serve``'s worker, in
 this process, its watcher's background scan with one decode thread at nice 0, model threads =
@@ -41,6 +43,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import machine
@@ -51,6 +55,7 @@ from insight.runtime import Worker
 from insight.scale import protocol as p
 from insight.scale.remote import RemoteInference
 from insight.scale.scan import ScanDispatch
+from insight.storage.base import TRACKS_AUDIO, scroll_pages
 
 
 def make_library(folder: Path, n: int, seconds: float) -> None:
@@ -170,7 +175,14 @@ async def scan(
         await watcher.wait_idle(within_s=900)
         seconds = time.perf_counter() - t0
         rows = watcher.state.all()
+        paths = {r.track_id: r.path for r in rows}
+        vectors: dict[str, np.ndarray] = {}  # file path -> stored track vector
+        async for page in scroll_pages(app.store, TRACKS_AUDIO, with_vectors=True):  # type: ignore[arg-type]
+            for point in page:
+                if point.vector is not None:
+                    vectors[paths.get(point.key, point.key)] = point.vector
         return {
+            "vectors": vectors,
             "seconds": round(seconds, 2),
             "analyzed": watcher.outcomes["analyzed"],
             "failed": watcher.outcomes["failed"],
@@ -204,16 +216,23 @@ async def run(args: argparse.Namespace, model: Path, tiny: Path) -> dict[str, An
             "workers_only_1": {"workers": 1, "scan_here": False},
             "workers_only_2": {"workers": 2, "scan_here": False},
         }
+        vectors: dict[str, dict[str, np.ndarray]] = {}
+        cosines: list[float] = []
         for r in range(args.rounds):  # interleaved: load drift on a shared box hits all alike
             for label, kw in scenarios.items():
                 out = await scan(server, work, model, name, library, **kw)
+                vectors[label] = out.pop("vectors")
                 res.setdefault(label, []).append(out)
                 print(r, label, out, flush=True)
+            base = vectors["in_process"]  # remote windows (16-bit PCM) vs in-process float32
+            cosines.append(min(float(np.dot(base[f], vectors["remote_1"][f])) for f in base))
+            print(r, "remote_1 vs in_process lowest track cosine", cosines[-1], flush=True)
         best = {label: min(x["seconds"] for x in res[label]) for label in scenarios}
         kills = []
         for i in range(args.kill_runs):
             at = random.randint(1, args.kill_tracks - 3)
             out = await scan(server, work, tiny, "insight/tiny-clap", kill_lib, 2, kill_at=at)
+            del out["vectors"]
             out["killed_after_files"] = at
             kills.append(out)
             print("kill", i, out, flush=True)
@@ -225,7 +244,12 @@ async def run(args: argparse.Namespace, model: Path, tiny: Path) -> dict[str, An
             "remote_1_overhead": round(best["remote_1"] / best["in_process"] - 1, 3),
             "in_process_over_scan_1": round(best["in_process"] / best["scan_1"], 2),
             "in_process_over_scan_2": round(best["in_process"] / best["scan_2"], 2),
+            "remote_1_round_overheads": [
+                round(a["seconds"] / b["seconds"] - 1, 3)
+                for a, b in zip(res["remote_1"], res["in_process"], strict=True)
+            ],
         }
+        res["remote_1_min_track_cosine"] = round(min(cosines), 6)
         res["failure"] = {
             "files_lost": sum(args.kill_tracks - k["done_rows"] for k in kills),
             "files_doubled": sum(max(0, k["analyzed"] - args.kill_tracks) for k in kills),

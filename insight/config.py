@@ -98,6 +98,11 @@ class InferenceSettings(BaseModel):
     remote_timeout_s: float = Field(
         default=30.0, gt=0, description="An inference request unanswered this long goes elsewhere"
     )
+    remote_pcm: Literal["s16", "f32"] = Field(
+        default="s16",
+        description="Audio windows to inference workers as s16 (16-bit PCM scaled per window: "
+        "half the bytes, vectors within cosine 0.9999) or f32 (bit-exact)",
+    )
     remote_max_windows: int = Field(
         default=16, ge=1, le=256, description="Audio windows (or texts) per inference request"
     )

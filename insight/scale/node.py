@@ -171,7 +171,7 @@ class InferenceNode:
             if kind == "text":
                 vectors = await pool.embed_texts(req.items)
             else:
-                vectors = await pool.embed_windows(req.items)
+                vectors = await pool.embed_windows(req.items, bulk=req.bulk)
             body = p.pack_reply(req.work_id, pool.model.model_id, vectors)
             self.served += 1
         except InsightError as err:

@@ -2,13 +2,14 @@
 
 Workers are learnt from their heartbeats (``insight.internal.infer.hello``); only those running
 the store node's own model id are used, so every vector lands in the same space. Each work item
-(a chunk of at most ``remote_max_windows`` windows or texts, and under the bus's payload cap)
-goes to the least busy worker with a free slot (``remote_inflight`` per worker: back-pressure;
-a caller waits for a slot rather than piling work onto a worker). A worker that times out, has
-no responders, says goodbye or stops beating is dropped and the item goes to another; with no
-worker left, or after ``ATTEMPTS`` tries, it is embedded locally. Every request has its own
-work id and reply inbox: a late answer to an attempt that was given up is never used, so a
-result reaches its caller (and the store) once.
+(a chunk of at most ``remote_max_windows`` windows or texts, and under the bus's payload cap;
+audio chunks grow 1, 2, 4, … windows so the first starts at once) goes to the least busy
+worker with a free slot (``remote_inflight`` per worker: back-pressure; a caller waits for a
+slot rather than piling work onto a worker). A worker that times out, has no responders, says
+goodbye or stops beating is dropped and the item goes to another; with no worker left, or
+after ``ATTEMPTS`` tries, it is embedded locally. Every request has its own work id and reply
+inbox: a late answer to an attempt that was given up is never used, so a result reaches its
+caller (and the store) once.
 """
 
 from __future__ import annotations
@@ -176,8 +177,9 @@ class RemoteInference:
             return None
         step = min(self.cfg.remote_max_windows, *(peer.hello.max_items for peer in peers))
         if kind == "audio":
-            step = max(1, min(step, self.max_payload // max(1, items.shape[1] * 4)))
-        chunks = [items[i : i + step] for i in range(0, len(items), step)]
+            width = 2 if self.cfg.remote_pcm == "s16" else 4
+            step = max(1, min(step, self.max_payload // max(1, items.shape[1] * width)))
+        chunks = [items[a:b] for a, b in spans(len(items), step, ramp=kind == "audio")]
         parts = await asyncio.gather(*(self._one(kind, c, model_id, local, wait) for c in chunks))
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
 
@@ -185,11 +187,15 @@ class RemoteInference:
         self, kind: p.Kind, chunk: Any, model_id: str, local: Local, wait: bool
     ) -> np.ndarray:
         work_id = uuid.uuid4().hex
-        payload = p.pack_request(work_id, model_id, kind, chunk)
+        payload: bytes | None = None  # packed once a worker is free: the first goes out sooner
         for attempt in range(ATTEMPTS):
             peer = await self._acquire(model_id, wait)
             if peer is None:
                 break
+            if payload is None:
+                payload = p.pack_request(
+                    work_id, model_id, kind, chunk, pcm=self.cfg.remote_pcm, bulk=wait
+                )
             wid = peer.hello.worker_id
             try:
                 vectors = await self._ask(peer, kind, payload, work_id, model_id, len(chunk))
@@ -263,6 +269,20 @@ class RemoteInference:
             raise PeerGone(peer.hello.worker_id)
         msg = request.result()
         return p.unpack_reply(msg.data, work_id, model_id, size)
+
+
+def spans(n: int, step: int, ramp: bool) -> list[tuple[int, int]]:
+    """``[start, end)`` of the chunks of ``n`` items, at most ``step`` each. ``ramp``: sizes
+    1, 2, 4, … up to ``step``, so that a worker starts on the first window while the larger
+    rest is still on the wire (with two requests in flight the next chunk always arrives
+    during the one before)."""
+    out: list[tuple[int, int]] = []
+    start, size = 0, 1 if ramp else step
+    while start < n:
+        end = min(n, start + size)
+        out.append((start, end))
+        start, size = end, min(step, size * 2)
+    return out
 
 
 def _consume(task: asyncio.Future[Any]) -> None:

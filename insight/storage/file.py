@@ -41,10 +41,10 @@ import numpy as np
 import onnxruntime  # noqa: F401  (must load before usearch: the reverse order segfaults)
 
 from insight.errors import BadRequest, StorageNotReady
+from insight.storage import file_reads as reads
 from insight.storage.base import COLLECTIONS, Point, ScoredPoint, StoreStats
 from insight.storage.common import check_key, check_limit, full_name
 from insight.storage.file_collection import FileCollection, load_collection, save_collection
-from insight.storage.file_reads import count_rows, get_points, scroll_points, search_collection
 from insight.storage.file_sql import DB_NAME, connect, delete_keys, read_vectors, write_rows
 from insight.storage.file_verify import verify_collection
 from insight.storage.snapshot import IndexSpec
@@ -313,7 +313,7 @@ class FileStore:
 
     def _get_sync(self, logical: str, keys: list[str], with_vectors: bool) -> list[Point]:
         coll = self._coll(logical)
-        return [] if coll is None else get_points(coll, keys, with_vectors)
+        return [] if coll is None else reads.get_points(coll, keys, with_vectors)
 
     async def exists(self, collection: str, key: str) -> bool:
         coll = self._coll(collection)
@@ -321,7 +321,7 @@ class FileStore:
 
     async def count(self, collection: str, where: Where | None = None) -> int:
         coll = self._coll(collection)
-        return 0 if coll is None else await asyncio.to_thread(count_rows, coll, where)
+        return 0 if coll is None else await asyncio.to_thread(reads.count_rows, coll, where)
 
     async def scroll(
         self,
@@ -347,7 +347,7 @@ class FileStore:
         coll = self._coll(logical)
         if coll is None or limit == 0:
             return [], None
-        return scroll_points(coll, offset, limit, with_vectors, where)
+        return reads.scroll_points(coll, offset, limit, with_vectors, where)
 
     async def search(
         self,
@@ -360,15 +360,12 @@ class FileStore:
         check_limit(limit)
         if limit == 0:
             return []
-        return await asyncio.to_thread(self._search_sync, collection, q, limit, where)
-
-    def _search_sync(
-        self, logical: str, q: np.ndarray, limit: int, where: Where | None
-    ) -> list[ScoredPoint]:
-        coll = self._coll(logical)
+        coll = self._coll(collection)
         if coll is None:
             return []
-        return search_collection(coll, q, limit, where, self.exact_max, self._oversample)
+        args = (coll, q, limit, where, self.exact_max, self._oversample)
+        now = reads.search_now(*args)  # cheap and the read lock free: no thread hop
+        return now if now is not None else await asyncio.to_thread(reads.search_collection, *args)
 
     # --- stats and checks -------------------------------------------------------------------
 

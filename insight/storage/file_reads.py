@@ -7,7 +7,6 @@ index for candidates that are rescored exactly; the planner (``plan.py``) picks 
 from __future__ import annotations
 
 import bisect
-import copy
 from typing import Any
 
 import numpy as np
@@ -28,7 +27,7 @@ def get_points(coll: FileCollection, keys: list[str], with_vectors: bool) -> lis
             if slot is None:
                 continue
             vec = t.vectors[slot].copy() if with_vectors else None
-            out.append(Point(key, vec, copy.deepcopy(t.payloads[slot] or {})))
+            out.append(Point(key, vec, json_copy(t.payloads[slot] or {})))
     return out
 
 
@@ -53,7 +52,7 @@ def scroll_points(
             if len(out) == limit:
                 return out, key
             vec = t.vectors[slot].copy() if with_vectors else None
-            out.append(Point(key, vec, copy.deepcopy(payload)))
+            out.append(Point(key, vec, json_copy(payload)))
     return out, None
 
 
@@ -63,6 +62,17 @@ def count_rows(coll: FileCollection, where: Where | None) -> int:
         t = coll.table
         c = t.simplify(where)
         return len(t) if c is None else int(np.count_nonzero(t.mask(c)))
+
+
+def json_copy(value: Any) -> Any:
+    """A deep copy of a payload. Payloads went through ``json.loads`` (dicts, lists and
+    immutable scalars only), so this is exact, and several times cheaper than
+    ``copy.deepcopy`` (whose memo guards against cycles JSON cannot have)."""
+    if isinstance(value, dict):
+        return {k: json_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_copy(v) for v in value]
+    return value
 
 
 def search_collection(
@@ -76,29 +86,70 @@ def search_collection(
     """Top ``limit`` rows by cosine to ``q`` that pass ``where`` (runs on a worker thread)."""
     q = q / np.float32(np.linalg.norm(q))
     with coll.lock.read():
+        return _search(coll, q, limit, coll.table.simplify(where), exact_max, oversample)
+
+
+def search_now(
+    coll: FileCollection,
+    q: np.ndarray,
+    limit: int,
+    where: Where | None,
+    exact_max: int,
+    oversample: int,
+) -> list[ScoredPoint] | None:
+    """The same on the caller's thread (the event loop) when it is cheap for sure: no filter,
+    an HNSW walk or a small exact scan, a small ``limit``, and the read lock free at once.
+    None: not cheap, or a writer holds the lock (search on a thread then).
+
+    A thread hop costs about as much as the walk itself (~0.3 of ~0.9 ms at 100 k rows)."""
+    if limit > INLINE_MAX_LIMIT:
+        return None
+    with coll.lock.read_now() as got:
+        if not got:
+            return None
         t = coll.table
-        c = t.simplify(where)
-        if c is None:
-            n = len(t)
-            if n <= exact_max:
-                hits = t.top(np.flatnonzero(t.alive[: t.high_water]), q, limit)
-            else:
-                hits = _ann(coll, q, limit, None, n, exact_max, oversample)
+        n = len(t)
+        if INLINE_MAX_EXACT < n <= exact_max or t.simplify(where) is not None:
+            return None
+        q = q / np.float32(np.linalg.norm(q))
+        return _search(coll, q, limit, None, exact_max, oversample)
+
+
+INLINE_MAX_LIMIT = 100  # an unfiltered walk for at most this many hits runs inline
+INLINE_MAX_EXACT = 1024  # and an exact scan over at most this many rows (~2 MB at 512-d f32)
+
+
+def _search(
+    coll: FileCollection,
+    q: np.ndarray,
+    limit: int,
+    c: Where | None,
+    exact_max: int,
+    oversample: int,
+) -> list[ScoredPoint]:
+    """``search_collection`` under the read lock, ``c``: the simplified filter."""
+    t = coll.table
+    if c is None:
+        n = len(t)
+        if n <= exact_max:
+            hits = t.top(np.flatnonzero(t.alive[: t.high_water]), q, limit)
         else:
-            mask = t.mask(c)
-            n = int(np.count_nonzero(mask))
-            if n <= exact_max or prefer_scan(limit, len(coll.index), n):
-                hits = t.scan(np.flatnonzero(mask), q, limit)
-            else:
-                hits = _ann(coll, q, limit, mask, n, exact_max, oversample)
-        out = []
-        for slot, score in hits:
-            key = t.keys[slot]
-            payload = t.payloads[slot]
-            if key is None or payload is None or not matches(key, payload, c):
-                continue  # cannot happen under the read lock; cheap insurance
-            out.append(ScoredPoint(key, score, copy.deepcopy(payload)))
-        return out
+            hits = _ann(coll, q, limit, None, n, exact_max, oversample)
+    else:
+        mask = t.mask(c)
+        n = int(np.count_nonzero(mask))
+        if n <= exact_max or prefer_scan(limit, len(coll.index), n):
+            hits = t.scan(np.flatnonzero(mask), q, limit)
+        else:
+            hits = _ann(coll, q, limit, mask, n, exact_max, oversample)
+    out = []
+    for slot, score in hits:
+        key = t.keys[slot]
+        payload = t.payloads[slot]
+        if key is None or payload is None or not matches(key, payload, c):
+            continue  # cannot happen under the read lock; cheap insurance
+        out.append(ScoredPoint(key, score, json_copy(payload)))
+    return out
 
 
 def _ann(

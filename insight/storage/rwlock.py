@@ -29,6 +29,23 @@ class RWLock:
                     self._cond.notify_all()
 
     @contextmanager
+    def read_now(self) -> Iterator[bool]:
+        """A read lock only if it is free at once (yields True), else none (yields False): for
+        a caller that must not wait, the event loop (a writer may hold it for seconds)."""
+        with self._cond:
+            got = not (self._writer or self._waiting_writers)
+            if got:
+                self._readers += 1
+        try:
+            yield got
+        finally:
+            if got:
+                with self._cond:
+                    self._readers -= 1
+                    if not self._readers:
+                        self._cond.notify_all()
+
+    @contextmanager
     def write(self) -> Iterator[None]:
         with self._cond:
             self._waiting_writers += 1
