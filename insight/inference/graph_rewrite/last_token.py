@@ -230,8 +230,6 @@ def float_checkpoint(model: onnx.ModelProto, name: str) -> list[str]:
     return [name] if ok and name not in {o.name for o in model.graph.output} else []
 
 
-
-
 def checked(model: onnx.ModelProto, base: Feed) -> tuple[onnx.ModelProto | None, dict[str, Any]]:
     """The rewritten text graph if it gives the original's vectors (batch 1 and a batch of
     mixed lengths, plus the pooled token), else None; and what happened, for a report."""
