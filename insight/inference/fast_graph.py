@@ -2,8 +2,9 @@
 
 A folder we did not export (the hub's Xenova files, made by the legacy exporter) gets on first
 load what our exporter does on the torch side: the audio graph is rewritten
-(:mod:`insight.inference.graph_rewrite`), checked against the original on fixed inputs (kept
-only if no output moves by more than 1e-5), both towers are quantized (dynamic int8,
+(:mod:`insight.inference.graph_rewrite`), the text graph's last layer put on token 0
+(:mod:`insight.inference.graph_rewrite.last_token`), each checked against the original on fixed
+inputs (kept only if no output moves by more than 1e-5), both towers are quantized (dynamic int8,
 per-channel s8 weights) and int8 is measured against fp32. Everything lands in
 ``<cache>/<hash of the source files>-r<rewriter version>/`` with a ``report.json`` saying what
 was kept and why, so later loads only read it.
