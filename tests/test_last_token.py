@@ -18,9 +18,13 @@ from insight.config import ModelSettings
 from insight.inference.clap import ClapModel
 from insight.inference.export import quantize_int8
 from insight.inference.graph_rewrite import REWRITER_VERSION
-from insight.inference.graph_rewrite.last_token import checked, last_token_graph, text_feed
+from insight.inference.graph_rewrite.last_token import (
+    checked,
+    last_token_graph,
+    refusal,
+    text_feed,
+)
 from insight.inference.graph_rewrite.probe import session
-from insight.inference.graph_rewrite.verify import refusal
 from insight.inference.model_dir import find_model_files
 from insight.inference.text import Tokenizer
 
@@ -85,13 +89,14 @@ def test_legacy_last_layer_on_token_zero_same_vectors(legacy_small: Path) -> Non
 
 def test_a_wrong_rewrite_is_refused(legacy_small: Path) -> None:
     original = onnx.load(str(find_model_files(legacy_small).text_model))
-    one, mixed = _feeds(legacy_small)
+    _, mixed = _feeds(legacy_small)
     rewritten, _ = last_token_graph(original, mixed)
     start = next(t for t in rewritten.graph.initializer if t.name.startswith("insight_rw/zero"))
     end = next(t for t in rewritten.graph.initializer if t.name.startswith("insight_rw/one"))
     start.CopyFrom(numpy_helper.from_array(np.array([1], np.int64), start.name))
     end.CopyFrom(numpy_helper.from_array(np.array([2], np.int64), end.name))  # token 1, not 0
-    why = refusal(original, rewritten, [one, mixed])
+    assert refusal(original, last_token_graph(original, mixed)[0], mixed) is None
+    why = refusal(original, rewritten, mixed)
     assert why is not None and "differs from the original" in why
 
 
