@@ -47,6 +47,20 @@ def plain_session(path: Path) -> Any:
     )
 
 
+def text_session(path: Path) -> Any:
+    """``path`` with the options the service gives its text session."""
+    import onnxruntime as ort
+
+    from insight.inference.ort_options import text_session_kwargs
+
+    return ort.InferenceSession(
+        str(path),
+        session_options(None),
+        providers=["CPUExecutionProvider"],
+        **text_session_kwargs(),
+    )
+
+
 def session_fn(sess: Any, model: ClapModel, texts: list[str]) -> Callable[[], Any]:
     ids, mask = model.tokenizer.encode_batch(texts)
     feed = {i.name: (mask if "attention" in i.name else ids) for i in sess.get_inputs()}
@@ -88,6 +102,13 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--reps", type=int, default=9)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument(
+        "--before",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="also run this text graph (e.g. one saved before a rewrite), the service's options",
+    )
     args = ap.parse_args()
     load_before = os.getloadavg()
     session_options(args.threads)
@@ -107,6 +128,7 @@ def main() -> None:
     models = {
         "hub default (as served)": load(hub, None, cache=True),
         "hub as found fp32": load(hub, False),
+        "hub fp32 from the cache (rewritten)": load(hub, False, cache=True),
         "ours fp32": load(ours, False),
         "ours int8": load(ours, True),
     }
@@ -130,6 +152,10 @@ def main() -> None:
             )
             if args.profile:
                 print(f"# profile {label} {name} [{q}]: {op_profile(m.towers.text, m, batch)}")
+        any_model = next(iter(models.values()))
+        for spec in args.before:
+            name, _, path = spec.partition("=")
+            fns[f"{name} (before)"] = session_fn(text_session(Path(path)), any_model, batch)
         if args.threads == 1:
             res = {k: v["median"] for k, v in cpu_ms(fns, args.reps).items()}
         else:

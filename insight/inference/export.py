@@ -23,7 +23,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 # Bumped whenever the exported graphs change (benchmarks re-export older folders).
-EXPORTER_VERSION = 4
+EXPORTER_VERSION = 5
 MIN_COSINE = 0.9999
 MIN_COSINE_INT8 = 0.99
 MAX_TEXT_LENGTH = 77
@@ -268,6 +268,7 @@ def export_folder(
                         f"{tower} tower: ONNX output differs from torch (min cosine {cos:.6f} < "
                         f"{MIN_COSINE}, max abs diff {diff:.3g}); nothing was written"
                     )
+        _last_token(tmp / "text_model.onnx", text_feed, report)
         if quantize == "int8":
             for tower in ("text", "audio"):
                 src, dst = tmp / f"{tower}_model.onnx", tmp / f"{tower}_model_quantized.onnx"
@@ -286,6 +287,20 @@ def export_folder(
                 shutil.move(str(f), out_dir / f.name)
     log.info("export_done out=%s report=%s", out_dir, report)
     return out_dir
+
+
+def _last_token(path: Path, text_feed: dict[str, np.ndarray], report: dict[str, Any]) -> None:
+    """Replace ``path`` by its last-layer-on-token-0 rewrite where that gives the same
+    vectors (:mod:`insight.inference.graph_rewrite.last_token`); ``report`` says which."""
+    import onnx
+
+    from insight.inference.graph_rewrite.last_token import checked
+
+    rewritten, rep = checked(onnx.load(str(path)), text_feed)
+    report.update(rep)
+    if rewritten is not None:
+        onnx.save(rewritten, str(path))
+    log.info("export_text_last_token %s", rep)
 
 
 def quantize_int8(src: Path, dst: Path) -> None:

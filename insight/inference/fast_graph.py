@@ -2,8 +2,9 @@
 
 A folder we did not export (the hub's Xenova files, made by the legacy exporter) gets on first
 load what our exporter does on the torch side: the audio graph is rewritten
-(:mod:`insight.inference.graph_rewrite`), checked against the original on fixed inputs (kept
-only if no output moves by more than 1e-5), both towers are quantized (dynamic int8,
+(:mod:`insight.inference.graph_rewrite`), the text graph's last layer put on token 0
+(:mod:`insight.inference.graph_rewrite.last_token`), each checked against the original on fixed
+inputs (kept only if no output moves by more than 1e-5), both towers are quantized (dynamic int8,
 per-channel s8 weights) and int8 is measured against fp32. Everything lands in
 ``<cache>/<hash of the source files>-r<rewriter version>/`` with a ``report.json`` saying what
 was kept and why, so later loads only read it.
@@ -175,6 +176,24 @@ def audio_feeds(graph: Any, feats: np.ndarray) -> dict[int, Feed]:
     return feeds
 
 
+def _text_rewritten(src: Path, text_feed: Feed, tmp: Path, report: dict[str, Any]) -> Path:
+    """The text graph with its last layer on token 0 (written into ``tmp``) where that was
+    checked to give the same vectors, else ``src``; ``report`` says which and why."""
+    if src.name.endswith("_quantized.onnx"):
+        return src
+    import onnx
+
+    from insight.inference.graph_rewrite.last_token import checked
+
+    rewritten, rep = checked(onnx.load(str(src)), text_feed)
+    report.update(rep)
+    if rewritten is None:
+        log.info("text_rewrite_refused source=%s reason=%s", src, rep.get("text_refused"))
+        return src
+    onnx.save(rewritten, str(tmp / "text_model.onnx"))
+    return tmp / "text_model.onnx"
+
+
 def build_cache(
     files: ModelFiles,
     out: Path,
@@ -219,10 +238,11 @@ def build_cache(
             report["audio_refused"] = why
             log.warning("graph_rewrite_refused model=%s reason=%s", files.root, why)
         del original
+        fp32_text = _text_rewritten(files.text_model, text_feed, tmp, report)
         report["int8_built"] = quantize
         for tower, src, feeds in (
             ("audio", fp32_audio, [by_batch[len(feats)]]),
-            ("text", files.text_model, [text_feed]),
+            ("text", fp32_text, [text_feed]),
         ):
             if not quantize or src.name.endswith("_quantized.onnx"):
                 continue  # fp32 asked for, or only int8 files: nothing to quantize
@@ -270,7 +290,8 @@ def cached(
             shutil.rmtree(out, ignore_errors=True)
         report = build_cache(files, out, text_feed, feats, rewrite, quantize=want_int8)
     audio = out / "audio_model.onnx" if report.get("audio_rewritten") else files.audio_model
-    paths, int8 = {"text": files.text_model, "audio": audio}, {"text": False, "audio": False}
+    text = out / "text_model.onnx" if report.get("text_rewritten") else files.text_model
+    paths, int8 = {"text": text, "audio": audio}, {"text": False, "audio": False}
     for tower in ("text", "audio"):
         src = files.text_model if tower == "text" else files.audio_model
         if src.name.endswith("_quantized.onnx"):

@@ -6,6 +6,7 @@ token ``Gather`` each, the bicubic stretch as a 4-tap gather, zero ``Pad`` nodes
 spelled-out layer norms fused into ``LayerNormalization`` (our export has them as such).
 Every number a rewrite needs is read off ONNX Runtime running the original graph; the result
 is checked against the original on fixed inputs by :mod:`.verify` before anyone uses it.
+The text tower gets one rewrite of its own, :mod:`.last_token` (its last layer on token 0).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from insight.inference.graph_rewrite.probe import data_dependent, elem_types, re
 log = logging.getLogger(__name__)
 
 # Bumped whenever the rewritten graphs change (cached rewrites of older versions are redone).
-REWRITER_VERSION = 2
+REWRITER_VERSION = 3
 
 
 @dataclass
