@@ -51,6 +51,7 @@ class Migrations:
         self.watcher, self.build_model, self.use_model = watcher, build_model, use_model
         self.file = MigrationFile(settings.storage.data_dir, settings.storage.collection_prefix)
         self.last: Migration | None = None
+        self.step: Callable[[list[str]], Awaitable[None]] | None = None  # tests: mid-batch
 
     @property
     def running(self) -> Migration | None:
@@ -75,7 +76,7 @@ class Migrations:
             await self.use_model(model)
             return None
         m = Migration(model, key, source, target, self.loaded, self.watcher)
-        m.from_space = spaces.current.key
+        m.from_space, m.step = spaces.current.key, self.step
         pool = InferencePool(model, self.settings.inference)
         await pool.start()
         m.loaded.pool, m.loaded.error = pool, None
@@ -134,6 +135,8 @@ class Migrations:
         """Writes stop going to the next space, which may be dropped; its pool is closed."""
         if self.library.mirror is m:
             self.library.mirror = None
+        if self.watcher is not None:  # its queued files: a next migration queues its own
+            self.watcher.withdraw(m)
         spaces = self.stores.spaces
         if spaces is not None and spaces.staging == m.space:
             spaces.staging = None

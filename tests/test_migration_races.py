@@ -1,0 +1,66 @@
+"""Writes racing a model migration: what the next space ends with equals the serving space.
+
+Real parts as in test_migration.py: two tiny models, a real watcher, HTTP; ``Migrations.step``
+runs a write between a batch's read of the serving space and its upsert into the next one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from insight.storage.base import TRACKS_TEXT
+from insight.testing.tiny_clap import build_tiny_clap
+from tests.conftest import start_running, stop_running
+from tests.fake_hub import FakeHub, hub_layout
+from tests.test_migration import MODEL_B, filled, settings_for, until
+
+
+@pytest.fixture(scope="module")
+def model_b_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_clap(tmp_path_factory.mktemp("tiny-256"), dim=256, seed=3)
+
+
+@pytest_asyncio.fixture
+async def hub(model_b_dir: Path) -> AsyncIterator[FakeHub]:
+    h = await FakeHub(repos={MODEL_B: hub_layout(model_b_dir)}).start()
+    yield h
+    await h.stop()
+
+
+async def test_tracks_deleted_or_updated_mid_batch_are_not_made_from_old_metadata(
+    tmp_path: Path, tiny_model_dir: Path, hub: FakeHub
+) -> None:
+    r = await start_running(settings_for(tmp_path, tiny_model_dir, hub))
+    try:
+        await filled(r)
+        seen: list[list[str]] = []
+
+        async def step(keys: list[str]) -> None:
+            seen.append(keys)
+            if len(seen) > 1:
+                return
+            await r.app.services.library.delete_track("ma-0")
+            status, _ = await r.api.call(
+                "POST",
+                "/tracks/embed-text",
+                {"track_id": "ma-1", "metadata": {"name": "Renamed", "artists": ["Y"]}},
+            )
+            assert status == 200
+
+        r.app.services.models.migrations.step = step
+        status, body = await r.api.call("POST", f"/models/{MODEL_B}/load", {})
+        assert status == 200, body
+        await until(r, "done")
+        assert {"ma-0", "ma-1"} <= set(seen[0])  # the write came after the batch was read
+        assert r.app.pool.model.model_id == MODEL_B
+        texts = {p.key: p for p in await r.app.store.get(TRACKS_TEXT, ["ma-0", "ma-1", "ma-2"])}
+        assert sorted(texts) == ["ma-1", "ma-2"]  # deleted stays deleted
+        assert texts["ma-1"].payload["name"] == "Renamed"
+        assert texts["ma-1"].payload["artists"] == ["Y"]
+        assert {p.payload["model_id"] for p in texts.values()} == {MODEL_B}
+    finally:
+        await stop_running(r)
