@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from insight.storage.base import TRACKS_TEXT
+from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT
 from insight.testing.tiny_clap import build_tiny_clap
 from tests.conftest import start_running, stop_running
 from tests.fake_hub import FakeHub, hub_layout
@@ -62,5 +62,60 @@ async def test_tracks_deleted_or_updated_mid_batch_are_not_made_from_old_metadat
         assert texts["ma-1"].payload["name"] == "Renamed"
         assert texts["ma-1"].payload["artists"] == ["Y"]
         assert {p.payload["model_id"] for p in texts.values()} == {MODEL_B}
+    finally:
+        await stop_running(r)
+
+
+async def test_a_migration_after_a_cancelled_one_analyses_every_file(
+    tmp_path: Path, tiny_model_dir: Path, hub: FakeHub
+) -> None:
+    """The cancelled migration's queued files are withdrawn: the next one queues its own."""
+    r = await start_running(settings_for(tmp_path, tiny_model_dir, hub))
+    try:
+        await filled(r)
+        watcher = r.app.services.watcher
+        watcher.pause()
+        status, _ = await r.api.call("POST", f"/models/{MODEL_B}/load", {})
+        assert status == 200
+        first = (await until(r, "audio"))["started_at"]
+        status, body = await r.api.call("DELETE", "/models/migration")
+        assert status == 200 and body["phase"] == "cancelled"
+        assert not any(j.into is not None for j in list(watcher.queue._queue))  # type: ignore[attr-defined]
+        status, body = await r.api.call("POST", f"/models/{MODEL_B}/load", {})
+        assert status == 200, body
+        state = await until(r, "audio")
+        assert state["audio_total"] == 2 and state["unrecoverable"] == 0
+        watcher.resume()
+        done = await until(r, "done")
+        assert done["started_at"] >= first
+        assert (done["audio_done"], done["unrecoverable"]) == (2, 0)
+        assert r.app.pool.model.model_id == MODEL_B
+        audio, _ = await r.app.store.scroll(TRACKS_AUDIO, None, 10, True)
+        assert len(audio) == 2 and {p.vector.shape for p in audio} == {(256,)}
+    finally:
+        await stop_running(r)
+
+
+async def test_a_watcher_stop_mid_migration_keeps_its_files(
+    tmp_path: Path, tiny_model_dir: Path, hub: FakeHub
+) -> None:
+    """``POST /watcher/stop`` drops scanned files, not the ones a migration waits for."""
+    r = await start_running(settings_for(tmp_path, tiny_model_dir, hub))
+    try:
+        await filled(r)
+        watcher = r.app.services.watcher
+        watcher.pause()
+        status, _ = await r.api.call("POST", f"/models/{MODEL_B}/load", {})
+        assert status == 200
+        await until(r, "audio")
+        queued = [j for j in list(watcher.queue._queue) if j.into is not None]  # type: ignore[attr-defined]
+        assert queued  # one file in a paused worker's hand, the other queued
+        status, _ = await r.api.call("POST", "/watcher/stop", {})
+        assert status == 200
+        watcher.resume()
+        done = await until(r, "done")
+        assert (done["audio_done"], done["unrecoverable"]) == (2, 0)
+        audio, _ = await r.app.store.scroll(TRACKS_AUDIO, None, 10, True)
+        assert len(audio) == 2 and {p.vector.shape for p in audio} == {(256,)}
     finally:
         await stop_running(r)
