@@ -6,6 +6,8 @@ runs a write between a batch's read of the serving space and its upsert into the
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -117,5 +119,54 @@ async def test_a_watcher_stop_mid_migration_keeps_its_files(
         assert (done["audio_done"], done["unrecoverable"]) == (2, 0)
         audio, _ = await r.app.store.scroll(TRACKS_AUDIO, None, 10, True)
         assert len(audio) == 2 and {p.vector.shape for p in audio} == {(256,)}
+    finally:
+        await stop_running(r)
+
+
+async def test_resume_never_starts_a_second_migration(
+    tmp_path: Path, tiny_model_dir: Path, hub: FakeHub
+) -> None:
+    r = await start_running(settings_for(tmp_path, tiny_model_dir, hub))
+    try:
+        await filled(r)
+        r.app.services.watcher.pause()
+        status, _ = await r.api.call("POST", f"/models/{MODEL_B}/load", {})
+        assert status == 200
+        await until(r, "audio")
+        migrations = r.app.services.models.migrations
+        first = migrations.last
+        assert (tmp_path / "data" / "migration.json").exists()
+        assert await r.app.services.models.resume_migration() is None
+        assert migrations.last is first and first.phase == "audio"
+        r.app.services.watcher.resume()
+        assert (await until(r, "done"))["audio_done"] == 2
+    finally:
+        await stop_running(r)
+
+
+async def test_a_migration_from_another_model_is_not_resumed(
+    tmp_path: Path, tiny_model_dir: Path, hub: FakeHub
+) -> None:
+    """``migration.json`` written while another model served: cleared, nothing starts."""
+    settings = settings_for(tmp_path, tiny_model_dir, hub)
+    r = await start_running(settings)
+    try:
+        await filled(r)
+    finally:
+        await stop_running(r)
+    saved = tmp_path / "data" / "migration.json"
+    body = {"model_id": MODEL_B, "space": "x", "from_model_id": "test-org/other"}
+    saved.write_text(json.dumps(body))
+    r = await start_running(settings)
+    try:
+        for _ in range(200):  # the resume task runs in the background
+            if not saved.exists():
+                break
+            await asyncio.sleep(0.05)
+        assert not saved.exists()
+        status, _ = await r.api.call("GET", "/models/migration")
+        assert status == 404
+        assert r.app.pool.model.model_id == "insight/tiny-clap"
+        assert r.app.services.library.mirror is None
     finally:
         await stop_running(r)

@@ -146,13 +146,23 @@ class Migrations:
 
     async def resume(self, model_dir: Callable[[str], Path | None]) -> Migration | None:
         """At start: the migration ``migration.json`` records, begun again (what the next
-        space already holds is kept and skipped)."""
+        space already holds is kept and skipped) when the model it started from serves;
+        called under the models service's load lock (``ModelsService.resume_migration``)."""
         saved = self.file.read()
-        if saved is None:
+        if saved is None or self.running is not None:  # a load began one meanwhile
             return None
         model_id = str(saved["model_id"])
         if model_id == self.loaded.model_id or not await self.needed():
             self.file.clear()  # switched to it already, or nothing to move
+            return None
+        if saved.get("from_model_id") != self.loaded.model_id:
+            log.warning(
+                "migration_not_resumed model=%s reason=serving_model_changed from=%s serving=%s",
+                model_id,
+                saved.get("from_model_id"),
+                self.loaded.model_id,
+            )
+            self.file.clear()
             return None
         path = model_dir(model_id)
         if path is None:
