@@ -170,3 +170,33 @@ async def test_a_migration_from_another_model_is_not_resumed(
         assert r.app.services.library.mirror is None
     finally:
         await stop_running(r)
+
+
+async def test_a_failed_mirror_write_is_made_before_the_switch(
+    tmp_path: Path, tiny_model_dir: Path, hub: FakeHub
+) -> None:
+    r = await start_running(settings_for(tmp_path, tiny_model_dir, hub))
+    try:
+        await filled(r)
+        r.app.services.watcher.pause()
+        status, _ = await r.api.call("POST", f"/models/{MODEL_B}/load", {})
+        assert status == 200
+        await until(r, "audio")
+        m = r.app.services.models.migrations.last
+        pool, m.loaded.pool = m.loaded.pool, None  # the next model cannot embed for a while
+        status, _ = await r.api.call(
+            "POST",
+            "/tracks/embed-text",
+            {"track_id": "ma-7", "metadata": {"name": "Seven", "artists": ["Z"]}},
+        )
+        assert status == 200
+        assert m.failed == {"ma-7"}
+        assert not await m.stores.require_store().get(TRACKS_TEXT, ["ma-7"])
+        m.loaded.pool = pool
+        r.app.services.watcher.resume()
+        await until(r, "done")
+        (seven,) = await r.app.store.get(TRACKS_TEXT, ["ma-7"], with_vectors=True)
+        assert seven.payload["model_id"] == MODEL_B and seven.vector.shape == (256,)
+        assert seven.payload["name"] == "Seven"
+    finally:
+        await stop_running(r)
