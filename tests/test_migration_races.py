@@ -10,6 +10,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -198,5 +199,38 @@ async def test_a_failed_mirror_write_is_made_before_the_switch(
         (seven,) = await r.app.store.get(TRACKS_TEXT, ["ma-7"], with_vectors=True)
         assert seven.payload["model_id"] == MODEL_B and seven.vector.shape == (256,)
         assert seven.payload["name"] == "Seven"
+    finally:
+        await stop_running(r)
+
+
+async def test_a_cancel_mid_batch_lets_the_batch_finish(
+    tmp_path: Path, tiny_model_dir: Path, hub: FakeHub
+) -> None:
+    """The cancel sets the stop flag and waits: the batch being written ends whole."""
+    r = await start_running(settings_for(tmp_path, tiny_model_dir, hub))
+    try:
+        await filled(r)
+        cancels: list[asyncio.Task[Any]] = []
+
+        async def step(keys: list[str]) -> None:
+            if not cancels:
+                cancels.append(asyncio.create_task(r.api.call("DELETE", "/models/migration")))
+                await asyncio.sleep(0.3)  # the cancel is waiting for this batch now
+                assert not cancels[0].done()
+
+        migrations = r.app.services.models.migrations
+        migrations.step = step
+        status, _ = await r.api.call("POST", f"/models/{MODEL_B}/load", {})
+        assert status == 200
+        for _ in range(200):  # the migration task reaches its first batch
+            if cancels:
+                break
+            await asyncio.sleep(0.05)
+        status, body = await asyncio.wait_for(cancels[0], 30)
+        assert status == 200 and body["phase"] == "cancelled"
+        assert migrations.last.task.done()
+        target = migrations.last.stores.require_store()
+        assert await target.count(TRACKS_TEXT) == 5  # the batch in hand was written whole
+        assert r.app.pool.model.model_id == "insight/tiny-clap"
     finally:
         await stop_running(r)

@@ -7,7 +7,6 @@ inference pool) until it switches; the old one is released at the switch or at c
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import TYPE_CHECKING
 
@@ -31,7 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("insight.models.migration")
 
-STOP_WAIT_S = 10.0
+STOP_WAIT_S = 30.0
 
 
 class Migrations:
@@ -117,11 +116,14 @@ class Migrations:
         m.stop.set()
         if self.library.mirror is m:
             self.library.mirror = None
-        if m.task is not None and not m.task.done():
-            if m.phase != "switching":  # a switch under way finishes: never half done
-                m.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError, Exception):
-                await asyncio.wait_for(asyncio.shield(m.task), STOP_WAIT_S)
+        task = m.task
+        if task is not None and not task.done():
+            # the loops end at their next batch or tick: a write is never cut in half; a switch
+            # under way is waited for (a next load must not run beside ``use_model``)
+            await asyncio.wait({task}, timeout=None if m.phase == "switching" else STOP_WAIT_S)
+            if not task.done() and m.phase != "switching":  # a batch that never ends
+                task.cancel()
+                await asyncio.wait({task}, timeout=STOP_WAIT_S)
         if m.active:
             m.phase = phase
         await self._release(m)
