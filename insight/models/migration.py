@@ -322,8 +322,8 @@ class Migration:
         return self.active and bool(await self.source.get(TRACKS_AUDIO, [track_id]))
 
     async def _audio(self) -> None:
+        self.audio_total += await self.source.count(TRACKS_AUDIO)  # shown with the phase
         self.phase = "audio"
-        self.audio_total += await self.source.count(TRACKS_AUDIO)
         missing = await self._missing(TRACKS_AUDIO, False)
         linked = {p.key: p for p in missing if p.payload.get("linked_from")}
         ids = {p.key for p in missing if p.key not in linked}
