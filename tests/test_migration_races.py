@@ -19,7 +19,7 @@ from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT
 from insight.testing.tiny_clap import build_tiny_clap
 from tests.conftest import start_running, stop_running
 from tests.fake_hub import FakeHub, hub_layout
-from tests.test_migration import MODEL_B, filled, settings_for, until
+from tests.test_migration import KEY_B, MODEL_B, filled, settings_for, until
 
 
 @pytest.fixture(scope="module")
@@ -232,5 +232,51 @@ async def test_a_cancel_mid_batch_lets_the_batch_finish(
         target = migrations.last.stores.require_store()
         assert await target.count(TRACKS_TEXT) == 5  # the batch in hand was written whole
         assert r.app.pool.model.model_id == "insight/tiny-clap"
+    finally:
+        await stop_running(r)
+
+
+async def test_an_unrecoverable_track_is_listed_once(
+    tmp_path: Path, tiny_model_dir: Path, hub: FakeHub
+) -> None:
+    """A stream vector written in the text phase is lost once, not again by the audio phase."""
+    r = await start_running(settings_for(tmp_path, tiny_model_dir, hub))
+    try:
+        await filled(r)
+
+        async def step(keys: list[str]) -> None:
+            body = {"track_id": "streamed", "metadata": {"name": "S"}}
+            status, _ = await r.api.call(
+                "POST", "/tracks/upsert", body | {"audio_embedding": [1.0] * 512}
+            )
+            assert status == 200
+
+        r.app.services.models.migrations.step = step
+        status, _ = await r.api.call("POST", f"/models/{MODEL_B}/load", {})
+        assert status == 200
+        done = await until(r, "done")
+        assert done["unrecoverable_ids"] == ["streamed"] and done["unrecoverable"] == 1
+        assert (done["audio_total"], done["audio_done"]) == (3, 2)
+    finally:
+        await stop_running(r)
+
+
+async def test_a_migration_that_cannot_begin_leaves_nothing_staged(
+    tmp_path: Path, tiny_model_dir: Path, hub: FakeHub
+) -> None:
+    """``migration.json`` cannot be written (a directory there): the load fails, no space is
+    marked as filling and the next space can be dropped."""
+    r = await start_running(settings_for(tmp_path, tiny_model_dir, hub))
+    try:
+        await filled(r)
+        (tmp_path / "data" / "migration.json").mkdir()
+        status, _ = await r.api.call("POST", f"/models/{MODEL_B}/load", {})
+        assert status >= 500
+        assert r.app.services.library.mirror is None
+        assert r.app.pool.model.model_id == "insight/tiny-clap"
+        _, spaces = await r.api.call("GET", "/storage/spaces")
+        assert not any(s["migrating"] for s in spaces["spaces"])
+        status, dropped = await r.api.call("DELETE", f"/storage/spaces/{KEY_B}")
+        assert status == 200 and dropped["dim"] == 256
     finally:
         await stop_running(r)

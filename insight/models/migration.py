@@ -28,6 +28,7 @@ import asyncio
 import json
 import logging
 import time
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -90,7 +91,7 @@ class Migration:
         self.phase = "text"
         self.text_total = self.text_done = self.audio_total = self.audio_done = 0
         self.made = 0  # vectors this migration made (for the ETA)
-        self.lost: list[str] = []
+        self.lost: dict[str, None] = {}  # unrecoverable ids, once each, in the order found
         self.touched: set[str] = set()  # text keys a mirrored write changed (see _embed)
         self.failed: set[str] = set()  # text keys a mirrored write failed for (see run)
         self.step: Callable[[list[str]], Awaitable[None]] | None = None  # before each batch
@@ -128,7 +129,7 @@ class Migration:
             audio_total=self.audio_total,
             audio_done=self.audio_done,
             unrecoverable=len(self.lost),
-            unrecoverable_ids=self.lost[:SHOWN],
+            unrecoverable_ids=list(islice(self.lost, SHOWN)),
             started_at=int(self.started),
             finished_at=int(self.finished) if self.finished else None,
             eta_s=eta,
@@ -147,7 +148,7 @@ class Migration:
             self.audio_done += 1
             self.made += 1
         else:
-            self.lost.append(track_id)
+            self.lost[track_id] = None
 
     # --- writes while it runs (Library.mirror) -----------------------------------------
 
@@ -187,8 +188,8 @@ class Migration:
             hashed = HashedMetadata.model_validate(meta.model_dump())
             await self.texts([TextItem(track_id, hashed, source, file_path)])
         if audio and track_id not in self.lost:
-            self.audio_total += 1
-            self.lost.append(track_id)
+            self.audio_total += self.phase != "text"  # the audio phase counts it otherwise
+            self.lost[track_id] = None
 
     async def deleted(self, track_id: str, text: bool, audio: bool) -> None:
         if text:
@@ -330,7 +331,7 @@ class Migration:
         watcher = self.watcher
         queued = await watcher.reanalyze(ids, into=self) if watcher is not None and ids else set()
         self.pending |= queued
-        self.lost.extend(sorted(ids - queued))
+        self.lost.update(dict.fromkeys(sorted(ids - queued)))
         await self._wait(watcher)
         if linked and not self.stop.is_set():
             await self._relink(linked)
@@ -347,7 +348,7 @@ class Migration:
             await asyncio.sleep(WAIT_S)
             idle = 0 if busy else idle + 1
             if idle >= 3:  # the watcher dropped them (stopped): they are not made again
-                self.lost.extend(sorted(self.pending))
+                self.lost.update(dict.fromkeys(sorted(self.pending)))
                 self.pending.clear()
 
     async def _relink(self, linked: dict[str, Point]) -> None:
@@ -366,7 +367,7 @@ class Migration:
         for key, p in sorted(linked.items()):
             file = files.get(str(p.payload["linked_from"]))
             if file is None or file.vector is None:
-                self.lost.append(key)
+                self.lost[key] = None
                 continue
             heard = {k: file.payload[k] for k in HEARD if k in file.payload}
             payload = {**p.payload, **heard, "model_id": self.model_id}

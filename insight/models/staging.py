@@ -74,14 +74,18 @@ class Migrations:
         if key == spaces.current.key:
             await self.use_model(model)
             return None
+        spaces.staging = key  # before anything that can fail: never dropped while it fills
         m = Migration(model, key, source, target, self.loaded, self.watcher)
         m.from_space, m.step = spaces.current.key, self.step
-        pool = InferencePool(model, self.settings.inference)
-        await pool.start()
-        m.loaded.pool, m.loaded.error = pool, None
-        await m.mood.on_model_loaded(model)
-        spaces.staging = key
-        self.file.write(model.model_id, key, m.from_model_id)
+        try:
+            pool = InferencePool(model, self.settings.inference)
+            m.loaded.pool, m.loaded.error = pool, None
+            await pool.start()
+            await m.mood.on_model_loaded(model)
+            self.file.write(model.model_id, key, m.from_model_id)
+        except BaseException:
+            await self._release(m)
+            raise
         self.library.mirror = m
         self.last = m
         m.task = asyncio.create_task(m.run(self._switch, self._failed), name="model-migration")
