@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT
+from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT, Point
 from insight.testing.tiny_clap import build_tiny_clap
 from tests.conftest import start_running, stop_running
 from tests.fake_hub import FakeHub, hub_layout
@@ -278,5 +278,33 @@ async def test_a_migration_that_cannot_begin_leaves_nothing_staged(
         assert not any(s["migrating"] for s in spaces["spaces"])
         status, dropped = await r.api.call("DELETE", f"/storage/spaces/{KEY_B}")
         assert status == 200 and dropped["dim"] == 256
+    finally:
+        await stop_running(r)
+
+
+async def test_the_switch_waits_for_a_write_embedded_with_the_old_model(
+    tmp_path: Path, tiny_model_dir: Path, hub: FakeHub
+) -> None:
+    """A write holds the library gate from embedding to upsert: the switch waits for it, so
+    the old model's vector lands in the old space, never in the new one."""
+    r = await start_running(settings_for(tmp_path, tiny_model_dir, hub))
+    try:
+        await filled(r)
+        library = r.app.services.library
+        old_store = r.app.store
+        async with library.gate.shared():  # what Library.ingest_text holds
+            vec = (await library.loaded.require_pool().embed_texts(["late write"]))[0]
+            status, _ = await r.api.call("POST", f"/models/{MODEL_B}/load", {})
+            assert status == 200
+            await until(r, "switching")
+            await asyncio.sleep(0.5)  # the switch would be done by now without the gate
+            assert r.app.pool.model.model_id == "insight/tiny-clap"
+            store = library.stores.require_store()
+            assert store is old_store and vec.shape == (512,)
+            await store.upsert(TRACKS_TEXT, [Point("late", vec, {"model_id": "insight/tiny-clap"})])
+        await until(r, "done")
+        assert r.app.pool.model.model_id == MODEL_B and r.app.store is not old_store
+        assert not await r.app.store.get(TRACKS_TEXT, ["late"])
+        assert [p.key for p in await old_store.get(TRACKS_TEXT, ["late"])] == ["late"]
     finally:
         await stop_running(r)

@@ -99,8 +99,9 @@ class Migrations:
 
     async def _switch(self, m: Migration) -> None:
         """Done: the serving slot to the next model and space in one step, the old released."""
-        await self.use_model(m.model)  # the serving pool swaps models; the space becomes current
-        self.library.mirror = None
+        async with self.library.gate.exclusive():  # no write between embedding and upsert
+            await self.use_model(m.model)  # the serving pool swaps models; the space is current
+            self.library.mirror = None
         self.file.clear()
         own, m.loaded.pool = m.loaded.pool, self.loaded.pool  # files still queued: served pool
         if own is not None and own is not self.loaded.pool:
