@@ -25,12 +25,11 @@ again; the next space keeps what it got, only what it lacks is done again.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from insight.ingest.links import HEARD
 from insight.library import Library, TextItem
@@ -376,27 +375,3 @@ class Migration:
             await target.upsert(TRACKS_AUDIO, points)
             self.audio_done += len(points)
             self.made += len(points)
-
-
-class MigrationFile:
-    """``migration.json``: the target of the running migration, read again at start."""
-
-    def __init__(self, data_dir: Path, base: str = "") -> None:
-        self.path = Path(data_dir) / (f"migration.{base}.json" if base else "migration.json")
-
-    def read(self) -> dict[str, Any] | None:
-        try:
-            data = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) and isinstance(data.get("model_id"), str) else None
-
-    def write(self, model_id: str, space: str, from_model_id: str | None) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        body = {"model_id": model_id, "space": space, "from_model_id": from_model_id}
-        tmp.write_text(json.dumps(body))
-        tmp.replace(self.path)
-
-    def clear(self) -> None:
-        self.path.unlink(missing_ok=True)

@@ -7,17 +7,18 @@ inference pool) until it switches; the old one is released at the switch or at c
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from insight.errors import NotFound
 from insight.inference.pool import InferencePool
-from insight.models.migration import Migration, MigrationFile
+from insight.models.migration import Migration
 from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
-    from pathlib import Path
 
     from insight.config import Settings
     from insight.inference.model import EmbeddingModel
@@ -183,3 +184,27 @@ class Migrations:
         m = self.running
         if m is not None:
             await self._stop(m, "cancelled")
+
+
+class MigrationFile:
+    """``migration.json``: the target of the running migration, read again at start."""
+
+    def __init__(self, data_dir: Path, base: str = "") -> None:
+        self.path = Path(data_dir) / (f"migration.{base}.json" if base else "migration.json")
+
+    def read(self) -> dict[str, Any] | None:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) and isinstance(data.get("model_id"), str) else None
+
+    def write(self, model_id: str, space: str, from_model_id: str | None) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        body = {"model_id": model_id, "space": space, "from_model_id": from_model_id}
+        tmp.write_text(json.dumps(body))
+        tmp.replace(self.path)
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
