@@ -206,17 +206,18 @@ class App:
         """Serve ``model`` and its space from now on (hot swap; the listeners are told)."""
         from insight.inference.pool import InferencePool
 
-        store = None
-        if self.spaces is not None and self.store is not None:
-            # the model's own collections, made with its dimension (the old space stays)
-            store = await self.spaces.for_model(model.model_id, model.dim)
+        spaces = self.spaces if self.store is not None else None
+        if spaces is not None:
+            # the model's own collections, made with its dimension (the old space stays); made
+            # current only after the swap: the space ``self.store`` serves is never droppable
+            await spaces.prepare(model.model_id, model.dim)
         if self.pool is None:
             self.pool = InferencePool(model, self.settings.inference)
             await self.pool.start()
         else:
             await self.pool.swap(model)
-        if store is not None:
-            self.store = store
+        if spaces is not None:
+            self.store = await spaces.for_model(model.model_id, model.dim)
         self.model_error = None
         for listener in self.model_listeners:
             await listener.on_model_loaded(model)

@@ -18,6 +18,7 @@ import numpy as np
 from insight.analysers import Analyser, discover, payload_fields
 from insight.bus import subjects
 from insight.codec import pack
+from insight.gate import Gate
 from insight.inference.text import format_track_text
 from insight.schemas import HashedMetadata, IngestMetadata, TrackMetadata
 from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT, Point
@@ -110,6 +111,7 @@ class Library:
         # analysers beside mood (insight.analysers): installed ones; a service may add its own
         self.analysers: list[Analyser] = discover()
         self.mirror: Mirror | None = None  # set while a model migration runs
+        self.gate = Gate()  # writes shared, a migration's switch alone (insight/gate.py)
 
     def _payload(
         self,
@@ -157,28 +159,33 @@ class Library:
         self, items: list[TextItem], *, skip_unchanged: bool = True
     ) -> list[Stored]:
         """Embed the metadata sentence of each track (one batch), classify mood, upsert."""
-        store = self.stores.require_store()
-        pool = self.loaded.require_pool()
-        skip = await self.unchanged(items) if skip_unchanged else set()
-        todo = [i for i in items if i.track_id not in skip]
-        texts = [metadata_text(i.metadata) for i in todo]
-        vectors = await pool.embed_texts(texts)
-        points = []
-        results = {
-            i.track_id: Stored(i.track_id, "", skipped=True) for i in items if i.track_id in skip
-        }
-        for item, text, vec in zip(todo, texts, vectors, strict=True):
-            mood = await self.mood_fields(vec)
-            payload = self._payload(item.track_id, item.metadata, item.source, item.file_path, mood)
-            points.append(Point(item.track_id, vec, payload))
-            results[item.track_id] = Stored(
-                item.track_id, text, text_stored=True, primary_mood=mood.get("primary_mood")
-            )
-        if points:
-            await store.upsert(TRACKS_TEXT, points)
-        if self.mirror is not None and todo:
-            await self.mirror.texts(todo)
-        return [results[i.track_id] for i in items]
+        async with self.gate.shared():
+            store = self.stores.require_store()
+            pool = self.loaded.require_pool()
+            skip = await self.unchanged(items) if skip_unchanged else set()
+            todo = [i for i in items if i.track_id not in skip]
+            texts = [metadata_text(i.metadata) for i in todo]
+            vectors = await pool.embed_texts(texts)
+            points = []
+            results = {
+                i.track_id: Stored(i.track_id, "", skipped=True)
+                for i in items
+                if i.track_id in skip
+            }
+            for item, text, vec in zip(todo, texts, vectors, strict=True):
+                mood = await self.mood_fields(vec)
+                payload = self._payload(
+                    item.track_id, item.metadata, item.source, item.file_path, mood
+                )
+                points.append(Point(item.track_id, vec, payload))
+                results[item.track_id] = Stored(
+                    item.track_id, text, text_stored=True, primary_mood=mood.get("primary_mood")
+                )
+            if points:
+                await store.upsert(TRACKS_TEXT, points)
+            if self.mirror is not None and todo:
+                await self.mirror.texts(todo)
+            return [results[i.track_id] for i in items]
 
     async def ingest_analysis(
         self,
@@ -192,18 +199,21 @@ class Library:
         store: bool = True,
     ) -> Stored:
         """Text + audio vectors of a fully analysed track (stream end, watcher)."""
-        pool = self.loaded.require_pool()
-        text = metadata_text(metadata)
-        text_vec = (await pool.embed_texts([text]))[0]
-        if not store:
-            return Stored(track_id, text)
-        meta = HashedMetadata(**metadata.model_dump(), metadata_hash=metadata_hash)
-        result = await self._write(track_id, meta, source, text_vec, audio_vector, file_path)
-        if self.mirror is not None:
-            await self.mirror.analysis(track_id, meta, source, file_path, audio_vector is not None)
-        result.text = text
-        await self.announce(track_id, source, result)
-        return result
+        async with self.gate.shared():
+            pool = self.loaded.require_pool()
+            text = metadata_text(metadata)
+            text_vec = (await pool.embed_texts([text]))[0]
+            if not store:
+                return Stored(track_id, text)
+            meta = HashedMetadata(**metadata.model_dump(), metadata_hash=metadata_hash)
+            result = await self._write(track_id, meta, source, text_vec, audio_vector, file_path)
+            if self.mirror is not None:
+                await self.mirror.analysis(
+                    track_id, meta, source, file_path, audio_vector is not None
+                )
+            result.text = text
+            await self.announce(track_id, source, result)
+            return result
 
     async def upsert_vectors(
         self,
@@ -213,12 +223,13 @@ class Library:
         audio_vector: np.ndarray | None,
     ) -> Stored:
         """Store pre-computed vectors (``/tracks/upsert``)."""
-        stored = await self._write(track_id, metadata, "upsert", text_vector, audio_vector)
-        if self.mirror is not None:  # the next model re-embeds the text; the audio is lost
-            await self.mirror.upserted(
-                track_id, metadata, text_vector is not None, audio_vector is not None
-            )
-        return stored
+        async with self.gate.shared():
+            stored = await self._write(track_id, metadata, "upsert", text_vector, audio_vector)
+            if self.mirror is not None:  # the next model re-embeds the text; the audio is lost
+                await self.mirror.upserted(
+                    track_id, metadata, text_vector is not None, audio_vector is not None
+                )
+            return stored
 
     async def _write(
         self,
@@ -247,12 +258,13 @@ class Library:
     async def delete_track(
         self, track_id: str, *, text: bool = True, audio: bool = True
     ) -> tuple[bool, bool]:
-        db = self.stores.require_store()
-        text_deleted = bool(await db.delete(TRACKS_TEXT, [track_id])) if text else False
-        audio_deleted = bool(await db.delete(TRACKS_AUDIO, [track_id])) if audio else False
-        if self.mirror is not None:
-            await self.mirror.deleted(track_id, text, audio)
-        return text_deleted, audio_deleted
+        async with self.gate.shared():
+            db = self.stores.require_store()
+            text_deleted = bool(await db.delete(TRACKS_TEXT, [track_id])) if text else False
+            audio_deleted = bool(await db.delete(TRACKS_AUDIO, [track_id])) if audio else False
+            if self.mirror is not None:
+                await self.mirror.deleted(track_id, text, audio)
+            return text_deleted, audio_deleted
 
     async def announce(self, track_id: str, source: str, result: Stored) -> None:
         """Publish ``insight.notify.track.analyzed`` (core NATS; best effort)."""

@@ -125,9 +125,9 @@ class InferencePool:
                 job = q.get_nowait()
                 if not job.future.done():
                     job.future.set_exception(NotReady("inference pool closed"))
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
+        executor, self._executor = self._executor, None
+        if executor is not None:  # a batch still in its thread ends there: the loop serves on
+            await asyncio.to_thread(executor.shutdown, wait=True)
 
     async def swap(self, model: EmbeddingModel) -> None:
         """Use ``model`` for every batch formed from now on; batches in flight finish as is."""

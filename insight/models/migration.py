@@ -25,12 +25,11 @@ again; the next space keeps what it got, only what it lacks is done again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
 import time
+from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from insight.ingest.links import HEARD
 from insight.library import Library, TextItem
@@ -91,7 +90,10 @@ class Migration:
         self.phase = "text"
         self.text_total = self.text_done = self.audio_total = self.audio_done = 0
         self.made = 0  # vectors this migration made (for the ETA)
-        self.lost: list[str] = []
+        self.lost: dict[str, None] = {}  # unrecoverable ids, once each, in the order found
+        self.touched: set[str] = set()  # text keys a mirrored write changed (see _embed)
+        self.failed: set[str] = set()  # text keys a mirrored write failed for (see run)
+        self.step: Callable[[list[str]], Awaitable[None]] | None = None  # before each batch
         self.pending: set[str] = set()
         self.started = time.time()
         self.finished: float | None = None
@@ -126,30 +128,35 @@ class Migration:
             audio_total=self.audio_total,
             audio_done=self.audio_done,
             unrecoverable=len(self.lost),
-            unrecoverable_ids=self.lost[:SHOWN],
+            unrecoverable_ids=list(islice(self.lost, SHOWN)),
             started_at=int(self.started),
             finished_at=int(self.finished) if self.finished else None,
             eta_s=eta,
             error=self.error,
         )
 
-    def analysed(self, track_id: str, ok: bool) -> None:
-        """The watcher's word on a file it analysed with the next model (Target protocol)."""
+    def analysed(self, track_id: str, ok: bool | None) -> None:
+        """The watcher's word on a file it analysed with the next model (Target protocol);
+        ``None``: its track was deleted meanwhile (neither made nor lost)."""
         if track_id not in self.pending:
             return
         self.pending.discard(track_id)
-        if ok:
+        if ok is None:
+            self.audio_total -= 1
+        elif ok:
             self.audio_done += 1
             self.made += 1
         else:
-            self.lost.append(track_id)
+            self.lost[track_id] = None
 
     # --- writes while it runs (Library.mirror) -----------------------------------------
 
     async def texts(self, items: list[TextItem]) -> None:
+        self.touched.update(i.track_id for i in items)
         try:
             await self.library.ingest_text(items, skip_unchanged=False)
-        except Exception as exc:  # the serving write stands; the status says what failed
+        except Exception as exc:  # the serving write stands; made again before the switch
+            self.failed.update(i.track_id for i in items)
             log.warning("migration_mirror_failed tracks=%d error=%s", len(items), exc)
 
     async def analysis(
@@ -157,11 +164,13 @@ class Migration:
     ) -> None:
         watcher = self.watcher
         path = Path(file_path) if audio and file_path and self.active else None
-        if path is not None and watcher is not None and watcher.analyse_into(path, track_id, self):
-            if track_id not in self.pending:
+        if path is not None and watcher is not None:
+            queued = watcher.analyse_into(path, track_id, self)
+            if queued and track_id not in self.pending:
                 self.pending.add(track_id)
                 self.audio_total += 1
-            return
+            if queued or track_id in self.pending:  # already queued for this migration
+                return
         await self.upserted(track_id, meta, True, audio, source, file_path)
 
     async def upserted(
@@ -178,12 +187,17 @@ class Migration:
             hashed = HashedMetadata.model_validate(meta.model_dump())
             await self.texts([TextItem(track_id, hashed, source, file_path)])
         if audio and track_id not in self.lost:
-            self.audio_total += 1
-            self.lost.append(track_id)
+            self.audio_total += self.phase != "text"  # the audio phase counts it otherwise
+            self.lost[track_id] = None
 
     async def deleted(self, track_id: str, text: bool, audio: bool) -> None:
-        with contextlib.suppress(Exception):
+        if text:
+            self.touched.add(track_id)
+        try:
             await self.library.delete_track(track_id, text=text, audio=audio)
+        except Exception as exc:  # settled again before the switch
+            self.failed.add(track_id)
+            log.warning("migration_mirror_failed track=%s error=%s", track_id, exc)
 
     # --- the run --------------------------------------------------------------------------
 
@@ -198,6 +212,8 @@ class Migration:
             await self._text()
             if not self.stop.is_set():
                 await self._audio()
+            if not self.stop.is_set():
+                await self._final()
             if self.stop.is_set():
                 return
             self.phase = "switching"
@@ -216,44 +232,105 @@ class Migration:
             await failed(self)
 
     async def _missing(self, collection: str, have_counts: bool) -> list[Point]:
-        """Points of the serving space whose track the next space lacks."""
+        """Points of the serving space whose track the next space lacks (audio: listed once,
+        the watcher queue holds them)."""
         out: list[Point] = []
         offset: str | None = None
         while not self.stop.is_set():
             page, offset = await self.source.scroll(collection, offset, PAGE)
-            keys = [p.key for p in page]
-            have = {p.key for p in await self.stores.require_store().get(collection, keys)}
-            out.extend(p for p in page if p.key not in have)
-            if have_counts:
-                self.text_done += len(have)
-            else:
-                self.audio_done += len(have)
+            out.extend(await self._lacking(collection, page, have_counts))
             if offset is None or not page:
                 break
         return out
 
-    async def _text(self) -> None:
-        self.phase = "text"
-        self.text_total = await self.source.count(TRACKS_TEXT)
-        todo = await self._missing(TRACKS_TEXT, True)
-        for start in range(0, len(todo), BATCH):
-            if self.stop.is_set():
-                return
-            items = [text_item(p) for p in todo[start : start + BATCH]]
-            await self.library.ingest_text(items, skip_unchanged=False)
-            self.text_done += len(items)
-            self.made += len(items)
+    async def _lacking(self, collection: str, page: list[Point], count: bool) -> list[Point]:
+        have = {
+            p.key for p in await self.stores.require_store().get(collection, [p.key for p in page])
+        }
+        if count and collection == TRACKS_TEXT:
+            self.text_done += len(have)
+        elif count:
+            self.audio_done += len(have)
+        return [p for p in page if p.key not in have]
+
+    async def _text(self, count: bool = True) -> None:
+        """A page at a time: what the next space lacks, checked again against both spaces just
+        before each batch (a track deleted or written since is not made from old metadata)."""
+        if count:
+            self.phase = "text"
+            self.text_total = await self.source.count(TRACKS_TEXT)
+        offset: str | None = None
+        while not self.stop.is_set():
+            page, offset = await self.source.scroll(TRACKS_TEXT, offset, PAGE)
+            todo = [p.key for p in await self._lacking(TRACKS_TEXT, page, count)]
+            for start in range(0, len(todo), BATCH):
+                if self.stop.is_set():
+                    return
+                made = await self._embed(todo[start : start + BATCH])
+                if count:
+                    self.text_done += len(todo[start : start + BATCH])
+                self.made += made
+            if offset is None or not page:
+                break
+
+    async def _embed(self, keys: list[str]) -> int:
+        """The text of ``keys`` from the serving space's current payloads, for those the next
+        space still lacks; keys a mirrored write touched meanwhile are settled again."""
+        target = self.stores.require_store()
+        have = {p.key for p in await target.get(TRACKS_TEXT, keys)}
+        keys = [k for k in keys if k not in have]
+        if not keys:
+            return 0
+        self.touched.difference_update(keys)
+        points = await self.source.get(TRACKS_TEXT, keys)
+        if self.step is not None:
+            await self.step([p.key for p in points])
+        if points:
+            await self.library.ingest_text([text_item(p) for p in points], skip_unchanged=False)
+        await self._settle(self.touched & set(keys))
+        return len(points)
+
+    async def _settle(self, keys: set[str]) -> None:
+        """The next space's text of ``keys`` made equal to the serving space's again: gone
+        there, deleted here; present, embedded again from its current payload."""
+        if not keys:
+            return
+        self.touched.difference_update(keys)
+        points = await self.source.get(TRACKS_TEXT, sorted(keys))
+        gone = sorted(keys - {p.key for p in points})
+        target = self.stores.require_store()
+        if gone:
+            await target.delete(TRACKS_TEXT, gone)
+        if points:
+            await self.library.ingest_text([text_item(p) for p in points], skip_unchanged=False)
+
+    async def _final(self) -> None:
+        """Before the switch: mirrored writes that failed are settled from the serving space,
+        and a last pass makes the text the next space still lacks."""
+        failed, self.failed = self.failed, set()
+        await self._settle(failed)
+        if failed:
+            kept = {p.key for p in await self.source.get(TRACKS_AUDIO, sorted(failed))}
+            gone = sorted(failed - kept)
+            if gone:
+                await self.stores.require_store().delete(TRACKS_AUDIO, gone)
+        await self._text(count=False)
+
+    async def wanted(self, track_id: str) -> bool:
+        """Whether the serving space still holds ``track_id`` (a queued file whose track was
+        deleted meanwhile is not stored into the next space)."""
+        return self.active and bool(await self.source.get(TRACKS_AUDIO, [track_id]))
 
     async def _audio(self) -> None:
+        self.audio_total += await self.source.count(TRACKS_AUDIO)  # shown with the phase
         self.phase = "audio"
-        self.audio_total += await self.source.count(TRACKS_AUDIO)
         missing = await self._missing(TRACKS_AUDIO, False)
         linked = {p.key: p for p in missing if p.payload.get("linked_from")}
         ids = {p.key for p in missing if p.key not in linked}
         watcher = self.watcher
         queued = await watcher.reanalyze(ids, into=self) if watcher is not None and ids else set()
         self.pending |= queued
-        self.lost.extend(sorted(ids - queued))
+        self.lost.update(dict.fromkeys(sorted(ids - queued)))
         await self._wait(watcher)
         if linked and not self.stop.is_set():
             await self._relink(linked)
@@ -270,20 +347,26 @@ class Migration:
             await asyncio.sleep(WAIT_S)
             idle = 0 if busy else idle + 1
             if idle >= 3:  # the watcher dropped them (stopped): they are not made again
-                self.lost.extend(sorted(self.pending))
+                self.lost.update(dict.fromkeys(sorted(self.pending)))
                 self.pending.clear()
 
     async def _relink(self, linked: dict[str, Point]) -> None:
         """MA tracks that carry a watched file's audio vector (insight/ingest/links.py) get
         the file's vector from the next model."""
         target = self.stores.require_store()
+        now = {p.key: p for p in await self.source.get(TRACKS_AUDIO, sorted(linked))}
+        linked = {  # as they are now: a link deleted or changed meanwhile is not made again
+            k: now[k]
+            for k, p in linked.items()
+            if k in now and now[k].payload.get("linked_from") == p.payload["linked_from"]
+        }
         sources = sorted({str(p.payload["linked_from"]) for p in linked.values()})
         files = {p.key: p for p in await target.get(TRACKS_AUDIO, sources, with_vectors=True)}
         points = []
         for key, p in sorted(linked.items()):
             file = files.get(str(p.payload["linked_from"]))
             if file is None or file.vector is None:
-                self.lost.append(key)
+                self.lost[key] = None
                 continue
             heard = {k: file.payload[k] for k in HEARD if k in file.payload}
             payload = {**p.payload, **heard, "model_id": self.model_id}
@@ -292,27 +375,3 @@ class Migration:
             await target.upsert(TRACKS_AUDIO, points)
             self.audio_done += len(points)
             self.made += len(points)
-
-
-class MigrationFile:
-    """``migration.json``: the target of the running migration, read again at start."""
-
-    def __init__(self, data_dir: Path, base: str = "") -> None:
-        self.path = Path(data_dir) / (f"migration.{base}.json" if base else "migration.json")
-
-    def read(self) -> dict[str, Any] | None:
-        try:
-            data = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) and isinstance(data.get("model_id"), str) else None
-
-    def write(self, model_id: str, space: str, from_model_id: str | None) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        body = {"model_id": model_id, "space": space, "from_model_id": from_model_id}
-        tmp.write_text(json.dumps(body))
-        tmp.replace(self.path)
-
-    def clear(self) -> None:
-        self.path.unlink(missing_ok=True)

@@ -372,6 +372,13 @@ class ModelsService:
             dropped_audio=dropped,
         )
 
+    async def resume_migration(self) -> Migration | None:
+        """At start, the migration ``migration.json`` records (never beside a load)."""
+        if self.migrations is None:
+            return None
+        async with self._load_lock:
+            return await self.migrations.resume(self.model_dir)
+
     async def close(self) -> None:
         if self.migrations is not None:
             await self.migrations.close()

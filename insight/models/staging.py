@@ -7,18 +7,18 @@ inference pool) until it switches; the old one is released at the switch or at c
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import json
 import logging
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from insight.errors import NotFound
 from insight.inference.pool import InferencePool
-from insight.models.migration import Migration, MigrationFile
+from insight.models.migration import Migration
 from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
-    from pathlib import Path
 
     from insight.config import Settings
     from insight.inference.model import EmbeddingModel
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("insight.models.migration")
 
-STOP_WAIT_S = 10.0
+STOP_WAIT_S = 30.0
 
 
 class Migrations:
@@ -51,6 +51,7 @@ class Migrations:
         self.watcher, self.build_model, self.use_model = watcher, build_model, use_model
         self.file = MigrationFile(settings.storage.data_dir, settings.storage.collection_prefix)
         self.last: Migration | None = None
+        self.step: Callable[[list[str]], Awaitable[None]] | None = None  # tests: mid-batch
 
     @property
     def running(self) -> Migration | None:
@@ -74,14 +75,18 @@ class Migrations:
         if key == spaces.current.key:
             await self.use_model(model)
             return None
+        spaces.staging = key  # before anything that can fail: never dropped while it fills
         m = Migration(model, key, source, target, self.loaded, self.watcher)
-        m.from_space = spaces.current.key
-        pool = InferencePool(model, self.settings.inference)
-        await pool.start()
-        m.loaded.pool, m.loaded.error = pool, None
-        await m.mood.on_model_loaded(model)
-        spaces.staging = key
-        self.file.write(model.model_id, key, m.from_model_id)
+        m.from_space, m.step = spaces.current.key, self.step
+        try:
+            pool = InferencePool(model, self.settings.inference)
+            m.loaded.pool, m.loaded.error = pool, None
+            await pool.start()
+            await m.mood.on_model_loaded(model)
+            self.file.write(model.model_id, key, m.from_model_id)
+        except BaseException:
+            await self._release(m)
+            raise
         self.library.mirror = m
         self.last = m
         m.task = asyncio.create_task(m.run(self._switch, self._failed), name="model-migration")
@@ -95,8 +100,9 @@ class Migrations:
 
     async def _switch(self, m: Migration) -> None:
         """Done: the serving slot to the next model and space in one step, the old released."""
-        await self.use_model(m.model)  # the serving pool swaps models; the space becomes current
-        self.library.mirror = None
+        async with self.library.gate.exclusive():  # no write between embedding and upsert
+            await self.use_model(m.model)  # the serving pool swaps models; the space is current
+            self.library.mirror = None
         self.file.clear()
         own, m.loaded.pool = m.loaded.pool, self.loaded.pool  # files still queued: served pool
         if own is not None and own is not self.loaded.pool:
@@ -116,11 +122,14 @@ class Migrations:
         m.stop.set()
         if self.library.mirror is m:
             self.library.mirror = None
-        if m.task is not None and not m.task.done():
-            if m.phase != "switching":  # a switch under way finishes: never half done
-                m.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError, Exception):
-                await asyncio.wait_for(asyncio.shield(m.task), STOP_WAIT_S)
+        task = m.task
+        if task is not None and not task.done():
+            # the loops end at their next batch or tick: a write is never cut in half; a switch
+            # under way is waited for (a next load must not run beside ``use_model``)
+            await asyncio.wait({task}, timeout=None if m.phase == "switching" else STOP_WAIT_S)
+            if not task.done() and m.phase != "switching":  # a batch that never ends
+                task.cancel()
+                await asyncio.wait({task}, timeout=STOP_WAIT_S)
         if m.active:
             m.phase = phase
         await self._release(m)
@@ -134,6 +143,8 @@ class Migrations:
         """Writes stop going to the next space, which may be dropped; its pool is closed."""
         if self.library.mirror is m:
             self.library.mirror = None
+        if self.watcher is not None:  # its queued files: a next migration queues its own
+            self.watcher.withdraw(m)
         spaces = self.stores.spaces
         if spaces is not None and spaces.staging == m.space:
             spaces.staging = None
@@ -143,13 +154,23 @@ class Migrations:
 
     async def resume(self, model_dir: Callable[[str], Path | None]) -> Migration | None:
         """At start: the migration ``migration.json`` records, begun again (what the next
-        space already holds is kept and skipped)."""
+        space already holds is kept and skipped) when the model it started from serves;
+        called under the models service's load lock (``ModelsService.resume_migration``)."""
         saved = self.file.read()
-        if saved is None:
+        if saved is None or self.running is not None:  # a load began one meanwhile
             return None
         model_id = str(saved["model_id"])
         if model_id == self.loaded.model_id or not await self.needed():
             self.file.clear()  # switched to it already, or nothing to move
+            return None
+        if saved.get("from_model_id") != self.loaded.model_id:
+            log.warning(
+                "migration_not_resumed model=%s reason=serving_model_changed from=%s serving=%s",
+                model_id,
+                saved.get("from_model_id"),
+                self.loaded.model_id,
+            )
+            self.file.clear()
             return None
         path = model_dir(model_id)
         if path is None:
@@ -163,3 +184,27 @@ class Migrations:
         m = self.running
         if m is not None:
             await self._stop(m, "cancelled")
+
+
+class MigrationFile:
+    """``migration.json``: the target of the running migration, read again at start."""
+
+    def __init__(self, data_dir: Path, base: str = "") -> None:
+        self.path = Path(data_dir) / (f"migration.{base}.json" if base else "migration.json")
+
+    def read(self) -> dict[str, Any] | None:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) and isinstance(data.get("model_id"), str) else None
+
+    def write(self, model_id: str, space: str, from_model_id: str | None) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        body = {"model_id": model_id, "space": space, "from_model_id": from_model_id}
+        tmp.write_text(json.dumps(body))
+        tmp.replace(self.path)
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)

@@ -28,6 +28,8 @@ from insight.watcher.scanner import fingerprint, path_exists, path_is_file, trac
 from insight.watcher.state import DONE, FAILED, PENDING, FileRow, WatcherState
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from insight.config import AudioSettings
     from insight.library import Library
     from insight.state import ModelSlot, StoreSlot
@@ -64,7 +66,9 @@ class Target(Protocol):
     @property
     def library(self) -> Library: ...
 
-    def analysed(self, track_id: str, ok: bool) -> None: ...
+    def analysed(self, track_id: str, ok: bool | None) -> None: ...
+
+    async def wanted(self, track_id: str) -> bool: ...
 
 
 @dataclass
@@ -77,8 +81,8 @@ class Job:
 
     @property
     def key(self) -> str:
-        """Queue key: a file may be queued once for the serving model and once for a target."""
-        return str(self.path) if self.into is None else f"{self.path}\0into"
+        """Queue key: a file may be queued once for the serving model and once per target."""
+        return str(self.path) if self.into is None else f"{self.path}\0into{id(self.into)}"
 
     def dropped(self) -> None:
         """Taken off the queue unprocessed: a migration waiting for it counts it as lost."""
@@ -86,8 +90,33 @@ class Job:
             self.into.analysed(self.track_id or "", False)
 
 
-def known_jobs(state: WatcherState, track_ids: set[str], into: Target | None) -> list[Job]:
-    """A forced job per track id that has an analysed file still on disk."""
+def withdraw(queue: asyncio.Queue[Job], queued: set[str], drop: Callable[[Job], bool]) -> list[Job]:
+    """Take the jobs ``drop`` picks off the queue; the others keep their order. Every job is
+    marked done only after the kept ones are back: a ``join`` never sees a false empty queue."""
+    jobs = []
+    while not queue.empty():
+        jobs.append(queue.get_nowait())
+    kept = [j for j in jobs if not drop(j)]
+    for job in kept:
+        queue.put_nowait(job)
+    for _ in jobs:
+        queue.task_done()
+    gone = [j for j in jobs if drop(j)]
+    queued.difference_update(j.key for j in gone)
+    return gone
+
+
+async def known_jobs(state: WatcherState, track_ids: set[str], into: Target | None) -> list[Job]:
+    """A forced job per track id that has an analysed file still on disk (SQLite and disk
+    in a thread, a thousand ids at a time: the event loop keeps serving)."""
+    ids = sorted(track_ids)
+    jobs: list[Job] = []
+    for start in range(0, len(ids), 1000):
+        jobs += await asyncio.to_thread(_known, state, ids[start : start + 1000], into)
+    return jobs
+
+
+def _known(state: WatcherState, track_ids: list[str], into: Target | None) -> list[Job]:
     jobs = []
     for tid in track_ids:
         for row in state.by_track(tid):
@@ -234,6 +263,9 @@ class FileWork:
                 executor=self.executor,
                 bulk=self.bulk,
             )
+            if not await into.wanted(track_id):  # deleted while it waited
+                into.analysed(track_id, None)
+                return "gone"
             await store_analysis(into.library, track_id, result, str(job.path))
         except Interrupted:
             into.analysed(track_id, False)

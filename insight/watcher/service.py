@@ -22,7 +22,7 @@ from insight.errors import BadRequest, Conflict, NotFound
 from insight.schemas import WatchedFolder, WatcherFailure, WatcherStatus
 from insight.tasks import cancel_and_wait
 from insight.watcher.analysis import Analysis
-from insight.watcher.files import FileWork, Job, Target, known_jobs
+from insight.watcher.files import FileWork, Job, Target, known_jobs, withdraw
 from insight.watcher.live import Change, LiveWatch
 from insight.watcher.polite import watcher_executor
 from insight.watcher.roots import folder_refusal, normalise_folder, resolved
@@ -137,17 +137,14 @@ class WatcherService:
         log.info("watcher_started folders=%d mode=%s", len(self.folders), self.mode)
 
     async def stop(self) -> None:
-        """Stop watching and scanning; files not started yet are dropped from the queue."""
+        """Stop watching and scanning; queued files are dropped, not a migration's (it waits)."""
         self.running = False
         await cancel_and_wait((self._scan_task, self._periodic))
         self._scan_task = self._periodic = None
         if self._live is not None:
             await self._live.stop()
             self._live = None
-        while not self.queue.empty():
-            job = self.queue.get_nowait()
-            self._queued.discard(job.key)
-            self.queue.task_done()
+        for job in withdraw(self.queue, self._queued, lambda j: j.into is None):
             job.dropped()
         log.info("watcher_stopped")
 
@@ -325,16 +322,18 @@ class WatcherService:
     # --- re-analysis for re-embedding -----------------------------------------------------
 
     async def reanalyze(self, track_ids: set[str], into: Target | None = None) -> set[str]:
-        """Queue the known files of ``track_ids`` (for ``into``'s model if given); ids queued."""
-        jobs = known_jobs(self.state, track_ids, into)
-        for job in jobs:
-            self._enqueue(job)
-        return {job.track_id or "" for job in jobs}
+        """Queue the known files of ``track_ids`` (for ``into``'s model); ids newly queued."""
+        jobs = await known_jobs(self.state, track_ids, into)
+        return {job.track_id or "" for job in jobs if self._enqueue(job)}
 
     def analyse_into(self, path: Path, track_id: str, into: Target) -> bool:
-        """Queue ``path`` for analysis with ``into``'s model, as ``track_id``."""
+        """Queue ``path`` for analysis with ``into``'s model, as ``track_id``; False when it
+        is no file or already queued for ``into``."""
         job = Job(path, path.parent, True, into, track_id)
-        return path_is_file(path) and self._enqueue(job) >= 0
+        return path_is_file(path) and self._enqueue(job) > 0
+
+    def withdraw(self, into: Target) -> int:
+        return len(withdraw(self.queue, self._queued, lambda j: j.into is into))
 
     def knows(self, track_id: str) -> bool:
         return bool(self.state.by_track(track_id))

@@ -1,0 +1,310 @@
+"""Writes racing a model migration: what the next space ends with equals the serving space.
+
+Real parts as in test_migration.py: two tiny models, a real watcher, HTTP; ``Migrations.step``
+runs a write between a batch's read of the serving space and its upsert into the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT, Point
+from insight.testing.tiny_clap import build_tiny_clap
+from tests.conftest import start_running, stop_running
+from tests.fake_hub import FakeHub, hub_layout
+from tests.test_migration import KEY_B, MODEL_B, filled, settings_for, until
+
+
+@pytest.fixture(scope="module")
+def model_b_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_clap(tmp_path_factory.mktemp("tiny-256"), dim=256, seed=3)
+
+
+@pytest_asyncio.fixture
+async def hub(model_b_dir: Path) -> AsyncIterator[FakeHub]:
+    h = await FakeHub(repos={MODEL_B: hub_layout(model_b_dir)}).start()
+    yield h
+    await h.stop()
+
+
+async def test_tracks_deleted_or_updated_mid_batch_are_not_made_from_old_metadata(
+    tmp_path: Path, tiny_model_dir: Path, hub: FakeHub
+) -> None:
+    r = await start_running(settings_for(tmp_path, tiny_model_dir, hub))
+    try:
+        await filled(r)
+        seen: list[list[str]] = []
+
+        async def step(keys: list[str]) -> None:
+            seen.append(keys)
+            if len(seen) > 1:
+                return
+            await r.app.services.library.delete_track("ma-0")
+            status, _ = await r.api.call(
+                "POST",
+                "/tracks/embed-text",
+                {"track_id": "ma-1", "metadata": {"name": "Renamed", "artists": ["Y"]}},
+            )
+            assert status == 200
+
+        r.app.services.models.migrations.step = step
+        status, body = await r.api.call("POST", f"/models/{MODEL_B}/load", {})
+        assert status == 200, body
+        await until(r, "done")
+        assert {"ma-0", "ma-1"} <= set(seen[0])  # the write came after the batch was read
+        assert r.app.pool.model.model_id == MODEL_B
+        texts = {p.key: p for p in await r.app.store.get(TRACKS_TEXT, ["ma-0", "ma-1", "ma-2"])}
+        assert sorted(texts) == ["ma-1", "ma-2"]  # deleted stays deleted
+        assert texts["ma-1"].payload["name"] == "Renamed"
+        assert texts["ma-1"].payload["artists"] == ["Y"]
+        assert {p.payload["model_id"] for p in texts.values()} == {MODEL_B}
+    finally:
+        await stop_running(r)
+
+
+async def test_a_migration_after_a_cancelled_one_analyses_every_file(
+    tmp_path: Path, tiny_model_dir: Path, hub: FakeHub
+) -> None:
+    """The cancelled migration's queued files are withdrawn: the next one queues its own."""
+    r = await start_running(settings_for(tmp_path, tiny_model_dir, hub))
+    try:
+        await filled(r)
+        watcher = r.app.services.watcher
+        watcher.pause()
+        status, _ = await r.api.call("POST", f"/models/{MODEL_B}/load", {})
+        assert status == 200
+        first = (await until(r, "audio"))["started_at"]
+        status, body = await r.api.call("DELETE", "/models/migration")
+        assert status == 200 and body["phase"] == "cancelled"
+        assert not any(j.into is not None for j in list(watcher.queue._queue))  # type: ignore[attr-defined]
+        status, body = await r.api.call("POST", f"/models/{MODEL_B}/load", {})
+        assert status == 200, body
+        state = await until(r, "audio")
+        assert state["audio_total"] == 2 and state["unrecoverable"] == 0
+        watcher.resume()
+        done = await until(r, "done")
+        assert done["started_at"] >= first
+        assert (done["audio_done"], done["unrecoverable"]) == (2, 0)
+        assert r.app.pool.model.model_id == MODEL_B
+        audio, _ = await r.app.store.scroll(TRACKS_AUDIO, None, 10, True)
+        assert len(audio) == 2 and {p.vector.shape for p in audio} == {(256,)}
+    finally:
+        await stop_running(r)
+
+
+async def test_a_watcher_stop_mid_migration_keeps_its_files(
+    tmp_path: Path, tiny_model_dir: Path, hub: FakeHub
+) -> None:
+    """``POST /watcher/stop`` drops scanned files, not the ones a migration waits for."""
+    r = await start_running(settings_for(tmp_path, tiny_model_dir, hub))
+    try:
+        await filled(r)
+        watcher = r.app.services.watcher
+        watcher.pause()
+        status, _ = await r.api.call("POST", f"/models/{MODEL_B}/load", {})
+        assert status == 200
+        await until(r, "audio")
+        queued = [j for j in list(watcher.queue._queue) if j.into is not None]  # type: ignore[attr-defined]
+        assert queued  # one file in a paused worker's hand, the other queued
+        status, _ = await r.api.call("POST", "/watcher/stop", {})
+        assert status == 200
+        watcher.resume()
+        done = await until(r, "done")
+        assert (done["audio_done"], done["unrecoverable"]) == (2, 0)
+        audio, _ = await r.app.store.scroll(TRACKS_AUDIO, None, 10, True)
+        assert len(audio) == 2 and {p.vector.shape for p in audio} == {(256,)}
+    finally:
+        await stop_running(r)
+
+
+async def test_resume_never_starts_a_second_migration(
+    tmp_path: Path, tiny_model_dir: Path, hub: FakeHub
+) -> None:
+    r = await start_running(settings_for(tmp_path, tiny_model_dir, hub))
+    try:
+        await filled(r)
+        r.app.services.watcher.pause()
+        status, _ = await r.api.call("POST", f"/models/{MODEL_B}/load", {})
+        assert status == 200
+        await until(r, "audio")
+        migrations = r.app.services.models.migrations
+        first = migrations.last
+        assert (tmp_path / "data" / "migration.json").exists()
+        assert await r.app.services.models.resume_migration() is None
+        assert migrations.last is first and first.phase == "audio"
+        r.app.services.watcher.resume()
+        assert (await until(r, "done"))["audio_done"] == 2
+    finally:
+        await stop_running(r)
+
+
+async def test_a_migration_from_another_model_is_not_resumed(
+    tmp_path: Path, tiny_model_dir: Path, hub: FakeHub
+) -> None:
+    """``migration.json`` written while another model served: cleared, nothing starts."""
+    settings = settings_for(tmp_path, tiny_model_dir, hub)
+    r = await start_running(settings)
+    try:
+        await filled(r)
+    finally:
+        await stop_running(r)
+    saved = tmp_path / "data" / "migration.json"
+    body = {"model_id": MODEL_B, "space": "x", "from_model_id": "test-org/other"}
+    saved.write_text(json.dumps(body))
+    r = await start_running(settings)
+    try:
+        for _ in range(200):  # the resume task runs in the background
+            if not saved.exists():
+                break
+            await asyncio.sleep(0.05)
+        assert not saved.exists()
+        status, _ = await r.api.call("GET", "/models/migration")
+        assert status == 404
+        assert r.app.pool.model.model_id == "insight/tiny-clap"
+        assert r.app.services.library.mirror is None
+    finally:
+        await stop_running(r)
+
+
+async def test_a_failed_mirror_write_is_made_before_the_switch(
+    tmp_path: Path, tiny_model_dir: Path, hub: FakeHub
+) -> None:
+    r = await start_running(settings_for(tmp_path, tiny_model_dir, hub))
+    try:
+        await filled(r)
+        r.app.services.watcher.pause()
+        status, _ = await r.api.call("POST", f"/models/{MODEL_B}/load", {})
+        assert status == 200
+        await until(r, "audio")
+        m = r.app.services.models.migrations.last
+        pool, m.loaded.pool = m.loaded.pool, None  # the next model cannot embed for a while
+        status, _ = await r.api.call(
+            "POST",
+            "/tracks/embed-text",
+            {"track_id": "ma-7", "metadata": {"name": "Seven", "artists": ["Z"]}},
+        )
+        assert status == 200
+        assert m.failed == {"ma-7"}
+        assert not await m.stores.require_store().get(TRACKS_TEXT, ["ma-7"])
+        m.loaded.pool = pool
+        r.app.services.watcher.resume()
+        await until(r, "done")
+        (seven,) = await r.app.store.get(TRACKS_TEXT, ["ma-7"], with_vectors=True)
+        assert seven.payload["model_id"] == MODEL_B and seven.vector.shape == (256,)
+        assert seven.payload["name"] == "Seven"
+    finally:
+        await stop_running(r)
+
+
+async def test_a_cancel_mid_batch_lets_the_batch_finish(
+    tmp_path: Path, tiny_model_dir: Path, hub: FakeHub
+) -> None:
+    """The cancel sets the stop flag and waits: the batch being written ends whole."""
+    r = await start_running(settings_for(tmp_path, tiny_model_dir, hub))
+    try:
+        await filled(r)
+        cancels: list[asyncio.Task[Any]] = []
+
+        async def step(keys: list[str]) -> None:
+            if not cancels:
+                cancels.append(asyncio.create_task(r.api.call("DELETE", "/models/migration")))
+                await asyncio.sleep(0.3)  # the cancel is waiting for this batch now
+                assert not cancels[0].done()
+
+        migrations = r.app.services.models.migrations
+        migrations.step = step
+        status, _ = await r.api.call("POST", f"/models/{MODEL_B}/load", {})
+        assert status == 200
+        for _ in range(200):  # the migration task reaches its first batch
+            if cancels:
+                break
+            await asyncio.sleep(0.05)
+        status, body = await asyncio.wait_for(cancels[0], 30)
+        assert status == 200 and body["phase"] == "cancelled"
+        assert migrations.last.task.done()
+        target = migrations.last.stores.require_store()
+        assert await target.count(TRACKS_TEXT) == 5  # the batch in hand was written whole
+        assert r.app.pool.model.model_id == "insight/tiny-clap"
+    finally:
+        await stop_running(r)
+
+
+async def test_an_unrecoverable_track_is_listed_once(
+    tmp_path: Path, tiny_model_dir: Path, hub: FakeHub
+) -> None:
+    """A stream vector written in the text phase is lost once, not again by the audio phase."""
+    r = await start_running(settings_for(tmp_path, tiny_model_dir, hub))
+    try:
+        await filled(r)
+
+        async def step(keys: list[str]) -> None:
+            body = {"track_id": "streamed", "metadata": {"name": "S"}}
+            status, _ = await r.api.call(
+                "POST", "/tracks/upsert", body | {"audio_embedding": [1.0] * 512}
+            )
+            assert status == 200
+
+        r.app.services.models.migrations.step = step
+        status, _ = await r.api.call("POST", f"/models/{MODEL_B}/load", {})
+        assert status == 200
+        done = await until(r, "done")
+        assert done["unrecoverable_ids"] == ["streamed"] and done["unrecoverable"] == 1
+        assert (done["audio_total"], done["audio_done"]) == (3, 2)
+    finally:
+        await stop_running(r)
+
+
+async def test_a_migration_that_cannot_begin_leaves_nothing_staged(
+    tmp_path: Path, tiny_model_dir: Path, hub: FakeHub
+) -> None:
+    """``migration.json`` cannot be written (a directory there): the load fails, no space is
+    marked as filling and the next space can be dropped."""
+    r = await start_running(settings_for(tmp_path, tiny_model_dir, hub))
+    try:
+        await filled(r)
+        (tmp_path / "data" / "migration.json").mkdir()
+        status, _ = await r.api.call("POST", f"/models/{MODEL_B}/load", {})
+        assert status >= 500
+        assert r.app.services.library.mirror is None
+        assert r.app.pool.model.model_id == "insight/tiny-clap"
+        _, spaces = await r.api.call("GET", "/storage/spaces")
+        assert not any(s["migrating"] for s in spaces["spaces"])
+        status, dropped = await r.api.call("DELETE", f"/storage/spaces/{KEY_B}")
+        assert status == 200 and dropped["dim"] == 256
+    finally:
+        await stop_running(r)
+
+
+async def test_the_switch_waits_for_a_write_embedded_with_the_old_model(
+    tmp_path: Path, tiny_model_dir: Path, hub: FakeHub
+) -> None:
+    """A write holds the library gate from embedding to upsert: the switch waits for it, so
+    the old model's vector lands in the old space, never in the new one."""
+    r = await start_running(settings_for(tmp_path, tiny_model_dir, hub))
+    try:
+        await filled(r)
+        library = r.app.services.library
+        old_store = r.app.store
+        async with library.gate.shared():  # what Library.ingest_text holds
+            vec = (await library.loaded.require_pool().embed_texts(["late write"]))[0]
+            status, _ = await r.api.call("POST", f"/models/{MODEL_B}/load", {})
+            assert status == 200
+            await until(r, "switching")
+            await asyncio.sleep(0.5)  # the switch would be done by now without the gate
+            assert r.app.pool.model.model_id == "insight/tiny-clap"
+            store = library.stores.require_store()
+            assert store is old_store and vec.shape == (512,)
+            await store.upsert(TRACKS_TEXT, [Point("late", vec, {"model_id": "insight/tiny-clap"})])
+        await until(r, "done")
+        assert r.app.pool.model.model_id == MODEL_B and r.app.store is not old_store
+        assert not await r.app.store.get(TRACKS_TEXT, ["late"])
+        assert [p.key for p in await old_store.get(TRACKS_TEXT, ["late"])] == ["late"]
+    finally:
+        await stop_running(r)
