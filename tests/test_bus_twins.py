@@ -175,6 +175,8 @@ CASES: dict[str, Case] = {
     "models.reembed": Case(),
     "models.load": Case({"model_id": "nobody/nothing"}),
     "models.delete": Case({"model_id": "nobody/nothing"}),
+    "models.migration": Case(),
+    "models.migration.cancel": Case(),  # none running: the same answer both ways
     "watcher.status": Case(),
     "watcher.start": Case(setup=call("insight.v1.watcher.stop")),
     "watcher.stop": Case(setup=call("insight.v1.watcher.start")),
