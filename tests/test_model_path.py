@@ -21,6 +21,8 @@ from insight.config import DEFAULT_MODEL, ModelSettings, Settings
 from insight.inference.model_dir import local_model_id
 from insight.testing.tiny_clap import build_tiny_clap
 
+NOW = {"switch": "now"}  # the immediate swap: this test is about which model is which
+
 
 @pytest.fixture(scope="module")
 def hub_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -93,7 +95,7 @@ async def test_local_folder_is_its_own_model(stack: Running, tiny_model_dir: Pat
     )
 
     # the step: load the hub id. It is not downloaded, so nothing is relabelled.
-    status, body = await api.call("POST", f"/models/{DEFAULT_MODEL}/load")
+    status, body = await api.call("POST", f"/models/{DEFAULT_MODEL}/load", NOW)
     assert status == 400 and body["error"]["code"] == "MODEL_NOT_DOWNLOADED", body
     assert stack.app.pool.model.model_id == local
     assert await stale(stack) == 0
@@ -110,12 +112,12 @@ async def test_local_folder_is_its_own_model(stack: Running, tiny_model_dir: Pat
     assert models[DEFAULT_MODEL]["status"] == "downloaded"
     assert models[DEFAULT_MODEL]["cache_path"] != str(tiny_model_dir)
     assert str(stack.app.settings.models_dir) in models[DEFAULT_MODEL]["cache_path"]
-    status, body = await api.call("POST", f"/models/{DEFAULT_MODEL}/load")
+    status, body = await api.call("POST", f"/models/{DEFAULT_MODEL}/load", NOW)
     assert status == 200 and body["stale_vectors"] == 3, body  # really another model
     assert await found(stack) == []
 
     # and the local folder loads back without a restart: its vectors are fresh again
-    status, body = await api.call("POST", f"/models/{local}/load")
+    status, body = await api.call("POST", f"/models/{local}/load", NOW)
     assert status == 200 and body["stale_vectors"] == 0, body
     assert stack.app.pool.model.model_id == local
     assert await stale(stack) == 0
@@ -126,7 +128,7 @@ async def test_local_folder_is_its_own_model(stack: Running, tiny_model_dir: Pat
     # the local folder is never downloaded over nor deleted
     status, body = await api.call("POST", "/models/download", {"model_id": local})
     assert status == 200 and body["already_exists"] is True, body
-    status, body = await api.call("POST", f"/models/{DEFAULT_MODEL}/load")
+    status, body = await api.call("POST", f"/models/{DEFAULT_MODEL}/load", NOW)
     assert status == 200, body
     status, body = await api.call("DELETE", f"/models/{local}")
     assert status == 400 and body["error"]["code"] == "LOCAL_MODEL", body
