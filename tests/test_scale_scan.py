@@ -151,3 +151,48 @@ async def test_bad_scan_jobs_are_terminated_and_never_answered_elsewhere(
     finally:
         await nc.close()
         await store.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_result_is_kept_until_its_store_node_is_back(
+    tmp_path: Path, tiny_model_dir: Path, nats_server: EmbeddedNats
+) -> None:
+    """The store node that asked is between two NATS servers (no subscription for a moment):
+    the node that analysed the file sends the result again until it is taken, then acks the
+    job once; acking it at the first "no responders" lost the file for good."""
+    import msgpack
+    import nats
+
+    from insight.scale import scanwire as w
+
+    lib = tmp_path / "lib"
+    write_track(lib / "a.flac", seconds=3.0)
+    store = await in_process_worker(
+        nats_server.url, tmp_path / "store", tiny_model_dir, watcher={"folders": [str(lib)]}
+    )
+    nc = await nats.connect(nats_server.url)
+    try:
+        js = nc.jetstream()
+        model = store.app.require_pool().model.model_id
+        reply = w.result_subject("reconnecting-node")
+        job = w.pack_job("late-1", str(lib / "a.flac"), reply, "full", 3, model)
+        await js.publish(w.SCAN_WORK, job, headers={"Nats-Msg-Id": "late-1"})
+        await asyncio.sleep(3.0)  # analysed and answered meanwhile: nobody listens yet
+        results: list[dict[str, Any]] = []
+
+        async def take(msg: Any) -> None:
+            results.append(msgpack.unpackb(msg.data))
+            await msg.respond(msgpack.packb({"applied": True}))
+
+        await nc.subscribe(reply, cb=take)
+        for _ in range(150):
+            info = await js.consumer_info(w.SCAN_STREAM, w.SCAN_CONSUMER)
+            if results and info.num_ack_pending == 0 and info.num_pending == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert [r["id"] for r in results] == ["late-1"]
+        assert "error" not in results[0], results[0]
+        assert (await js.stream_info(w.SCAN_STREAM)).state.messages == 0  # acked once
+    finally:
+        await nc.close()
+        await store.stop()

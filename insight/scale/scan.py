@@ -48,6 +48,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("insight.scale.scan")
 
 PUBLISH_ATTEMPTS = 12  # about 25 s of retries
+# a result with no responder is sent again this long: a store node whose NATS server was lost
+# has no subscription until it reconnects, and a result acked meanwhile would be lost
+UNCLAIMED_RETRY_S = 20.0
 
 
 class ScanDispatch:
@@ -259,7 +262,7 @@ class ScanConsumer:
         if not await asyncio.to_thread(os.access, path, os.R_OK):
             if msg.metadata.num_delivered >= w.MAX_DELIVER:
                 why = f"no node could read {path} (every node needs the library at this path)"
-                await self._answer(job, w.pack_error(job["id"], self.node, "refused", why))
+                await self._answer(job, w.pack_error(job["id"], self.node, "refused", why), msg)
                 await msg.term()
             else:
                 log.info("scan_job_unreadable_here path=%s node=%s", path, self.node)
@@ -283,7 +286,7 @@ class ScanConsumer:
             body = w.pack_error(job["id"], self.node, "undecodable", f"{type(exc).__name__}: {exc}")
         finally:
             keep.cancel()
-        if await self._answer(job, body):
+        if await self._answer(job, body, msg):
             await msg.ack()
             self.done += 1
         else:
@@ -314,14 +317,22 @@ class ScanConsumer:
                 await asyncio.sleep(self.cfg.scan_ack_wait_s / 3)
                 await msg.in_progress()
 
-    async def _answer(self, job: dict[str, Any], body: bytes) -> bool:
+    async def _answer(self, job: dict[str, Any], body: bytes, msg: Msg) -> bool:
         """Send the result; True when the job is finished (applied, a duplicate, or its store
-        node is gone and will rescan), False to try again later."""
-        try:
-            await self.nc.request(job["reply"], body, timeout=10)
-        except NoRespondersError:
-            log.info("scan_result_unclaimed work=%s (store node gone)", job["id"])
-        except Exception as exc:  # a timeout, a server lost on the way: do it again later
-            log.info("scan_result_unsent work=%s error=%r", job["id"], exc)
-            return False
-        return True
+        node is gone for good), False to try again later (the job is redelivered)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + UNCLAIMED_RETRY_S
+        while True:
+            try:
+                await self.nc.request(job["reply"], body, timeout=10)
+                return True
+            except NoRespondersError:  # the store node is gone, or reconnecting right now
+                if loop.time() > deadline or self._stopping.is_set():
+                    log.info("scan_result_unclaimed work=%s", job["id"])
+                    return msg.metadata.num_delivered >= w.MAX_DELIVER  # else redelivered
+                with contextlib.suppress(Exception):
+                    await msg.in_progress()
+                await asyncio.sleep(0.5)
+            except Exception as exc:  # a timeout, a server lost on the way: do it again later
+                log.info("scan_result_unsent work=%s error=%r", job["id"], exc)
+                return False
