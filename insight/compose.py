@@ -77,6 +77,7 @@ async def start(app: App, *, background: bool = True) -> Services:
         await watcher.open()
     if models.migrations is not None and app.pool is not None and app.nc is not None:
         # one a restart interrupted, in a serving worker (never a one-shot `insight scan`)
+        models.migrations.expect_resume()
         app.spawn(models.resume_migration(), name="migration-resume")
     if app.pool is None and s.model.path is None and s.model.auto_download:
         app.spawn(download_and_load(models, app.loaded, s.model.name), name="auto-download")

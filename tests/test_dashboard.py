@@ -24,7 +24,7 @@ from selenium.webdriver.common.actions.wheel_input import ScrollOrigin
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 from synthetic_library import build, store_library, unit
-from test_watcher import write_track
+from tests.audio_files import write_track
 
 from insight.mood import mood_labels
 from insight.schemas import ComputeProfileRequest

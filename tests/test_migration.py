@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,10 @@ from insight.bus import subjects
 from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT, Point
 from insight.storage.spaces import space_key
 from insight.testing.tiny_clap import build_tiny_clap
+from tests.audio_files import tagged, write_track
 from tests.busutil import drained, track_event
 from tests.conftest import Running, make_settings, start_running, stop_running
 from tests.fake_hub import FakeHub, hub_layout
-from tests.test_watcher import tagged, write_track
 
 MODEL_B = "test-org/tiny-256"
 KEY_B = space_key(MODEL_B, 256)
@@ -124,12 +125,30 @@ async def until(r: Running, phase: str, within_s: float = 60.0) -> dict[str, Any
     raise AssertionError(f"migration never reached {phase}: {body}")
 
 
-async def test_old_space_serves_until_the_new_one_is_filled(
-    tmp_path: Path, tiny_model_dir: Path, hub: FakeHub
-) -> None:
+@asynccontextmanager
+async def filled_app(tmp_path: Path, tiny_model_dir: Path, hub: FakeHub) -> AsyncIterator[Running]:
+    """An app on the tiny model with :func:`filled`'s library, stopped on exit."""
     r = await start_running(settings_for(tmp_path, tiny_model_dir, hub))
     try:
         await filled(r)
+        yield r
+    finally:
+        await stop_running(r)
+
+
+async def staged(r: Running) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A migration to model B held in its audio phase (the watcher is paused): what the load
+    answered and the migration's state then."""
+    r.app.services.watcher.pause()
+    status, body = await r.api.call("POST", f"/models/{MODEL_B}/load", {})
+    assert status == 200, body
+    return dict(body), await until(r, "audio")
+
+
+async def test_old_space_serves_until_the_new_one_is_filled(
+    tmp_path: Path, tiny_model_dir: Path, hub: FakeHub
+) -> None:
+    async with filled_app(tmp_path, tiny_model_dir, hub) as r:
         old_store = r.app.store
         # an MA track carrying a watched file's audio vector (ingest/links.py)
         files, _ = await old_store.scroll(TRACKS_AUDIO, None, 10, True)
@@ -138,12 +157,9 @@ async def test_old_space_serves_until_the_new_one_is_filled(
         payload["model_id"] = "insight/tiny-clap"
         await old_store.upsert(TRACKS_AUDIO, [Point("ma-linked", file.vector, payload)])
         before = await answers(r)
-        r.app.services.watcher.pause()  # holds the audio phase: files wait in the queue
-        status, body = await r.api.call("POST", f"/models/{MODEL_B}/load", {})
-        assert status == 200, body
+        body, state = await staged(r)  # the paused watcher holds the audio phase
         assert body["migration"]["space"] == KEY_B and body["migration"]["from_space"] == "default"
         assert "both models are in memory" in body["message"]
-        state = await until(r, "audio")
         assert (state["text_total"], state["text_done"]) == (5, 5)
         assert (state["audio_total"], state["audio_done"]) == (3, 0)
         _, system = await r.api.call("GET", "/status")
@@ -207,21 +223,15 @@ async def test_old_space_serves_until_the_new_one_is_filled(
         assert (await r.api.call("GET", "/status"))[1]["migration"] is None
         status, dropped = await r.api.call("DELETE", "/storage/spaces/default")
         assert status == 200 and dropped["dim"] == 512
-    finally:
-        await stop_running(r)
 
 
 async def test_cancel_leaves_the_old_model_serving(
     tmp_path: Path, tiny_model_dir: Path, hub: FakeHub
 ) -> None:
-    r = await start_running(settings_for(tmp_path, tiny_model_dir, hub))
-    try:
-        await filled(r)
+    async with filled_app(tmp_path, tiny_model_dir, hub) as r:
         before = await answers(r)
-        r.app.services.watcher.pause()
-        status, body = await r.api.call("POST", f"/models/{MODEL_B}/load", {})
-        assert status == 200 and body["migration"]["phase"] in ("text", "audio")
-        await until(r, "audio")
+        body, _ = await staged(r)
+        assert body["migration"]["phase"] in ("text", "audio")
         status, err = await r.api.call("DELETE", f"/storage/spaces/{KEY_B}")
         assert status == 409 and "migration" in err["error"]["message"]
         _, spaces = await r.api.call("GET", "/storage/spaces")
@@ -261,8 +271,6 @@ async def test_cancel_leaves_the_old_model_serving(
         assert cli.returncode == 0 and b"2 stored vectors were made by another model" in out
         assert r.app.pool.model.model_id == MODEL_B and r.app.store.dim == 256
         assert r.app.services.models.migrations.running is None
-    finally:
-        await stop_running(r)
 
 
 async def test_a_restart_mid_migration_begins_it_again(
@@ -273,10 +281,7 @@ async def test_a_restart_mid_migration_begins_it_again(
     try:
         await filled(r)
         before = await answers(r)
-        r.app.services.watcher.pause()
-        status, _ = await r.api.call("POST", f"/models/{MODEL_B}/load", {})
-        assert status == 200
-        await until(r, "audio")
+        await staged(r)
         assert same(await answers(r), before)
     finally:
         await stop_running(r)
@@ -284,6 +289,10 @@ async def test_a_restart_mid_migration_begins_it_again(
 
     r = await start_running(settings)  # the old model loads, the migration begins again
     try:
+        # never "no migration" while the next model loads again: "resuming" until it runs
+        first = await migration(r)
+        assert first["model_id"] == MODEL_B and first["space"] == KEY_B
+        assert first["phase"] in ("resuming", "text", "audio", "switching", "done")
         done = await until(r, "done")
         assert done["text_done"] == 5 and done["audio_done"] == 2
         assert r.app.pool.model.model_id == MODEL_B
@@ -307,10 +316,7 @@ async def test_a_restart_on_the_target_model_ends_the_migration(
     r = await start_running(settings)
     try:
         await filled(r)
-        r.app.services.watcher.pause()
-        status, _ = await r.api.call("POST", f"/models/{MODEL_B}/load", {})
-        assert status == 200
-        await until(r, "audio")
+        await staged(r)
     finally:
         await stop_running(r)
 

@@ -8,38 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-import pytest_asyncio
-
 from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT, Point
-from insight.testing.tiny_clap import build_tiny_clap
+from tests import test_migration
 from tests.conftest import start_running, stop_running
-from tests.fake_hub import FakeHub, hub_layout
-from tests.test_migration import KEY_B, MODEL_B, filled, settings_for, until
+from tests.fake_hub import FakeHub
+from tests.test_migration import KEY_B, MODEL_B, filled, filled_app, settings_for, staged, until
 
-
-@pytest.fixture(scope="module")
-def model_b_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_clap(tmp_path_factory.mktemp("tiny-256"), dim=256, seed=3)
-
-
-@pytest_asyncio.fixture
-async def hub(model_b_dir: Path) -> AsyncIterator[FakeHub]:
-    h = await FakeHub(repos={MODEL_B: hub_layout(model_b_dir)}).start()
-    yield h
-    await h.stop()
+model_b_dir = test_migration.model_b_dir  # the same fixtures
+hub = test_migration.hub
 
 
 async def test_tracks_deleted_or_updated_mid_batch_are_not_made_from_old_metadata(
     tmp_path: Path, tiny_model_dir: Path, hub: FakeHub
 ) -> None:
-    r = await start_running(settings_for(tmp_path, tiny_model_dir, hub))
-    try:
-        await filled(r)
+    async with filled_app(tmp_path, tiny_model_dir, hub) as r:
         seen: list[list[str]] = []
 
         async def step(keys: list[str]) -> None:
@@ -65,22 +50,15 @@ async def test_tracks_deleted_or_updated_mid_batch_are_not_made_from_old_metadat
         assert texts["ma-1"].payload["name"] == "Renamed"
         assert texts["ma-1"].payload["artists"] == ["Y"]
         assert {p.payload["model_id"] for p in texts.values()} == {MODEL_B}
-    finally:
-        await stop_running(r)
 
 
 async def test_a_migration_after_a_cancelled_one_analyses_every_file(
     tmp_path: Path, tiny_model_dir: Path, hub: FakeHub
 ) -> None:
     """The cancelled migration's queued files are withdrawn: the next one queues its own."""
-    r = await start_running(settings_for(tmp_path, tiny_model_dir, hub))
-    try:
-        await filled(r)
+    async with filled_app(tmp_path, tiny_model_dir, hub) as r:
         watcher = r.app.services.watcher
-        watcher.pause()
-        status, _ = await r.api.call("POST", f"/models/{MODEL_B}/load", {})
-        assert status == 200
-        first = (await until(r, "audio"))["started_at"]
+        first = (await staged(r))[1]["started_at"]
         status, body = await r.api.call("DELETE", "/models/migration")
         assert status == 200 and body["phase"] == "cancelled"
         assert not any(j.into is not None for j in list(watcher.queue._queue))  # type: ignore[attr-defined]
@@ -95,22 +73,15 @@ async def test_a_migration_after_a_cancelled_one_analyses_every_file(
         assert r.app.pool.model.model_id == MODEL_B
         audio, _ = await r.app.store.scroll(TRACKS_AUDIO, None, 10, True)
         assert len(audio) == 2 and {p.vector.shape for p in audio} == {(256,)}
-    finally:
-        await stop_running(r)
 
 
 async def test_a_watcher_stop_mid_migration_keeps_its_files(
     tmp_path: Path, tiny_model_dir: Path, hub: FakeHub
 ) -> None:
     """``POST /watcher/stop`` drops scanned files, not the ones a migration waits for."""
-    r = await start_running(settings_for(tmp_path, tiny_model_dir, hub))
-    try:
-        await filled(r)
+    async with filled_app(tmp_path, tiny_model_dir, hub) as r:
         watcher = r.app.services.watcher
-        watcher.pause()
-        status, _ = await r.api.call("POST", f"/models/{MODEL_B}/load", {})
-        assert status == 200
-        await until(r, "audio")
+        await staged(r)
         queued = [j for j in list(watcher.queue._queue) if j.into is not None]  # type: ignore[attr-defined]
         assert queued  # one file in a paused worker's hand, the other queued
         status, _ = await r.api.call("POST", "/watcher/stop", {})
@@ -120,20 +91,13 @@ async def test_a_watcher_stop_mid_migration_keeps_its_files(
         assert (done["audio_done"], done["unrecoverable"]) == (2, 0)
         audio, _ = await r.app.store.scroll(TRACKS_AUDIO, None, 10, True)
         assert len(audio) == 2 and {p.vector.shape for p in audio} == {(256,)}
-    finally:
-        await stop_running(r)
 
 
 async def test_resume_never_starts_a_second_migration(
     tmp_path: Path, tiny_model_dir: Path, hub: FakeHub
 ) -> None:
-    r = await start_running(settings_for(tmp_path, tiny_model_dir, hub))
-    try:
-        await filled(r)
-        r.app.services.watcher.pause()
-        status, _ = await r.api.call("POST", f"/models/{MODEL_B}/load", {})
-        assert status == 200
-        await until(r, "audio")
+    async with filled_app(tmp_path, tiny_model_dir, hub) as r:
+        await staged(r)
         migrations = r.app.services.models.migrations
         first = migrations.last
         assert (tmp_path / "data" / "migration.json").exists()
@@ -141,8 +105,6 @@ async def test_resume_never_starts_a_second_migration(
         assert migrations.last is first and first.phase == "audio"
         r.app.services.watcher.resume()
         assert (await until(r, "done"))["audio_done"] == 2
-    finally:
-        await stop_running(r)
 
 
 async def test_a_migration_from_another_model_is_not_resumed(
@@ -176,13 +138,8 @@ async def test_a_migration_from_another_model_is_not_resumed(
 async def test_a_failed_mirror_write_is_made_before_the_switch(
     tmp_path: Path, tiny_model_dir: Path, hub: FakeHub
 ) -> None:
-    r = await start_running(settings_for(tmp_path, tiny_model_dir, hub))
-    try:
-        await filled(r)
-        r.app.services.watcher.pause()
-        status, _ = await r.api.call("POST", f"/models/{MODEL_B}/load", {})
-        assert status == 200
-        await until(r, "audio")
+    async with filled_app(tmp_path, tiny_model_dir, hub) as r:
+        await staged(r)
         m = r.app.services.models.migrations.last
         pool, m.loaded.pool = m.loaded.pool, None  # the next model cannot embed for a while
         status, _ = await r.api.call(
@@ -199,17 +156,13 @@ async def test_a_failed_mirror_write_is_made_before_the_switch(
         (seven,) = await r.app.store.get(TRACKS_TEXT, ["ma-7"], with_vectors=True)
         assert seven.payload["model_id"] == MODEL_B and seven.vector.shape == (256,)
         assert seven.payload["name"] == "Seven"
-    finally:
-        await stop_running(r)
 
 
 async def test_a_cancel_mid_batch_lets_the_batch_finish(
     tmp_path: Path, tiny_model_dir: Path, hub: FakeHub
 ) -> None:
     """The cancel sets the stop flag and waits: the batch being written ends whole."""
-    r = await start_running(settings_for(tmp_path, tiny_model_dir, hub))
-    try:
-        await filled(r)
+    async with filled_app(tmp_path, tiny_model_dir, hub) as r:
         cancels: list[asyncio.Task[Any]] = []
 
         async def step(keys: list[str]) -> None:
@@ -232,17 +185,13 @@ async def test_a_cancel_mid_batch_lets_the_batch_finish(
         target = migrations.last.stores.require_store()
         assert await target.count(TRACKS_TEXT) == 5  # the batch in hand was written whole
         assert r.app.pool.model.model_id == "insight/tiny-clap"
-    finally:
-        await stop_running(r)
 
 
 async def test_an_unrecoverable_track_is_listed_once(
     tmp_path: Path, tiny_model_dir: Path, hub: FakeHub
 ) -> None:
     """A stream vector written in the text phase is lost once, not again by the audio phase."""
-    r = await start_running(settings_for(tmp_path, tiny_model_dir, hub))
-    try:
-        await filled(r)
+    async with filled_app(tmp_path, tiny_model_dir, hub) as r:
 
         async def step(keys: list[str]) -> None:
             body = {"track_id": "streamed", "metadata": {"name": "S"}}
@@ -257,8 +206,6 @@ async def test_an_unrecoverable_track_is_listed_once(
         done = await until(r, "done")
         assert done["unrecoverable_ids"] == ["streamed"] and done["unrecoverable"] == 1
         assert (done["audio_total"], done["audio_done"]) == (3, 2)
-    finally:
-        await stop_running(r)
 
 
 async def test_a_migration_that_cannot_begin_leaves_nothing_staged(
@@ -266,9 +213,7 @@ async def test_a_migration_that_cannot_begin_leaves_nothing_staged(
 ) -> None:
     """``migration.json`` cannot be written (a directory there): the load fails, no space is
     marked as filling and the next space can be dropped."""
-    r = await start_running(settings_for(tmp_path, tiny_model_dir, hub))
-    try:
-        await filled(r)
+    async with filled_app(tmp_path, tiny_model_dir, hub) as r:
         (tmp_path / "data" / "migration.json").mkdir()
         status, _ = await r.api.call("POST", f"/models/{MODEL_B}/load", {})
         assert status >= 500
@@ -278,8 +223,6 @@ async def test_a_migration_that_cannot_begin_leaves_nothing_staged(
         assert not any(s["migrating"] for s in spaces["spaces"])
         status, dropped = await r.api.call("DELETE", f"/storage/spaces/{KEY_B}")
         assert status == 200 and dropped["dim"] == 256
-    finally:
-        await stop_running(r)
 
 
 async def test_the_switch_waits_for_a_write_embedded_with_the_old_model(
@@ -287,9 +230,7 @@ async def test_the_switch_waits_for_a_write_embedded_with_the_old_model(
 ) -> None:
     """A write holds the library gate from embedding to upsert: the switch waits for it, so
     the old model's vector lands in the old space, never in the new one."""
-    r = await start_running(settings_for(tmp_path, tiny_model_dir, hub))
-    try:
-        await filled(r)
+    async with filled_app(tmp_path, tiny_model_dir, hub) as r:
         library = r.app.services.library
         old_store = r.app.store
         async with library.gate.shared():  # what Library.ingest_text holds
@@ -306,5 +247,3 @@ async def test_the_switch_waits_for_a_write_embedded_with_the_old_model(
         assert r.app.pool.model.model_id == MODEL_B and r.app.store is not old_store
         assert not await r.app.store.get(TRACKS_TEXT, ["late"])
         assert [p.key for p in await old_store.get(TRACKS_TEXT, ["late"])] == ["late"]
-    finally:
-        await stop_running(r)

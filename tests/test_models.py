@@ -11,7 +11,7 @@ import pytest
 import pytest_asyncio
 from conftest import Running, make_settings, start_running, stop_running
 from fake_hub import FakeHub, hub_layout
-from test_watcher import tagged, write_track
+from tests.audio_files import tagged, write_track
 
 from insight.storage.base import TRACKS_AUDIO
 from insight.testing.tiny_clap import build_tiny_clap

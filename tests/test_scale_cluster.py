@@ -19,11 +19,11 @@ from insight.scale.remote import RemoteInference
 from insight.scale.scan import ScanDispatch
 from insight.scale.scanwire import SCAN_STREAM
 from insight.watcher.state import DONE
+from tests.audio_files import write_track
 from tests.busutil import drained, in_process_worker, stored_names, track_event
 from tests.scaleutil import InferenceProcess, NatsCluster, wait_workers
 from tests.test_scale_scan import part, process_of
 from tests.test_sessions import START, pcm
-from tests.test_watcher import write_track
 
 FILES = 6
 EVENTS = 8

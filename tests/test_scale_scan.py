@@ -16,9 +16,9 @@ from insight.scale.scan import ScanDispatch
 from insight.storage.base import TRACKS_AUDIO, scroll_pages
 from insight.watcher.analysis import analyze_file
 from insight.watcher.state import DONE
+from tests.audio_files import write_track
 from tests.busutil import in_process_worker
 from tests.scaleutil import InferenceProcess, cosine_rows, wait_workers
-from tests.test_watcher import write_track
 
 FILES = 8
 ACK_WAIT = "3"

@@ -11,63 +11,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 import pytest
 import pytest_asyncio
 from conftest import Running, make_settings, start_running, stop_running
 
-from insight.inference.model import AudioSpec
 from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT
 from insight.watcher.scanner import path_track_id
 from insight.watcher.service import WatcherService
+from tests.audio_files import CLAP_SPEC, tagged, write_track
 
-CLAP_SPEC = AudioSpec(48_000, 480_000, 480_000)  # 10 s windows of transformers CLAP
-
-CODECS = {
-    ".mp3": "libmp3lame",
-    ".flac": "flac",
-    ".ogg": "libopus",
-    ".m4a": "aac",
-    ".wav": "pcm_s16le",
-}
 MBID = "5b11f4ce-a62d-471e-81fc-a69a8278c7da"
-
-
-def write_track(
-    path: Path, seconds: float = 4.0, freq: float = 440.0, tags: dict[str, str] | None = None
-) -> Path:
-    """Encode a tone + noise with PyAV (opus for .ogg: the wheel has no vorbis encoder)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ext = path.suffix.lower()
-    codec = CODECS[ext]
-    rate = 48000 if codec == "libopus" else 44100
-    with av.open(str(path), "w", format={".m4a": "ipod", ".ogg": "ogg"}.get(ext)) as c:
-        stream: Any = c.add_stream(codec, rate=rate, layout="stereo")
-        for k, v in (tags or {}).items():
-            c.metadata[k] = v
-        n = int(seconds * rate)
-        t = np.arange(n) / rate
-        rng = np.random.default_rng(int(freq))
-        sig = (0.3 * np.sin(2 * np.pi * freq * t) + 0.05 * rng.standard_normal(n)).astype(
-            np.float32
-        )
-        data = np.stack([sig, sig])
-        step = 960 if codec == "libopus" else 1024
-        for i in range(0, n, step):
-            frame = av.AudioFrame.from_ndarray(
-                np.ascontiguousarray(data[:, i : i + step]), format="fltp", layout="stereo"
-            )
-            frame.sample_rate = rate
-            for packet in stream.encode(frame):
-                c.mux(packet)
-        for packet in stream.encode(None):
-            c.mux(packet)
-    return path
-
-
-def tagged(title: str, artist: str, album: str, genre: str, **extra: str) -> dict[str, str]:
-    return {"title": title, "artist": artist, "album": album, "genre": genre, **extra}
 
 
 def make_library(root: Path) -> dict[str, dict[str, Any]]:
@@ -412,110 +366,3 @@ async def test_cli_scan_one_shot(
     assert re.search(closing, out.err, re.M), out.err
     assert await run_scan(settings, root, force=False) == 0  # second run: nothing to do
     assert "analysed 0, failed 0" in capsys.readouterr().out
-
-
-def test_file_decode_equals_streamed_pcm(tmp_path: Path) -> None:
-    """A lossless file decodes to the same 48 kHz mono audio as its PCM streamed by Music
-    Assistant (same downmix, same soxr resampler), so both paths give one vector per track."""
-    from insight.inference.audio import decode_pcm, resample
-    from insight.watcher.decode import decode_full
-
-    rate, n = 44_100, 44_100 * 7 + 123
-    rng = np.random.default_rng(3)
-    t = np.arange(n) / rate
-    left = 0.4 * np.sin(2 * np.pi * 330 * t) + 0.05 * rng.standard_normal(n)
-    right = 0.2 * np.sin(2 * np.pi * 550 * t) + 0.05 * rng.standard_normal(n)
-    pcm = (np.stack([left, right], axis=1) * 32767).astype("<i2")  # interleaved [n, 2]
-    path = tmp_path / "x.flac"
-    with av.open(str(path), "w") as c:
-        stream: Any = c.add_stream("flac", rate=rate, layout="stereo")
-        for i in range(0, n, 4096):
-            chunk = np.ascontiguousarray(pcm[i : i + 4096]).reshape(1, -1)
-            frame = av.AudioFrame.from_ndarray(chunk, format="s16", layout="stereo")
-            frame.sample_rate = rate
-            for packet in stream.encode(frame):
-                c.mux(packet)
-        for packet in stream.encode(None):
-            c.mux(packet)
-
-    streamed = resample(decode_pcm(pcm.tobytes(), "pcm_s16_le", 2), rate, 48_000)
-    decoded = decode_full(path, CLAP_SPEC)
-    assert decoded.audio is not None and decoded.audio.shape == streamed.shape
-    assert float(np.abs(decoded.audio - streamed).max()) <= 1e-6
-    assert abs(decoded.duration_s - n / rate) < 1e-3
-    assert decoded.windows.shape == (1, 480_000)
-
-
-def _write_tone_file(path: Path, codec: str, fmt: str, layout: str, rate: int) -> np.ndarray:
-    """Write 2 s of one tone per channel; returns the float signal ``[n, channels]``."""
-    channels = {"mono": 1, "stereo": 2, "2.1": 3}[layout]
-    n = rate * 2 + 77
-    t = np.arange(n)[:, None] / rate
-    x = 0.4 * np.sin(2 * np.pi * t * 220 * (1 + np.arange(channels)))
-    base = fmt.removesuffix("p")
-    scale, dtype = {
-        "u8": (128, np.uint8),
-        "s16": (32767, np.int16),
-        "s32": (2**31 - 1, np.int32),
-    }.get(base, (1, np.float32 if base == "flt" else np.float64))
-    data = np.round(x * scale + (128 if base == "u8" else 0)) if scale > 1 else x
-    # planar formats take [channels, samples], packed ones [1, interleaved samples]
-    data = data.T if fmt.endswith("p") else data.reshape(1, -1)
-    with av.open(str(path), "w") as c:
-        stream: Any = c.add_stream(codec, rate=rate, layout=layout)
-        frame = av.AudioFrame.from_ndarray(
-            np.ascontiguousarray(data.astype(dtype)), format=fmt, layout=layout
-        )
-        frame.sample_rate = rate
-        for packet in [*stream.encode(frame), *stream.encode(None)]:
-            c.mux(packet)
-    return x
-
-
-_SAMPLE_FORMAT_FILES = [
-    ("wav", "pcm_u8", "u8", 1e-2),
-    ("wav", "pcm_s16le", "s16", 1e-4),
-    ("wav", "pcm_s32le", "s32", 1e-6),
-    ("wav", "pcm_f32le", "flt", 1e-6),
-    ("wav", "pcm_f64le", "dbl", 1e-6),
-    ("flac", "flac", "s16", 1e-4),
-    ("m4a", "alac", "s16p", 1e-4),  # decodes to planar s16p; the encoder takes 1 or 2 channels
-]
-
-
-@pytest.mark.parametrize(
-    ("ext", "codec", "fmt", "tolerance", "layout"),
-    [
-        (*case, layout)
-        for case in _SAMPLE_FORMAT_FILES
-        for layout in ("mono", "stereo", "2.1")
-        if not (case[1] == "alac" and layout == "2.1")
-    ],
-)
-def test_decode_reads_every_sample_format(
-    tmp_path: Path, ext: str, codec: str, fmt: str, tolerance: float, layout: str
-) -> None:
-    """Samples are read straight from the decoder's planes: every integer and float format,
-    packed or planar, any channel count, scaled to [-1, 1] and averaged as ffmpeg would."""
-    from insight.inference.audio import resample
-    from insight.watcher.decode import decode_full
-
-    x = _write_tone_file(tmp_path / f"x.{ext}", codec, fmt, layout, 44_100)
-    expected = resample(x.mean(axis=1).astype(np.float32), 44_100, 48_000)
-    decoded = decode_full(tmp_path / f"x.{ext}", CLAP_SPEC)
-    assert decoded.audio is not None and decoded.audio.shape == expected.shape
-    assert float(np.abs(decoded.audio - expected).max()) <= tolerance
-
-
-def test_decode_converts_unknown_sample_formats_with_ffmpeg(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A sample format not read directly goes through ffmpeg's converter, same audio."""
-    from insight.watcher import decode
-
-    _write_tone_file(tmp_path / "x.flac", "flac", "s16", "stereo", 44_100)
-    direct = decode.decode_full(tmp_path / "x.flac", CLAP_SPEC).audio
-    monkeypatch.delitem(decode._SAMPLE_TYPES, "s16")
-    converted = decode.decode_full(tmp_path / "x.flac", CLAP_SPEC).audio
-    assert direct is not None and converted is not None and direct.shape == converted.shape
-    assert float(np.abs(direct - converted).max()) <= 1e-6

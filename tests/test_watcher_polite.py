@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 from conftest import make_settings, start_running, stop_running
-from test_watcher import start_stack, write_track
+from test_watcher import start_stack
 
 from insight.config import InferenceSettings, ModelSettings
 from insight.inference.clap import ClapModel
@@ -18,6 +18,7 @@ from insight.inference.pool import InferencePool
 from insight.testing import build_tiny_clap
 from insight.watcher.polite import default_threads, polite_executor
 from insight.watcher.service import WatcherService
+from tests.audio_files import write_track
 
 _IOPRIO_GET = {"x86_64": 252, "aarch64": 31}
 

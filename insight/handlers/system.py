@@ -115,7 +115,6 @@ async def status(app: App, req: Empty) -> SystemStatus:
         features.append(app.pool.model.device.lower())
     services = app.built_services
     staged = services.models.migrations if services is not None else None
-    running = staged.running if staged is not None else None
     return SystemStatus(
         version=app.version,
         health=health_info.status,
@@ -124,7 +123,7 @@ async def status(app: App, req: Empty) -> SystemStatus:
         storage=await storage_stats(app),
         features=features,
         message=health_info.message,
-        migration=running.status() if running is not None else None,
+        migration=staged.status(running_only=True) if staged is not None else None,
     )
 
 

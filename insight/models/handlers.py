@@ -86,10 +86,10 @@ def migrations(app: App) -> Migrations:
 @router.endpoint("models.migration", "GET", "/models/migration", errors=(404,))
 async def migration(app: App, req: Empty) -> MigrationStatus:
     """The running (or last) model migration: phase, done/total per collection, ETA."""
-    last = migrations(app).last
-    if last is None:
+    status = migrations(app).status()
+    if status is None:
         raise NotFound("no model migration has run since start")
-    return last.status()
+    return status
 
 
 @router.endpoint("models.migration.cancel", "DELETE", "/models/migration", errors=(404,))

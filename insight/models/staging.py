@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from insight.errors import NotFound
 from insight.inference.pool import InferencePool
 from insight.models.migration import Migration
+from insight.schemas.system import MigrationStatus
 from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT
 
 if TYPE_CHECKING:
@@ -51,12 +53,38 @@ class Migrations:
         self.watcher, self.build_model, self.use_model = watcher, build_model, use_model
         self.file = MigrationFile(settings.storage.data_dir, settings.storage.collection_prefix)
         self.last: Migration | None = None
+        self.resuming: dict[str, Any] | None = None  # migration.json until resume() ends
+        self.resuming_since = 0.0
         self.step: Callable[[list[str]], Awaitable[None]] | None = None  # tests: mid-batch
 
     @property
     def running(self) -> Migration | None:
         m = self.last
         return m if m is not None and m.active else None
+
+    def expect_resume(self) -> None:
+        """At start, before requests are served: the recorded migration shows as resuming
+        while its model loads again, instead of as none at all."""
+        self.resuming, self.resuming_since = self.file.read(), time.time()
+
+    def status(self, running_only: bool = False) -> MigrationStatus | None:
+        """The running (or, unless ``running_only``, the last) migration, or the one about
+        to resume."""
+        m = self.running if running_only else self.last
+        if m is not None:
+            return m.status()
+        saved, spaces = self.resuming, self.stores.spaces
+        if saved is None:
+            return None
+        current = spaces.current if spaces is not None else None
+        return MigrationStatus(
+            model_id=str(saved["model_id"]),
+            from_model_id=saved.get("from_model_id"),
+            space=str(saved.get("space") or "default"),
+            from_space=(current.key if current is not None else None) or "default",
+            phase="resuming",
+            started_at=int(self.resuming_since),
+        )
 
     async def needed(self) -> bool:
         """A staged switch only pays when the serving space holds vectors."""
@@ -156,6 +184,12 @@ class Migrations:
         """At start: the migration ``migration.json`` records, begun again (what the next
         space already holds is kept and skipped) when the model it started from serves;
         called under the models service's load lock (``ModelsService.resume_migration``)."""
+        try:
+            return await self._resume(model_dir)
+        finally:
+            self.resuming = None
+
+    async def _resume(self, model_dir: Callable[[str], Path | None]) -> Migration | None:
         saved = self.file.read()
         if saved is None or self.running is not None:  # a load began one meanwhile
             return None

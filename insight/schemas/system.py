@@ -88,7 +88,9 @@ class MigrationStatus(Schema):
     from_model_id: str | None = None
     space: str
     from_space: str
-    phase: Literal["text", "audio", "switching", "done", "cancelled", "failed"]
+    phase: Literal["resuming", "text", "audio", "switching", "done", "cancelled", "failed"] = Field(
+        description="resuming: recorded before a restart, its model is loading again"
+    )
     text_total: int = 0
     text_done: int = 0
     audio_total: int = 0

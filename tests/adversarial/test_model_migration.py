@@ -12,7 +12,7 @@ from typing import Any
 from insight.storage.spaces import space_key
 from insight.testing.tiny_clap import build_tiny_clap
 from tests.adversarial.conftest import Served, call, start_served
-from tests.test_watcher import tagged, write_track
+from tests.audio_files import tagged, write_track
 
 MODEL_B = "test-org/tiny-128"
 
