@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from insight.config import Settings
     from insight.mood.classifier import MoodClassifier
     from insight.state import ModelSlot, StoreSlot
+    from insight.storage.base import VectorStore
 
 log = logging.getLogger("insight.library")
 
@@ -84,6 +85,15 @@ def extra_fields(meta: IngestMetadata) -> dict[str, Any]:
     return {k: v for k, v in out.items() if v not in (None, "", {})}
 
 
+async def set_file_path(store: VectorStore, track_id: str, file_path: str) -> None:
+    for collection in (TRACKS_TEXT, TRACKS_AUDIO):
+        points = await store.get(collection, [track_id], with_vectors=True)
+        for p in points:
+            p.payload["file_path"] = file_path
+        if points:
+            await store.upsert(collection, points)
+
+
 class Mirror(Protocol):
     """Where every write also goes while a model migration fills the next model's space
     (insight/models/migration.py): the new model makes its own vectors from what it gets."""
@@ -99,6 +109,11 @@ class Mirror(Protocol):
     ) -> None: ...
 
     async def deleted(self, track_id: str, text: bool, audio: bool) -> None: ...
+
+    @property
+    def stores(self) -> StoreSlot: ...  # the next model's space
+
+    touched: set[str]  # text made again from the serving space after a batch in flight
 
 
 class Library:
@@ -265,6 +280,15 @@ class Library:
             if self.mirror is not None:
                 await self.mirror.deleted(track_id, text, audio)
             return text_deleted, audio_deleted
+
+    async def move_file(self, track_id: str, file_path: str) -> None:
+        """A watched file moved: its track keeps its vectors, ``file_path`` follows (in the
+        next model's space too while a migration fills it)."""
+        async with self.gate.shared():
+            await set_file_path(self.stores.require_store(), track_id, file_path)
+            if self.mirror is not None and self.mirror.stores.store is not None:
+                self.mirror.touched.add(track_id)  # a text batch in flight read the old path
+                await set_file_path(self.mirror.stores.store, track_id, file_path)
 
     async def announce(self, track_id: str, source: str, result: Stored) -> None:
         """Publish ``insight.notify.track.analyzed`` (core NATS; best effort)."""

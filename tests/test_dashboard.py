@@ -24,12 +24,12 @@ from selenium.webdriver.common.actions.wheel_input import ScrollOrigin
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 from synthetic_library import build, store_library, unit
-from tests.audio_files import write_track
 
 from insight.mood import mood_labels
 from insight.schemas import ComputeProfileRequest
 from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT, Point
 from insight.taste.compute import compute_profiles
+from tests.audio_files import write_track
 
 ROOT = Path(__file__).resolve().parent.parent
 CLUSTERS = 12

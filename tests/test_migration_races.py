@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT, Point
 from tests import test_migration
 from tests.conftest import start_running, stop_running
@@ -247,3 +249,64 @@ async def test_the_switch_waits_for_a_write_embedded_with_the_old_model(
         assert r.app.pool.model.model_id == MODEL_B and r.app.store is not old_store
         assert not await r.app.store.get(TRACKS_TEXT, ["late"])
         assert [p.key for p in await old_store.get(TRACKS_TEXT, ["late"])] == ["late"]
+
+
+async def test_a_link_deleted_or_changed_while_it_is_made_again_is_settled(
+    tmp_path: Path, tiny_model_dir: Path, hub: FakeHub
+) -> None:
+    """The relink reads MA tracks' links, then writes their files' new vectors: a delete in
+    between is not undone in the next space, a link changed in between is made again."""
+    async with filled_app(tmp_path, tiny_model_dir, hub) as r:
+        old_store = r.app.store
+        files, _ = await old_store.scroll(TRACKS_AUDIO, None, 10, True)
+        first, second = sorted(files, key=lambda p: p.key)
+        for key in ("ma-gone", "ma-moved"):
+            payload = {"track_id": key, "linked_from": first.key, "model_id": "insight/tiny-clap"}
+            await old_store.upsert(TRACKS_AUDIO, [Point(key, first.vector, payload)])
+        seen: list[list[str]] = []
+
+        async def step(keys: list[str]) -> None:
+            if "ma-gone" not in keys or seen:
+                return
+            seen.append(keys)
+            await r.app.services.library.delete_track("ma-gone")  # mirrored to both spaces
+            moved = {"track_id": "ma-moved", "linked_from": second.key}
+            await old_store.upsert(TRACKS_AUDIO, [Point("ma-moved", second.vector, moved)])
+
+        r.app.services.models.migrations.step = step
+        status, _ = await r.api.call("POST", f"/models/{MODEL_B}/load", {})
+        assert status == 200
+        done = await until(r, "done")
+        assert seen == [["ma-gone", "ma-moved"]]  # the step ran between read and write
+        assert r.app.pool.model.model_id == MODEL_B
+        new = {p.key: p for p in (await r.app.store.scroll(TRACKS_AUDIO, None, 10, True))[0]}
+        assert sorted(new) == sorted([first.key, second.key, "ma-moved"])
+        assert new["ma-moved"].payload["linked_from"] == second.key
+        assert np.array_equal(new["ma-moved"].vector, new[second.key].vector)
+        assert not np.array_equal(new["ma-moved"].vector, new[first.key].vector)
+        assert (done["audio_done"], done["audio_total"], done["unrecoverable"]) == (3, 3, 0)
+
+
+async def test_a_file_moved_mid_migration_keeps_its_new_path_in_the_next_space(
+    tmp_path: Path, tiny_model_dir: Path, hub: FakeHub
+) -> None:
+    async with filled_app(tmp_path, tiny_model_dir, hub) as r:
+        old_store = r.app.store
+        await staged(r)
+        src, dest = tmp_path / "music" / "b.flac", tmp_path / "music" / "b renamed.flac"
+        track_id = r.app.services.watcher.state.get(str(src)).track_id  # type: ignore[union-attr]
+        src.rename(dest)
+        for _ in range(200):  # the live watcher applies the move (pausing holds analysis only)
+            (point,) = await old_store.get(TRACKS_TEXT, [track_id])
+            if point.payload.get("file_path") == str(dest):
+                break
+            await asyncio.sleep(0.05)
+        assert point.payload["file_path"] == str(dest)
+        r.app.services.watcher.resume()
+        done = await until(r, "done")
+        assert r.app.pool.model.model_id == MODEL_B
+        for collection in (TRACKS_TEXT, TRACKS_AUDIO):
+            (moved,) = await r.app.store.get(collection, [track_id], with_vectors=True)
+            assert moved.payload["file_path"] == str(dest) and moved.payload["model_id"] == MODEL_B
+            assert moved.vector is not None and moved.vector.shape == (256,)
+        assert (done["audio_done"], done["unrecoverable"]) == (2, 0)

@@ -11,11 +11,11 @@ import pytest
 import pytest_asyncio
 from conftest import Running, make_settings, start_running, stop_running
 from fake_hub import FakeHub, hub_layout
-from tests.audio_files import tagged, write_track
 
 from insight.storage.base import TRACKS_AUDIO
 from insight.testing.tiny_clap import build_tiny_clap
 from insight.watcher.service import WatcherService
+from tests.audio_files import tagged, write_track
 
 MODEL_B = "test-org/tiny-b"
 

@@ -51,6 +51,7 @@ BATCH = 64
 PAGE = 512
 WAIT_S = 0.2
 SHOWN = 100  # unrecoverable ids listed in the status
+RELINK_PASSES = 3
 
 
 def text_item(p: Point, source: str = "reembed") -> TextItem:
@@ -64,6 +65,11 @@ def text_item(p: Point, source: str = "reembed") -> TextItem:
         source=p.payload.get("source") or source,
         file_path=p.payload.get("file_path"),
     )
+
+
+def heard(file: Point) -> dict[str, object]:
+    """What a file's analysis adds to the payload of an MA track linked to it."""
+    return {k: file.payload[k] for k in HEARD if k in file.payload}
 
 
 class Migration:
@@ -351,27 +357,33 @@ class Migration:
                 self.pending.clear()
 
     async def _relink(self, linked: dict[str, Point]) -> None:
-        """MA tracks that carry a watched file's audio vector (insight/ingest/links.py) get
-        the file's vector from the next model."""
-        target = self.stores.require_store()
-        now = {p.key: p for p in await self.source.get(TRACKS_AUDIO, sorted(linked))}
-        linked = {  # as they are now: a link deleted or changed meanwhile is not made again
-            k: now[k]
-            for k, p in linked.items()
-            if k in now and now[k].payload.get("linked_from") == p.payload["linked_from"]
-        }
-        sources = sorted({str(p.payload["linked_from"]) for p in linked.values()})
-        files = {p.key: p for p in await target.get(TRACKS_AUDIO, sources, with_vectors=True)}
-        points = []
-        for key, p in sorted(linked.items()):
-            file = files.get(str(p.payload["linked_from"]))
-            if file is None or file.vector is None:
-                self.lost[key] = None
-                continue
-            heard = {k: file.payload[k] for k in HEARD if k in file.payload}
-            payload = {**p.payload, **heard, "model_id": self.model_id}
-            points.append(Point(key, file.vector, payload))
-        if points:
+        """MA tracks carrying a watched file's audio vector (ingest/links.py) get the file's
+        new vector, made again until the serving space did not change under the write."""
+        keys, target = sorted(linked), self.stores.require_store()
+        now = {p.key: p for p in await self.source.get(TRACKS_AUDIO, keys)}
+        for _ in range(RELINK_PASSES):
+            links = {k: str(p.payload.get("linked_from") or "") for k, p in now.items()}
+            got = await target.get(TRACKS_AUDIO, sorted(set(links.values())), with_vectors=True)
+            files = {f.key: f for f in got if f.vector is not None}
+            points = [
+                Point(
+                    k,
+                    files[f].vector,
+                    {**now[k].payload, **heard(files[f]), "model_id": self.model_id},
+                )
+                for k, f in links.items()
+                if f in files
+            ]
+            if self.step is not None:
+                await self.step([p.key for p in points])
             await target.upsert(TRACKS_AUDIO, points)
-            self.audio_done += len(points)
-            self.made += len(points)
+            made = {p.key for p in points}
+            await target.delete(TRACKS_AUDIO, [k for k in keys if k not in made])  # gone, lost
+            after = {p.key: p for p in await self.source.get(TRACKS_AUDIO, keys)}
+            if {k: p.payload for k, p in after.items()} == {k: p.payload for k, p in now.items()}:
+                break
+            now = after
+        self.audio_total -= len(set(keys) - set(now))  # deleted meanwhile
+        self.lost.update(dict.fromkeys(k for k in sorted(now) if k not in made))
+        self.audio_done += len(made)
+        self.made += len(made)

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Protocol
 
 from insight.config import WatcherSettings
 from insight.errors import NotReady
-from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT
 from insight.watcher.analysis import Analysis, analyze_file, store_analysis
 from insight.watcher.decode import DecodeFailed, Limits
 from insight.watcher.guard import MB, Budget, Interrupted, OverBudget, Refused, check_regular
@@ -156,17 +155,12 @@ class FileWork:
     async def apply_move(self, old: str, new: str, folder: Path, mtime_ns: int) -> None:
         """A known file at a new path: same track id and vectors, new ``file_path``."""
         row = self.state.get(old)
+        if row is None:  # moved already (a survey and a worker can both see one move)
+            return
         self.state.move(old, new, str(folder), mtime_ns)
         log.info("file_moved old=%s new=%s", old, new)
-        store = self.stores.store
-        if row is None or not row.track_id or store is None:
-            return
-        for collection in (TRACKS_TEXT, TRACKS_AUDIO):
-            points = await store.get(collection, [row.track_id], with_vectors=True)
-            for p in points:
-                p.payload["file_path"] = new
-            if points:
-                await store.upsert(collection, points)
+        if row.track_id and self.stores.store is not None:
+            await self.library.move_file(row.track_id, new)
 
     async def forget(self, row: FileRow) -> None:
         """A file that is gone: its row, and its track unless another file has the same id."""
@@ -211,6 +205,7 @@ class FileWork:
         except OSError as exc:
             self.record(key, job.folder, row, st, None, FAILED, f"cannot read: {exc}")
             return "failed"
+        row = self.state.get(key)  # again: a survey may have moved a row here meanwhile
         if not job.force and row is not None and row.status == DONE and row.content_hash == fp:
             self.record(key, job.folder, row, st, fp, DONE, None, row.track_id)
             return "unchanged"
@@ -251,12 +246,13 @@ class FileWork:
         """A known file analysed again with the target's model into its space; the file's
         state row (the serving model's analysis) is not touched."""
         track_id = job.track_id or track_id_for(job.folder, job.path, None)
+        path = self.now_at(job.path, track_id)
         try:
             limits = Limits(self.limits.max_bytes, self.limits.max_audio_s, self._budget())
             result = await analyze_file(
                 into.loaded,
                 self.audio,
-                job.path,
+                path,
                 self.mode,
                 self.cfg.sampled_windows,
                 limits,
@@ -266,16 +262,24 @@ class FileWork:
             if not await into.wanted(track_id):  # deleted while it waited
                 into.analysed(track_id, None)
                 return "gone"
-            await store_analysis(into.library, track_id, result, str(job.path))
+            path = self.now_at(path, track_id)  # moved while it was analysed
+            await store_analysis(into.library, track_id, result, str(path))
         except Interrupted:
             into.analysed(track_id, False)
             return "interrupted"
         except Exception as exc:
-            log.warning("file_reanalysis_failed path=%s error=%s", job.path, exc)
+            log.warning("file_reanalysis_failed path=%s error=%s", path, exc)
             into.analysed(track_id, False)
             return "failed"
         into.analysed(track_id, True)
         return "migrated"
+
+    def now_at(self, path: Path, track_id: str) -> Path:
+        """Where a queued file is now: a move since it was queued took its track's row along."""
+        if path_is_file(path):
+            return path
+        rows = self.state.by_track(track_id)
+        return Path(rows[0].path) if rows else path
 
     def _budget(self) -> Budget:
         return Budget(self.cfg.max_decode_s, self.stopping)

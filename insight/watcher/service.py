@@ -8,7 +8,6 @@ the watcher is stopped); ``start()`` adds the initial scan, live watching and pe
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import threading
@@ -22,17 +21,16 @@ from insight.errors import BadRequest, Conflict, NotFound
 from insight.schemas import WatchedFolder, WatcherFailure, WatcherStatus
 from insight.tasks import cancel_and_wait
 from insight.watcher.analysis import Analysis
+from insight.watcher.changes import apply_changes
 from insight.watcher.files import FileWork, Job, Target, known_jobs, withdraw
-from insight.watcher.live import Change, LiveWatch
+from insight.watcher.live import LiveWatch
 from insight.watcher.polite import watcher_executor
 from insight.watcher.roots import folder_refusal, normalise_folder, resolved
 from insight.watcher.scanner import (
-    is_audio,
     normalise_extensions,
     path_is_dir,
     path_is_file,
     survey,
-    walk,
 )
 from insight.watcher.state import DONE, FAILED, WatcherState
 
@@ -64,6 +62,7 @@ class WatcherService:
         self.running = False
         self._workers: list[asyncio.Task[None]] = []
         self._scan_task: asyncio.Task[None] | None = None
+        self._surveying = asyncio.Lock()
         self._periodic: asyncio.Task[None] | None = None
         self._live: LiveWatch | None = None
         self.outcomes: Counter[str] = Counter()  # what process() did, since start
@@ -126,7 +125,7 @@ class WatcherService:
         if self.running:
             return
         self.running = True
-        self._live = LiveWatch(self.cfg.debounce_s, self._on_changes)
+        self._live = LiveWatch(self.cfg.debounce_s, lambda c: apply_changes(self, c))
         self._live.start()
         for f in self.enabled_folders():
             self._watch(f)
@@ -251,28 +250,33 @@ class WatcherService:
             await asyncio.sleep(self.cfg.scan_interval_s)
             self.scan()
 
+    async def resurvey(self, folders: list[WatchedFolder]) -> None:
+        """What ``folders`` hold now against what is known: moves, deletions, new files."""
+        await self._scan(False, folders)
+
     async def _scan(self, force: bool, folders: list[WatchedFolder]) -> None:
         started = time.monotonic()
         queued = 0
-        for f in folders:
-            root = Path(f.path)
-            if not path_is_dir(root):
-                log.warning("watch_folder_missing path=%s", root)
-                continue
-            todo, moves, gone = await asyncio.to_thread(
-                survey, self.state, root, self.exts, f.recursive, force, self._stopping
-            )
-            for old, new, mtime_ns in moves:
-                await self.files.apply_move(old, new, root, mtime_ns)
-            for row in gone:
-                await self.files.forget(row)
-            for p in todo:
-                queued += self._enqueue(Job(p, root, force))
+        async with self._surveying:  # one at a time: two would apply the same move twice
+            for f in folders:
+                root = Path(f.path)
+                if not path_is_dir(root):
+                    log.warning("watch_folder_missing path=%s", root)
+                    continue
+                todo, moves, gone = await asyncio.to_thread(
+                    survey, self.state, root, self.exts, f.recursive, force, self._stopping
+                )
+                for old, new, mtime_ns in moves:
+                    await self.files.apply_move(old, new, root, mtime_ns)
+                for row in gone:
+                    await self.files.forget(row)
+                for p in todo:
+                    queued += self.enqueue(Job(p, root, force))
         log.info(
             "scan_queued files=%d force=%s took_s=%.2f", queued, force, time.monotonic() - started
         )
 
-    def _enqueue(self, job: Job) -> int:
+    def enqueue(self, job: Job) -> int:
         key = job.key
         if key in self._queued:
             return 0
@@ -280,57 +284,18 @@ class WatcherService:
         self.queue.put_nowait(job)
         return 1
 
-    # --- live changes -------------------------------------------------------------------
-
-    async def _on_changes(self, changes: list[Change]) -> None:
-        order = {"moved": 0, "changed": 1, "deleted": 2}
-        for c in sorted(changes, key=lambda c: order[c.kind]):
-            if c.kind == "moved" and c.dest is not None:
-                await self._moved(Path(c.path), Path(c.dest), c.is_dir)
-            elif c.kind == "changed":
-                p = Path(c.path)
-                folder = self.folder_of(p)
-                if folder is not None and is_audio(p, self.exts) and path_is_file(p):
-                    self._enqueue(Job(p, folder))
-            elif c.kind == "deleted":
-                await self.files.deleted(Path(c.path))
-
-    async def _moved(self, src: Path, dest: Path, is_dir: bool) -> None:
-        rows = (
-            self.state.under(str(src)) if is_dir else [r for r in [self.state.get(str(src))] if r]
-        )
-        if is_dir and not rows and path_is_dir(dest):
-            for p in walk(dest, self.exts):
-                if (folder := self.folder_of(p)) is not None:
-                    self._enqueue(Job(p, folder))
-        for row in rows:
-            new = dest / Path(row.path).relative_to(src) if is_dir else dest
-            folder = self.folder_of(new)
-            if folder is None or not is_audio(new, self.exts):
-                await self.files.forget(row)
-                continue
-            with contextlib.suppress(OSError):
-                await self.files.apply_move(row.path, str(new), folder, new.stat().st_mtime_ns)
-        if (
-            not is_dir
-            and not rows
-            and (folder := self.folder_of(dest)) is not None
-            and is_audio(dest, self.exts)
-        ):
-            self._enqueue(Job(dest, folder))
-
     # --- re-analysis for re-embedding -----------------------------------------------------
 
     async def reanalyze(self, track_ids: set[str], into: Target | None = None) -> set[str]:
         """Queue the known files of ``track_ids`` (for ``into``'s model); ids newly queued."""
         jobs = await known_jobs(self.state, track_ids, into)
-        return {job.track_id or "" for job in jobs if self._enqueue(job)}
+        return {job.track_id or "" for job in jobs if self.enqueue(job)}
 
     def analyse_into(self, path: Path, track_id: str, into: Target) -> bool:
         """Queue ``path`` for analysis with ``into``'s model, as ``track_id``; False when it
         is no file or already queued for ``into``."""
         job = Job(path, path.parent, True, into, track_id)
-        return path_is_file(path) and self._enqueue(job) > 0
+        return path_is_file(path) and self.enqueue(job) > 0
 
     def withdraw(self, into: Target) -> int:
         return len(withdraw(self.queue, self._queued, lambda j: j.into is into))
