@@ -310,3 +310,31 @@ async def test_a_file_moved_mid_migration_keeps_its_new_path_in_the_next_space(
             assert moved.payload["file_path"] == str(dest) and moved.payload["model_id"] == MODEL_B
             assert moved.vector is not None and moved.vector.shape == (256,)
         assert (done["audio_done"], done["unrecoverable"]) == (2, 0)
+
+
+async def test_a_migration_cancelled_right_after_a_restart_never_begins(
+    tmp_path: Path, tiny_model_dir: Path, hub: FakeHub
+) -> None:
+    """A restart shows the recorded migration as resuming; a cancel then (while the next
+    model loads again, or just after it began) stops it: the old model keeps serving."""
+    settings = settings_for(tmp_path, tiny_model_dir, hub)
+    async with filled_app(tmp_path, tiny_model_dir, hub) as r:
+        await staged(r)
+    r = await start_running(settings)
+    try:
+        status, body = await r.api.call("DELETE", "/models/migration")
+        assert status == 200 and body["phase"] == "cancelled", body
+        assert body["model_id"] == MODEL_B and body["finished_at"] is not None
+        for _ in range(100):  # a resume that had begun is stopped once its model is loaded
+            await asyncio.sleep(0.05)
+            status, state = await r.api.call("GET", "/models/migration")
+            if status == 404 or state["phase"] == "cancelled":
+                break
+        assert status == 404 or state["phase"] == "cancelled"
+        assert r.app.pool.model.model_id == "insight/tiny-clap"
+        assert r.app.services.library.mirror is None
+        assert not (tmp_path / "data" / "migration.json").exists()
+        _, system = await r.api.call("GET", "/status")
+        assert system["migration"] is None
+    finally:
+        await stop_running(r)

@@ -177,11 +177,15 @@ async def test_a_result_is_kept_until_its_store_node_is_back(
         reply = w.result_subject("reconnecting-node")
         job = w.pack_job("late-1", str(lib / "a.flac"), reply, "full", 3, model)
         await js.publish(w.SCAN_WORK, job, headers={"Nats-Msg-Id": "late-1"})
-        await asyncio.sleep(3.0)  # analysed and answered meanwhile: nobody listens yet
+        await asyncio.sleep(3.0)  # asked for (and redelivered) meanwhile: nobody listens yet
         results: list[dict[str, Any]] = []
 
         async def take(msg: Any) -> None:
-            results.append(msgpack.unpackb(msg.data))
+            body = msgpack.unpackb(msg.data)
+            if "probe" in body:  # asked before the analysis: yes, still awaited
+                await msg.respond(msgpack.packb({"wanted": True}))
+                return
+            results.append(body)
             await msg.respond(msgpack.packb({"applied": True}))
 
         await nc.subscribe(reply, cb=take)
@@ -193,6 +197,45 @@ async def test_a_result_is_kept_until_its_store_node_is_back(
         assert [r["id"] for r in results] == ["late-1"]
         assert "error" not in results[0], results[0]
         assert (await js.stream_info(w.SCAN_STREAM)).state.messages == 0  # acked once
+    finally:
+        await nc.close()
+        await store.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_job_its_store_node_no_longer_awaits_is_dropped_unanalysed(
+    tmp_path: Path, tiny_model_dir: Path, nats_server: EmbeddedNats
+) -> None:
+    """A job left in INSIGHT_SCAN by a store node's earlier run (same data dir, so the same
+    result subject): the node that takes it asks first and drops it; analysing every
+    leftover and retrying each answer cost minutes after a restart with a queue full."""
+    import nats
+
+    from insight.scale import scanwire as w
+    from insight.scale.scan import ScanConsumer
+
+    lib = tmp_path / "lib"
+    write_track(lib / "a.flac", seconds=3.0)
+    store = await in_process_worker(
+        nats_server.url, tmp_path / "store", tiny_model_dir, watcher={"folders": [str(lib)]}
+    )
+    nc = await nats.connect(nats_server.url)
+    try:
+        js = nc.jetstream()
+        app = store.app
+        dispatch, consumer = part(store, ScanDispatch), part(store, ScanConsumer)
+        model = app.require_pool().model.model_id
+        reply = w.result_subject(app.instance_id)  # what the earlier run of this node named
+        assert dispatch.pending == {}
+        job = w.pack_job("before-restart", str(lib / "a.flac"), reply, "full", 3, model)
+        await js.publish(w.SCAN_WORK, job, headers={"Nats-Msg-Id": "before-restart"})
+        for _ in range(100):
+            if consumer.unwanted:
+                break
+            await asyncio.sleep(0.05)
+        assert (consumer.unwanted, consumer.done, dispatch.duplicates) == (1, 0, 0)
+        assert (await js.stream_info(w.SCAN_STREAM)).state.messages == 0
+        assert app.services.watcher.outcomes["analyzed"] == 0
     finally:
         await nc.close()
         await store.stop()

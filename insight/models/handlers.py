@@ -95,7 +95,7 @@ async def migration(app: App, req: Empty) -> MigrationStatus:
 @router.endpoint("models.migration.cancel", "DELETE", "/models/migration", errors=(404,))
 async def cancel_migration(app: App, req: Empty) -> MigrationStatus:
     """Cancel the running migration: the loaded model keeps serving, both spaces stay."""
-    return (await migrations(app).cancel()).status()
+    return await migrations(app).cancel()
 
 
 @router.endpoint("models.delete", "DELETE", "/models/{model_id:.+}", errors=(400, 404, 409))

@@ -55,6 +55,7 @@ class Migrations:
         self.last: Migration | None = None
         self.resuming: dict[str, Any] | None = None  # migration.json until resume() ends
         self.resuming_since = 0.0
+        self.resume_cancelled = False
         self.step: Callable[[list[str]], Awaitable[None]] | None = None  # tests: mid-batch
 
     @property
@@ -136,15 +137,23 @@ class Migrations:
         if own is not None and own is not self.loaded.pool:
             await own.close()
 
-    async def cancel(self) -> Migration:
-        """Stop the running migration; the old model keeps serving, both spaces stay."""
-        m = self.running
+    async def cancel(self) -> MigrationStatus:
+        """Stop the running migration, or the one about to resume; the old model keeps
+        serving, both spaces stay."""
+        m, resuming = self.running, self.status(running_only=True)
+        if m is None and resuming is not None:  # its model is loading again: it never begins
+            self.resuming, self.resume_cancelled = None, True
+            self.file.clear()
+            log.info("migration_cancelled model=%s before_resume=true", resuming.model_id)
+            return resuming.model_copy(
+                update={"phase": "cancelled", "finished_at": int(time.time())}
+            )
         if m is None:
             raise NotFound("no model migration is running")
         await self._stop(m, "cancelled")
         self.file.clear()
         log.info("migration_cancelled model=%s", m.model_id)
-        return m
+        return m.status()
 
     async def _stop(self, m: Migration, phase: str) -> None:
         m.stop.set()
@@ -159,7 +168,7 @@ class Migrations:
                 task.cancel()
                 await asyncio.wait({task}, timeout=STOP_WAIT_S)
         if m.active:
-            m.phase = phase
+            m.phase, m.finished = phase, time.time()
         await self._release(m)
 
     async def _failed(self, m: Migration) -> None:
@@ -185,9 +194,13 @@ class Migrations:
         space already holds is kept and skipped) when the model it started from serves;
         called under the models service's load lock (``ModelsService.resume_migration``)."""
         try:
-            return await self._resume(model_dir)
+            m = await self._resume(model_dir)
+            if m is not None and self.resume_cancelled:  # cancelled while its model loaded
+                await self._stop(m, "cancelled")
+                self.file.clear()
+            return m
         finally:
-            self.resuming = None
+            self.resuming, self.resume_cancelled = None, False
 
     async def _resume(self, model_dir: Callable[[str], Path | None]) -> Migration | None:
         saved = self.file.read()

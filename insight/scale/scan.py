@@ -153,6 +153,11 @@ class ScanDispatch:
     async def _on_result(self, msg: Msg) -> None:
         try:
             body = msgpack.unpackb(msg.data)
+            if "probe" in body:  # a node about to analyse a job: is it still awaited?
+                fut = self.pending.get(str(body["probe"]))
+                if msg.reply:
+                    await msg.respond(msgpack.packb({"wanted": fut is not None and not fut.done()}))
+                return
             work_id, node = str(body["id"]), str(body.get("node"))
         except Exception:
             log.warning("scan_result_unreadable bytes=%d", len(msg.data))
@@ -193,6 +198,7 @@ class ScanConsumer:
         self.cfg, self.audio, self.loaded, self.nc, self.js = cfg, audio, loaded, nc, js
         self.node, self.slots, self.executor, self.replicas = node, slots, executor, replicas
         self.done = 0
+        self.unwanted = 0  # jobs whose store node no longer waited for them: not analysed
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self._psub: Any = None
@@ -268,6 +274,15 @@ class ScanConsumer:
                 log.info("scan_job_unreadable_here path=%s node=%s", path, self.node)
                 await msg.nak(delay=0.5)
             return
+        wanted = await self._wanted(job)
+        if wanted is False:  # its store node restarted, or has its result: nobody waits
+            log.info("scan_job_unwanted work=%s path=%s", job["id"], path)
+            self.unwanted += 1
+            await msg.term()
+            return
+        if wanted is None and msg.metadata.num_delivered < w.MAX_DELIVER:
+            await msg.nak(delay=2.0)  # its store node is away (between servers): ask later
+            return
         keep = asyncio.create_task(self._keep_claim(msg))
         try:
             body = await self._analyse(job, path)
@@ -310,6 +325,18 @@ class ScanConsumer:
             kind = w.error_kind(exc) if not isinstance(exc, OSError) else "undecodable"
             return w.pack_error(job["id"], self.node, kind, str(exc))
         return w.pack_analysis(job["id"], self.node, result)
+
+    async def _wanted(self, job: dict[str, Any]) -> bool | None:
+        """Whether the job's store node still awaits its result; None when no store node
+        listens there now. A store node that does not answer probes (an older version, a
+        timeout) is taken as waiting: the job is analysed, as before."""
+        try:
+            reply = await self.nc.request(job["reply"], w.pack_probe(job["id"]), timeout=5)
+            return bool(msgpack.unpackb(reply.data).get("wanted", True))
+        except NoRespondersError:
+            return None
+        except Exception:
+            return True
 
     async def _keep_claim(self, msg: Msg) -> None:
         with contextlib.suppress(Exception):

@@ -48,7 +48,7 @@ def _easy(path: Path) -> dict[str, list[str]]:
         return {}
     out: dict[str, list[str]] = {}
     try:
-        for key in f.tags:
+        for key in f.tags.keys():  # noqa: SIM118 (iterating Vorbis comments gives pairs)
             value = f.tags[key]
             items = value if isinstance(value, list) else [value]
             out[str(key).lower()] = [str(v) for v in items]
