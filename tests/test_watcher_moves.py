@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -115,3 +116,31 @@ async def test_a_survey_and_a_worker_never_apply_one_move_twice(
     (after,) = await vectors(r, track_id)
     assert after.payload["file_path"] == str(dest)
     assert len(w.state.by_track(track_id)) == 1
+
+
+async def test_a_queued_file_moved_before_its_turn_keeps_its_track(
+    scanned: tuple[Running, Path],
+) -> None:
+    """A file queued again (touched), then moved into a new folder before a worker took it:
+    the worker finds nothing at the old path and leaves the deletion to the survey, which
+    finds the file again; deleting the track there made it a new track with a new id."""
+    r, root = scanned
+    w = watcher_of(r)
+    analyzed = w.outcomes["analyzed"]
+    src, dest = root / "No Tags Here.flac", root / "Sorted" / "No Tags Here.flac"
+    track_id = w.state.get(str(src)).track_id  # type: ignore[union-attr]
+    w.pause()
+    os.utime(src)  # same content, new mtime: queued again
+    await apply_changes(w, [Change("changed", str(src))])
+    dest.parent.mkdir()
+    src.rename(dest)
+    w.resume()
+    await w.wait_idle(30)  # the worker met no file at the old path
+    assert w.state.get(str(src)) is not None  # not deleted by the worker
+    await apply_changes(w, [Change("deleted", str(src))])
+    await w.wait_idle(30)
+    row = w.state.get(str(dest))
+    assert row is not None and row.track_id == track_id
+    (after,) = await vectors(r, track_id)
+    assert after.payload["file_path"] == str(dest)
+    assert w.outcomes["analyzed"] == analyzed

@@ -146,12 +146,6 @@ class FileWork:
         self.executor, self.bulk = executor, bulk  # the service's threads; background or not
         self.offload: Offload | None = None  # set by insight.scale.scan on a store node
 
-    async def deleted(self, path: Path) -> None:
-        rows = self.state.under(str(path)) + [r for r in [self.state.get(str(path))] if r]
-        for row in rows:
-            if not path_exists(row.path):
-                await self.forget(row)
-
     async def apply_move(self, old: str, new: str, folder: Path, mtime_ns: int) -> None:
         """A known file at a new path: same track id and vectors, new ``file_path``."""
         row = self.state.get(old)
@@ -182,8 +176,7 @@ class FileWork:
         path, key = job.path, str(job.path)
         try:
             st = await asyncio.to_thread(path.stat)
-        except FileNotFoundError:
-            await self.deleted(path)
+        except FileNotFoundError:  # its deletion (or a move) is a survey's to settle
             return "gone"
         except OSError as exc:  # a symlink loop, no permission
             return await self._unreadable(job, exc)
