@@ -4,6 +4,8 @@ the INSIGHT_SCAN work queue; a node killed mid-scan loses nothing, each file is 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,23 @@ from tests.scaleutil import InferenceProcess, cosine_rows, wait_workers
 
 FILES = 8
 ACK_WAIT = "3"
+
+
+@asynccontextmanager
+async def one_file_store(
+    lib: Path, data: Path, model: Path, nats_server: EmbeddedNats
+) -> AsyncIterator[tuple[Any, Any]]:
+    """A store node watching ``lib`` (one 3 s file) and a plain client on its bus."""
+    import nats
+
+    write_track(lib / "a.flac", seconds=3.0)
+    store = await in_process_worker(nats_server.url, data, model, watcher={"folders": [str(lib)]})
+    nc = await nats.connect(nats_server.url)
+    try:
+        yield store, nc
+    finally:
+        await nc.close()
+        await store.stop()
 
 
 def part(worker: Any, cls: type) -> Any:
@@ -110,17 +129,11 @@ async def test_bad_scan_jobs_are_terminated_and_never_answered_elsewhere(
     """Poison, a reply subject that is not a store node's, a relative path: each job is
     terminated at once (no retries), and no reply reaches the subject it named."""
     import msgpack
-    import nats
 
     from insight.scale import scanwire as w
 
     lib = tmp_path / "lib"
-    write_track(lib / "a.flac", seconds=3.0)
-    store = await in_process_worker(
-        nats_server.url, tmp_path / "store", tiny_model_dir, watcher={"folders": [str(lib)]}
-    )
-    nc = await nats.connect(nats_server.url)
-    try:
+    async with one_file_store(lib, tmp_path / "store", tiny_model_dir, nats_server) as (store, nc):
         heard: list[bytes] = []
 
         async def hear(msg: Any) -> None:
@@ -148,9 +161,6 @@ async def test_bad_scan_jobs_are_terminated_and_never_answered_elsewhere(
         assert (await js.stream_info(w.SCAN_STREAM)).state.messages == 0
         await sub.unsubscribe()
         assert heard == []
-    finally:
-        await nc.close()
-        await store.stop()
 
 
 @pytest.mark.asyncio
@@ -161,17 +171,11 @@ async def test_a_result_is_kept_until_its_store_node_is_back(
     the node that analysed the file sends the result again until it is taken, then acks the
     job once; acking it at the first "no responders" lost the file for good."""
     import msgpack
-    import nats
 
     from insight.scale import scanwire as w
 
     lib = tmp_path / "lib"
-    write_track(lib / "a.flac", seconds=3.0)
-    store = await in_process_worker(
-        nats_server.url, tmp_path / "store", tiny_model_dir, watcher={"folders": [str(lib)]}
-    )
-    nc = await nats.connect(nats_server.url)
-    try:
+    async with one_file_store(lib, tmp_path / "store", tiny_model_dir, nats_server) as (store, nc):
         js = nc.jetstream()
         model = store.app.require_pool().model.model_id
         reply = w.result_subject("reconnecting-node")
@@ -197,9 +201,6 @@ async def test_a_result_is_kept_until_its_store_node_is_back(
         assert [r["id"] for r in results] == ["late-1"]
         assert "error" not in results[0], results[0]
         assert (await js.stream_info(w.SCAN_STREAM)).state.messages == 0  # acked once
-    finally:
-        await nc.close()
-        await store.stop()
 
 
 @pytest.mark.asyncio
@@ -209,18 +210,11 @@ async def test_a_job_its_store_node_no_longer_awaits_is_dropped_unanalysed(
     """A job left in INSIGHT_SCAN by a store node's earlier run (same data dir, so the same
     result subject): the node that takes it asks first and drops it; analysing every
     leftover and retrying each answer cost minutes after a restart with a queue full."""
-    import nats
-
     from insight.scale import scanwire as w
     from insight.scale.scan import ScanConsumer
 
     lib = tmp_path / "lib"
-    write_track(lib / "a.flac", seconds=3.0)
-    store = await in_process_worker(
-        nats_server.url, tmp_path / "store", tiny_model_dir, watcher={"folders": [str(lib)]}
-    )
-    nc = await nats.connect(nats_server.url)
-    try:
+    async with one_file_store(lib, tmp_path / "store", tiny_model_dir, nats_server) as (store, nc):
         js = nc.jetstream()
         app = store.app
         dispatch, consumer = part(store, ScanDispatch), part(store, ScanConsumer)
@@ -236,6 +230,3 @@ async def test_a_job_its_store_node_no_longer_awaits_is_dropped_unanalysed(
         assert (consumer.unwanted, consumer.done, dispatch.duplicates) == (1, 0, 0)
         assert (await js.stream_info(w.SCAN_STREAM)).state.messages == 0
         assert app.services.watcher.outcomes["analyzed"] == 0
-    finally:
-        await nc.close()
-        await store.stop()
