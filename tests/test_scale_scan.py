@@ -230,3 +230,42 @@ async def test_a_job_its_store_node_no_longer_awaits_is_dropped_unanalysed(
         assert (consumer.unwanted, consumer.done, dispatch.duplicates) == (1, 0, 0)
         assert (await js.stream_info(w.SCAN_STREAM)).state.messages == 0
         assert app.services.watcher.outcomes["analyzed"] == 0
+
+
+@pytest.mark.asyncio
+async def test_a_job_is_awaited_when_any_process_of_its_store_says_so(
+    tmp_path: Path, tiny_model_dir: Path, nats_server: EmbeddedNats
+) -> None:
+    """Processes that share a data dir (compose's insight and worker services) share its
+    result subject: one "no" must not drop a job another awaits; nobody listening is None."""
+    import msgpack
+
+    from insight.scale import scanwire as w
+    from insight.scale.scan import ScanConsumer
+
+    lib, data = tmp_path / "lib", tmp_path / "store"
+    async with one_file_store(lib, data, tiny_model_dir, nats_server) as (store, nc):
+        consumer = part(store, ScanConsumer)
+        subject = w.result_subject("shared-data-dir")
+
+        def job(work_id: str, reply: str = subject) -> dict[str, Any]:
+            return {"id": work_id, "reply": reply}
+
+        async def answer(wanted: set[str], delay: float) -> Any:
+            async def on(msg: Any) -> None:
+                await asyncio.sleep(delay)
+                probe = msgpack.unpackb(msg.data)["probe"]
+                await msg.respond(msgpack.packb({"wanted": probe in wanted}))
+
+            sub = await nc.subscribe(subject, cb=on)
+            await nc.flush()  # the server has it before the store node asks
+            return sub
+
+        assert await consumer.still_awaited(job("x", w.result_subject("nobody"))) is None
+        first = await answer(set(), 0.0)  # this process awaits nothing
+        assert await consumer.still_awaited(job("mine")) is False
+        await answer({"mine"}, 0.05)  # the other process awaits it, and answers second
+        assert await consumer.still_awaited(job("mine")) is True
+        await first.unsubscribe()
+        await nc.flush()
+        assert await consumer.still_awaited(job("mine")) is True

@@ -51,6 +51,8 @@ PUBLISH_ATTEMPTS = 12  # about 25 s of retries
 # a result with no responder is sent again this long: a store node whose NATS server was lost
 # has no subscription until it reconnects, and a result acked meanwhile would be lost
 UNCLAIMED_RETRY_S = 20.0
+PROBE_TIMEOUT_S = 5.0  # "is this job still awaited?" unanswered this long: it is analysed
+PROBE_GRACE_S = 0.2  # after a "no", how long a "yes" from another process may take
 
 
 class ScanDispatch:
@@ -274,7 +276,7 @@ class ScanConsumer:
                 log.info("scan_job_unreadable_here path=%s node=%s", path, self.node)
                 await msg.nak(delay=0.5)
             return
-        wanted = await self._wanted(job)
+        wanted = await self.still_awaited(job)
         if wanted is False:  # its store node restarted, or has its result: nobody waits
             log.info("scan_job_unwanted work=%s path=%s", job["id"], path)
             self.unwanted += 1
@@ -326,17 +328,36 @@ class ScanConsumer:
             return w.pack_error(job["id"], self.node, kind, str(exc))
         return w.pack_analysis(job["id"], self.node, result)
 
-    async def _wanted(self, job: dict[str, Any]) -> bool | None:
-        """Whether the job's store node still awaits its result; None when no store node
-        listens there now. A store node that does not answer probes (an older version, a
-        timeout) is taken as waiting: the job is analysed, as before."""
+    async def still_awaited(self, job: dict[str, Any]) -> bool | None:
+        """Whether a store node still awaits the job's result. Every store node on the job's
+        subject answers (processes that share a data dir share it): wanted when any says so,
+        None when none listens, True when none answers in time (a version without probes)."""
+        answers: asyncio.Queue[bool | None] = asyncio.Queue()
+
+        async def heard(msg: Msg) -> None:
+            if msg.headers and msg.headers.get("Status") == "503":  # no responders
+                answers.put_nowait(None)
+                return
+            with contextlib.suppress(Exception):
+                answers.put_nowait(bool(msgpack.unpackb(msg.data).get("wanted", True)))
+
+        inbox = self.nc.new_inbox()
+        sub = await self.nc.subscribe(inbox, cb=heard)
         try:
-            reply = await self.nc.request(job["reply"], w.pack_probe(job["id"]), timeout=5)
-            return bool(msgpack.unpackb(reply.data).get("wanted", True))
-        except NoRespondersError:
-            return None
-        except Exception:
+            await self.nc.publish(job["reply"], w.pack_probe(job["id"]), reply=inbox)
+            first = await asyncio.wait_for(answers.get(), PROBE_TIMEOUT_S)
+            if first is not False:
+                return first
+            with contextlib.suppress(TimeoutError):  # a "yes" from a process beside it
+                while not await asyncio.wait_for(answers.get(), PROBE_GRACE_S):
+                    pass
+                return True
+            return False
+        except TimeoutError:
             return True
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
 
     async def _keep_claim(self, msg: Msg) -> None:
         with contextlib.suppress(Exception):
