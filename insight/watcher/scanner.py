@@ -127,9 +127,10 @@ def survey(
     missing = {k: r for k, r in known.items() if k not in seen and r.status == DONE}
     by_fp = {(r.size, r.content_hash): r for r in missing.values() if r.content_hash}
     moves: list[tuple[str, str, int]] = []
+    sizes = {size for size, _ in by_fp}  # only a file of a missing file's size can be it
     for p, st in new:
         old = None
-        if by_fp and not force:
+        if st.st_size in sizes and not force:
             with contextlib.suppress(OSError, Refused):  # swapped for a FIFO: not opened
                 old = by_fp.pop((st.st_size, fingerprint(p, st.st_size)), None)
         if old is not None:
@@ -137,5 +138,6 @@ def survey(
             missing.pop(old.path, None)
         else:
             todo.append(p)
-    gone = [r for k, r in known.items() if k not in seen and k not in {m[0] for m in moves}]
+    moved = {m[0] for m in moves}
+    gone = [r for k, r in known.items() if k not in seen and k not in moved]
     return todo, moves, gone
