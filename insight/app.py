@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 import uuid
 from collections.abc import Coroutine
@@ -36,6 +37,29 @@ if TYPE_CHECKING:
     from insight.storage.spaces import Spaces
 
 log = logging.getLogger("insight.app")
+
+
+def read_or_create_id(path: Path) -> str:
+    """The id in ``path``, made at first use. Processes that start together on a new shared
+    data dir (compose's services share a volume) get one id: the file appears whole, by a
+    hard link of a written file, and the first link wins."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:6]}")
+    tmp.write_text(uuid.uuid4().hex[:12])
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    except OSError:  # a filesystem without hard links
+        if not path.exists():
+            os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path.read_text().strip()
 
 
 class App:
@@ -117,13 +141,7 @@ class App:
     @cached_property
     def instance_id(self) -> str:
         """A stable id of this data dir (kept in ``instance-id``), unlike ``worker_id``."""
-        path = self.settings.storage.data_dir / "instance-id"
-        try:
-            return path.read_text().strip()
-        except FileNotFoundError:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(uuid.uuid4().hex[:12])
-            return path.read_text().strip()
+        return read_or_create_id(self.settings.storage.data_dir / "instance-id")
 
     # --- storage -----------------------------------------------------------------------
 

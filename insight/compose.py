@@ -136,7 +136,7 @@ async def start_bus_components(app: App, services: Services) -> None:
     from insight.scale.setup import start_remote
 
     services.scale = await start_remote(
-        s, app.loaded, app.nc, app.js, app.worker_id, app.instance_id, services.watcher
+        s, app.loaded, app.nc, app.js, app.worker_id, services.watcher
     )
 
 

@@ -181,15 +181,11 @@ async def test_a_result_is_kept_until_its_store_node_is_back(
         reply = w.result_subject("reconnecting-node")
         job = w.pack_job("late-1", str(lib / "a.flac"), reply, "full", 3, model)
         await js.publish(w.SCAN_WORK, job, headers={"Nats-Msg-Id": "late-1"})
-        await asyncio.sleep(3.0)  # asked for (and redelivered) meanwhile: nobody listens yet
+        await asyncio.sleep(3.0)  # analysed and answered meanwhile: nobody listens yet
         results: list[dict[str, Any]] = []
 
         async def take(msg: Any) -> None:
-            body = msgpack.unpackb(msg.data)
-            if "probe" in body:  # asked before the analysis: yes, still awaited
-                await msg.respond(msgpack.packb({"wanted": True}))
-                return
-            results.append(body)
+            results.append(msgpack.unpackb(msg.data))
             await msg.respond(msgpack.packb({"applied": True}))
 
         await nc.subscribe(reply, cb=take)
@@ -201,71 +197,3 @@ async def test_a_result_is_kept_until_its_store_node_is_back(
         assert [r["id"] for r in results] == ["late-1"]
         assert "error" not in results[0], results[0]
         assert (await js.stream_info(w.SCAN_STREAM)).state.messages == 0  # acked once
-
-
-@pytest.mark.asyncio
-async def test_a_job_its_store_node_no_longer_awaits_is_dropped_unanalysed(
-    tmp_path: Path, tiny_model_dir: Path, nats_server: EmbeddedNats
-) -> None:
-    """A job left in INSIGHT_SCAN by a store node's earlier run (same data dir, so the same
-    result subject): the node that takes it asks first and drops it; analysing every
-    leftover and retrying each answer cost minutes after a restart with a queue full."""
-    from insight.scale import scanwire as w
-    from insight.scale.scan import ScanConsumer
-
-    lib = tmp_path / "lib"
-    async with one_file_store(lib, tmp_path / "store", tiny_model_dir, nats_server) as (store, nc):
-        js = nc.jetstream()
-        app = store.app
-        dispatch, consumer = part(store, ScanDispatch), part(store, ScanConsumer)
-        model = app.require_pool().model.model_id
-        reply = w.result_subject(app.instance_id)  # what the earlier run of this node named
-        assert dispatch.pending == {}
-        job = w.pack_job("before-restart", str(lib / "a.flac"), reply, "full", 3, model)
-        await js.publish(w.SCAN_WORK, job, headers={"Nats-Msg-Id": "before-restart"})
-        for _ in range(100):
-            if consumer.unwanted:
-                break
-            await asyncio.sleep(0.05)
-        assert (consumer.unwanted, consumer.done, dispatch.duplicates) == (1, 0, 0)
-        assert (await js.stream_info(w.SCAN_STREAM)).state.messages == 0
-        assert app.services.watcher.outcomes["analyzed"] == 0
-
-
-@pytest.mark.asyncio
-async def test_a_job_is_awaited_when_any_process_of_its_store_says_so(
-    tmp_path: Path, tiny_model_dir: Path, nats_server: EmbeddedNats
-) -> None:
-    """Processes that share a data dir (compose's insight and worker services) share its
-    result subject: one "no" must not drop a job another awaits; nobody listening is None."""
-    import msgpack
-
-    from insight.scale import scanwire as w
-    from insight.scale.scan import ScanConsumer
-
-    lib, data = tmp_path / "lib", tmp_path / "store"
-    async with one_file_store(lib, data, tiny_model_dir, nats_server) as (store, nc):
-        consumer = part(store, ScanConsumer)
-        subject = w.result_subject("shared-data-dir")
-
-        def job(work_id: str, reply: str = subject) -> dict[str, Any]:
-            return {"id": work_id, "reply": reply}
-
-        async def answer(wanted: set[str], delay: float) -> Any:
-            async def on(msg: Any) -> None:
-                await asyncio.sleep(delay)
-                probe = msgpack.unpackb(msg.data)["probe"]
-                await msg.respond(msgpack.packb({"wanted": probe in wanted}))
-
-            sub = await nc.subscribe(subject, cb=on)
-            await nc.flush()  # the server has it before the store node asks
-            return sub
-
-        assert await consumer.still_awaited(job("x", w.result_subject("nobody"))) is None
-        first = await answer(set(), 0.0)  # this process awaits nothing
-        assert await consumer.still_awaited(job("mine")) is False
-        await answer({"mine"}, 0.05)  # the other process awaits it, and answers second
-        assert await consumer.still_awaited(job("mine")) is True
-        await first.unsubscribe()
-        await nc.flush()
-        assert await consumer.still_awaited(job("mine")) is True

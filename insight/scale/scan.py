@@ -51,8 +51,6 @@ PUBLISH_ATTEMPTS = 12  # about 25 s of retries
 # a result with no responder is sent again this long: a store node whose NATS server was lost
 # has no subscription until it reconnects, and a result acked meanwhile would be lost
 UNCLAIMED_RETRY_S = 20.0
-PROBE_TIMEOUT_S = 5.0  # "is this job still awaited?" unanswered this long: it is analysed
-PROBE_GRACE_S = 0.2  # after a "no", how long a "yes" from another process may take
 
 
 class ScanDispatch:
@@ -155,11 +153,6 @@ class ScanDispatch:
     async def _on_result(self, msg: Msg) -> None:
         try:
             body = msgpack.unpackb(msg.data)
-            if "probe" in body:  # a node about to analyse a job: is it still awaited?
-                fut = self.pending.get(str(body["probe"]))
-                if msg.reply:
-                    await msg.respond(msgpack.packb({"wanted": fut is not None and not fut.done()}))
-                return
             work_id, node = str(body["id"]), str(body.get("node"))
         except Exception:
             log.warning("scan_result_unreadable bytes=%d", len(msg.data))
@@ -200,7 +193,6 @@ class ScanConsumer:
         self.cfg, self.audio, self.loaded, self.nc, self.js = cfg, audio, loaded, nc, js
         self.node, self.slots, self.executor, self.replicas = node, slots, executor, replicas
         self.done = 0
-        self.unwanted = 0  # jobs whose store node no longer waited for them: not analysed
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self._psub: Any = None
@@ -276,15 +268,6 @@ class ScanConsumer:
                 log.info("scan_job_unreadable_here path=%s node=%s", path, self.node)
                 await msg.nak(delay=0.5)
             return
-        wanted = await self.still_awaited(job)
-        if wanted is False:  # its store node restarted, or has its result: nobody waits
-            log.info("scan_job_unwanted work=%s path=%s", job["id"], path)
-            self.unwanted += 1
-            await msg.term()
-            return
-        if wanted is None and msg.metadata.num_delivered < w.MAX_DELIVER:
-            await msg.nak(delay=2.0)  # its store node is away (between servers): ask later
-            return
         keep = asyncio.create_task(self._keep_claim(msg))
         try:
             body = await self._analyse(job, path)
@@ -327,37 +310,6 @@ class ScanConsumer:
             kind = w.error_kind(exc) if not isinstance(exc, OSError) else "undecodable"
             return w.pack_error(job["id"], self.node, kind, str(exc))
         return w.pack_analysis(job["id"], self.node, result)
-
-    async def still_awaited(self, job: dict[str, Any]) -> bool | None:
-        """Whether a store node still awaits the job's result. Every store node on the job's
-        subject answers (processes that share a data dir share it): wanted when any says so,
-        None when none listens, True when none answers in time (a version without probes)."""
-        answers: asyncio.Queue[bool | None] = asyncio.Queue()
-
-        async def heard(msg: Msg) -> None:
-            if msg.headers and msg.headers.get("Status") == "503":  # no responders
-                answers.put_nowait(None)
-                return
-            with contextlib.suppress(Exception):
-                answers.put_nowait(bool(msgpack.unpackb(msg.data).get("wanted", True)))
-
-        inbox = self.nc.new_inbox()
-        sub = await self.nc.subscribe(inbox, cb=heard)
-        try:
-            await self.nc.publish(job["reply"], w.pack_probe(job["id"]), reply=inbox)
-            first = await asyncio.wait_for(answers.get(), PROBE_TIMEOUT_S)
-            if first is not False:
-                return first
-            with contextlib.suppress(TimeoutError):  # a "yes" from a process beside it
-                while not await asyncio.wait_for(answers.get(), PROBE_GRACE_S):
-                    pass
-                return True
-            return False
-        except TimeoutError:
-            return True
-        finally:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
 
     async def _keep_claim(self, msg: Msg) -> None:
         with contextlib.suppress(Exception):

@@ -42,11 +42,6 @@ def result_subject(store_node: str) -> str:
     return f"{RESULT_PREFIX}.{store_node}"
 
 
-def pack_probe(work_id: str) -> bytes:
-    """Asked of the store node before a job is analysed: is its result still awaited?"""
-    return msgpack.packb({"probe": work_id})
-
-
 def pack_job(
     work_id: str, path: str, reply: str, mode: str, sampled_windows: int, model_id: str
 ) -> bytes:

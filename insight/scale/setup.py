@@ -22,14 +22,11 @@ async def start_remote(
     nc: NATS,
     js: JetStreamContext,
     worker_id: str,
-    instance_id: str,
     watcher: WatcherService | None,
 ) -> list[Any]:
     """A store node's scale-out parts (objects with ``stop()``): the inference dispatcher
     (unless ``INSIGHT_INFERENCE__REMOTE=off``) and, with a watcher, the distributed scan.
-    Each part gets only the settings sections, slot and bus handles it uses. Scan results
-    come back on the data dir's ``instance_id``: a restarted store node hears what is asked
-    of its previous run (and says it no longer waits for it)."""
+    Each part gets only the settings sections, slot and bus handles it uses."""
     if settings.inference.remote == "off":
         return []
     replicas = settings.nats.replicas
@@ -50,6 +47,6 @@ async def start_remote(
                 replicas=replicas,
             )
             parts.append(await consumer.start())
-        dispatch = ScanDispatch(cfg, loaded, nc, js, instance_id, remote, watcher, replicas)
+        dispatch = ScanDispatch(cfg, loaded, nc, js, worker_id, remote, watcher, replicas=replicas)
         parts.append(await dispatch.start())
     return parts

@@ -10,16 +10,33 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from insight.watcher.files import Job
 from insight.watcher.live import Change
 from insight.watcher.scanner import is_audio, path_is_dir, path_is_file, walk
 
 if TYPE_CHECKING:
-    from insight.watcher.service import WatcherService
+    from insight.schemas import WatchedFolder
+    from insight.watcher.files import FileWork
+    from insight.watcher.state import WatcherState
 
 ORDER = {"moved": 0, "changed": 1, "deleted": 2}
+
+
+class WatcherService(Protocol):
+    """What the changes need of the watcher service (insight/watcher/service.py)."""
+
+    exts: frozenset[str]
+    folders: dict[str, WatchedFolder]
+    state: WatcherState
+    files: FileWork
+
+    def folder_of(self, path: Path) -> Path | None: ...
+
+    def enqueue(self, job: Job) -> int: ...
+
+    async def resurvey(self, folders: list[WatchedFolder]) -> None: ...
 
 
 async def apply_changes(svc: WatcherService, changes: list[Change]) -> None:
