@@ -110,10 +110,7 @@ class Mirror(Protocol):
 
     async def deleted(self, track_id: str, text: bool, audio: bool) -> None: ...
 
-    @property
-    def stores(self) -> StoreSlot: ...  # the next model's space
-
-    touched: set[str]  # text made again from the serving space after a batch in flight
+    async def moved(self, track_id: str, file_path: str) -> None: ...
 
 
 class Library:
@@ -286,9 +283,8 @@ class Library:
         next model's space too while a migration fills it)."""
         async with self.gate.shared():
             await set_file_path(self.stores.require_store(), track_id, file_path)
-            if self.mirror is not None and self.mirror.stores.store is not None:
-                self.mirror.touched.add(track_id)  # a text batch in flight read the old path
-                await set_file_path(self.mirror.stores.store, track_id, file_path)
+            if self.mirror is not None:
+                await self.mirror.moved(track_id, file_path)
 
     async def announce(self, track_id: str, source: str, result: Stored) -> None:
         """Publish ``insight.notify.track.analyzed`` (core NATS; best effort)."""

@@ -277,14 +277,10 @@ async def test_a_restart_mid_migration_begins_it_again(
     tmp_path: Path, tiny_model_dir: Path, hub: FakeHub
 ) -> None:
     settings = settings_for(tmp_path, tiny_model_dir, hub)
-    r = await start_running(settings)
-    try:
-        await filled(r)
+    async with filled_app(tmp_path, tiny_model_dir, hub) as r:
         before = await answers(r)
         await staged(r)
         assert same(await answers(r), before)
-    finally:
-        await stop_running(r)
     assert (tmp_path / "data" / "migration.json").exists()
 
     r = await start_running(settings)  # the old model loads, the migration begins again
@@ -313,12 +309,8 @@ async def test_a_restart_on_the_target_model_ends_the_migration(
     """Restarted with the migration's model configured: it serves its space as far as it got,
     nothing resumes, and the old space is kept."""
     settings = settings_for(tmp_path, tiny_model_dir, hub)
-    r = await start_running(settings)
-    try:
-        await filled(r)
+    async with filled_app(tmp_path, tiny_model_dir, hub) as r:
         await staged(r)
-    finally:
-        await stop_running(r)
 
     on_b = settings.model_copy(
         update={"model": settings.model.model_copy(update={"path": model_b_dir, "name": MODEL_B})}

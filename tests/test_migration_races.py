@@ -17,7 +17,7 @@ from insight.storage.base import TRACKS_AUDIO, TRACKS_TEXT, Point
 from tests import test_migration
 from tests.conftest import start_running, stop_running
 from tests.fake_hub import FakeHub
-from tests.test_migration import KEY_B, MODEL_B, filled, filled_app, settings_for, staged, until
+from tests.test_migration import KEY_B, MODEL_B, filled_app, settings_for, staged, until
 
 model_b_dir = test_migration.model_b_dir  # the same fixtures
 hub = test_migration.hub
@@ -114,11 +114,8 @@ async def test_a_migration_from_another_model_is_not_resumed(
 ) -> None:
     """``migration.json`` written while another model served: cleared, nothing starts."""
     settings = settings_for(tmp_path, tiny_model_dir, hub)
-    r = await start_running(settings)
-    try:
-        await filled(r)
-    finally:
-        await stop_running(r)
+    async with filled_app(tmp_path, tiny_model_dir, hub):
+        pass
     saved = tmp_path / "data" / "migration.json"
     body = {"model_id": MODEL_B, "space": "x", "from_model_id": "test-org/other"}
     saved.write_text(json.dumps(body))

@@ -24,6 +24,11 @@ WATCHER_PREFIX = "mb:"
 HEARD = ("primary_mood", "moods", "mood_scores", "valence", "arousal")  # from the audio
 
 
+def heard(file: Point) -> dict[str, object]:
+    """What a file's analysis adds to the payload of an MA track linked to it."""
+    return {k: file.payload[k] for k in HEARD if k in file.payload}
+
+
 async def link_audio(stores: StoreSlot, tracks: dict[str, str]) -> list[str]:
     """``tracks``: MA track id → MusicBrainz recording id. Returns the ids given a vector."""
     if not tracks:
@@ -41,7 +46,7 @@ async def link_audio(stores: StoreSlot, tracks: dict[str, str]) -> list[str]:
             continue
         payload = {
             **text.payload,
-            **{k: file.payload[k] for k in HEARD if k in file.payload},
+            **heard(file),
             "file_path": file.payload.get("file_path"),
             "linked_from": file.key,
         }

@@ -31,8 +31,8 @@ from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from insight.ingest.links import HEARD
-from insight.library import Library, TextItem
+from insight.ingest.links import heard
+from insight.library import Library, TextItem, set_file_path
 from insight.mood.classifier import MoodClassifier
 from insight.schemas import HashedMetadata, IngestMetadata, MigrationStatus
 from insight.state import ModelSlot, StoreSlot
@@ -65,11 +65,6 @@ def text_item(p: Point, source: str = "reembed") -> TextItem:
         source=p.payload.get("source") or source,
         file_path=p.payload.get("file_path"),
     )
-
-
-def heard(file: Point) -> dict[str, object]:
-    """What a file's analysis adds to the payload of an MA track linked to it."""
-    return {k: file.payload[k] for k in HEARD if k in file.payload}
 
 
 class Migration:
@@ -195,6 +190,11 @@ class Migration:
         if audio and track_id not in self.lost:
             self.audio_total += self.phase != "text"  # the audio phase counts it otherwise
             self.lost[track_id] = None
+
+    async def moved(self, track_id: str, file_path: str) -> None:
+        self.touched.add(track_id)  # a text batch in flight read the old path
+        if (store := self.stores.store) is not None:
+            await set_file_path(store, track_id, file_path)
 
     async def deleted(self, track_id: str, text: bool, audio: bool) -> None:
         if text:

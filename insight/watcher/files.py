@@ -92,15 +92,17 @@ class Job:
 def withdraw(queue: asyncio.Queue[Job], queued: set[str], drop: Callable[[Job], bool]) -> list[Job]:
     """Take the jobs ``drop`` picks off the queue; the others keep their order. Every job is
     marked done only after the kept ones are back: a ``join`` never sees a false empty queue."""
-    jobs = []
+    jobs: list[Job] = []
     while not queue.empty():
         jobs.append(queue.get_nowait())
-    kept = [j for j in jobs if not drop(j)]
-    for job in kept:
-        queue.put_nowait(job)
+    gone: list[Job] = []
+    for job in jobs:
+        if drop(job):
+            gone.append(job)
+        else:
+            queue.put_nowait(job)
     for _ in jobs:
         queue.task_done()
-    gone = [j for j in jobs if drop(j)]
     queued.difference_update(j.key for j in gone)
     return gone
 
