@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -95,6 +96,47 @@ def to_48k_mono(data: bytes) -> np.ndarray:
     from insight.inference.audio import decode_pcm, resample
 
     return resample(decode_pcm(data, "pcm_s16_le", 2), PCM_RATE, 48_000)
+
+
+def full_size_source(work: Path) -> Path:
+    """Random full-size clap-htsat-unfused weights with RoBERTa's BPE in ``work/hf``, built once.
+
+    The hub's folders ship RoBERTa's tokenizer; the tests' 600-entry BPE splits a track sentence
+    into 31 tokens where RoBERTa's makes 19, which made every text figure before session 8
+    dearer than a default user's. A folder built then gets RoBERTa's tokenizer put in.
+    """
+    from bench.roberta_bpe import fetch_gpt2_ranks, roberta_bpe
+    from insight.testing.hf_clap import build_hf_clap, hf_tokenizer
+
+    src = work / "hf"
+    built = (src / "config.json").exists()
+    if built and has_roberta_bpe(src):
+        return src
+    try:
+        bpe = roberta_bpe(fetch_gpt2_ranks(work / "gpt2"))
+    except (OSError, subprocess.CalledProcessError) as e:  # no registry (a device machine)
+        print(f"RoBERTa's BPE unavailable ({e}): the tests' tiny BPE, token counts overstated")
+        bpe = None
+    if not built:
+        build_hf_clap(src, small=False, seed=0, tokenizer=bpe)
+    elif bpe is not None:
+        hf_tokenizer(backend=bpe).save_pretrained(src)
+    return src
+
+
+def has_roberta_bpe(folder: Path) -> bool:
+    """Whether ``folder``'s tokenizer is RoBERTa's full vocabulary (not the tests' tiny one)."""
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(folder / "tokenizer.json")).get_vocab_size() > 50_000
+
+
+def share_tokenizer(src: Path, *folders: Path) -> None:
+    """Give ``folders`` (exports of ``src``) ``src``'s tokenizer if theirs differs."""
+    want = (src / "tokenizer.json").read_bytes()
+    for folder in folders:
+        if (folder / "tokenizer.json").read_bytes() != want:
+            (folder / "tokenizer.json").write_bytes(want)
 
 
 def track_texts(n: int = 32) -> list[str]:

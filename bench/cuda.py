@@ -38,7 +38,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import timeit, to_48k_mono, tone_pcm, track_texts
+from bench.common import full_size_source, timeit, to_48k_mono, tone_pcm, track_texts
 
 
 def prepare(work: Path, small: bool) -> dict[str, Any]:
@@ -48,7 +48,9 @@ def prepare(work: Path, small: bool) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     src = work / "hf"
-    if not (src / "config.json").exists():
+    if not small:
+        full_size_source(work)  # RoBERTa's tokenizer, as the hub's folders have
+    elif not (src / "config.json").exists():
         build_hf_clap(src, small=small, seed=0)
     build_s = time.perf_counter() - t0
     onnx_dir = work / "onnx"

@@ -32,6 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import full_size_source, share_tokenizer
 from insight.config import Settings
 from insight.inference.model import AudioSpec
 from insight.watcher.decode import decode_full, decode_sampled
@@ -89,12 +90,10 @@ def model_dir(work: Path) -> Path:
     onnx_dir, hf = work / "onnx", work / "hf"
     from insight.inference.export import export_clap, is_current_export
 
+    full_size_source(work)
     if not is_current_export(onnx_dir):
-        if not (hf / "config.json").exists():
-            from insight.testing.hf_clap import build_hf_clap
-
-            build_hf_clap(hf, small=False, seed=0)
         export_clap(hf, onnx_dir, quantize="int8")
+    share_tokenizer(hf, onnx_dir)
     out = work / "scan-model"
     out.mkdir(exist_ok=True)
     for name in (

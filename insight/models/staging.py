@@ -56,6 +56,7 @@ class Migrations:
         self.resuming: dict[str, Any] | None = None  # migration.json until resume() ends
         self.resuming_since = 0.0
         self.resume_cancelled = False
+        self.cancelled_resume: MigrationStatus | None = None  # what GET shows after that cancel
         self.step: Callable[[list[str]], Awaitable[None]] | None = None  # tests: mid-batch
 
     @property
@@ -76,7 +77,7 @@ class Migrations:
             return m.status()
         saved, spaces = self.resuming, self.stores.spaces
         if saved is None:
-            return None
+            return None if running_only else self.cancelled_resume
         current = spaces.current if spaces is not None else None
         return MigrationStatus(
             model_id=str(saved["model_id"]),
@@ -94,15 +95,21 @@ class Migrations:
             return False
         return bool(await store.count(TRACKS_TEXT) or await store.count(TRACKS_AUDIO))
 
-    async def begin(self, path: Path, model_id: str) -> Migration | None:
+    async def begin(
+        self, path: Path, model_id: str, wanted: Callable[[], bool] = lambda: True
+    ) -> Migration | None:
         """Load ``model_id`` beside the serving model and start filling its space; ``None``
-        when its space is the serving one (then it was switched to at once)."""
+        when its space is the serving one (then it was switched to at once), or when
+        ``wanted()`` turned false while the model loaded (a resume cancelled meanwhile)."""
         spaces, source = self.stores.spaces, self.stores.require_store()
         assert spaces is not None and spaces.current is not None
         model = await self.build_model(path, model_id)
+        if not wanted():
+            return None
         key, target = await spaces.prepare(model.model_id, model.dim)
         if key == spaces.current.key:
-            await self.use_model(model)
+            if wanted():
+                await self.use_model(model)
             return None
         spaces.staging = key  # before anything that can fail: never dropped while it fills
         m = Migration(model, key, source, target, self.loaded, self.watcher)
@@ -116,6 +123,10 @@ class Migrations:
         except BaseException:
             await self._release(m)
             raise
+        if not wanted():  # the last check: no await between it and `self.last = m` below
+            await self._release(m)
+            self.file.clear()
+            return None
         self.library.mirror = m
         self.last = m
         m.task = asyncio.create_task(m.run(self._switch, self._failed), name="model-migration")
@@ -145,9 +156,10 @@ class Migrations:
             self.resuming, self.resume_cancelled = None, True
             self.file.clear()
             log.info("migration_cancelled model=%s before_resume=true", resuming.model_id)
-            return resuming.model_copy(
+            self.cancelled_resume = resuming.model_copy(
                 update={"phase": "cancelled", "finished_at": int(time.time())}
             )
+            return self.cancelled_resume
         if m is None:
             raise NotFound("no model migration is running")
         await self._stop(m, "cancelled")
@@ -194,11 +206,7 @@ class Migrations:
         space already holds is kept and skipped) when the model it started from serves;
         called under the models service's load lock (``ModelsService.resume_migration``)."""
         try:
-            m = await self._resume(model_dir)
-            if m is not None and self.resume_cancelled:  # cancelled while its model loaded
-                await self._stop(m, "cancelled")
-                self.file.clear()
-            return m
+            return await self._resume(model_dir)
         finally:
             self.resuming, self.resume_cancelled = None, False
 
@@ -224,7 +232,7 @@ class Migrations:
             log.warning("migration_not_resumed model=%s reason=not_downloaded", model_id)
             return None
         log.info("migration_resumed model=%s", model_id)
-        return await self.begin(path, model_id)
+        return await self.begin(path, model_id, lambda: not self.resume_cancelled)
 
     async def close(self) -> None:
         """Shutdown: the running migration stops; ``migration.json`` stays for the restart."""

@@ -30,11 +30,13 @@ SMALL_AUDIO = {
 }
 
 
-def hf_tokenizer(tok_json: Path | None = None) -> Any:
+def hf_tokenizer(tok_json: Path | None = None, backend: Any = None) -> Any:
+    """transformers' RoBERTa tokenizer around ``backend`` (a file, or the tiny BPE by default)."""
     from tokenizers import Tokenizer
     from transformers import RobertaTokenizerFast
 
-    backend = Tokenizer.from_file(str(tok_json)) if tok_json else build_tiny_tokenizer()
+    if backend is None:
+        backend = Tokenizer.from_file(str(tok_json)) if tok_json else build_tiny_tokenizer()
     return RobertaTokenizerFast(
         tokenizer_object=backend,
         bos_token="<s>",
@@ -54,13 +56,21 @@ def hf_feature_extractor() -> Any:
 
 
 def build_hf_clap(
-    out_dir: Path, small: bool = True, seed: int = 0, projection_dim: int = 512
+    out_dir: Path,
+    small: bool = True,
+    seed: int = 0,
+    projection_dim: int = 512,
+    tokenizer: Any = None,
 ) -> Path:
-    """Save a random ``ClapModel`` + ``ClapProcessor`` to ``out_dir`` (small or full size)."""
+    """Save a random ``ClapModel`` + ``ClapProcessor`` to ``out_dir`` (small or full size).
+
+    ``tokenizer`` is a ``tokenizers.Tokenizer`` to ship instead of the tiny BPE (benches pass
+    RoBERTa's, ``roberta_bpe``, so that sentences split into real token counts).
+    """
     import torch
     from transformers import ClapConfig, ClapModel, ClapProcessor
 
-    tok = hf_tokenizer()
+    tok = hf_tokenizer(backend=tokenizer)
     torch.manual_seed(seed)
     if small:
         text = {**SMALL_TEXT, "vocab_size": tok.backend_tokenizer.get_vocab_size()}
