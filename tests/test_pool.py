@@ -11,7 +11,7 @@ from insight.config import InferenceSettings, ModelSettings
 from insight.errors import BadRequest, Busy, Conflict, NotReady
 from insight.inference.clap import ClapModel
 from insight.inference.model import embed_audio
-from insight.inference.pool import InferencePool
+from insight.inference.pool import YIELD_MAX_S, InferencePool
 from insight.testing import build_tiny_clap
 
 
@@ -182,5 +182,35 @@ async def test_runners_bound_batches_in_flight(
         np.testing.assert_allclose(t[0], model.embed_text(["calm piano"])[0], atol=1e-5)
         np.testing.assert_allclose(a[:3], model.embed_windows(_windows(150, 4)[:3]), atol=1e-5)
         assert pool.stats.batches == 2
+    finally:
+        await pool.close()
+
+
+async def test_bulk_work_yields_to_interactive_requests(
+    models: tuple[ClapModel, ClapModel],
+) -> None:
+    """While searches keep coming, a background scan's next window waits for a quiet moment
+    (at most YIELD_MAX_S per window, so the scan still moves); its vectors are unchanged."""
+    model = models[0]
+    pool = InferencePool(model, InferenceSettings(max_wait_ms=0, bulk_batch=1))
+    await pool.start()
+    try:
+        windows = _windows(8, 5)
+        scan = asyncio.create_task(pool.embed_windows(windows, bulk=True))
+        await asyncio.sleep(0)  # its first window is submitted
+        bulk_batches = lambda: len(pool.stats.batch_sizes["audio"])  # noqa: E731
+        loop = asyncio.get_running_loop()
+        seen: list[tuple[float, int]] = []
+        start = loop.time()
+        while (now := loop.time()) - start < 2.6 * YIELD_MAX_S:  # back-to-back searches
+            seen.append((now - start, bulk_batches()))
+            await pool.embed_texts(["calm piano"])
+        early = max(n for t, n in seen if t < 0.6 * YIELD_MAX_S)
+        assert early <= 1, seen  # the window in flight when the searches began, at most
+        assert 2 <= bulk_batches() <= 4, seen  # one more per YIELD_MAX_S: never starved
+        assert not scan.done()
+        got = await scan  # the searches stopped: the rest runs at once
+        np.testing.assert_allclose(got, model.embed_windows(windows), atol=1e-5)
+        assert pool.stats.bulk_yields >= 2 and pool.stats.bulk_yield_s >= 1.5 * YIELD_MAX_S
     finally:
         await pool.close()

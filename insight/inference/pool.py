@@ -12,7 +12,10 @@ that interactive work (text, stream windows, ``embed-audio``) needs: it has ``ru
 of its own, and a track is cut into batches of ``bulk_batch`` windows so the two share the cores
 in small steps. Measured (bench/polite.py, BENCHMARKS.md): one shared runner that gave the next
 batch to interactive work first still made a search wait for the bulk window in flight (p99
-3.3x idle); runners of its own brought that to 1.5x, and the scan ran faster too.
+3.3x idle); runners of its own brought that to 1.5x, and the scan ran faster too. A bulk batch
+also starts only once interactive work has been quiet for ``QUIET_S`` (waiting at most
+``YIELD_MAX_S``, so a scan still moves under steady traffic): a search then shares the cores
+with at most the bulk window already in flight, not with each next one.
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ from insight.inference.model import EmbeddingModel, track_vector
 from insight.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
+
+QUIET_S = 0.05  # a bulk batch waits until interactive work has been quiet this long...
+YIELD_MAX_S = 1.0  # ...but never longer than this
 
 Kind = Literal["text", "audio"]
 Lane = Literal["text", "audio", "bulk"]  # one queue and batcher each; "bulk" holds audio
@@ -69,6 +75,8 @@ class PoolStats:
     last_batch_size: int = 0
     last_batch_s: float = 0.0
     busy_s: float = 0.0
+    bulk_yields: int = 0  # bulk batches that waited for interactive work to end
+    bulk_yield_s: float = 0.0
     batch_sizes: dict[str, list[int]] = field(default_factory=lambda: {"text": [], "audio": []})
 
     def record(self, kind: Kind, size: int, seconds: float) -> None:
@@ -94,6 +102,8 @@ class InferencePool:
         self._bulk_slots = asyncio.Semaphore(settings.runners)  # background scan batches
         self._executor: ThreadPoolExecutor | None = None
         self._pending = 0
+        self._interactive = 0  # interactive requests submitted and not answered yet
+        self._quiet_since = float("-inf")  # loop time the last of them was answered
         self.remote: Offload | None = None  # inference workers on the bus (scale-out)
 
     @property
@@ -206,14 +216,21 @@ class InferencePool:
         if self._pending >= self.settings.max_queue:
             self.stats.rejected += 1
             raise Busy(f"inference queue full ({self._pending} pending), retry later")
-        fut: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[np.ndarray] = loop.create_future()
         self._pending += 1
+        interactive = lane != "bulk"
+        if interactive:
+            self._interactive += 1
         try:
             kind: Kind = "text" if lane == "text" else "audio"
             self._queues[lane].put_nowait(_Job(kind, items, size, fut, rate))
             return await fut
         finally:
             self._pending -= 1
+            if interactive:
+                self._interactive -= 1
+                self._quiet_since = loop.time()
 
     # --- batching -----------------------------------------------------------------------
 
@@ -241,12 +258,29 @@ class InferencePool:
                     break
                 jobs.append(job)
                 n += job.size
+            if bulk:
+                await self._yield_to_interactive()
             jobs = [j for j in jobs if not j.future.done()]  # callers that gave up
             # the model is captured now: a swap does not affect a batch already formed
             run = self._run(kind, jobs, self._model, slots)
             task = asyncio.create_task(run, name=f"pool-run-{kind}")
             self._running.add(task)
             task.add_done_callback(self._running.discard)
+
+    async def _yield_to_interactive(self) -> None:
+        """Until no interactive request has been pending for ``QUIET_S`` (``YIELD_MAX_S`` at
+        most): a bulk window started meanwhile would share the cores with each of them."""
+        loop = asyncio.get_running_loop()
+        start = now = loop.time()
+        if self._interactive == 0 and now - self._quiet_since >= QUIET_S:
+            return
+        while now - start < YIELD_MAX_S and (
+            self._interactive or now - self._quiet_since < QUIET_S
+        ):
+            await asyncio.sleep(QUIET_S / 5)
+            now = loop.time()
+        self.stats.bulk_yields += 1
+        self.stats.bulk_yield_s += now - start
 
     async def _run(
         self, kind: Kind, jobs: list[_Job], model: EmbeddingModel, slots: asyncio.Semaphore
