@@ -30,11 +30,13 @@ ACK_WAIT = "3"
 async def one_file_store(
     lib: Path, data: Path, model: Path, nats_server: EmbeddedNats
 ) -> AsyncIterator[tuple[Any, Any]]:
-    """A store node watching ``lib`` (one 3 s file) and a plain client on its bus."""
+    """A store node watching ``lib`` (one 3 s file) and a plain client on its bus; a job
+    whose store node does not answer is asked about again after 1 s (the ack wait)."""
     import nats
 
     write_track(lib / "a.flac", seconds=3.0)
-    store = await in_process_worker(nats_server.url, data, model, watcher={"folders": [str(lib)]})
+    watcher = {"folders": [str(lib)], "scan_ack_wait_s": 1}
+    store = await in_process_worker(nats_server.url, data, model, watcher=watcher)
     nc = await nats.connect(nats_server.url)
     try:
         yield store, nc
@@ -181,11 +183,17 @@ async def test_a_result_is_kept_until_its_store_node_is_back(
         reply = w.result_subject("reconnecting-node")
         job = w.pack_job("late-1", str(lib / "a.flac"), reply, "full", 3, model)
         await js.publish(w.SCAN_WORK, job, headers={"Nats-Msg-Id": "late-1"})
-        await asyncio.sleep(3.0)  # analysed and answered meanwhile: nobody listens yet
+        await asyncio.sleep(1.5)  # asked about (twice at most) meanwhile: nobody listens yet
         results: list[dict[str, Any]] = []
+        probes: list[str] = []
 
         async def take(msg: Any) -> None:
-            results.append(msgpack.unpackb(msg.data))
+            body = msgpack.unpackb(msg.data)
+            if "probe" in body:
+                probes.append(body["probe"])
+                await msg.respond(msgpack.packb({"awaited": True}))
+                return
+            results.append(body)
             await msg.respond(msgpack.packb({"applied": True}))
 
         await nc.subscribe(reply, cb=take)
@@ -195,5 +203,51 @@ async def test_a_result_is_kept_until_its_store_node_is_back(
                 break
             await asyncio.sleep(0.1)
         assert [r["id"] for r in results] == ["late-1"]
+        assert probes == ["late-1"]  # asked once it listened, then analysed
         assert "error" not in results[0], results[0]
         assert (await js.stream_info(w.SCAN_STREAM)).state.messages == 0  # acked once
+
+
+@pytest.mark.asyncio
+async def test_jobs_of_a_gone_or_done_store_node_are_never_analysed(
+    tmp_path: Path, tiny_model_dir: Path, nats_server: EmbeddedNats
+) -> None:
+    """A job left in the queue by a store node that has restarted since (nobody listens on
+    its result subject any more) is asked about a few times and then dropped, and one its
+    store node no longer waits for is dropped at once: neither is decoded. They used to be
+    analysed up to five times, each answer retried for 20 s."""
+    import msgpack
+
+    from insight.scale import scanwire as w
+    from insight.scale.scan import ScanConsumer
+
+    lib = tmp_path / "lib"
+    async with one_file_store(lib, tmp_path / "store", tiny_model_dir, nats_server) as (store, nc):
+        js = nc.jetstream()
+        model = store.app.require_pool().model.model_id
+        consumer = part(store, ScanConsumer)
+        done_before = consumer.done
+        asked: list[str] = []
+
+        async def not_waiting(msg: Any) -> None:
+            asked.append(msgpack.unpackb(msg.data)["probe"])
+            await msg.respond(msgpack.packb({"awaited": False}))
+
+        await nc.subscribe(w.result_subject("done-node"), cb=not_waiting)
+        for work, node in (("gone-1", "restarted-node"), ("done-1", "done-node")):
+            body = w.pack_job(work, str(lib / "a.flac"), w.result_subject(node), "full", 3, model)
+            await js.publish(w.SCAN_WORK, body, headers={"Nats-Msg-Id": work})
+        for _ in range(50):
+            if consumer.orphaned:
+                break
+            await asyncio.sleep(0.05)
+        assert asked == ["done-1"] and consumer.orphaned == 1  # "no" ends it at once
+        # the gone one waits in the queue: its store node may only be between two servers
+        assert (await js.stream_info(w.SCAN_STREAM)).state.messages == 1
+        for _ in range(150):
+            if (await js.stream_info(w.SCAN_STREAM)).state.messages == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert (await js.stream_info(w.SCAN_STREAM)).state.messages == 0
+        assert consumer.orphaned == 2 and consumer.done == done_before  # none analysed
+        assert asked == ["done-1"]

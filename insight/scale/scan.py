@@ -8,7 +8,9 @@ node that dies loses nothing: its unacked job is redelivered after the ack wait.
 cannot read the path NAKs the job for another node; after ``MAX_DELIVER`` tries it answers
 "no node could read it". The store node resolves a work id once: a second result for it (a
 redelivery of a job whose first result arrived) is answered ``duplicate`` and dropped, and the
-watcher state (path + size + mtime) keeps a file already done from being done again.
+watcher state (path + size + mtime) keeps a file already done from being done again. Before
+analysing a job a node asks its store node whether it still waits for it, so the jobs a
+restarted store node left behind (its result subject is gone with it) are not decoded.
 """
 
 from __future__ import annotations
@@ -153,6 +155,12 @@ class ScanDispatch:
     async def _on_result(self, msg: Msg) -> None:
         try:
             body = msgpack.unpackb(msg.data)
+            if isinstance(body, dict) and "probe" in body:  # a node about to analyse a job
+                fut = self.pending.get(str(body["probe"]))
+                awaited = fut is not None and not fut.done()
+                with contextlib.suppress(Exception):
+                    await msg.respond(msgpack.packb({"awaited": awaited}))
+                return
             work_id, node = str(body["id"]), str(body.get("node"))
         except Exception:
             log.warning("scan_result_unreadable bytes=%d", len(msg.data))
@@ -193,6 +201,7 @@ class ScanConsumer:
         self.cfg, self.audio, self.loaded, self.nc, self.js = cfg, audio, loaded, nc, js
         self.node, self.slots, self.executor, self.replicas = node, slots, executor, replicas
         self.done = 0
+        self.orphaned = 0  # jobs dropped unanalysed: their store node is gone or gave them up
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self._psub: Any = None
@@ -268,6 +277,15 @@ class ScanConsumer:
                 log.info("scan_job_unreadable_here path=%s node=%s", path, self.node)
                 await msg.nak(delay=0.5)
             return
+        awaited = await self._awaited(job)
+        if awaited is not True:
+            if awaited is False or msg.metadata.num_delivered >= w.MAX_DELIVER:
+                log.info("scan_job_orphaned work=%s store_node_gone=%s", job["id"], not awaited)
+                self.orphaned += 1
+                await msg.term()
+            else:  # gone, or between two servers: ask again later, without holding a slot
+                await msg.nak(delay=self.cfg.scan_ack_wait_s)
+            return
         keep = asyncio.create_task(self._keep_claim(msg))
         try:
             body = await self._analyse(job, path)
@@ -310,6 +328,21 @@ class ScanConsumer:
             kind = w.error_kind(exc) if not isinstance(exc, OSError) else "undecodable"
             return w.pack_error(job["id"], self.node, kind, str(exc))
         return w.pack_analysis(job["id"], self.node, result)
+
+    async def _awaited(self, job: dict[str, Any]) -> bool | None:
+        """Whether the job's store node still waits for it: False when it says no (it gave
+        the file up, or has its result already), None when nobody listens on its subject (a
+        store node restarted since has another one, or is reconnecting), True otherwise (an
+        earlier version does not answer: analysed as before). A restarted store node's old
+        jobs used to be analysed up to ``MAX_DELIVER`` times, each answer retried for 20 s."""
+        try:
+            probe = w.pack_probe(job["id"], self.node)
+            reply = await self.nc.request(job["reply"], probe, timeout=2.0)
+            return bool(msgpack.unpackb(reply.data).get("awaited", True))
+        except NoRespondersError:
+            return None
+        except Exception:  # a timeout, an older store node, a lost server
+            return True
 
     async def _keep_claim(self, msg: Msg) -> None:
         with contextlib.suppress(Exception):

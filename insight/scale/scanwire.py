@@ -66,6 +66,13 @@ def unpack_job(data: bytes) -> dict[str, Any]:
     return job
 
 
+def pack_probe(work_id: str, node: str) -> bytes:
+    """ "Do you still wait for this job?", asked on the result subject before analysing it. No
+    ``id`` key: a store node of an earlier version reads it as unreadable and stays silent
+    (the asker then analyses as before) instead of failing the file with it."""
+    return msgpack.packb({"probe": work_id, "node": node})
+
+
 def pack_analysis(work_id: str, node: str, result: Analysis) -> bytes:
     return msgpack.packb(
         {
