@@ -32,7 +32,7 @@ from insight.watcher.scanner import (
     path_is_file,
     survey,
 )
-from insight.watcher.state import DONE, FAILED, WatcherState
+from insight.watcher.state import DONE, FAILED, FileRow, WatcherState
 
 if TYPE_CHECKING:
     from insight.config import Settings
@@ -263,9 +263,7 @@ class WatcherService:
                 if not path_is_dir(root):
                     log.warning("watch_folder_missing path=%s", root)
                     continue
-                todo, moves, gone = await asyncio.to_thread(
-                    survey, self.state, root, self.exts, f.recursive, force, self._stopping
-                )
+                todo, moves, gone = await self._survey(root, f.recursive, force)
                 for old, new, mtime_ns in moves:
                     await self.files.apply_move(old, new, root, mtime_ns)
                 for row in gone:
@@ -275,6 +273,23 @@ class WatcherService:
         log.info(
             "scan_queued files=%d force=%s took_s=%.2f", queued, force, time.monotonic() - started
         )
+
+    async def _survey(
+        self, root: Path, recursive: bool, force: bool
+    ) -> tuple[list[Path], list[tuple[str, str, int]], list[FileRow]]:
+        """``scanner.survey`` in a thread that stops at its next file once this is cancelled
+        (a stopped or replaced scan): a walk of a large NAS share left running would read the
+        disk beside the next one for minutes."""
+        halt = threading.Event()
+        if self._stopping.is_set():
+            halt.set()
+        try:
+            return await asyncio.to_thread(
+                survey, self.state, root, self.exts, recursive, force, halt
+            )
+        except asyncio.CancelledError:
+            halt.set()
+            raise
 
     def enqueue(self, job: Job) -> int:
         key = job.key
