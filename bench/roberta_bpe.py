@@ -33,7 +33,9 @@ def fetch_gpt2_ranks(work: Path) -> Path:
     work.mkdir(parents=True, exist_ok=True)
     pip = [sys.executable, "-m", "pip", "download", WHISPER_SDIST, "--no-deps", "--no-binary"]
     subprocess.run([*pip, ":all:", "-d", str(work), "-q"], check=True)
-    sdist = next(work.glob("openai_whisper-*.tar.gz"))
+    sdist = next(work.glob("openai_whisper-*.tar.gz"), None)
+    if sdist is None:
+        raise OSError(f"pip download {WHISPER_SDIST} left no source package in {work}")
     with tarfile.open(sdist) as tar:
         member = next(m for m in tar.getmembers() if m.name.endswith(ASSET))
         data = tar.extractfile(member)

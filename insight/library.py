@@ -177,7 +177,7 @@ class Library:
             skip = await self.unchanged(items) if skip_unchanged else set()
             todo = [i for i in items if i.track_id not in skip]
             texts = [metadata_text(i.metadata) for i in todo]
-            vectors = await pool.embed_texts(texts)
+            vectors = await pool.embed_texts(texts, background=True)
             points = []
             results = {
                 i.track_id: Stored(i.track_id, "", skipped=True)
@@ -214,7 +214,7 @@ class Library:
         async with self.gate.shared():
             pool = self.loaded.require_pool()
             text = metadata_text(metadata)
-            text_vec = (await pool.embed_texts([text]))[0]
+            text_vec = (await pool.embed_texts([text], background=True))[0]
             if not store:
                 return Stored(track_id, text)
             meta = HashedMetadata(**metadata.model_dump(), metadata_hash=metadata_hash)

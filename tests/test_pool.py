@@ -214,3 +214,47 @@ async def test_bulk_work_yields_to_interactive_requests(
         assert pool.stats.bulk_yields >= 2 and pool.stats.bulk_yield_s >= 1.5 * YIELD_MAX_S
     finally:
         await pool.close()
+
+
+async def test_texts_of_a_scan_do_not_hold_it_back(models: tuple[ClapModel, ClapModel]) -> None:
+    """The track sentences a scan embeds (``background``) are not interactive requests: its
+    windows never wait for them."""
+    model = models[0]
+    pool = InferencePool(model, InferenceSettings(max_wait_ms=0, bulk_batch=1))
+    await pool.start()
+    try:
+        windows = _windows(8, 6)
+        scan = asyncio.create_task(pool.embed_windows(windows, bulk=True))
+        while not scan.done():
+            got = await pool.embed_texts(["Artist - Song. Album: X"], background=True)
+        np.testing.assert_allclose(
+            got[0], model.embed_text(["Artist - Song. Album: X"])[0], atol=1e-5
+        )
+        np.testing.assert_allclose(await scan, model.embed_windows(windows), atol=1e-5)
+        assert pool.stats.bulk_yields == 0
+    finally:
+        await pool.close()
+
+
+async def test_a_pool_closed_while_a_scan_waits_answers_it(
+    models: tuple[ClapModel, ClapModel],
+) -> None:
+    """A scan window held back for interactive requests when the pool closes (a model
+    switch) gets NotReady instead of waiting forever."""
+    pool = InferencePool(models[0], InferenceSettings(max_wait_ms=0, bulk_batch=1))
+    await pool.start()
+
+    async def searches() -> None:
+        while True:
+            await pool.embed_texts(["calm piano"])
+
+    busy = asyncio.create_task(searches())
+    await asyncio.sleep(0.05)
+    scan = asyncio.create_task(pool.embed_windows(_windows(3, 7), bulk=True))
+    await asyncio.sleep(0.2)
+    assert not scan.done()  # waiting for a quiet moment
+    await pool.close()
+    done, _ = await asyncio.wait({scan, busy}, timeout=5)
+    assert done == {scan, busy}
+    assert isinstance(scan.exception(), NotReady)
+    assert isinstance(busy.exception(), NotReady)

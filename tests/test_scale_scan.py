@@ -169,9 +169,11 @@ async def test_bad_scan_jobs_are_terminated_and_never_answered_elsewhere(
 async def test_a_result_is_kept_until_its_store_node_is_back(
     tmp_path: Path, tiny_model_dir: Path, nats_server: EmbeddedNats
 ) -> None:
-    """The store node that asked is between two NATS servers (no subscription for a moment):
-    the node that analysed the file sends the result again until it is taken, then acks the
-    job once; acking it at the first "no responders" lost the file for good."""
+    """The store node that asked is between two NATS servers (no subscription for a moment),
+    twice: before the job's node asks whether it still waits (the job is asked about again
+    later, not dropped), and after it said yes, while the file is analysed (the result is
+    sent again until it is taken, then the job is acked once; acking it at the first "no
+    responders" lost the file for good)."""
     import msgpack
 
     from insight.scale import scanwire as w
@@ -183,19 +185,27 @@ async def test_a_result_is_kept_until_its_store_node_is_back(
         reply = w.result_subject("reconnecting-node")
         job = w.pack_job("late-1", str(lib / "a.flac"), reply, "full", 3, model)
         await js.publish(w.SCAN_WORK, job, headers={"Nats-Msg-Id": "late-1"})
-        await asyncio.sleep(1.5)  # asked about (twice at most) meanwhile: nobody listens yet
+        await asyncio.sleep(1.5)  # asked about meanwhile: nobody listens yet
         results: list[dict[str, Any]] = []
         probes: list[str] = []
+        asked = asyncio.Event()
 
         async def take(msg: Any) -> None:
             body = msgpack.unpackb(msg.data)
             if "probe" in body:
                 probes.append(body["probe"])
                 await msg.respond(msgpack.packb({"awaited": True}))
+                asked.set()
                 return
             results.append(body)
             await msg.respond(msgpack.packb({"applied": True}))
 
+        sub = await nc.subscribe(reply, cb=take)
+        await asyncio.wait_for(asked.wait(), 10)
+        await sub.unsubscribe()  # away again while the file is analysed
+        await nc.flush()
+        await asyncio.sleep(1.0)
+        assert results == []  # its result found nobody, and was not given up
         await nc.subscribe(reply, cb=take)
         for _ in range(150):
             info = await js.consumer_info(w.SCAN_STREAM, w.SCAN_CONSUMER)

@@ -15,7 +15,8 @@ batch to interactive work first still made a search wait for the bulk window in 
 3.3x idle); runners of its own brought that to 1.5x, and the scan ran faster too. A bulk batch
 also starts only once interactive work has been quiet for ``QUIET_S`` (waiting at most
 ``YIELD_MAX_S``, so a scan still moves under steady traffic): a search then shares the cores
-with at most the bulk window already in flight, not with each next one.
+with at most the bulk batches already in flight, not with each next one. Interactive: texts
+not marked ``background`` (a search, not a scan's track sentence) and non-bulk windows.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -65,6 +67,7 @@ class _Job:
     size: int
     future: asyncio.Future[np.ndarray]
     rate: int | None = None  # audio: the sample rate the windows were cut at
+    yields: bool = True  # bulk: held back while interactive work runs (not another node's)
 
 
 @dataclass
@@ -148,28 +151,37 @@ class InferencePool:
 
     # --- requests -----------------------------------------------------------------------
 
-    async def embed_texts(self, texts: list[str]) -> np.ndarray:
+    async def embed_texts(self, texts: list[str], background: bool = False) -> np.ndarray:
+        """Vectors of ``texts``; ``background`` ones (ingesting metadata or an analysed track,
+        not a search) do not hold a scan back as interactive requests do."""
         texts = list(texts)
         if not texts:
             return np.empty((0, self._model.dim), dtype=np.float32)
+
+        local = partial(self._local_texts, background=background)
         if self.remote is not None:
             model_id = self._model.model_id
-            out = await self.remote.embed("text", texts, model_id, self._local_texts, wait=False)
+            out = await self.remote.embed("text", texts, model_id, local, wait=background)
             if out is not None:
                 return out
-        return await self._local_texts(texts)
+        return await local(texts)
 
-    async def _local_texts(self, texts: list[str]) -> np.ndarray:
-        return await self._submit("text", texts, len(texts))
+    async def _local_texts(self, texts: list[str], background: bool = False) -> np.ndarray:
+        return await self._submit("text", texts, len(texts), interactive=not background)
 
     async def embed_windows(
-        self, windows: np.ndarray, bulk: bool = False, rate: int | None = None
+        self,
+        windows: np.ndarray,
+        bulk: bool = False,
+        rate: int | None = None,
+        yields: bool = True,
     ) -> np.ndarray:
         """Vectors of ``windows``; ``bulk`` work (a background scan) runs on its own runners.
 
         ``rate``: the sample rate the windows were cut at (the model's when they were cut); a
         batch whose model has another one (swapped to another family meanwhile) refuses them
-        with ``Conflict`` instead of embedding audio at the wrong rate."""
+        with ``Conflict`` instead of embedding audio at the wrong rate. ``yields=False``: bulk
+        work another node asked for, which its own timeout bounds, is not held back here."""
         windows = np.asarray(windows, dtype=np.float32)
         if windows.ndim == 1:
             windows = windows[None, :]
@@ -179,23 +191,23 @@ class InferencePool:
             # (windows cut at another rate go the local way, which refuses them)
 
             async def local(part: np.ndarray) -> np.ndarray:
-                return await self._local_windows(part, bulk, rate)
+                return await self._local_windows(part, bulk, rate, yields)
 
             model_id = self._model.model_id
             out = await self.remote.embed("audio", windows, model_id, local, wait=bulk)
             if out is not None:
                 return out
-        return await self._local_windows(windows, bulk, rate)
+        return await self._local_windows(windows, bulk, rate, yields)
 
     async def _local_windows(
-        self, windows: np.ndarray, bulk: bool, rate: int | None = None
+        self, windows: np.ndarray, bulk: bool, rate: int | None = None, yields: bool = True
     ) -> np.ndarray:
         if not bulk:
             return await self._submit("audio", windows, windows.shape[0], rate)
-        step = self.settings.bulk_batch
+        step, n = self.settings.bulk_batch, windows.shape[0]
         parts = [
-            await self._submit("bulk", windows[i : i + step], min(step, windows.shape[0] - i), rate)
-            for i in range(0, windows.shape[0], step)
+            await self._submit("bulk", windows[i : i + step], min(step, n - i), rate, yields)
+            for i in range(0, n, step)
         ]
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
 
@@ -209,7 +221,13 @@ class InferencePool:
         return track_vector(vectors), int(windows.shape[0])
 
     async def _submit(
-        self, lane: Lane, items: Any, size: int, rate: int | None = None
+        self,
+        lane: Lane,
+        items: Any,
+        size: int,
+        rate: int | None = None,
+        yields: bool = True,
+        interactive: bool = True,
     ) -> np.ndarray:
         if not self._tasks:
             raise NotReady("inference pool is not running")
@@ -219,12 +237,12 @@ class InferencePool:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[np.ndarray] = loop.create_future()
         self._pending += 1
-        interactive = lane != "bulk"
+        interactive = interactive and lane != "bulk"
         if interactive:
             self._interactive += 1
         try:
             kind: Kind = "text" if lane == "text" else "audio"
-            self._queues[lane].put_nowait(_Job(kind, items, size, fut, rate))
+            self._queues[lane].put_nowait(_Job(kind, items, size, fut, rate, yields))
             return await fut
         finally:
             self._pending -= 1
@@ -242,30 +260,46 @@ class InferencePool:
         wait_s = self.settings.max_wait_ms / 1000.0
         while True:
             first = await q.get()
+            jobs = [first]
             slots = self._bulk_slots if bulk else self._slots
-            await slots.acquire()  # collect company while every runner is busy
-            jobs, n = [first], first.size
-            deadline = loop.time() + wait_s
-            while n < max_batch:
-                remaining = deadline - loop.time()
+            try:
+                await slots.acquire()  # collect company while every runner is busy
                 try:
-                    job = (
-                        q.get_nowait()
-                        if remaining <= 0
-                        else await asyncio.wait_for(q.get(), remaining)
-                    )
-                except (asyncio.QueueEmpty, TimeoutError):
-                    break
-                jobs.append(job)
-                n += job.size
-            if bulk:
-                await self._yield_to_interactive()
+                    if bulk and first.yields:
+                        await self._yield_to_interactive()
+                    await self._company(q, jobs, max_batch, loop.time() + wait_s)
+                except BaseException:
+                    slots.release()
+                    raise
+            except asyncio.CancelledError:  # the pool closes: nobody else answers these
+                for j in jobs:
+                    if not j.future.done():
+                        j.future.set_exception(NotReady("inference pool closed"))
+                raise
             jobs = [j for j in jobs if not j.future.done()]  # callers that gave up
             # the model is captured now: a swap does not affect a batch already formed
             run = self._run(kind, jobs, self._model, slots)
             task = asyncio.create_task(run, name=f"pool-run-{kind}")
             self._running.add(task)
             task.add_done_callback(self._running.discard)
+
+    @staticmethod
+    async def _company(
+        q: asyncio.Queue[_Job], jobs: list[_Job], max_batch: int, deadline: float
+    ) -> None:
+        """More jobs into ``jobs`` until ``max_batch`` items or ``deadline`` (loop time)."""
+        loop = asyncio.get_running_loop()
+        n = sum(j.size for j in jobs)
+        while n < max_batch:
+            remaining = deadline - loop.time()
+            try:
+                job = (
+                    q.get_nowait() if remaining <= 0 else await asyncio.wait_for(q.get(), remaining)
+                )
+            except (asyncio.QueueEmpty, TimeoutError):
+                return
+            jobs.append(job)
+            n += job.size
 
     async def _yield_to_interactive(self) -> None:
         """Until no interactive request has been pending for ``QUIET_S`` (``YIELD_MAX_S`` at

@@ -119,14 +119,13 @@ class Migrations:
             m.loaded.pool, m.loaded.error = pool, None
             await pool.start()
             await m.mood.on_model_loaded(model)
+            if not wanted():  # the last check: no await from here to `self.last = m` below
+                await self._release(m)
+                return None
             self.file.write(model.model_id, key, m.from_model_id)
         except BaseException:
             await self._release(m)
             raise
-        if not wanted():  # the last check: no await between it and `self.last = m` below
-            await self._release(m)
-            self.file.clear()
-            return None
         self.library.mirror = m
         self.last = m
         m.task = asyncio.create_task(m.run(self._switch, self._failed), name="model-migration")

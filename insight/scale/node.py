@@ -169,9 +169,9 @@ class InferenceNode:
                     f"this worker runs model {pool.model.model_id}, not {req.model_id}", status=409
                 )
             if kind == "text":
-                vectors = await pool.embed_texts(req.items)
-            else:
-                vectors = await pool.embed_windows(req.items, bulk=req.bulk)
+                vectors = await pool.embed_texts(req.items, background=req.bulk)
+            else:  # another node's scan: its own timeout bounds it, it is not held back here
+                vectors = await pool.embed_windows(req.items, bulk=req.bulk, yields=False)
             body = p.pack_reply(req.work_id, pool.model.model_id, vectors)
             self.served += 1
         except InsightError as err:

@@ -10,7 +10,8 @@ sample = int16 * scale): half the bytes of float32, and the quantisation noise s
 under each window's peak, below what decoded 16-bit audio carries anyway (vectors within
 cosine 0.9999 of float32's, tests/test_scale_wire.py). ``"pcm": "f32"`` (or no ``pcm``: older
 nodes) is raw float32, bit-exact. ``bulk``: background work (a scan) the worker runs on its
-bulk lane, one window at a time behind interactive requests.
+bulk lane, one window at a time beside interactive requests; bulk texts (a scan's track
+sentences) do not count as interactive there.
 """
 
 from __future__ import annotations
@@ -92,13 +93,12 @@ S16_MAX = 32767.0
 def pack_request(
     work_id: str, model_id: str, kind: Kind, items: Any, *, pcm: Pcm = "s16", bulk: bool = False
 ) -> bytes:
-    body: dict[str, Any] = {"id": work_id, "model": model_id}
+    body: dict[str, Any] = {"id": work_id, "model": model_id, "bulk": bulk}
     if kind == "text":
         body["texts"] = list(items)
         return msgpack.packb(body)
     arr = np.ascontiguousarray(items, dtype=np.float32)
     body["shape"] = list(arr.shape)
-    body["bulk"] = bulk
     packed = to_s16(arr) if pcm == "s16" else None
     if packed is None:  # float32 asked for, or samples s16 cannot carry (NaN, infinite)
         body["pcm"] = "f32"
@@ -158,7 +158,8 @@ def unpack_request(data: bytes, kind: Kind, max_items: int) -> Request:
             raise BadRequest("text request needs `texts`: a list of strings")
         if not texts or len(texts) > max_items:
             raise PayloadTooLarge(f"{len(texts)} texts per request; 1 to {max_items} allowed")
-        return Request(body["id"], model, kind, [t[:MAX_TEXT_CHARS] for t in texts])
+        bulk = bool(body.get("bulk", False))
+        return Request(body["id"], model, kind, [t[:MAX_TEXT_CHARS] for t in texts], bulk)
     shape, raw, pcm = body.get("shape"), body.get("windows"), body.get("pcm", "f32")
     if (
         not isinstance(shape, list)

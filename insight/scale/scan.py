@@ -53,6 +53,7 @@ PUBLISH_ATTEMPTS = 12  # about 25 s of retries
 # a result with no responder is sent again this long: a store node whose NATS server was lost
 # has no subscription until it reconnects, and a result acked meanwhile would be lost
 UNCLAIMED_RETRY_S = 20.0
+PROBE_ATTEMPTS = 3  # a probe with no responder is asked again twice, 0.5 s apart
 
 
 class ScanDispatch:
@@ -277,17 +278,12 @@ class ScanConsumer:
                 log.info("scan_job_unreadable_here path=%s node=%s", path, self.node)
                 await msg.nak(delay=0.5)
             return
-        awaited = await self._awaited(job)
-        if awaited is not True:
-            if awaited is False or msg.metadata.num_delivered >= w.MAX_DELIVER:
-                log.info("scan_job_orphaned work=%s store_node_gone=%s", job["id"], not awaited)
-                self.orphaned += 1
-                await msg.term()
-            else:  # gone, or between two servers: ask again later, without holding a slot
-                await msg.nak(delay=self.cfg.scan_ack_wait_s)
-            return
         keep = asyncio.create_task(self._keep_claim(msg))
         try:
+            awaited = await self._awaited(job) if job.get("ask") else True
+            if awaited is not True:
+                await self._orphan(job, msg, gone=awaited is None)
+                return
             body = await self._analyse(job, path)
         except (Interrupted, NotReady):
             await msg.nak(delay=1.0)
@@ -329,20 +325,35 @@ class ScanConsumer:
             return w.pack_error(job["id"], self.node, kind, str(exc))
         return w.pack_analysis(job["id"], self.node, result)
 
+    async def _orphan(self, job: dict[str, Any], msg: Msg, gone: bool) -> None:
+        """A job nobody waits for: dropped; one whose store node does not answer is asked
+        about again after the ack wait (it may be between two servers), dropped at the last
+        delivery. Neither holds a slot meanwhile."""
+        if not gone or msg.metadata.num_delivered >= w.MAX_DELIVER:
+            log.info("scan_job_orphaned work=%s store_node_gone=%s", job["id"], gone)
+            self.orphaned += 1
+            await msg.term()
+        else:
+            await msg.nak(delay=self.cfg.scan_ack_wait_s)
+
     async def _awaited(self, job: dict[str, Any]) -> bool | None:
         """Whether the job's store node still waits for it: False when it says no (it gave
         the file up, or has its result already), None when nobody listens on its subject (a
-        store node restarted since has another one, or is reconnecting), True otherwise (an
-        earlier version does not answer: analysed as before). A restarted store node's old
-        jobs used to be analysed up to ``MAX_DELIVER`` times, each answer retried for 20 s."""
-        try:
-            probe = w.pack_probe(job["id"], self.node)
-            reply = await self.nc.request(job["reply"], probe, timeout=2.0)
-            return bool(msgpack.unpackb(reply.data).get("awaited", True))
-        except NoRespondersError:
-            return None
-        except Exception:  # a timeout, an older store node, a lost server
-            return True
+        store node restarted since has another one, or is reconnecting), True otherwise (no
+        answer in time: analysed as before). A restarted store node's old jobs used to be
+        analysed up to ``MAX_DELIVER`` times, each answer retried for 20 s."""
+        probe = w.pack_probe(job["id"], self.node)
+        timeout = min(2.0, self.cfg.scan_ack_wait_s / 2)  # within the job's claim
+        for attempt in range(PROBE_ATTEMPTS):
+            try:
+                reply = await self.nc.request(job["reply"], probe, timeout=timeout)
+                return bool(msgpack.unpackb(reply.data).get("awaited", True))
+            except NoRespondersError:  # gone, or its interest not on this server yet
+                if attempt + 1 < PROBE_ATTEMPTS:
+                    await asyncio.sleep(0.5)
+            except Exception:  # a timeout, a lost server
+                return True
+        return None
 
     async def _keep_claim(self, msg: Msg) -> None:
         with contextlib.suppress(Exception):

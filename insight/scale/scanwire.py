@@ -53,6 +53,7 @@ def pack_job(
             "mode": mode,
             "sampled": sampled_windows,
             "model": model_id,
+            "ask": True,  # its store node answers probes (older ones do not: never asked)
         }
     )
 
@@ -67,9 +68,9 @@ def unpack_job(data: bytes) -> dict[str, Any]:
 
 
 def pack_probe(work_id: str, node: str) -> bytes:
-    """ "Do you still wait for this job?", asked on the result subject before analysing it. No
-    ``id`` key: a store node of an earlier version reads it as unreadable and stays silent
-    (the asker then analyses as before) instead of failing the file with it."""
+    """The question "do you still wait for this job?", asked on the result subject before
+    analysing a job marked ``ask`` (only store nodes that answer it mark their jobs). No ``id``
+    key: were it sent to an older store node, that one could not mistake it for a result."""
     return msgpack.packb({"probe": work_id, "node": node})
 
 
