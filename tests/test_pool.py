@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
@@ -23,6 +25,17 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[ClapModel, ClapMod
     a.warmup()
     b.warmup()
     return a, b
+
+
+@contextlib.asynccontextmanager
+async def scan_pool(model: ClapModel) -> AsyncIterator[InferencePool]:
+    """A started pool that cuts a scan into one-window batches (closed at the end)."""
+    pool = InferencePool(model, InferenceSettings(max_wait_ms=0, bulk_batch=1))
+    await pool.start()
+    try:
+        yield pool
+    finally:
+        await pool.close()
 
 
 def _windows(n: int, seed: int) -> np.ndarray:
@@ -192,9 +205,7 @@ async def test_bulk_work_yields_to_interactive_requests(
     """While searches keep coming, a background scan's next window waits for a quiet moment
     (at most YIELD_MAX_S per window, so the scan still moves); its vectors are unchanged."""
     model = models[0]
-    pool = InferencePool(model, InferenceSettings(max_wait_ms=0, bulk_batch=1))
-    await pool.start()
-    try:
+    async with scan_pool(model) as pool:
         windows = _windows(8, 5)
         scan = asyncio.create_task(pool.embed_windows(windows, bulk=True))
         await asyncio.sleep(0)  # its first window is submitted
@@ -212,17 +223,13 @@ async def test_bulk_work_yields_to_interactive_requests(
         got = await scan  # the searches stopped: the rest runs at once
         np.testing.assert_allclose(got, model.embed_windows(windows), atol=1e-5)
         assert pool.stats.bulk_yields >= 2 and pool.stats.bulk_yield_s >= 1.5 * YIELD_MAX_S
-    finally:
-        await pool.close()
 
 
 async def test_texts_of_a_scan_do_not_hold_it_back(models: tuple[ClapModel, ClapModel]) -> None:
     """The track sentences a scan embeds (``background``) are not interactive requests: its
     windows never wait for them."""
     model = models[0]
-    pool = InferencePool(model, InferenceSettings(max_wait_ms=0, bulk_batch=1))
-    await pool.start()
-    try:
+    async with scan_pool(model) as pool:
         windows = _windows(8, 6)
         scan = asyncio.create_task(pool.embed_windows(windows, bulk=True))
         while not scan.done():
@@ -232,8 +239,6 @@ async def test_texts_of_a_scan_do_not_hold_it_back(models: tuple[ClapModel, Clap
         )
         np.testing.assert_allclose(await scan, model.embed_windows(windows), atol=1e-5)
         assert pool.stats.bulk_yields == 0
-    finally:
-        await pool.close()
 
 
 async def test_a_pool_closed_while_a_scan_waits_answers_it(
@@ -241,20 +246,19 @@ async def test_a_pool_closed_while_a_scan_waits_answers_it(
 ) -> None:
     """A scan window held back for interactive requests when the pool closes (a model
     switch) gets NotReady instead of waiting forever."""
-    pool = InferencePool(models[0], InferenceSettings(max_wait_ms=0, bulk_batch=1))
-    await pool.start()
+    async with scan_pool(models[0]) as pool:
 
-    async def searches() -> None:
-        while True:
-            await pool.embed_texts(["calm piano"])
+        async def searches() -> None:
+            while True:
+                await pool.embed_texts(["calm piano"])
 
-    busy = asyncio.create_task(searches())
-    await asyncio.sleep(0.05)
-    scan = asyncio.create_task(pool.embed_windows(_windows(3, 7), bulk=True))
-    await asyncio.sleep(0.2)
-    assert not scan.done()  # waiting for a quiet moment
-    await pool.close()
-    done, _ = await asyncio.wait({scan, busy}, timeout=5)
+        busy = asyncio.create_task(searches())
+        await asyncio.sleep(0.05)
+        scan = asyncio.create_task(pool.embed_windows(_windows(3, 7), bulk=True))
+        await asyncio.sleep(0.2)
+        assert not scan.done()  # waiting for a quiet moment
+        await pool.close()
+        done, _ = await asyncio.wait({scan, busy}, timeout=5)
     assert done == {scan, busy}
     assert isinstance(scan.exception(), NotReady)
     assert isinstance(busy.exception(), NotReady)
