@@ -306,15 +306,14 @@ class InferencePool:
         most): a bulk window started meanwhile would share the cores with each of them."""
         loop = asyncio.get_running_loop()
         start = now = loop.time()
-        if self._interactive == 0 and now - self._quiet_since >= QUIET_S:
-            return
         while now - start < YIELD_MAX_S and (
             self._interactive or now - self._quiet_since < QUIET_S
         ):
             await asyncio.sleep(QUIET_S / 5)
             now = loop.time()
-        self.stats.bulk_yields += 1
-        self.stats.bulk_yield_s += now - start
+        if now > start:  # it waited
+            self.stats.bulk_yields += 1
+            self.stats.bulk_yield_s += now - start
 
     async def _run(
         self, kind: Kind, jobs: list[_Job], model: EmbeddingModel, slots: asyncio.Semaphore
