@@ -239,6 +239,13 @@ class WatcherSettings(BaseModel):
         le=64,
         description="Decode threads of a background scan; 0: a quarter of the cores, at least 1",
     )
+    processes: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="`insight scan` decodes and makes log-mel features in this many processes "
+        "(0: in threads); its default on a GPU is every core, at most 16",
+    )
     nice: int = Field(
         default=15,
         ge=0,

@@ -114,6 +114,14 @@ class _LazySession:
                     )
                 except Exception as exc:  # corrupt or incompatible file
                     raise NotReady(f"cannot load {self.path.name}: {exc}") from exc
+                if s.get_providers()[0] != self._providers[0]:  # it said why on stderr
+                    log.warning(
+                        "execution_provider_fallback model=%s requested=%s using=%s "
+                        "hint='onnxruntime could not start it: missing CUDA or cuDNN libraries?'",
+                        self.path.name,
+                        self._providers[0],
+                        s.get_providers()[0],
+                    )
                 out = s.get_outputs()[0].shape
                 if len(out) != 2 or (isinstance(out[-1], int) and out[-1] != self._dim):
                     raise NotReady(
@@ -197,7 +205,7 @@ class ClapModel:
         model = cls(files, settings, model_id, family, mel_defaults)
         export = fast_graph.export_report(root, files.config)
         if export is not None:
-            model.use(fast_graph.for_export(files, settings.quantized, export))
+            model.use(fast_graph.for_export(files, model.int8_setting, export))
         elif rewrite and cache_dir is not None:
             try:
                 model.use(model._cached_towers(files, cache_dir))
@@ -220,7 +228,16 @@ class ClapModel:
         sr = self.mel_config.sampling_rate
         clips = _synthetic_audio(sr, self.mel_config.nb_max_samples / sr, CHECK_WINDOWS)
         feats = self.mel(np.stack(clips))
-        return fast_graph.cached(files, cache_dir, self._settings.quantized, text_feed, feats)
+        return fast_graph.cached(files, cache_dir, self.int8_setting, text_feed, feats)
+
+    @property
+    def int8_setting(self) -> bool | None:
+        """``quantized`` as it applies here: unset means "int8 where accurate" on the CPU and
+        fp32 on a GPU provider. Dynamic int8 is a CPU speed-up: ONNX Runtime has its
+        ``DynamicQuantizeMatMul`` for the CPU only, so on a GPU those nodes would run on the
+        host, their tensors copied there and back."""
+        q = self._settings.quantized
+        return False if q is None and self.device != "CPU" else q
 
     @property
     def loaded(self) -> bool:

@@ -211,6 +211,14 @@ class InferencePool:
         ]
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
 
+    async def embed_features(self, features: np.ndarray, rate: int | None = None) -> np.ndarray:
+        """Vectors of log-mel ``features`` ``[B, 1, frames, n_mels]`` made on the host with the
+        model's ``mel_config`` (a GPU scan's processes); never sent to inference workers."""
+        features = np.asarray(features, dtype=np.float32)
+        if features.ndim != 4 or features.shape[0] == 0:
+            raise BadRequest(f"expected features [B, 1, frames, mels], got {features.shape}")
+        return await self._submit("audio", features, features.shape[0], rate)
+
     async def embed_audio(
         self, mono: np.ndarray, window_s: float, hop_s: float
     ) -> tuple[np.ndarray, int]:
@@ -318,20 +326,17 @@ class InferencePool:
     async def _run(
         self, kind: Kind, jobs: list[_Job], model: EmbeddingModel, slots: asyncio.Semaphore
     ) -> None:
-        """One batch (audio: one per window length) on a runner; frees the runner slot."""
+        """One batch (audio: one per input shape) on a runner; frees the runner slot."""
         try:
-            if kind == "audio":  # only windows of one length can share a batch
-                groups: dict[int, list[_Job]] = {}
+            if kind == "audio":  # only windows of one length (or features) share a batch
+                groups: dict[tuple[int, ...], list[_Job]] = {}
                 for j in jobs:
-                    if j.rate is not None and j.rate != model.sample_rate:
-                        j.future.set_exception(
-                            Conflict(
-                                f"the model changed to {model.model_id} ({model.sample_rate} Hz) "
-                                f"while this audio was cut at {j.rate} Hz: send it again"
-                            )
-                        )
+                    why = _misfit(j, model)
+                    if why is not None:
+                        msg = f"the model changed to {model.model_id} {why}: send it again"
+                        j.future.set_exception(Conflict(msg))
                         continue
-                    groups.setdefault(j.items.shape[1], []).append(j)
+                    groups.setdefault(j.items.shape[1:], []).append(j)
                 for group in groups.values():
                     await self._run_batch(kind, group, model)
             elif jobs:
@@ -353,7 +358,8 @@ class InferencePool:
             else:
                 items = [j.items for j in jobs]  # one job (a whole track): no 46 MB copy
                 payload = items[0] if len(items) == 1 else np.concatenate(items, axis=0)
-                fn = model.embed_windows
+                features = payload.ndim == 4  # made on the host: pool.embed_features
+                fn = model.embed_features if features else model.embed_windows  # type: ignore[attr-defined]
             loop = asyncio.get_running_loop()
             result = await loop.run_in_executor(self._executor, fn, payload)
         except Exception as exc:  # the batcher must survive any failure
@@ -380,3 +386,13 @@ def _observe(kind: str, size: int, seconds: float, pending: int) -> None:
         metrics.INFERENCE_BATCH.labels(kind).observe(size)
         metrics.INFERENCE_SECONDS.labels(kind).observe(seconds)
         metrics.INFERENCE_QUEUE.set(pending)
+
+
+def _misfit(job: _Job, model: EmbeddingModel) -> str | None:
+    """Why audio made for another model (swapped to ``model`` meanwhile) cannot run on it."""
+    if job.rate is not None and job.rate != model.sample_rate:
+        return f"({model.sample_rate} Hz) while this audio was cut at {job.rate} Hz"
+    cfg = getattr(model, "mel_config", None)
+    if job.items.ndim == 4 and (cfg is None or job.items.shape[2:] != (cfg.frames, cfg.n_mels)):
+        return "while these features were made for another"
+    return None

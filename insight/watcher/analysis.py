@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from insight.inference.audio import MelConfig
 from insight.inference.model import track_vector
 from insight.schemas import IngestMetadata
 from insight.watcher.decode import Limits, decode_full, decode_sampled
+from insight.watcher.host_work import HostProcesses, feature_job, features_of
 from insight.watcher.tags import TrackTags, read_tags
 
 if TYPE_CHECKING:
@@ -47,14 +49,23 @@ async def analyze_file(
     limits: Limits | None = None,
     executor: Executor | None = None,
     bulk: bool = False,
+    processes: HostProcesses | None = None,
 ) -> Analysis:
     """Decode (``full`` or ``sampled``), read tags, embed the windows; nothing is stored.
 
     ``executor`` runs the decode and tag reading (the watcher's low-priority threads);
-    ``bulk`` embeds as background work that yields to interactive requests."""
+    ``bulk`` embeds as background work that yields to interactive requests; ``processes``
+    (a GPU scan's, :mod:`insight.watcher.host_work`) decode and make the log-mel features."""
     pool = loaded.require_pool()
     spec = pool.model.audio_spec(audio.window_size_s, audio.hop_size_s)  # sized as the model
     loop = asyncio.get_running_loop()
+    mel = getattr(pool.model, "mel_config", None)
+    if processes is not None and isinstance(mel, MelConfig):
+        job = feature_job(path, mode, sampled_windows, spec, mel, limits or Limits())
+        got = await processes.run(features_of, job)
+        tags = await loop.run_in_executor(executor, read_tags, path, got.metadata)
+        vectors = await pool.embed_features(got.features, rate=spec.sample_rate)
+        return Analysis(tags, track_vector(vectors), int(got.features.shape[0]), got.duration_s)
     if mode == "sampled":
         decoded = await loop.run_in_executor(
             executor, decode_sampled, path, sampled_windows, spec, limits

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from insight.config import Settings, load_settings
+
+GPU_RUNNERS = 2
+# Each file in flight holds its decoded audio (46 MB for 4 minutes, at most
+# INSIGHT_WATCHER__MAX_AUDIO_S): a many-core box does not get one per core past this.
+MAX_FILES_IN_FLIGHT = 16
 
 if TYPE_CHECKING:
     from insight.app import App
@@ -107,21 +111,39 @@ async def run_reembed(settings: Settings, drop: bool) -> int:
         await _close(app)
 
 
-def for_bulk(settings: Settings) -> Settings:
-    """One single-threaded ONNX runner per core, unless threads or runners were configured:
-    a one-shot scan wants tracks per hour, not the latency of one request (bench/scan.py
-    measured ~20 % more throughput on 2 cores). GPU settings are left alone."""
-    from insight.inference.clap import PROVIDERS
+def for_bulk(settings: Settings, n_cores: int | None = None) -> Settings:
+    """``insight scan``'s settings: it wants tracks per hour, not one request's latency.
 
-    model, inference = settings.model, settings.inference
+    CPU: one single-threaded ONNX runner per core (bench/scan.py: ~20 % more throughput on 2
+    cores than one runner on every core) and as many files in flight as runners, so none of
+    them idles. GPU: a process per core (at most ``MAX_FILES_IN_FLIGHT``) decodes files and
+    makes their log-mel features (threads would hold the GIL: :mod:`insight.watcher.host_work`)
+    while ``GPU_RUNNERS`` tower runs go on, so that many more files are in flight. What was
+    configured (``THREADS``, ``RUNNERS``, ``WATCHER__WORKERS``, ``WATCHER__PROCESSES``) is
+    kept."""
+    from insight.inference.clap import PROVIDERS
+    from insight.watcher.polite import cores
+
+    model, inference, watcher = settings.model, settings.inference, settings.watcher
+    n = n_cores or cores()
     gpu = any(getattr(model, flag) for flag, _, _ in PROVIDERS)
-    if gpu or "threads" in model.model_fields_set or "runners" in inference.model_fields_set:
-        return settings
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    runners = inference.runners
+    if "runners" not in inference.model_fields_set:
+        if gpu:
+            runners = GPU_RUNNERS
+        elif "threads" not in model.model_fields_set:
+            runners = n
+            model = model.model_copy(update={"threads": 1})
+    workers, processes = watcher.workers, watcher.processes
+    if gpu and "processes" not in watcher.model_fields_set:
+        processes = min(MAX_FILES_IN_FLIGHT, n)
+    if "workers" not in watcher.model_fields_set:  # on a GPU: every process busy meanwhile
+        workers = processes + runners if gpu else min(MAX_FILES_IN_FLIGHT, max(runners, workers))
     return settings.model_copy(
         update={
-            "model": model.model_copy(update={"threads": 1}),
-            "inference": inference.model_copy(update={"runners": max(1, cores or 1)}),
+            "model": model,
+            "inference": inference.model_copy(update={"runners": runners}),
+            "watcher": watcher.model_copy(update={"workers": workers, "processes": processes}),
         }
     )
 

@@ -23,6 +23,7 @@ from insight.errors import NotReady
 from insight.watcher.analysis import Analysis, analyze_file, store_analysis
 from insight.watcher.decode import DecodeFailed, Limits
 from insight.watcher.guard import MB, Budget, Interrupted, OverBudget, Refused, check_regular
+from insight.watcher.host_work import HostProcesses
 from insight.watcher.scanner import fingerprint, path_exists, path_is_file, track_id_for
 from insight.watcher.state import DONE, FAILED, PENDING, FileRow, WatcherState
 
@@ -147,6 +148,7 @@ class FileWork:
         self.done_at: deque[float] = deque(maxlen=RATE_WINDOW)
         self.executor, self.bulk = executor, bulk  # the service's threads; background or not
         self.offload: Offload | None = None  # set by insight.scale.scan on a store node
+        self.processes: HostProcesses | None = None  # a GPU scan's host work (host_work.py)
 
     async def apply_move(self, old: str, new: str, folder: Path, mtime_ns: int) -> None:
         """A known file at a new path: same track id and vectors, new ``file_path``."""
@@ -253,6 +255,7 @@ class FileWork:
                 limits,
                 executor=self.executor,
                 bulk=self.bulk,
+                processes=self.processes,
             )
             if not await into.wanted(track_id):  # deleted while it waited
                 into.analysed(track_id, None)
@@ -342,4 +345,5 @@ class FileWork:
             limits,
             executor=self.executor,
             bulk=self.bulk,
+            processes=self.processes,
         )

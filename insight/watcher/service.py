@@ -23,6 +23,7 @@ from insight.tasks import cancel_and_wait
 from insight.watcher.analysis import Analysis
 from insight.watcher.changes import apply_changes
 from insight.watcher.files import FileWork, Job, Target, known_jobs, withdraw
+from insight.watcher.host_work import host_processes
 from insight.watcher.live import LiveWatch
 from insight.watcher.polite import watcher_executor
 from insight.watcher.roots import folder_refusal, normalise_folder, resolved
@@ -79,10 +80,13 @@ class WatcherService:
         return ex
 
     def foreground(self) -> None:
-        """Run as ``insight scan`` in the foreground: normal priority, every core, no yielding."""
+        """Run as ``insight scan`` in the foreground: normal priority, every core, no yielding;
+        with ``processes``, files are decoded in processes (:mod:`insight.watcher.host_work`)."""
         if self.background:
             self.executor.shutdown(wait=False)
             self.executor = self._threads(False)
+        if self.cfg.processes and self.files.processes is None:
+            self.files.processes = host_processes(self.cfg.processes)
 
     def _load_folders(self) -> None:
         saved = {p: (r, lbl, e) for p, r, lbl, e in self.state.folders()}
@@ -153,6 +157,8 @@ class WatcherService:
         await cancel_and_wait(self._workers)
         self._workers = []
         self.executor.shutdown(wait=False, cancel_futures=True)  # decodes end at their next packet
+        if self.files.processes is not None:  # queued files cancelled; see host_work
+            self.files.processes.shutdown()
         self.state.close()
 
     def pause(self) -> None:

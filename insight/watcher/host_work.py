@@ -1,0 +1,131 @@
+"""A GPU scan's host work in processes: decode, resample, window and log-mel features per file.
+
+On a GPU the audio tower costs well under a millisecond a window, so a scan is bound by the
+host, and threads cannot spread that over a many-core host: a quarter of a decode is Python
+holding the GIL (2 threads decode 1.6x as fast as one, 2 processes 2.0x) and the log-mel
+features are numpy that holds it throughout (2 threads: 1.03x). Measured on a 16-core H200
+machine (BENCHMARKS.md "GPU"): with threads the GPU sat at 0-9 % and 1 000 tracks took over
+five minutes. Processes each return a file's features (6 MB for 4 minutes, not its 46 MB of
+windows), and the inference runners only run the tower.
+
+Used by ``insight scan`` when ``INSIGHT_WATCHER__PROCESSES`` > 0 (its default on a GPU).
+The stop flag does not reach a process: at close, queued files are cancelled and a file being
+decoded finishes within ``INSIGHT_WATCHER__MAX_DECODE_S``. A process that dies (a decoder
+crash, the OOM killer) takes every file in flight with it: each is tried again, alone in a
+process of its own, and only a file that kills that one too fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from insight.inference.audio import MelConfig, MelExtractor
+from insight.inference.model import AudioSpec
+from insight.watcher.decode import DecodeFailed, Limits, decode_full, decode_sampled
+from insight.watcher.guard import Budget
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class FeatureJob:
+    """One file's host work, as it crosses to a process (no stop flag: see the module)."""
+
+    path: Path
+    mode: str
+    sampled_windows: int
+    spec: AudioSpec
+    mel: MelConfig
+    max_bytes: int | None
+    max_audio_s: float | None
+    max_decode_s: float | None
+
+
+@dataclass
+class Features:
+    features: np.ndarray  # [windows, 1, frames, n_mels]
+    duration_s: float
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def feature_job(
+    path: Path, mode: str, sampled_windows: int, spec: AudioSpec, mel: MelConfig, limits: Limits
+) -> FeatureJob:
+    budget = limits.budget.seconds
+    return FeatureJob(
+        path, mode, sampled_windows, spec, mel, limits.max_bytes, limits.max_audio_s, budget
+    )
+
+
+@lru_cache(maxsize=4)
+def _extractor(cfg: MelConfig) -> MelExtractor:
+    return MelExtractor(cfg)
+
+
+def features_of(job: FeatureJob) -> Features:
+    """Runs in a worker process; raises what ``decode_full`` / ``decode_sampled`` raise."""
+    limits = Limits(job.max_bytes, job.max_audio_s, Budget(job.max_decode_s))
+    if job.mode == "sampled":
+        decoded = decode_sampled(job.path, job.sampled_windows, job.spec, limits)
+    else:
+        decoded = decode_full(job.path, job.spec, limits)
+    return Features(_extractor(job.mel)(decoded.windows), decoded.duration_s, decoded.metadata)
+
+
+def _one_blas_thread() -> None:
+    """Each process is one core's worth: numpy's BLAS threads (the filterbank's matmul) would
+    busy-wait on the others' cores (2 processes on 2 cores ran at half speed)."""
+    threadpool_limits(limits=1, user_api="blas")
+
+
+def _spawn(n: int) -> ProcessPoolExecutor:
+    """Spawned, not forked: the scanning process has threads (and maybe a GPU context) that a
+    fork would copy in an unknown state."""
+    ctx = multiprocessing.get_context("spawn")
+    return ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_one_blas_thread)
+
+
+class HostProcesses:
+    """``n`` worker processes, replaced when one of them dies."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self._pool = _spawn(n)
+        self.replaced = 0
+
+    async def run(self, fn: Callable[[T], R], job: T) -> R:
+        loop = asyncio.get_running_loop()
+        pool = self._pool
+        try:
+            return await loop.run_in_executor(pool, fn, job)
+        except BrokenProcessPool:
+            if self._pool is pool:  # the first of its files to notice replaces it
+                self._pool, self.replaced = _spawn(self.n), self.replaced + 1
+                pool.shutdown(wait=False, cancel_futures=True)
+        alone = _spawn(1)  # which file killed it: this one, if it kills a process of its own
+        try:
+            return await loop.run_in_executor(alone, fn, job)
+        except BrokenProcessPool as exc:
+            raise DecodeFailed(f"it kills the process decoding it ({exc})") from exc
+        finally:
+            alone.shutdown(wait=False)
+
+    def shutdown(self) -> None:
+        """Queued files are cancelled; a file being decoded ends within its decode budget."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def host_processes(n: int) -> HostProcesses:
+    return HostProcesses(n)
