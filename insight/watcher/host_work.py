@@ -103,9 +103,11 @@ class HostProcesses:
     def __init__(self, n: int) -> None:
         self.n = n
         self._pool = _spawn(n)
-        self.replaced = 0
+        self.replaced = 0  # pools replaced after a process died
+        self.jobs = 0
 
     async def run(self, fn: Callable[[T], R], job: T) -> R:
+        self.jobs += 1
         loop = asyncio.get_running_loop()
         pool = self._pool
         try:

@@ -1,0 +1,97 @@
+"""A GPU scan's host work in processes: the same vectors as threads, a dying process's files."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import make_settings
+
+from insight.config import InferenceSettings, ModelSettings
+from insight.errors import Conflict
+from insight.inference.clap import ClapModel
+from insight.inference.pool import InferencePool
+from insight.schemas import WatchedFolder
+from insight.storage.base import TRACKS_AUDIO
+from insight.watcher.cli import _close, _open_app, run_scan
+from insight.watcher.decode import DecodeFailed
+from insight.watcher.host_work import HostProcesses
+from tests.test_watcher import make_library
+
+
+async def _audio_vectors(settings_dir: Path, model_dir: Path) -> dict[str, np.ndarray]:
+    app = await _open_app(make_settings(settings_dir, model_dir))
+    try:
+        assert app.store is not None
+        points, _ = await app.store.scroll(TRACKS_AUDIO, limit=100, with_vectors=True)
+        return {p.key: np.asarray(p.vector) for p in points}
+    finally:
+        await _close(app)
+
+
+async def test_scan_in_processes_stores_what_threads_store(
+    tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "music"
+    make_library(root)
+    assert await run_scan(make_settings(tmp_path / "threads", tiny_model_dir), root, False) == 0
+    assert "analysed 5, failed 1" in capsys.readouterr().out
+    app = await _open_app(
+        make_settings(tmp_path / "processes", tiny_model_dir, watcher={"processes": 2})
+    )
+    try:  # as run_scan does, to see the processes' work
+        svc = app.services.watcher
+        assert svc is not None
+        svc.foreground()
+        svc.scan(folders=[WatchedFolder(path=str(root))])
+        await svc.wait_idle(60)
+        assert svc.files.processes is not None and svc.files.processes.jobs == 6
+        assert (svc.outcomes["analyzed"], svc.outcomes["failed"]) == (5, 1)  # the corrupt one
+    finally:
+        await _close(app)
+    threads = await _audio_vectors(tmp_path / "threads", tiny_model_dir)
+    processes = await _audio_vectors(tmp_path / "processes", tiny_model_dir)
+    assert len(threads) == 5 and threads.keys() == processes.keys()
+    for key, v in threads.items():  # the same decode and features, made elsewhere
+        assert float(v @ processes[key]) > 0.99999, key
+
+
+def _dies_on_bad(name: str) -> str:
+    """Runs in a worker process: ``bad`` kills it, as a decoder crash or the OOM killer would."""
+    if name == "bad":
+        os._exit(3)
+    return name.upper()
+
+
+async def test_a_file_that_kills_its_process_fails_alone() -> None:
+    procs = HostProcesses(2)
+    try:
+        names = ["a", "bad", "b", "c"]
+        results = await asyncio.gather(
+            *(procs.run(_dies_on_bad, n) for n in names), return_exceptions=True
+        )
+        assert [r for r in results if not isinstance(r, BaseException)] == ["A", "B", "C"]
+        (failed,) = [r for r in results if isinstance(r, BaseException)]
+        assert isinstance(failed, DecodeFailed) and "kills the process" in str(failed)
+        assert procs.replaced == 1
+        assert await procs.run(_dies_on_bad, "d") == "D"  # the replacement works on
+    finally:
+        procs.shutdown()
+
+
+async def test_features_of_another_model_are_refused(tiny_model_dir: Path) -> None:
+    model = ClapModel.load(tiny_model_dir, ModelSettings(threads=1), "tiny")
+    pool = InferencePool(model, InferenceSettings(max_wait_ms=0))
+    await pool.start()
+    try:
+        windows = np.random.default_rng(0).standard_normal((2, 48_000)).astype(np.float32)
+        feats = model.mel(windows)
+        got = await pool.embed_features(feats, rate=model.sample_rate)
+        np.testing.assert_allclose(got, model.embed_windows(windows), atol=1e-5)
+        with pytest.raises(Conflict, match="features were made for another"):
+            await pool.embed_features(feats[:, :, :, :-1], rate=model.sample_rate)
+    finally:
+        await pool.close()
