@@ -3,10 +3,11 @@
 On a GPU the audio tower costs well under a millisecond a window, so a scan is bound by the
 host, and threads cannot spread that over a many-core host: a quarter of a decode is Python
 holding the GIL (2 threads decode 1.6x as fast as one, 2 processes 2.0x) and the log-mel
-features are numpy that holds it throughout (2 threads: 1.03x). Measured on a 16-core H200
-machine (BENCHMARKS.md "GPU"): with threads the GPU sat at 0-9 % and 1 000 tracks took over
-five minutes. Processes each return a file's features (6 MB for 4 minutes, not its 46 MB of
-windows), and the inference runners only run the tower.
+features are numpy that holds it throughout (2 threads: 1.03x). On a 16-core H200 machine
+(BENCHMARKS.md "Session 9") the GPU sat at 0-9 % with threads and 1 000 tracks had not been
+scanned after five minutes; with processes they took 59 s. Each process returns a file's
+features (6 MB for 4 minutes, not its 46 MB of windows); the inference runners only run the
+tower.
 
 Used by ``insight scan`` when ``INSIGHT_WATCHER__PROCESSES`` > 0 (its default on a GPU).
 The stop flag does not reach a process: at close, queued files are cancelled and a file being
@@ -127,7 +128,3 @@ class HostProcesses:
     def shutdown(self) -> None:
         """Queued files are cancelled; a file being decoded ends within its decode budget."""
         self._pool.shutdown(wait=False, cancel_futures=True)
-
-
-def host_processes(n: int) -> HostProcesses:
-    return HostProcesses(n)

@@ -23,7 +23,7 @@ from insight.tasks import cancel_and_wait
 from insight.watcher.analysis import Analysis
 from insight.watcher.changes import apply_changes
 from insight.watcher.files import FileWork, Job, Target, known_jobs, withdraw
-from insight.watcher.host_work import host_processes
+from insight.watcher.host_work import HostProcesses
 from insight.watcher.live import LiveWatch
 from insight.watcher.polite import watcher_executor
 from insight.watcher.roots import folder_refusal, normalise_folder, resolved
@@ -86,7 +86,7 @@ class WatcherService:
             self.executor.shutdown(wait=False)
             self.executor = self._threads(False)
         if self.cfg.processes and self.files.processes is None:
-            self.files.processes = host_processes(self.cfg.processes)
+            self.files.processes = HostProcesses(self.cfg.processes)
 
     def _load_folders(self) -> None:
         saved = {p: (r, lbl, e) for p, r, lbl, e in self.state.folders()}
