@@ -8,7 +8,7 @@
 set -u
 OUT=${OUT:-/tmp/out}
 END=$(( $(date +%s) + ${BUDGET_S:-540} ))
-left() { echo $(( END - $(date +%s) )); }
+left() { local l=$(( END - $(date +%s) )); echo $(( l > 10 ? l : 10 )); }  # timeout 0: none
 mkdir -p "$OUT" /tmp/site
 exec > >(tee "$OUT/log.txt") 2>&1
 C=.devcarry/p2
@@ -38,8 +38,9 @@ if [ $rc -ne 0 ]; then  # this machine's torch could not export: random weights 
 fi
 nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -lms 500 \
   > "$OUT/gpu_util.csv" &
-timeout $(( $(left) - ${CUDA_BENCH_S:-100} )) python3 bench/cuda_scan.py --model $W/onnx \
+SCAN_S=$(( $(left) - ${CUDA_BENCH_S:-100} )); [ $SCAN_S -lt 10 ] && SCAN_S=10
+timeout $SCAN_S python3 bench/cuda_scan.py --model $W/onnx \
   --tracks "${TRACKS:-1000}" --distinct 32 --cpu-tracks 64 --gpu-runners "${RUNNERS:-}"
 echo "scan done, $(left) s left"
-[ "${CUDA_BENCH_S:-100}" -gt 0 ] && timeout $(( $(left) - 5 )) python3 bench/cuda.py --work-dir $W --reps 5 $GRAPHS
+[ "${CUDA_BENCH_S:-100}" -gt 0 ] && timeout $(left) python3 bench/cuda.py --work-dir $W --reps 5 $GRAPHS
 echo "all done, $(left) s left"

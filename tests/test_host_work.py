@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 from conftest import make_settings
 
 from insight.config import InferenceSettings, ModelSettings
-from insight.errors import Conflict
+from insight.errors import Conflict, NotReady
 from insight.inference.clap import ClapModel
 from insight.inference.pool import InferencePool
 from insight.schemas import WatchedFolder
@@ -60,26 +61,55 @@ async def test_scan_in_processes_stores_what_threads_store(
 
 
 def _dies_on_bad(name: str) -> str:
-    """Runs in a worker process: ``bad`` kills it, as a decoder crash or the OOM killer would."""
-    if name == "bad":
+    """Runs in a worker process: ``crash`` ends it as a decoder crash would, ``oom`` as the
+    OOM killer does (SIGKILL)."""
+    if name == "crash":
         os._exit(3)
+    if name == "oom":
+        os.kill(os.getpid(), signal.SIGKILL)
     return name.upper()
 
 
-async def test_a_file_that_kills_its_process_fails_alone() -> None:
+@pytest.mark.parametrize(
+    ("bad", "error", "says"),
+    [("crash", DecodeFailed, "exit code 3"), ("oom", NotReady, "next scan")],
+)
+async def test_a_file_that_kills_its_process_fails_alone(
+    bad: str, error: type[Exception], says: str
+) -> None:
     procs = HostProcesses(2)
     try:
-        names = ["a", "bad", "b", "c"]
+        names = ["a", bad, "b", "c"]
         results = await asyncio.gather(
             *(procs.run(_dies_on_bad, n) for n in names), return_exceptions=True
         )
         assert [r for r in results if not isinstance(r, BaseException)] == ["A", "B", "C"]
         (failed,) = [r for r in results if isinstance(r, BaseException)]
-        assert isinstance(failed, DecodeFailed) and "kills the process" in str(failed)
+        assert isinstance(failed, error) and says in str(failed), failed
         assert procs.replaced == 1
         assert await procs.run(_dies_on_bad, "d") == "D"  # the replacement works on
     finally:
         procs.shutdown()
+
+
+async def test_a_decode_over_budget_in_a_process_fails_as_in_a_thread(
+    tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "music"
+    make_library(root)
+    for name, processes in (("threads", 0), ("processes", 1)):
+        watcher = {"processes": processes, "max_decode_s": 1e-6}
+        settings = make_settings(tmp_path / name, tiny_model_dir, watcher=watcher)
+        assert await run_scan(settings, root, force=False) == 0
+        assert "analysed 0, failed 6" in capsys.readouterr().out, name
+        app = await _open_app(settings)
+        try:
+            svc = app.services.watcher
+            assert svc is not None
+            reasons = {f["error"].split(":")[0] for f in svc.failures()}
+            assert "over budget" in reasons, (name, reasons)  # the exception crossed over
+        finally:
+            await _close(app)
 
 
 async def test_features_of_another_model_are_refused(tiny_model_dir: Path) -> None:

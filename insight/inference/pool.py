@@ -213,11 +213,13 @@ class InferencePool:
 
     async def embed_features(self, features: np.ndarray, rate: int | None = None) -> np.ndarray:
         """Vectors of log-mel ``features`` ``[B, 1, frames, n_mels]`` made on the host with the
-        model's ``mel_config`` (a GPU scan's processes); never sent to inference workers."""
+        model's ``mel_config`` (``insight scan``'s processes: no model swap there, and features
+        of another mel setup with the same shape would not be noticed); never sent to inference
+        workers."""
         features = np.asarray(features, dtype=np.float32)
         if features.ndim != 4 or features.shape[0] == 0:
             raise BadRequest(f"expected features [B, 1, frames, mels], got {features.shape}")
-        return await self._submit("audio", features, features.shape[0], rate)
+        return await self._submit("audio", features, features.shape[0], rate, interactive=False)
 
     async def embed_audio(
         self, mono: np.ndarray, window_s: float, hop_s: float

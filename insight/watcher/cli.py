@@ -18,6 +18,7 @@ GPU_RUNNERS = 2
 # Each file in flight holds its decoded audio (46 MB for 4 minutes, at most
 # INSIGHT_WATCHER__MAX_AUDIO_S): a many-core box does not get one per core past this.
 MAX_FILES_IN_FLIGHT = 16
+MAX_WORKERS, MAX_RUNNERS = 32, 64  # the settings' own limits (model_copy does not check them)
 
 if TYPE_CHECKING:
     from insight.app import App
@@ -67,8 +68,8 @@ async def run_scan(settings: Settings, folder: Path, force: bool) -> int:
         return 2
     app = await _open_app(settings)
     svc = _watcher(app)
-    svc.foreground()  # the user waits for this scan: it may take every core
     try:
+        svc.foreground()  # the user waits for this scan: it may take every core
         svc.scan(force=force, folders=[WatchedFolder(path=str(root))])
         await asyncio.sleep(0)
         base = sum(svc.outcomes.values())
@@ -132,13 +133,14 @@ def for_bulk(settings: Settings, n_cores: int | None = None) -> Settings:
         if gpu:
             runners = GPU_RUNNERS
         elif "threads" not in model.model_fields_set:
-            runners = n
+            runners = min(n, MAX_RUNNERS)
             model = model.model_copy(update={"threads": 1})
     workers, processes = watcher.workers, watcher.processes
     if gpu and "processes" not in watcher.model_fields_set:
         processes = min(MAX_FILES_IN_FLIGHT, n)
     if "workers" not in watcher.model_fields_set:  # on a GPU: every process busy meanwhile
         workers = processes + runners if gpu else min(MAX_FILES_IN_FLIGHT, max(runners, workers))
+        workers = min(workers, MAX_WORKERS)
     return settings.model_copy(
         update={
             "model": model,

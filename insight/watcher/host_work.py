@@ -11,26 +11,30 @@ tower.
 
 Used by ``insight scan`` when ``INSIGHT_WATCHER__PROCESSES`` > 0 (its default on a GPU).
 The stop flag does not reach a process: at close, queued files are cancelled and a file being
-decoded finishes within ``INSIGHT_WATCHER__MAX_DECODE_S``. A process that dies (a decoder
-crash, the OOM killer) takes every file in flight with it: each is tried again, alone in a
-process of its own, and only a file that kills that one too fails.
+decoded finishes once its decode budget (``INSIGHT_WATCHER__MAX_DECODE_S``, checked at each
+packet) is spent. A process that dies (a decoder crash, the OOM killer) takes every file in
+flight with it: each is tried again in a process of its own, one retry at a time, and only a
+file that kills that one too fails (or waits for the next scan if it was SIGKILLed: memory).
 """
 
 from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import signal
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from functools import lru_cache
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from insight.errors import NotReady
 from insight.inference.audio import MelConfig, MelExtractor
 from insight.inference.model import AudioSpec
 from insight.watcher.decode import DecodeFailed, Limits, decode_full, decode_sampled
@@ -98,12 +102,29 @@ def _spawn(n: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_one_blas_thread)
 
 
+def _alone(fn: Callable[[Any], Any], job: Any, conn: Connection) -> None:
+    """A retry's process: the result or the exception back through ``conn``."""
+    _one_blas_thread()
+    try:
+        conn.send((True, fn(job)))
+    except Exception as exc:
+        conn.send((False, exc))
+
+
+def _receive(conn: Connection) -> tuple[bool, Any] | None:
+    try:
+        return conn.recv()  # type: ignore[no-any-return]
+    except EOFError:  # the process died
+        return None
+
+
 class HostProcesses:
     """``n`` worker processes, replaced when one of them dies."""
 
     def __init__(self, n: int) -> None:
         self.n = n
         self._pool = _spawn(n)
+        self._retry = asyncio.Lock()  # retries run one at a time: see the module
         self.replaced = 0  # pools replaced after a process died
         self.jobs = 0
 
@@ -117,14 +138,36 @@ class HostProcesses:
             if self._pool is pool:  # the first of its files to notice replaces it
                 self._pool, self.replaced = _spawn(self.n), self.replaced + 1
                 pool.shutdown(wait=False, cancel_futures=True)
-        alone = _spawn(1)  # which file killed it: this one, if it kills a process of its own
+        async with self._retry:
+            return await self._alone(fn, job)  # type: ignore[no-any-return]
+
+    async def _alone(self, fn: Callable[[T], R], job: T) -> Any:
+        """``job`` in a process of its own, the only retry running: if that process dies too,
+        this file killed it (a crash fails it; SIGKILL, the OOM killer's way, leaves it for
+        the next scan: memory may have been short for another reason)."""
+        ctx = multiprocessing.get_context("spawn")
+        ours, theirs = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_alone, args=(fn, job, theirs), daemon=True)
+        proc.start()
+        theirs.close()
+        got: tuple[bool, Any] | None = None
         try:
-            return await loop.run_in_executor(alone, fn, job)
-        except BrokenProcessPool as exc:
-            raise DecodeFailed(f"it kills the process decoding it ({exc})") from exc
+            got = await asyncio.to_thread(_receive, ours)
         finally:
-            alone.shutdown(wait=False)
+            if got is None and proc.is_alive():  # cancelled meanwhile
+                proc.kill()
+            await asyncio.to_thread(proc.join)
+            ours.close()
+        if got is None:
+            if proc.exitcode == -signal.SIGKILL:
+                raise NotReady("its decoding process was killed (out of memory?): next scan")
+            raise DecodeFailed(f"it kills the process decoding it (exit code {proc.exitcode})")
+        ok, value = got
+        if not ok:
+            raise value
+        return value
 
     def shutdown(self) -> None:
-        """Queued files are cancelled; a file being decoded ends within its decode budget."""
+        """Queued files are cancelled; a file being decoded ends at its next packet past its
+        decode budget (a stuck decoder does not)."""
         self._pool.shutdown(wait=False, cancel_futures=True)
