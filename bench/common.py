@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -158,3 +160,27 @@ def machine(load_before: tuple[float, float, float]) -> dict[str, Any]:
         "loadavg_before": [round(x, 2) for x in load_before],
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+if TYPE_CHECKING:
+    from insight.app import App
+    from insight.config import Settings
+    from insight.watcher.service import WatcherService
+
+
+@contextlib.asynccontextmanager
+async def watcher_app(settings: Settings) -> AsyncIterator[tuple[App, WatcherService]]:
+    """A started app with a model and its watcher; stopped, and its data dir removed, after."""
+    from insight import compose
+    from insight.app import App
+
+    app = App(settings)
+    await compose.start(app)
+    try:
+        assert app.pool is not None, app.model_error
+        svc = app.services.watcher
+        assert svc is not None, "the watcher extra is needed"
+        yield app, svc
+    finally:
+        await compose.stop(app)
+        shutil.rmtree(settings.storage.data_dir, ignore_errors=True)

@@ -24,7 +24,6 @@ import json
 import multiprocessing
 import os
 import platform
-import shutil
 import sys
 import tempfile
 import time
@@ -34,6 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import watcher_app
 from bench.scan import TRACK_S, write_track
 from insight.config import Settings
 
@@ -63,18 +63,13 @@ def cpu_busy() -> tuple[float, float]:
 
 
 async def timed_scan(settings: Settings, library: Path) -> dict[str, Any]:
-    from insight import compose
-    from insight.app import App
     from insight.schemas import WatchedFolder
 
-    app = App(settings)
-    await compose.start(app)
-    try:
-        assert app.pool is not None, app.model_error
-        svc = app.services.watcher
-        assert svc is not None, "the watcher extra is needed"
+    async with watcher_app(settings) as (app, svc):
+        pool = app.pool
+        assert pool is not None
         svc.foreground()
-        model = app.pool.model
+        model = pool.model
         b0, t0 = cpu_busy()
         start = time.perf_counter()
 
@@ -83,7 +78,7 @@ async def timed_scan(settings: Settings, library: Path) -> dict[str, Any]:
                 await asyncio.sleep(15)
                 done = dict(svc.outcomes)
                 t = time.perf_counter() - start
-                print(f"  {t:.0f} s: {done} batches={app.pool.stats.batches}", flush=True)
+                print(f"  {t:.0f} s: {done} batches={pool.stats.batches}", flush=True)
 
         shown = asyncio.create_task(progress())
         svc.scan(folders=[WatchedFolder(path=str(library))])
@@ -93,7 +88,7 @@ async def timed_scan(settings: Settings, library: Path) -> dict[str, Any]:
         b1, t1 = cpu_busy()
         assert svc.outcomes["failed"] == 0, svc.failures()
         n = svc.outcomes["analyzed"]
-        stats = app.pool.stats
+        stats = pool.stats
         return {
             "tracks": n,
             "seconds": round(elapsed, 1),
@@ -112,9 +107,6 @@ async def timed_scan(settings: Settings, library: Path) -> dict[str, Any]:
             # summed over runners: near runners x seconds when inference is the bottleneck
             "runner_busy_s": round(stats.busy_s, 1),
         }
-    finally:
-        await compose.stop(app)
-        shutil.rmtree(settings.storage.data_dir, ignore_errors=True)
 
 
 def scan_settings(model: Path, mode: str, cuda: bool, runners: int = 0) -> Settings:

@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import machine
+from bench.common import machine, watcher_app
 from bench.scan import make_library, model_dir
 from insight.config import Settings
 
@@ -83,8 +82,6 @@ def merge(into: dict[str, list[float]], more: dict[str, list[float]]) -> None:
 
 
 async def run(model: Path, library: Path, texts: int, stream_s: float) -> dict[str, Any]:
-    from insight import compose
-    from insight.app import App
     from insight.schemas import WatchedFolder
 
     data = Path(tempfile.mkdtemp(prefix="polite-bench-"))
@@ -93,12 +90,8 @@ async def run(model: Path, library: Path, texts: int, stream_s: float) -> dict[s
         model={"path": model, "name": "bench/clap-full"},
         watcher={"scan_interval_s": 0},  # everything else: serve's defaults
     )
-    app = App(settings)
-    await compose.start(app)
-    try:
-        assert app.pool is not None, app.model_error
-        svc = app.services.watcher
-        assert svc is not None, "the watcher extra is needed"
+    async with watcher_app(settings) as (app, svc):
+        assert app.pool is not None
         idle: dict[str, list[float]] = {}
         for i in range(3):
             merge(idle, await one_round(app, i, texts, stream_s))
@@ -125,9 +118,6 @@ async def run(model: Path, library: Path, texts: int, stream_s: float) -> dict[s
                 "audio_int8": app.pool.model.quantized,
             },
         }
-    finally:
-        await compose.stop(app)
-        shutil.rmtree(data, ignore_errors=True)
 
 
 def main() -> None:
