@@ -102,7 +102,7 @@ def _spawn(n: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_one_blas_thread)
 
 
-def _alone(fn: Callable[[Any], Any], job: Any, conn: Connection) -> None:
+def _retry_process(fn: Callable[[Any], Any], job: Any, conn: Connection) -> None:
     """A retry's process: the result or the exception back through ``conn``."""
     _one_blas_thread()
     try:
@@ -147,7 +147,7 @@ class HostProcesses:
         the next scan: memory may have been short for another reason)."""
         ctx = multiprocessing.get_context("spawn")
         ours, theirs = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=_alone, args=(fn, job, theirs), daemon=True)
+        proc = ctx.Process(target=_retry_process, args=(fn, job, theirs), daemon=True)
         proc.start()
         theirs.close()
         got: tuple[bool, Any] | None = None
