@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 20's GPU checks in one run on a device machine (CUDA GPU, no registry); BENCHMARKS.md
-# "GPU" has the results and how the carried files were made:
+# "Session 9" has the results. bench/device_carry.py makes the carried files:
 #   /tmp/parts/site.part-* + .devcarry/p2/site.part-*  onnxruntime-gpu and insight's missing
 #                         deps, one tar.xz split in two (a call carries 64 MiB at most)
 #   .devcarry/p2/gpt2.tiktoken   RoBERTa's BPE for the full-size source
