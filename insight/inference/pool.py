@@ -212,10 +212,9 @@ class InferencePool:
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
 
     async def embed_features(self, features: np.ndarray, rate: int | None = None) -> np.ndarray:
-        """Vectors of log-mel ``features`` ``[B, 1, frames, n_mels]`` made on the host with the
-        model's ``mel_config`` (``insight scan``'s processes: no model swap there, and features
-        of another mel setup with the same shape would not be noticed); never sent to inference
-        workers."""
+        """Vectors of log-mel ``features`` ``[B, 1, frames, n_mels]`` made with the model's
+        ``mel_config`` (by ``insight scan``'s processes: no model swap there; another mel setup
+        of the same shape would go unnoticed); never sent to inference workers."""
         features = np.asarray(features, dtype=np.float32)
         if features.ndim != 4 or features.shape[0] == 0:
             raise BadRequest(f"expected features [B, 1, frames, mels], got {features.shape}")
