@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import full_size_source, share_tokenizer
 from insight.config import Settings
 from insight.inference.model import AudioSpec
-from insight.watcher.decode import decode_full, decode_sampled
+from insight.watcher.decode import decode_in_mode
 
 CLAP_SPEC = AudioSpec(48_000, 480_000, 480_000)  # 10 s windows of transformers CLAP
 
@@ -166,7 +166,7 @@ def transformers_baseline(hf: Path, files: list[Path], mode: str, threads: int) 
     proc = ClapProcessor.from_pretrained(str(hf))
     t0 = time.perf_counter()
     for f in files:
-        d = decode_sampled(f, 3, CLAP_SPEC) if mode == "sampled" else decode_full(f, CLAP_SPEC)
+        d = decode_in_mode(f, mode, 3, CLAP_SPEC)
         feats = proc.feature_extractor(list(d.windows), sampling_rate=48_000, return_tensors="pt")
         with torch.no_grad():
             out = model.get_audio_features(input_features=feats["input_features"])
@@ -183,7 +183,7 @@ def transformers_baseline(hf: Path, files: list[Path], mode: str, threads: int) 
 def decode_only(files: list[Path], mode: str) -> float:
     t0 = time.perf_counter()
     for f in files:
-        decode_sampled(f, 3, CLAP_SPEC) if mode == "sampled" else decode_full(f, CLAP_SPEC)
+        decode_in_mode(f, mode, 3, CLAP_SPEC)
     return (time.perf_counter() - t0) / len(files)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from insight.inference.audio import MelConfig
 from insight.inference.model import track_vector
 from insight.schemas import IngestMetadata
-from insight.watcher.decode import Limits, decode_full, decode_sampled
+from insight.watcher.decode import Limits, decode_in_mode
 from insight.watcher.host_work import HostProcesses, feature_job, features_of
 from insight.watcher.tags import TrackTags, read_tags
 
@@ -66,12 +66,9 @@ async def analyze_file(
         tags = await loop.run_in_executor(executor, read_tags, path, got.metadata)
         vectors = await pool.embed_features(got.features, rate=spec.sample_rate)
         return Analysis(tags, track_vector(vectors), int(got.features.shape[0]), got.duration_s)
-    if mode == "sampled":
-        decoded = await loop.run_in_executor(
-            executor, decode_sampled, path, sampled_windows, spec, limits
-        )
-    else:
-        decoded = await loop.run_in_executor(executor, decode_full, path, spec, limits)
+    decoded = await loop.run_in_executor(
+        executor, decode_in_mode, path, mode, sampled_windows, spec, limits
+    )
     tags = await loop.run_in_executor(executor, read_tags, path, decoded.metadata)
     vectors = await pool.embed_windows(decoded.windows, bulk=bulk, rate=spec.sample_rate)
     vector = track_vector(vectors)

@@ -345,3 +345,12 @@ def decode_sampled(path: Path, n: int, spec: AudioSpec, limits: Limits | None = 
         raise DecodeFailed(str(exc)) from exc
     finally:
         src.close()
+
+
+def decode_in_mode(
+    path: Path, mode: str, sampled_windows: int, spec: AudioSpec, limits: Limits | None = None
+) -> Decoded:
+    """The watcher's mode: ``sampled`` (``sampled_windows`` windows) or else every window."""
+    if mode == "sampled":
+        return decode_sampled(path, sampled_windows, spec, limits)
+    return decode_full(path, spec, limits)

@@ -37,7 +37,7 @@ from threadpoolctl import threadpool_limits
 from insight.errors import NotReady
 from insight.inference.audio import MelConfig, MelExtractor
 from insight.inference.model import AudioSpec
-from insight.watcher.decode import DecodeFailed, Limits, decode_full, decode_sampled
+from insight.watcher.decode import DecodeFailed, Limits, decode_in_mode
 from insight.watcher.guard import Budget
 
 T = TypeVar("T")
@@ -80,12 +80,9 @@ def _extractor(cfg: MelConfig) -> MelExtractor:
 
 
 def features_of(job: FeatureJob) -> Features:
-    """Runs in a worker process; raises what ``decode_full`` / ``decode_sampled`` raise."""
+    """Runs in a worker process; raises what ``decode_in_mode`` raises."""
     limits = Limits(job.max_bytes, job.max_audio_s, Budget(job.max_decode_s))
-    if job.mode == "sampled":
-        decoded = decode_sampled(job.path, job.sampled_windows, job.spec, limits)
-    else:
-        decoded = decode_full(job.path, job.spec, limits)
+    decoded = decode_in_mode(job.path, job.mode, job.sampled_windows, job.spec, limits)
     return Features(_extractor(job.mel)(decoded.windows), decoded.duration_s, decoded.metadata)
 
 
