@@ -34,18 +34,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import watcher_app
-from bench.scan import TRACK_S, write_track
+from bench.scan import TRACK_S
+from bench.scan import make_library as generate
 from insight.config import Settings
 
 
 def make_library(folder: Path, n: int, distinct: int) -> Path:
     """``n`` files under ``folder``: ``distinct`` generated tracks, then hard links to them."""
-    gen = folder.parent / f"{folder.name}-distinct"
-    gen.mkdir(parents=True, exist_ok=True)
-    names = [gen / f"t{i:03d}.{'mp3' if i % 2 == 0 else 'flac'}" for i in range(distinct)]
-    todo = [p for p in names if not p.exists()]
-    with ProcessPoolExecutor(os.cpu_count()) as ex:
-        list(ex.map(write_track, todo, [TRACK_S] * len(todo), [names.index(p) for p in todo]))
+    names = generate(folder.parent / f"{folder.name}-distinct", distinct)
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(n):
         src = names[i % distinct]

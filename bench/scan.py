@@ -75,13 +75,14 @@ def write_track(path: Path, seconds: float, seed: int) -> None:
 
 
 def make_library(folder: Path, n: int) -> list[Path]:
+    """``n`` tracks (mp3 and flac alternating, track ``i`` from seed ``i``), the missing ones
+    written on every core."""
     folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(n):
-        p = folder / f"track{i:03d}.{'mp3' if i % 2 == 0 else 'flac'}"
-        if not p.exists():
-            write_track(p, TRACK_S, i)
-        paths.append(p)
+    paths = [folder / f"track{i:03d}.{'mp3' if i % 2 == 0 else 'flac'}" for i in range(n)]
+    todo = [i for i, p in enumerate(paths) if not p.exists()]
+    if todo:
+        with ProcessPoolExecutor(os.cpu_count()) as ex:
+            list(ex.map(write_track, [paths[i] for i in todo], [TRACK_S] * len(todo), todo))
     return paths
 
 
