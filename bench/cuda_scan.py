@@ -12,6 +12,10 @@ was busy. The same settings without CUDA on ``--cpu-tracks`` files give the rati
 box. Prints one JSON line, also written to ``$OUT/cuda_scan.json``.
 
     python bench/cuda_scan.py --model DIR [--tracks 1000] [--distinct 32] [--cpu-tracks 64]
+        [--variant gpu:full:threads=1] [--variant cpu:full:processes=16] ...
+
+Each scan also reports where its CPU time went (``cpu_s``: the event loop's thread, the
+runners', ONNX Runtime's and the decoders' native threads, the host processes).
 
 ``--allow-no-cuda`` with the small test model is a CPU dry run of this script.
 """
@@ -51,6 +55,33 @@ def make_library(folder: Path, n: int, distinct: int) -> Path:
     return folder
 
 
+def _cpu_s(stat: Path) -> float:
+    """utime + stime of a /proc stat file, in seconds (0 once the task is gone)."""
+    try:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_part() -> dict[str, float]:
+    """CPU seconds so far of this process's main thread (the event loop), of its Python threads
+    by name prefix, of its other threads (ONNX Runtime's, the decoders'), and of its child
+    processes (the host processes' decode and log-mel): where a host-bound scan spends it."""
+    import threading
+
+    names = {t.native_id: t.name.split("_")[0].rstrip("-0123456789") for t in threading.enumerate()}
+    parts: dict[str, float] = {}
+    for task in Path("/proc/self/task").iterdir():
+        tid = int(task.name)
+        name = "main" if tid == os.getpid() else names.get(tid, "native")
+        parts[name] = parts.get(name, 0.0) + _cpu_s(task / "stat")
+    parts["children"] = sum(
+        _cpu_s(Path(f"/proc/{c.pid}/stat")) for c in multiprocessing.active_children()
+    )
+    return {k: round(v, 1) for k, v in parts.items()}
+
+
 def cpu_busy() -> tuple[float, float]:
     """(busy, total) jiffies of every CPU since boot, from /proc/stat."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
@@ -67,6 +98,7 @@ async def timed_scan(settings: Settings, library: Path) -> dict[str, Any]:
         svc.foreground()
         model = pool.model
         b0, t0 = cpu_busy()
+        parts0 = cpu_by_part()
         start = time.perf_counter()
 
         async def progress() -> None:  # a stall shows as a count that stops growing
@@ -82,6 +114,7 @@ async def timed_scan(settings: Settings, library: Path) -> dict[str, Any]:
         elapsed = time.perf_counter() - start
         shown.cancel()
         b1, t1 = cpu_busy()
+        parts = cpu_by_part()
         assert svc.outcomes["failed"] == 0, svc.failures()
         n = svc.outcomes["analyzed"]
         stats = pool.stats
@@ -102,32 +135,56 @@ async def timed_scan(settings: Settings, library: Path) -> dict[str, Any]:
             "windows": stats.items,
             # summed over runners: near runners x seconds when inference is the bottleneck
             "runner_busy_s": round(stats.busy_s, 1),
+            "threads": settings.model.threads,
+            # CPU seconds during the scan (children: since their start)
+            "cpu_s": {
+                k: round(v - parts0.get(k, 0.0), 1)
+                for k, v in parts.items()
+                if v - parts0.get(k, 0.0) >= 0.05
+            },
         }
 
 
-def scan_settings(model: Path, mode: str, cuda: bool, runners: int = 0) -> Settings:
-    """``insight scan``'s settings; ``runners`` > 0 as if INSIGHT_INFERENCE__RUNNERS were set."""
+# what a variant may set, as if its INSIGHT_ variable were: where it goes in Settings
+VARIANT_KEYS = {"runners": "inference", "threads": "model", "processes": "watcher"}
+
+
+def scan_settings(
+    model: Path, mode: str, cuda: bool, overrides: dict[str, int] | None = None
+) -> Settings:
+    """``insight scan``'s settings, ``overrides`` (see ``VARIANT_KEYS``) as if configured."""
     from insight.watcher.cli import for_bulk
 
     data = Path(tempfile.mkdtemp(prefix="cuda-scan-"))
-    model_cfg: dict[str, Any] = {"path": model, "name": "bench/clap-full"}
+    parts: dict[str, dict[str, Any]] = {
+        "storage": {"data_dir": data},
+        "model": {"path": model, "name": "bench/clap-full"},
+        "watcher": {"mode": mode, "scan_interval_s": 0},
+        "inference": {},
+    }
     if cuda:
-        model_cfg["enable_cuda"] = True
-    return for_bulk(
-        Settings(
-            storage={"data_dir": data},
-            model=model_cfg,
-            watcher={"mode": mode, "scan_interval_s": 0},
-            inference={"runners": runners} if runners else {},
-        )
-    )
+        parts["model"]["enable_cuda"] = True
+    for key, value in (overrides or {}).items():
+        parts[VARIANT_KEYS[key]][key] = value
+    return for_bulk(Settings(**parts))
 
 
 def run_scan_process(
-    model: Path, mode: str, cuda: bool, library: Path, runners: int = 0
+    model: Path, mode: str, cuda: bool, library: Path, overrides: dict[str, int]
 ) -> dict[str, Any]:
     """One scan in a process of its own: ONNX Runtime's thread pool is sized once per process."""
-    return asyncio.run(timed_scan(scan_settings(model, mode, cuda, runners), library))
+    return asyncio.run(timed_scan(scan_settings(model, mode, cuda, overrides), library))
+
+
+def parse_variant(text: str) -> tuple[str, str, bool, dict[str, int]]:
+    """``gpu:full:threads=1,processes=8`` → (key, mode, cuda, overrides)."""
+    device, mode, *rest = text.split(":")
+    overrides = {k: int(v) for k, v in (kv.split("=") for kv in ",".join(rest).split(",") if kv)}
+    unknown = set(overrides) - set(VARIANT_KEYS)
+    if device not in ("gpu", "cpu") or mode not in ("full", "sampled") or unknown:
+        raise SystemExit(f"bad --variant {text!r}: DEVICE:MODE[:KEY=N,...], keys {VARIANT_KEYS}")
+    key = "_".join([device, mode, *(f"{k}{v}" for k, v in overrides.items())])
+    return key, mode, device == "gpu", overrides
 
 
 def main() -> None:
@@ -137,7 +194,12 @@ def main() -> None:
     ap.add_argument("--distinct", type=int, default=32)
     ap.add_argument("--cpu-tracks", type=int, default=64, help="0: no CPU run")
     ap.add_argument("--modes", default="full,sampled")
-    ap.add_argument("--gpu-runners", default="", help="more full GPU scans with these runners")
+    ap.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="one more scan, e.g. gpu:full:threads=1 or cpu:full:processes=16 (repeatable)",
+    )
     ap.add_argument("--work-dir", type=Path, default=Path("/tmp/insight-gpu-scan"))
     ap.add_argument("--allow-no-cuda", action="store_true")
     args = ap.parse_args()
@@ -174,22 +236,21 @@ def main() -> None:
     for p in sorted(library.iterdir())[: args.cpu_tracks]:
         if not (cpu_lib / p.name).exists():
             os.link(p, cpu_lib / p.name)
-    runs = [
-        (f"{label}_{mode}", mode, cuda, lib, 0)
+    runs: list[tuple[str, str, bool, Path, dict[str, int]]] = [
+        (f"{label}_{mode}", mode, cuda, lib, {})
         for mode in args.modes.split(",")
+        if mode
         for label, cuda, lib in (("gpu", True, library), ("cpu", False, cpu_lib))
         if cuda or args.cpu_tracks > 0
     ]
-    runs += [
-        (f"gpu_full_runners{r}", "full", True, library, int(r))
-        for r in args.gpu_runners.split(",")
-        if r
-    ]
-    for key, mode, cuda, lib, runners in runs:
+    for text in args.variant:
+        key, mode, cuda, overrides = parse_variant(text)
+        runs.append((key, mode, cuda, library if cuda else cpu_lib, overrides))
+    for key, mode, cuda, lib, overrides in runs:
         ex = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
         try:
             summary[key] = ex.submit(
-                run_scan_process, args.model, mode, cuda, lib, runners
+                run_scan_process, args.model, mode, cuda, lib, overrides
             ).result()
         except Exception as exc:  # report what ran so far
             summary[key] = {"error": repr(exc)}
