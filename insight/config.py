@@ -244,7 +244,7 @@ class WatcherSettings(BaseModel):
         ge=0,
         le=64,
         description="`insight scan` decodes and makes log-mel features in this many processes "
-        "(0: in threads); its default on a GPU is every core, at most 16",
+        "(0: in threads); its default is one per core, at most 16",
     )
     nice: int = Field(
         default=15,

@@ -118,3 +118,31 @@ def test_decode_converts_unknown_sample_formats_with_ffmpeg(
     converted = decode.decode_full(tmp_path / "x.flac", CLAP_SPEC).audio
     assert direct is not None and converted is not None and direct.shape == converted.shape
     assert float(np.abs(direct - converted).max()) <= 1e-6
+
+
+@pytest.mark.parametrize("fmt", ["u8", "s16", "s32", "flt", "dbl", "u8p", "s16p", "s32p", "fltp"])
+@pytest.mark.parametrize("channels", [1, 2, 3])
+def test_mono_is_the_mean_of_the_channels_converted_one_by_one(fmt: str, channels: int) -> None:
+    """Summing the channels before converting them gives the values converting each first
+    does: bit for bit with two channels (power-of-two scales), within float32 rounding with
+    three."""
+    from insight.watcher.decode import _SAMPLE_TYPES, _to_mono
+
+    dtype, offset, scale = _SAMPLE_TYPES[fmt.removesuffix("p")]
+    rng = np.random.default_rng(channels)
+    n = 10_001
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        samples = rng.integers(info.min, info.max, size=(channels, n), endpoint=True, dtype=dtype)
+    else:
+        samples = rng.uniform(-1, 1, size=(channels, n)).astype(dtype)
+    planes = list(samples) if fmt.endswith("p") else [samples.T.reshape(-1)]  # interleaved
+    each = [(c.astype(np.float32) - np.float32(offset)) * np.float32(scale) for c in samples]
+    expected = sum(each[1:], each[0]) / np.float32(channels)
+    got = _to_mono(planes, fmt, channels)
+    assert got.dtype == np.float32 and got.shape == (n,)
+    if channels < 3:
+        np.testing.assert_array_equal(got, expected)
+    else:
+        np.testing.assert_allclose(got, expected, rtol=0, atol=2e-7)
+    assert float(np.abs(got).max()) <= 1.0

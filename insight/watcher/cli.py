@@ -115,12 +115,14 @@ async def run_reembed(settings: Settings, drop: bool) -> int:
 def for_bulk(settings: Settings, n_cores: int | None = None) -> Settings:
     """``insight scan``'s settings: it wants tracks per hour, not one request's latency.
 
-    CPU: one single-threaded ONNX runner per core (bench/scan.py: ~20 % more throughput on 2
-    cores than one runner on every core) and as many files in flight as runners, so none of
-    them idles. GPU: a process per core (at most ``MAX_FILES_IN_FLIGHT``) decodes files and
-    makes their log-mel features (threads would hold the GIL: :mod:`insight.watcher.host_work`)
-    while ``GPU_RUNNERS`` tower runs go on, so that many more files are in flight. What was
-    configured (``THREADS``, ``RUNNERS``, ``WATCHER__WORKERS``, ``WATCHER__PROCESSES``) is
+    Files are decoded and turned into log-mel features by a process per core (at most
+    ``MAX_FILES_IN_FLIGHT``): threads hold the GIL for a quarter of a decode and all of the
+    features (:mod:`insight.watcher.host_work`). On a 16-core CPU that made the scan 2.9x as
+    fast (BENCHMARKS.md "Session 10"); on 2 cores it changes nothing. CPU: one single-threaded
+    ONNX runner per core (bench/scan.py: ~20 % more throughput on 2 cores than one runner on
+    every core) and as many files in flight as runners, so none of them idles. GPU:
+    ``GPU_RUNNERS`` tower runs, and as many more files in flight as there are processes. What
+    was configured (``THREADS``, ``RUNNERS``, ``WATCHER__WORKERS``, ``WATCHER__PROCESSES``) is
     kept."""
     from insight.inference.clap import PROVIDERS
     from insight.watcher.polite import cores
@@ -136,7 +138,7 @@ def for_bulk(settings: Settings, n_cores: int | None = None) -> Settings:
             runners = min(n, MAX_RUNNERS)
             model = model.model_copy(update={"threads": 1})
     workers, processes = watcher.workers, watcher.processes
-    if gpu and "processes" not in watcher.model_fields_set:
+    if "processes" not in watcher.model_fields_set:
         processes = min(MAX_FILES_IN_FLIGHT, n)
     if "workers" not in watcher.model_fields_set:  # on a GPU: every process busy meanwhile
         workers = processes + runners if gpu else min(MAX_FILES_IN_FLIGHT, max(runners, workers))

@@ -1,15 +1,14 @@
-"""A GPU scan's host work in processes: decode, resample, window and log-mel features per file.
+"""A scan's host work in processes: decode, resample, window and log-mel features per file.
 
-On a GPU the audio tower costs well under a millisecond a window, so a scan is bound by the
-host, and threads cannot spread that over a many-core host: a quarter of a decode is Python
-holding the GIL (2 threads decode 1.6x as fast as one, 2 processes 2.0x) and the log-mel
-features are numpy that holds it throughout (2 threads: 1.03x). On a 16-core H200 machine
-(BENCHMARKS.md "Session 9") the GPU sat at 0-9 % with threads and 1 000 tracks had not been
-scanned after five minutes; with processes they took 59 s. Each process returns a file's
-features (6 MB for 4 minutes, not its 46 MB of windows); the inference runners only run the
-tower.
+Threads cannot spread that work over a many-core host: a quarter of a decode is Python holding
+the GIL (2 threads decode 1.6x as fast as one, 2 processes 2.0x) and the log-mel features are
+numpy that holds it throughout (2 threads: 1.03x). On a 16-core H200 machine (BENCHMARKS.md
+"Session 9") the GPU sat at 0-9 % with threads and 1 000 tracks had not been scanned after five
+minutes; with processes they took 59 s. On the same host's CPU alone, 64 tracks took 41 s with
+threads and 14 s with processes ("Session 10"). Each process returns a file's features (6 MB
+for 4 minutes, not its 46 MB of windows); the inference runners only run the tower.
 
-Used by ``insight scan`` when ``INSIGHT_WATCHER__PROCESSES`` > 0 (its default on a GPU).
+Used by ``insight scan`` when ``INSIGHT_WATCHER__PROCESSES`` > 0 (its default: one per core).
 The stop flag does not reach a process: at close, queued files are cancelled and a file being
 decoded finishes once its decode budget (``INSIGHT_WATCHER__MAX_DECODE_S``, checked at each
 packet) is spent. A process that dies (a decoder crash, the OOM killer) takes every file in
