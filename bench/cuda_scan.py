@@ -67,7 +67,8 @@ def _cpu_s(stat: Path) -> float:
 def cpu_by_part() -> dict[str, float]:
     """CPU seconds so far of this process's main thread (the event loop), of its Python threads
     by name prefix, of its other threads (ONNX Runtime's, the decoders'), and of its child
-    processes (the host processes' decode and log-mel): where a host-bound scan spends it."""
+    processes (the host processes' decode and log-mel, their start-up included: ~0.4 core-s
+    each): where a host-bound scan spends it. Threads that end between two readings drop out."""
     import threading
 
     names = {t.native_id: t.name.split("_")[0].rstrip("-0123456789") for t in threading.enumerate()}
@@ -117,6 +118,7 @@ async def timed_scan(settings: Settings, library: Path) -> dict[str, Any]:
         parts = cpu_by_part()
         assert svc.outcomes["failed"] == 0, svc.failures()
         n = svc.outcomes["analyzed"]
+        assert n > 0, "no track scanned (--cpu-tracks 0 with a cpu variant?)"
         stats = pool.stats
         return {
             "tracks": n,
@@ -178,11 +180,16 @@ def run_scan_process(
 
 def parse_variant(text: str) -> tuple[str, str, bool, dict[str, int]]:
     """``gpu:full:threads=1,processes=8`` → (key, mode, cuda, overrides)."""
-    device, mode, *rest = text.split(":")
-    overrides = {k: int(v) for k, v in (kv.split("=") for kv in ",".join(rest).split(",") if kv)}
+    bad = SystemExit(f"bad --variant {text!r}: DEVICE:MODE[:KEY=N,...], keys {VARIANT_KEYS}")
+    try:
+        device, mode, *rest = text.split(":")
+        pairs = (kv.split("=") for kv in ",".join(rest).split(",") if kv)
+        overrides = {k: int(v) for k, v in pairs}
+    except ValueError:
+        raise bad from None
     unknown = set(overrides) - set(VARIANT_KEYS)
     if device not in ("gpu", "cpu") or mode not in ("full", "sampled") or unknown:
-        raise SystemExit(f"bad --variant {text!r}: DEVICE:MODE[:KEY=N,...], keys {VARIANT_KEYS}")
+        raise bad
     key = "_".join([device, mode, *(f"{k}{v}" for k, v in overrides.items())])
     return key, mode, device == "gpu", overrides
 
@@ -203,6 +210,7 @@ def main() -> None:
     ap.add_argument("--work-dir", type=Path, default=Path("/tmp/insight-gpu-scan"))
     ap.add_argument("--allow-no-cuda", action="store_true")
     args = ap.parse_args()
+    variants = [parse_variant(text) for text in args.variant]  # before any work: typos end it
     import onnxruntime as ort
 
     summary: dict[str, Any] = {
@@ -243,8 +251,9 @@ def main() -> None:
         for label, cuda, lib in (("gpu", True, library), ("cpu", False, cpu_lib))
         if cuda or args.cpu_tracks > 0
     ]
-    for text in args.variant:
-        key, mode, cuda, overrides = parse_variant(text)
+    for key, mode, cuda, overrides in variants:
+        if any(key == run[0] for run in runs):
+            key += f"_{len(runs)}"  # a repeat: both results kept
         runs.append((key, mode, cuda, library if cuda else cpu_lib, overrides))
     for key, mode, cuda, lib, overrides in runs:
         ex = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))

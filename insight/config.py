@@ -239,12 +239,13 @@ class WatcherSettings(BaseModel):
         le=64,
         description="Decode threads of a background scan; 0: a quarter of the cores, at least 1",
     )
-    processes: int = Field(
-        default=0,
+    processes: int | None = Field(
+        default=None,
         ge=0,
         le=64,
-        description="`insight scan` decodes and makes log-mel features in this many processes "
-        "(0: in threads); its default is one per core, at most 16",
+        description="Files are decoded in this many processes, 0: in threads. Unset: `insight "
+        "scan` one per core (at most 16: threads hold the GIL), the background scan as many as "
+        "its THREADS (a file that crashes the decoder takes only its process down)",
     )
     nice: int = Field(
         default=15,

@@ -80,9 +80,9 @@ DESCRIPTIONS = {
     "INSIGHT_WATCHER__FOLDERS": "Folders to analyse (JSON list); system folders are refused",
     "INSIGHT_WATCHER__EXTENSIONS": "File extensions the watcher picks up",
     "INSIGHT_WATCHER__SCAN_INTERVAL_S": "Full rescan interval; 0 = only at start and on events",
-    "INSIGHT_WATCHER__WORKERS": "Files analysed in parallel; `insight scan`'s default is one "
-    "per runner on a CPU (at most 16, each holding its decoded audio: 46 MB per 4 minutes), one "
-    "per process and GPU runner on a GPU",
+    "INSIGHT_WATCHER__WORKERS": "Files analysed in parallel, each holding its decoded audio "
+    "(46 MB per 4 minutes; `insight scan`: 6 MB of log-mel features); `insight scan`'s default "
+    "is one per runner on a CPU (at most 16), one per process and GPU runner on a GPU",
     "INSIGHT_WATCHER__MODE": "`full` (every window) or `sampled` (a few windows per track)",
     "INSIGHT_WATCHER__SAMPLED_WINDOWS": "Windows per track in `sampled` mode",
     "INSIGHT_WATCHER__DEBOUNCE_S": "Quiet time after a file changes before it is analysed",

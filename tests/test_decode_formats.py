@@ -120,12 +120,13 @@ def test_decode_converts_unknown_sample_formats_with_ffmpeg(
     assert float(np.abs(direct - converted).max()) <= 1e-6
 
 
-@pytest.mark.parametrize("fmt", ["u8", "s16", "s32", "flt", "dbl", "u8p", "s16p", "s32p", "fltp"])
-@pytest.mark.parametrize("channels", [1, 2, 3])
+@pytest.mark.parametrize(
+    "fmt", ["u8", "s16", "s32", "flt", "dbl", "u8p", "s16p", "s32p", "fltp", "dblp"]
+)
+@pytest.mark.parametrize("channels", [1, 2, 3, 6])
 def test_mono_is_the_mean_of_the_channels_converted_one_by_one(fmt: str, channels: int) -> None:
-    """Summing the channels before converting them gives the values converting each first
-    does: bit for bit with two channels (power-of-two scales), within float32 rounding with
-    three."""
+    """Summing the channels before converting them gives, bit for bit, the values converting
+    each first does (integer sums are exact in float32 here, the scales powers of two)."""
     from insight.watcher.decode import _SAMPLE_TYPES, _to_mono
 
     dtype, offset, scale = _SAMPLE_TYPES[fmt.removesuffix("p")]
@@ -136,13 +137,14 @@ def test_mono_is_the_mean_of_the_channels_converted_one_by_one(fmt: str, channel
         samples = rng.integers(info.min, info.max, size=(channels, n), endpoint=True, dtype=dtype)
     else:
         samples = rng.uniform(-1, 1, size=(channels, n)).astype(dtype)
-    planes = list(samples) if fmt.endswith("p") else [samples.T.reshape(-1)]  # interleaved
+    # planar: one plane per channel, and a frame may carry more planes than channels
+    planes = [*samples, samples[0]] if fmt.endswith("p") else [samples.T.reshape(-1)]
+    before = [p.copy() for p in planes]
     each = [(c.astype(np.float32) - np.float32(offset)) * np.float32(scale) for c in samples]
     expected = sum(each[1:], each[0]) / np.float32(channels)
     got = _to_mono(planes, fmt, channels)
     assert got.dtype == np.float32 and got.shape == (n,)
-    if channels < 3:
-        np.testing.assert_array_equal(got, expected)
-    else:
-        np.testing.assert_allclose(got, expected, rtol=0, atol=2e-7)
+    np.testing.assert_array_equal(got, expected)
     assert float(np.abs(got).max()) <= 1.0
+    for p, b in zip(planes, before, strict=True):  # the decoded planes are not written to
+        np.testing.assert_array_equal(p, b)

@@ -11,6 +11,7 @@ from conftest import make_settings
 from insight.config import ModelSettings
 from insight.inference.clap import ClapModel
 from insight.watcher.cli import GPU_RUNNERS, MAX_FILES_IN_FLIGHT, for_bulk
+from insight.watcher.polite import MAX_FOREGROUND_PROCESSES, decode_processes
 
 
 def test_cpu_scan_has_a_file_in_flight_per_single_threaded_runner(tmp_path: Path) -> None:
@@ -31,7 +32,7 @@ def test_what_was_configured_is_kept(tmp_path: Path) -> None:
     assert (s.model.threads, s.inference.runners, s.watcher.workers) == (0, 2, 2)
 
 
-@pytest.mark.parametrize(("cores", "processes"), [(4, 4), (16, 16), (64, MAX_FILES_IN_FLIGHT)])
+@pytest.mark.parametrize(("cores", "processes"), [(4, 4), (16, 16), (64, MAX_FOREGROUND_PROCESSES)])
 def test_gpu_scan_decodes_on_every_core(tmp_path: Path, cores: int, processes: int) -> None:
     s = for_bulk(make_settings(tmp_path, None, model={"enable_cuda": True}), n_cores=cores)
     assert s.model.threads == 0  # the host's share of a GPU run is not cut to one thread
@@ -43,11 +44,20 @@ def test_gpu_scan_decodes_on_every_core(tmp_path: Path, cores: int, processes: i
 def test_scan_decodes_in_a_process_per_core(tmp_path: Path, gpu: bool) -> None:
     # threads could not use a 16-core CPU either: 2.9x slower than processes there
     model = {"enable_cuda": True} if gpu else {}
-    for cores, processes in ((2, 2), (16, 16), (64, MAX_FILES_IN_FLIGHT)):
+    for cores, processes in ((2, 2), (16, 16), (64, MAX_FOREGROUND_PROCESSES)):
         s = for_bulk(make_settings(tmp_path, None, model=model), n_cores=cores)
         assert s.watcher.processes == processes
     s = make_settings(tmp_path, None, model=model, watcher={"processes": 0})
     assert for_bulk(s, n_cores=16).watcher.processes == 0  # configured: kept
+
+
+def test_a_background_scan_decodes_in_as_many_processes_as_threads() -> None:
+    # isolation, not speed: a file that crashes its decoder takes down a process, not serve
+    assert decode_processes(None, 0, background=True, n_cores=2) == 1  # a quarter, at least 1
+    assert decode_processes(None, 0, background=True, n_cores=16) == 4
+    assert decode_processes(None, 3, background=True, n_cores=16) == 3  # THREADS
+    assert decode_processes(0, 3, background=True, n_cores=16) == 0  # threads, as configured
+    assert decode_processes(5, 3, background=False, n_cores=16) == 5
 
 
 def test_unset_quantized_means_fp32_on_a_gpu(tiny_model_dir: Path) -> None:

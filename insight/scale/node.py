@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from nats.aio.msg import Msg
 
     from insight.app import App
+    from insight.watcher.host_work import HostProcesses
 
 log = logging.getLogger("insight.scale.node")
 
@@ -54,6 +55,7 @@ class InferenceNode:
         self._beat: asyncio.Task[None] | None = None
         self.scan: Any = None  # insight.scale.scan.ScanConsumer with the watcher extra
         self._executor: ThreadPoolExecutor | None = None
+        self._processes: HostProcesses | None = None  # decoding for distributed scans
 
     async def start(self, nats_url: str) -> None:
         self.nc = await connect(nats_url, self.settings.nats, name="insight-inference")
@@ -86,9 +88,15 @@ class InferenceNode:
         except ImportError:
             log.info("scan_consumer_unavailable reason=watcher_extra_not_installed")
             return
-        slots = self.settings.watcher.workers
+        from insight.watcher.host_work import HostProcesses
+        from insight.watcher.polite import decode_processes
+
+        cfg = self.settings.watcher
+        slots = cfg.workers
         self._executor = ThreadPoolExecutor(slots, thread_name_prefix="insight-scan")
         executor = self._executor
+        n = decode_processes(cfg.processes, slots, background=True)  # one per job at most
+        self._processes = procs = HostProcesses(n) if n else None
         assert self.nc is not None and self.app.js is not None
         self.scan = await ScanConsumer(
             self.settings.watcher,
@@ -100,6 +108,7 @@ class InferenceNode:
             slots,
             lambda: executor,
             replicas=self.settings.nats.replicas,
+            processes=lambda: procs,
         ).start()
 
     def hello(self) -> p.Hello | None:
@@ -194,6 +203,8 @@ class InferenceNode:
             await self.scan.stop()
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._processes is not None:
+            self._processes.shutdown()
         if self._beat is not None:
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(asyncio.shield(self._beat), 5)

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from insight.config import AudioSettings, WatcherSettings
     from insight.scale.remote import RemoteInference
     from insight.state import ModelSlot
+    from insight.watcher.host_work import HostProcesses
 
 log = logging.getLogger("insight.scale.scan")
 
@@ -196,11 +197,14 @@ class ScanConsumer:
         slots: int,
         executor: Callable[[], Executor | None] = lambda: None,
         replicas: int = 1,
+        processes: Callable[[], HostProcesses | None] = lambda: None,
     ) -> None:
-        """``slots``: jobs analysed at once; ``executor`` gives the threads for decoding at
-        each job (the watcher's may change when it moves to the foreground)."""
+        """``slots``: jobs analysed at once; ``executor`` and ``processes`` give the threads
+        and the processes for decoding at each job (the watcher's change when it moves to the
+        foreground; a file that crashes its decoder takes only a process down)."""
         self.cfg, self.audio, self.loaded, self.nc, self.js = cfg, audio, loaded, nc, js
         self.node, self.slots, self.executor, self.replicas = node, slots, executor, replicas
+        self.processes = processes
         self.done = 0
         self.orphaned = 0  # jobs dropped unanalysed: their store node is gone or gave them up
         self._tasks: list[asyncio.Task[None]] = []
@@ -319,6 +323,7 @@ class ScanConsumer:
                 limits,
                 executor=self.executor(),
                 bulk=True,
+                processes=self.processes(),
             )
         except (DecodeFailed, OverBudget, Refused, OSError) as exc:
             kind = w.error_kind(exc) if not isinstance(exc, OSError) else "undecodable"

@@ -45,6 +45,7 @@ async def start_remote(
                 cfg.workers,
                 lambda: watcher.executor,
                 replicas=replicas,
+                processes=lambda: watcher.files.processes,
             )
             parts.append(await consumer.start())
         dispatch = ScanDispatch(cfg, loaded, nc, js, worker_id, remote, watcher, replicas=replicas)

@@ -16,7 +16,7 @@ from insight.inference.audio import MelConfig
 from insight.inference.model import track_vector
 from insight.schemas import IngestMetadata
 from insight.watcher.decode import Limits, decode_in_mode
-from insight.watcher.host_work import HostProcesses, feature_job, features_of
+from insight.watcher.host_work import HostProcesses, feature_job, features_of, windows_of
 from insight.watcher.tags import TrackTags, read_tags
 
 if TYPE_CHECKING:
@@ -54,21 +54,27 @@ async def analyze_file(
     """Decode (``full`` or ``sampled``), read tags, embed the windows; nothing is stored.
 
     ``executor`` runs the decode and tag reading (the watcher's low-priority threads);
-    ``bulk`` embeds as background work that yields to interactive requests; ``processes``
-    (a GPU scan's, :mod:`insight.watcher.host_work`) decode and make the log-mel features."""
+    ``bulk`` embeds as background work that yields to interactive requests. ``processes``
+    (:mod:`insight.watcher.host_work`) decode instead: in the foreground (``insight scan``)
+    they make the log-mel features too and the pool runs only the tower; in the background
+    they return the windows, which go the usual way (bulk lane, inference workers)."""
     pool = loaded.require_pool()
     spec = pool.model.audio_spec(audio.window_size_s, audio.hop_size_s)  # sized as the model
     loop = asyncio.get_running_loop()
     mel = getattr(pool.model, "mel_config", None)
-    if processes is not None and isinstance(mel, MelConfig):
-        job = feature_job(path, mode, sampled_windows, spec, mel, limits or Limits())
+    mel = mel if isinstance(mel, MelConfig) else None
+    job = feature_job(path, mode, sampled_windows, spec, mel, limits or Limits())
+    if processes is not None and not bulk and mel is not None:
         got = await processes.run(features_of, job)
         tags = await loop.run_in_executor(executor, read_tags, path, got.metadata)
         vectors = await pool.embed_features(got.features, rate=spec.sample_rate)
         return Analysis(tags, track_vector(vectors), int(got.features.shape[0]), got.duration_s)
-    decoded = await loop.run_in_executor(
-        executor, decode_in_mode, path, mode, sampled_windows, spec, limits
-    )
+    if processes is not None:
+        decoded = await processes.run(windows_of, job)
+    else:
+        decoded = await loop.run_in_executor(
+            executor, decode_in_mode, path, mode, sampled_windows, spec, limits
+        )
     tags = await loop.run_in_executor(executor, read_tags, path, decoded.metadata)
     vectors = await pool.embed_windows(decoded.windows, bulk=bulk, rate=spec.sample_rate)
     vector = track_vector(vectors)

@@ -115,8 +115,8 @@ async def run_reembed(settings: Settings, drop: bool) -> int:
 def for_bulk(settings: Settings, n_cores: int | None = None) -> Settings:
     """``insight scan``'s settings: it wants tracks per hour, not one request's latency.
 
-    Files are decoded and turned into log-mel features by a process per core (at most
-    ``MAX_FILES_IN_FLIGHT``): threads hold the GIL for a quarter of a decode and all of the
+    Files are decoded and turned into log-mel features by a process per core (at most 16,
+    ``polite.decode_processes``): threads hold the GIL for a quarter of a decode and all of the
     features (:mod:`insight.watcher.host_work`). On a 16-core CPU that made the scan 2.9x as
     fast (BENCHMARKS.md "Session 10"); on 2 cores it changes nothing. CPU: one single-threaded
     ONNX runner per core (bench/scan.py: ~20 % more throughput on 2 cores than one runner on
@@ -125,7 +125,7 @@ def for_bulk(settings: Settings, n_cores: int | None = None) -> Settings:
     was configured (``THREADS``, ``RUNNERS``, ``WATCHER__WORKERS``, ``WATCHER__PROCESSES``) is
     kept."""
     from insight.inference.clap import PROVIDERS
-    from insight.watcher.polite import cores
+    from insight.watcher.polite import cores, decode_processes
 
     model, inference, watcher = settings.model, settings.inference, settings.watcher
     n = n_cores or cores()
@@ -137,9 +137,8 @@ def for_bulk(settings: Settings, n_cores: int | None = None) -> Settings:
         elif "threads" not in model.model_fields_set:
             runners = min(n, MAX_RUNNERS)
             model = model.model_copy(update={"threads": 1})
-    workers, processes = watcher.workers, watcher.processes
-    if "processes" not in watcher.model_fields_set:
-        processes = min(MAX_FILES_IN_FLIGHT, n)
+    processes = decode_processes(watcher.processes, watcher.threads, False, n)
+    workers = watcher.workers
     if "workers" not in watcher.model_fields_set:  # on a GPU: every process busy meanwhile
         workers = processes + runners if gpu else min(MAX_FILES_IN_FLIGHT, max(runners, workers))
         workers = min(workers, MAX_WORKERS)

@@ -148,7 +148,7 @@ class FileWork:
         self.done_at: deque[float] = deque(maxlen=RATE_WINDOW)
         self.executor, self.bulk = executor, bulk  # the service's threads; background or not
         self.offload: Offload | None = None  # set by insight.scale.scan on a store node
-        self.processes: HostProcesses | None = None  # a GPU scan's host work (host_work.py)
+        self.processes: HostProcesses | None = None  # decoding processes (host_work.py)
 
     async def apply_move(self, old: str, new: str, folder: Path, mtime_ns: int) -> None:
         """A known file at a new path: same track id and vectors, new ``file_path``."""

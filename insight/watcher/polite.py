@@ -31,6 +31,7 @@ IOPRIO_CLASS_BE = 2
 IOPRIO_WHO_PROCESS = 1  # with a thread id: that thread only
 _SYS_IOPRIO_SET = {"x86_64": 251, "aarch64": 30, "arm64": 30, "i686": 289, "armv7l": 314}
 _warned = False
+MAX_FOREGROUND_PROCESSES = 16
 
 
 def cores() -> int:
@@ -42,6 +43,19 @@ def cores() -> int:
 def default_threads(n_cores: int | None = None) -> int:
     """A quarter of the cores (at least one), as Music Assistant caps its own analysers."""
     return max(1, (n_cores or cores()) // 4)
+
+
+def decode_processes(
+    processes: int | None, threads: int, background: bool, n_cores: int | None = None
+) -> int:
+    """Processes that decode files (0: threads do): ``processes`` when configured; else in the
+    background as many as its threads, in the foreground one per core up to
+    ``MAX_FOREGROUND_PROCESSES`` (each holds a file's decoded audio)."""
+    if processes is not None:
+        return processes
+    if background:
+        return threads or default_threads(n_cores)
+    return min(MAX_FOREGROUND_PROCESSES, n_cores or cores())
 
 
 def _ioprio_lowest() -> None:

@@ -25,7 +25,7 @@ from insight.watcher.changes import apply_changes
 from insight.watcher.files import FileWork, Job, Target, known_jobs, withdraw
 from insight.watcher.host_work import HostProcesses
 from insight.watcher.live import LiveWatch
-from insight.watcher.polite import watcher_executor
+from insight.watcher.polite import decode_processes, watcher_executor
 from insight.watcher.roots import folder_refusal, normalise_folder, resolved
 from insight.watcher.scanner import (
     normalise_extensions,
@@ -75,18 +75,23 @@ class WatcherService:
     # --- lifecycle ------------------------------------------------------------------------
 
     def _threads(self, background: bool) -> ThreadPoolExecutor:
+        """The threads and the decoding processes (:mod:`insight.watcher.host_work`) of the
+        background (low priority, capped) or the foreground (every core)."""
+        cfg = self.cfg
         self.background = self.files.bulk = background
-        self.files.executor = ex = watcher_executor(self.cfg.threads, self.cfg.nice, background)
+        self.files.executor = ex = watcher_executor(cfg.threads, cfg.nice, background)
+        old, n = self.files.processes, decode_processes(cfg.processes, cfg.threads, background)
+        nice = cfg.nice if background else None
+        self.files.processes = HostProcesses(n, nice) if n else None
+        if old is not None:
+            old.shutdown()
         return ex
 
     def foreground(self) -> None:
-        """Run as ``insight scan`` in the foreground: normal priority, every core, no yielding;
-        with ``processes``, files are decoded in processes (:mod:`insight.watcher.host_work`)."""
+        """Run as ``insight scan`` in the foreground: normal priority, every core, no yielding."""
         if self.background:
             self.executor.shutdown(wait=False)
             self.executor = self._threads(False)
-        if self.cfg.processes and self.files.processes is None:
-            self.files.processes = HostProcesses(self.cfg.processes)
 
     def _load_folders(self) -> None:
         saved = {p: (r, lbl, e) for p, r, lbl, e in self.state.folders()}
