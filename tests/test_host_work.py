@@ -61,18 +61,24 @@ async def test_scan_in_processes_stores_what_threads_store(
 
 
 def _dies_on_bad(name: str) -> str:
-    """Runs in a worker process: ``crash`` ends it as a decoder crash would, ``oom`` as the
-    OOM killer does (SIGKILL)."""
+    """Runs in a worker process: ``crash`` ends it as a decoder crash would (SIGSEGV), ``oom``
+    as the OOM killer does (SIGKILL), ``exits`` as a broken install might (no signal)."""
     if name == "crash":
-        os._exit(3)
+        os.kill(os.getpid(), signal.SIGSEGV)
     if name == "oom":
         os.kill(os.getpid(), signal.SIGKILL)
+    if name == "exits":
+        os._exit(3)
     return name.upper()
 
 
 @pytest.mark.parametrize(
     ("bad", "error", "says"),
-    [("crash", DecodeFailed, "exit code 3"), ("oom", NotReady, "next scan")],
+    [
+        ("crash", DecodeFailed, "it kills the process decoding it (signal 11)"),
+        ("oom", NotReady, "killed (out of memory?): next scan"),
+        ("exits", NotReady, "exited (code 3): next scan"),  # the install's fault, not the file's
+    ],
 )
 async def test_a_file_that_kills_its_process_fails_alone(
     bad: str, error: type[Exception], says: str

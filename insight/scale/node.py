@@ -96,7 +96,7 @@ class InferenceNode:
         self._executor = ThreadPoolExecutor(slots, thread_name_prefix="insight-scan")
         executor = self._executor
         n = decode_processes(cfg.processes, slots, background=True)  # one per job at most
-        self._processes = procs = HostProcesses(n) if n else None
+        self._processes = procs = HostProcesses(n, cfg.nice) if n else None
         assert self.nc is not None and self.app.js is not None
         self.scan = await ScanConsumer(
             self.settings.watcher,

@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import ctypes
 import gc
+import logging
 import multiprocessing
 import signal
 from collections.abc import Callable
@@ -39,7 +40,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -50,6 +51,8 @@ from insight.inference.model import AudioSpec
 from insight.watcher.decode import Decoded, DecodeFailed, Limits, decode_in_mode
 from insight.watcher.guard import Budget, Interrupted
 from insight.watcher.polite import lower_this_thread
+
+log = logging.getLogger("insight.watcher")
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -164,8 +167,8 @@ def _spawn(n: int, nice: int | None) -> ProcessPoolExecutor:
 
 def _retry_process(fn: Callable[[Any], Any], job: Any, conn: Connection, nice: int | None) -> None:
     """A retry's process: the result or the exception back through ``conn``."""
-    _start_worker(nice)
     try:
+        _start_worker(nice)
         conn.send((True, fn(job)))
     except Exception as exc:
         conn.send((False, exc))
@@ -179,7 +182,11 @@ def _receive(conn: Connection) -> tuple[bool, Any] | None:
 
 
 def _kill_workers(pool: ProcessPoolExecutor) -> None:
-    """Python 3.14 has ``terminate_workers``; before it, the pool's own process table."""
+    """Python 3.14 has ``kill_workers``; before it, the pool's own process table."""
+    kill = getattr(pool, "kill_workers", None)
+    if kill is not None:
+        kill()
+        return
     procs: dict[int, multiprocessing.Process] = getattr(pool, "_processes", None) or {}
     for proc in list(procs.values()):
         with contextlib.suppress(Exception):
@@ -193,6 +200,7 @@ class HostProcesses:
         self.n, self.nice = n, nice
         self._pool = _spawn(n, nice)
         self._retry = asyncio.Lock()  # retries run one at a time: see the module
+        self._retrying: multiprocessing.process.BaseProcess | None = None
         self._closed = False
         self.replaced = 0  # pools replaced after a process died
         self.jobs = 0
@@ -215,15 +223,17 @@ class HostProcesses:
             return await self._alone(fn, job)  # type: ignore[no-any-return]
 
     async def _alone(self, fn: Callable[[T], R], job: T) -> Any:
-        """``job`` in a process of its own, the only retry running: if that process dies too,
-        this file killed it (a crash fails it; SIGKILL, the OOM killer's way, leaves it for
-        the next scan: memory may have been short for another reason)."""
+        """``job`` in a process of its own, the only retry running: if a signal ends that one
+        too, this file killed it (a crash fails it; SIGKILL, the OOM killer's way, leaves it
+        for the next scan: memory may have been short for another reason). A process that
+        exits without a signal points at the install, not the file: it waits too."""
         if self._closed:
             raise Interrupted("the watcher is stopping")
         ctx = multiprocessing.get_context("spawn")
         ours, theirs = ctx.Pipe(duplex=False)
         proc = ctx.Process(target=_retry_process, args=(fn, job, theirs, self.nice), daemon=True)
         proc.start()
+        self._retrying = proc  # killed by shutdown
         theirs.close()
         got: tuple[bool, Any] | None = None
         try:
@@ -233,16 +243,24 @@ class HostProcesses:
                 proc.kill()
             await asyncio.to_thread(proc.join)
             ours.close()
+            self._retrying = None
         if got is None:
-            if self._closed:
-                raise Interrupted("the watcher is stopping")
-            if proc.exitcode == -signal.SIGKILL:
-                raise NotReady("its decoding process was killed (out of memory?): next scan")
-            raise DecodeFailed(f"it kills the process decoding it (exit code {proc.exitcode})")
+            self._died(proc.exitcode)
         ok, value = got
         if not ok:
             raise value
         return value
+
+    def _died(self, exitcode: int | None) -> NoReturn:
+        """Why a retry's process ended without an answer, as the file's outcome."""
+        if self._closed:
+            raise Interrupted("the watcher is stopping")
+        if exitcode == -signal.SIGKILL:
+            raise NotReady("its decoding process was killed (out of memory?): next scan")
+        if exitcode is not None and exitcode < 0:
+            raise DecodeFailed(f"it kills the process decoding it (signal {-exitcode})")
+        log.warning("decoding_process_exited code=%s hint='check the install'", exitcode)
+        raise NotReady(f"its decoding process exited (code {exitcode}): next scan")
 
     def shutdown(self) -> None:
         """Queued files are cancelled and the processes killed (a decode there cannot be
@@ -251,3 +269,5 @@ class HostProcesses:
         pool = self._pool
         _kill_workers(pool)  # first: shutdown drops the pool's process table
         pool.shutdown(wait=False, cancel_futures=True)
+        if self._retrying is not None:
+            self._retrying.kill()
