@@ -7,6 +7,7 @@ weights, both exported by torch's legacy exporter as the hub's files were; real 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -116,11 +117,17 @@ def test_corrupted_rewrite_is_refused_and_the_original_kept(
     assert towers.audio in (files.audio_model, out / "audio_model_int8.onnx")
 
 
-def test_clap_load_runs_the_cached_rewrite(legacy_small: Path, tmp_path: Path) -> None:
+def test_clap_load_runs_the_cached_rewrite(
+    legacy_small: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     cache = tmp_path / "graphs"
     fp32 = ClapModel.load(legacy_small, ModelSettings(threads=1, quantized=False), "ref")
     assert fp32.towers.how == "as found" and not fp32.quantized  # no cache dir: the files as is
-    fast = ClapModel.load(legacy_small, ModelSettings(threads=1, quantized=False), "x", cache)
+    with caplog.at_level(logging.INFO, logger="insight.inference"):
+        fast = ClapModel.load(legacy_small, ModelSettings(threads=1, quantized=False), "x", cache)
+    # the slow first load says what it is doing before it starts, and when it is done
+    said = [r.getMessage().split()[0] for r in caplog.records]
+    assert said.index("graph_cache_building") < said.index("graph_cache_built"), said
     assert fast.towers.how == "rewritten"
     assert fast.towers.audio.parent.parent == cache and not fast.quantized
     (out,) = [d for d in cache.iterdir() if d.is_dir()]

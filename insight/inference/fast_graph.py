@@ -211,6 +211,11 @@ def build_cache(
 
     rewrite = rewrite or rewrite_graph
     t0 = time.perf_counter()
+    log.info(  # the load is silent for this long otherwise
+        "graph_cache_building model=%s hint='first load of this model: its graphs are "
+        "rewritten, checked and quantized once (~30 s and ~3 GB on 2 cores)'",
+        files.root,
+    )
     report: dict[str, Any] = {
         "rewriter_version": REWRITER_VERSION,
         "source_text": files.text_model.name,
