@@ -251,7 +251,8 @@ class WatcherSettings(BaseModel):
         default=15,
         ge=0,
         le=19,
-        description="CPU nice value of a background scan's threads and processes (IO: lowest best-effort)",
+        description="CPU nice value of a background scan's threads and processes "
+        "(IO: lowest best-effort)",
     )
     debounce_s: float = Field(default=2.0, ge=0, description="Quiet time before a changed file")
     scan_on_start: bool = True
