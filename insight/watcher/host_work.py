@@ -18,8 +18,8 @@ Two reasons to decode in processes rather than threads:
   at the watcher's nice value.
 
 A process that dies takes every file in flight with it: each is tried again, one at a time,
-in a process of its own, and only a file that kills that one too fails (or waits for the next
-scan if it was SIGKILLed: memory may have been short for another reason). At shutdown the
+in a process of its own, and only a file whose process a signal ends again fails (SIGKILL, the
+OOM killer's, and an exit without a signal leave it for the next scan). At shutdown the
 queued files are cancelled and the processes killed: a decode there has no stop flag, and the
 file being decoded is tried again at the next start.
 """
@@ -133,7 +133,7 @@ _trim_after_decode = False  # set in the processes of a background scan (``_star
 
 
 def _trim_heap() -> None:
-    """Give a decode's freed memory back to the system. It leaves ~200 MB of small freed
+    """Give a decode's freed memory back to the system. It leaves ~140 MB of small freed
     blocks (a frame's samples at a time, PyAV's frames in reference cycles) that glibc keeps:
     a process that had decoded 4-minute tracks waited for the next file at 301 MB instead of
     162 MB (bench/decode_memory.py). Costs 12-25 ms a file (AMD EPYC), so only a background
