@@ -24,6 +24,10 @@ from insight.watcher.guard import Budget, open_regular
 log = logging.getLogger("insight.watcher.decode")
 
 MAX_BAD_PACKETS = 50
+# One thread per decode (0: ffmpeg's frame threads). Those cost a FLAC decode ~20 % more CPU
+# for no faster decode (mp3 has none), and the watcher runs several files at once anyway:
+# bench/decode_threads.py.
+DECODER_THREADS = 1
 
 
 class DecodeFailed(Exception):
@@ -62,7 +66,10 @@ class _Source:
         if stream is None:
             self.close()
             raise DecodeFailed("no audio stream")
-        stream.thread_type = "AUTO"  # type: ignore[attr-defined]
+        if DECODER_THREADS:
+            stream.thread_count = DECODER_THREADS  # type: ignore[attr-defined]
+        else:  # ffmpeg's choice: frame threads where the codec has them
+            stream.thread_type = "AUTO"  # type: ignore[attr-defined]
         self.stream: Any = stream
 
     def close(self) -> None:
