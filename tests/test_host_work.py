@@ -1,4 +1,4 @@
-"""A GPU scan's host work in processes: the same vectors as threads, a dying process's files."""
+"""A scan's host work in processes: the same vectors as threads, a dying process's files."""
 
 from __future__ import annotations
 
@@ -38,7 +38,8 @@ async def test_scan_in_processes_stores_what_threads_store(
 ) -> None:
     root = tmp_path / "music"
     make_library(root)
-    assert await run_scan(make_settings(tmp_path / "threads", tiny_model_dir), root, False) == 0
+    threads_only = make_settings(tmp_path / "threads", tiny_model_dir, watcher={"processes": 0})
+    assert await run_scan(threads_only, root, False) == 0  # (processes are the default now)
     assert "analysed 5, failed 1" in capsys.readouterr().out
     app = await _open_app(
         make_settings(tmp_path / "processes", tiny_model_dir, watcher={"processes": 2})

@@ -10,8 +10,8 @@ from conftest import make_settings
 
 from insight.config import ModelSettings
 from insight.inference.clap import ClapModel
-from insight.watcher.cli import GPU_RUNNERS, MAX_FILES_IN_FLIGHT, for_bulk
-from insight.watcher.polite import MAX_FOREGROUND_PROCESSES, decode_processes
+from insight.watcher.cli import GPU_RUNNERS, for_bulk
+from insight.watcher.polite import MAX_FILES_IN_FLIGHT, decode_processes
 
 
 def test_cpu_scan_has_a_file_in_flight_per_single_threaded_runner(tmp_path: Path) -> None:
@@ -32,7 +32,7 @@ def test_what_was_configured_is_kept(tmp_path: Path) -> None:
     assert (s.model.threads, s.inference.runners, s.watcher.workers) == (0, 2, 2)
 
 
-@pytest.mark.parametrize(("cores", "processes"), [(4, 4), (16, 16), (64, MAX_FOREGROUND_PROCESSES)])
+@pytest.mark.parametrize(("cores", "processes"), [(4, 4), (16, 16), (64, MAX_FILES_IN_FLIGHT)])
 def test_gpu_scan_decodes_on_every_core(tmp_path: Path, cores: int, processes: int) -> None:
     s = for_bulk(make_settings(tmp_path, None, model={"enable_cuda": True}), n_cores=cores)
     assert s.model.threads == 0  # the host's share of a GPU run is not cut to one thread
@@ -44,7 +44,7 @@ def test_gpu_scan_decodes_on_every_core(tmp_path: Path, cores: int, processes: i
 def test_scan_decodes_in_a_process_per_core(tmp_path: Path, gpu: bool) -> None:
     # threads could not use a 16-core CPU either: 2.9x slower than processes there
     model = {"enable_cuda": True} if gpu else {}
-    for cores, processes in ((2, 2), (16, 16), (64, MAX_FOREGROUND_PROCESSES)):
+    for cores, processes in ((2, 2), (16, 16), (64, MAX_FILES_IN_FLIGHT)):
         s = for_bulk(make_settings(tmp_path, None, model=model), n_cores=cores)
         assert s.watcher.processes == processes
     s = make_settings(tmp_path, None, model=model, watcher={"processes": 0})

@@ -14,6 +14,9 @@
 - ``roots``: folders refused (system roots and folders, pseudo filesystems by mount type).
 - ``files``: one file through checks, fingerprint, move detection, analysis and its state row.
 - ``service``: the queue, workers, folders, pause/resume, status, rescans.
+- ``host_work``: decoding in processes (speed for ``insight scan``, isolation from hostile
+  files for the background scan); ``polite``: the background's priority and thread and
+  process counts.
 
 Track ids (stable across restarts): ``mb:<MusicBrainz recording id>`` when the file has a
 MusicBrainz track id tag; otherwise ``file:<first 32 hex of sha256(path relative to the watched

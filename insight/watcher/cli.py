@@ -13,11 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from insight.config import Settings, load_settings
+from insight.watcher.polite import MAX_FILES_IN_FLIGHT, cores, decode_processes
 
 GPU_RUNNERS = 2
-# Each file in flight holds its decoded audio (46 MB for 4 minutes, at most
-# INSIGHT_WATCHER__MAX_AUDIO_S): a many-core box does not get one per core past this.
-MAX_FILES_IN_FLIGHT = 16
 MAX_WORKERS, MAX_RUNNERS = 32, 64  # the settings' own limits (model_copy does not check them)
 
 if TYPE_CHECKING:
@@ -125,7 +123,6 @@ def for_bulk(settings: Settings, n_cores: int | None = None) -> Settings:
     was configured (``THREADS``, ``RUNNERS``, ``WATCHER__WORKERS``, ``WATCHER__PROCESSES``) is
     kept."""
     from insight.inference.clap import PROVIDERS
-    from insight.watcher.polite import cores, decode_processes
 
     model, inference, watcher = settings.model, settings.inference, settings.watcher
     n = n_cores or cores()

@@ -31,7 +31,9 @@ IOPRIO_CLASS_BE = 2
 IOPRIO_WHO_PROCESS = 1  # with a thread id: that thread only
 _SYS_IOPRIO_SET = {"x86_64": 251, "aarch64": 30, "arm64": 30, "i686": 289, "armv7l": 314}
 _warned = False
-MAX_FOREGROUND_PROCESSES = 16
+# Each file in flight holds its decoded audio (46 MB for 4 minutes, at most
+# INSIGHT_WATCHER__MAX_AUDIO_S): a many-core box does not get one per core past this.
+MAX_FILES_IN_FLIGHT = 16
 
 
 def cores() -> int:
@@ -50,12 +52,12 @@ def decode_processes(
 ) -> int:
     """Processes that decode files (0: threads do): ``processes`` when configured; else in the
     background as many as its threads, in the foreground one per core up to
-    ``MAX_FOREGROUND_PROCESSES`` (each holds a file's decoded audio)."""
+    ``MAX_FILES_IN_FLIGHT`` (each decodes one file at a time)."""
     if processes is not None:
         return processes
     if background:
         return threads or default_threads(n_cores)
-    return min(MAX_FOREGROUND_PROCESSES, n_cores or cores())
+    return min(MAX_FILES_IN_FLIGHT, n_cores or cores())
 
 
 def _ioprio_lowest() -> None:
